@@ -1,0 +1,229 @@
+"""catalog.db: sources, models, revisions, refs, files, benchmark and scan results, with full-text search."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from sqlite_utils import Database
+
+from hubmirror.errors import NoMirrorError
+from hubmirror.migrations import FTS_COLUMNS, migrations
+from hubmirror.records import ModelMetadata, RemoteFile, ResolvedRevision
+
+CATALOG_NAME = "catalog.db"
+# bm25 weights, in FTS_COLUMNS order: a hit in the name counts most.
+_BM25_WEIGHTS = "10.0, 10.0, 3.0, 2.0, 2.0, 1.0, 3.0, 1.0"
+assert len(_BM25_WEIGHTS.split(",")) == len(FTS_COLUMNS)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class StoredFile:
+    """A file of a revision whose bytes are in the store, with the digests computed while storing it."""
+
+    remote: RemoteFile
+    sha256: str
+    git_sha1: str | None
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 query matching every word of `text` (quoted, so user input cannot inject FTS syntax)."""
+    words = re.findall(r"\w+", text.lower())
+    return " ".join(f'"{w}"' for w in words)
+
+
+class Catalog:
+    """The SQLite catalog of one mirror. Writes are whole transactions; readers never see half a pull."""
+
+    def __init__(self, path: Path | str, *, create: bool = True):
+        path = Path(path)
+        if not create and not path.exists():
+            raise NoMirrorError(f"no mirror at {path.parent} ({CATALOG_NAME} not found): pull something first or pass --root")
+        conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 60000")
+        self.db = Database(conn)
+        if self.db.journal_mode != "wal":
+            self.db.enable_wal()
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if migrations.pending(self.db):
+            migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writes ---------------------------------------------------------------------------------------------------
+
+    def record_revision(self, revision: ResolvedRevision, stored: list[StoredFile], plugin: str) -> None:
+        """Catalogue a fully stored revision (its files, its ref and the model's metadata) in one transaction."""
+        meta = revision.metadata
+        key = revision.ref.key
+        now = utc_now()
+        size = sum(f.remote.size or 0 for f in stored)
+        with self.db.atomic():
+            self.db["sources"].insert(
+                {"name": revision.ref.source, "plugin": plugin, "description": "", "first_seen": now}, ignore=True
+            )
+            self._upsert_model(meta, cached=True, now=now)
+            self.db["models"].update(
+                key, {"size_bytes": size, "file_count": len(stored), "latest_commit": revision.commit}
+            )
+            self.db["revisions"].upsert(
+                {"model_key": key, "commit_id": revision.commit, "pulled_at": now, "size_bytes": size,
+                 "file_count": len(stored)},
+                pk=("model_key", "commit_id"),
+            )
+            self.db["refs"].upsert(
+                {"model_key": key, "name": revision.requested, "commit_id": revision.commit, "updated_at": now},
+                pk=("model_key", "name"),
+            )
+            self.db["files"].upsert_all(
+                (
+                    {
+                        "model_key": key,
+                        "commit_id": revision.commit,
+                        "path": f.remote.path,
+                        "size": f.remote.size,
+                        "sha256": f.sha256,
+                        "git_sha1": f.git_sha1,
+                        "upstream_digests": json.dumps(f.remote.digests, sort_keys=True),
+                        "etag": f.remote.etag,
+                        "lfs": int(f.remote.lfs),
+                    }
+                    for f in stored
+                ),
+                pk=("model_key", "commit_id", "path"),
+            )
+
+    def _upsert_model(self, meta: ModelMetadata, *, cached: bool, now: str) -> None:
+        row = {
+            "key": meta.key,
+            "source": meta.source,
+            "model_id": meta.model_id,
+            "task": meta.task,
+            "library": meta.library,
+            "architecture": meta.architecture,
+            "license": meta.license,
+            "tags": " ".join(meta.tags),
+            "description": meta.description,
+            "downloads": meta.downloads,
+            "likes": meta.likes,
+            "last_modified": meta.last_modified,
+            "gated": int(meta.gated),
+            "metadata": json.dumps(meta.extra, sort_keys=True, default=str),
+            "updated_at": now,
+        }
+        if cached:
+            row["cached"] = 1
+        self.db["models"].upsert(row, pk="key")
+
+    def remove(self, key: str, commit: str | None = None) -> int:
+        """Forget a model (or one of its revisions); return the number of file rows removed. Blobs stay for gc."""
+        where, args = ("model_key = ?", [key]) if commit is None else ("model_key = ? AND commit_id = ?", [key, commit])
+        with self.db.atomic():
+            removed = self.db.execute(f"DELETE FROM files WHERE {where}", args).rowcount
+            self.db.execute(f"DELETE FROM refs WHERE {where}", args)
+            self.db.execute(f"DELETE FROM revisions WHERE {where}", args)
+            left = self.db.execute("SELECT count(*) FROM revisions WHERE model_key = ?", [key]).fetchone()[0]
+            if not left:
+                self.db.execute("DELETE FROM models WHERE key = ?", [key])
+            else:
+                latest = self.db.execute(
+                    "SELECT commit_id, size_bytes, file_count FROM revisions WHERE model_key = ? "
+                    "ORDER BY pulled_at DESC LIMIT 1", [key]).fetchone()
+                self.db["models"].update(key, dict(zip(("latest_commit", "size_bytes", "file_count"), latest)))
+        return removed
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+
+    def model(self, key: str) -> dict | None:
+        rows = list(self.db["models"].rows_where("key = ?", [key]))
+        return rows[0] if rows else None
+
+    def models(self, *, cached_only: bool = True, source: str | None = None) -> list[dict]:
+        clauses, args = [], []
+        if cached_only:
+            clauses.append("cached = 1")
+        if source:
+            clauses.append("source = ?")
+            args.append(source)
+        return list(self.db["models"].rows_where(" AND ".join(clauses) or None, args, order_by="key"))
+
+    def revisions(self, key: str) -> list[dict]:
+        return list(self.db["revisions"].rows_where("model_key = ?", [key], order_by="pulled_at"))
+
+    def refs(self, key: str) -> list[dict]:
+        return list(self.db["refs"].rows_where("model_key = ?", [key], order_by="name"))
+
+    def files(self, key: str, commit: str) -> list[dict]:
+        return list(self.db["files"].rows_where("model_key = ? AND commit_id = ?", [key, commit], order_by="path"))
+
+    def commit_for(self, key: str, revision: str | None) -> str | None:
+        """The commit a revision name (ref or commit, or the newest when None) points at in this mirror."""
+        if revision is None:
+            model = self.model(key)
+            return model["latest_commit"] if model else None
+        row = self.db.execute(
+            "SELECT commit_id FROM refs WHERE model_key = ? AND name = ? UNION ALL "
+            "SELECT commit_id FROM revisions WHERE model_key = ? AND commit_id = ?",
+            [key, revision, key, revision],
+        ).fetchone()
+        return row[0] if row else None
+
+    def file_rows(self, selection: Iterable[tuple[str, str]] | None = None) -> list[dict]:
+        """File rows of the given (model key, commit) pairs, or of the whole catalog."""
+        if selection is None:
+            return [dict(r) for r in self.db.query("SELECT * FROM files ORDER BY sha256")]
+        rows: list[dict] = []
+        for key, commit in selection:
+            rows.extend(self.files(key, commit))
+        return rows
+
+    def referenced_digests(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT DISTINCT sha256 FROM files")}
+
+    def sha256_for_git_sha1(self, git_sha1: str) -> str | None:
+        row = self.db.execute("SELECT sha256 FROM files WHERE git_sha1 = ? LIMIT 1", [git_sha1]).fetchone()
+        return row[0] if row else None
+
+    def search(
+        self,
+        query: str = "",
+        *,
+        source: str | None = None,
+        task: str | None = None,
+        license: str | None = None,
+        library: str | None = None,
+        cached: bool | None = None,
+        limit: int = 20,
+    ) -> list[dict]:
+        """Models matching every word of `query` (stemmed full-text search), best first, narrowed by the filters."""
+        clauses, args = [], []
+        for column, value in (("source", source), ("task", task), ("license", license), ("library", library)):
+            if value:
+                clauses.append(f"m.{column} = ?")
+                args.append(value)
+        if cached is not None:
+            clauses.append("m.cached = ?" if cached else "coalesce(m.cached, 0) = ?")
+            args.append(int(cached))
+        match = fts_query(query)
+        if match:
+            sql = (
+                f"SELECT m.* FROM models_fts JOIN models m ON m.rowid = models_fts.rowid "
+                f"WHERE models_fts MATCH ? {''.join(' AND ' + c for c in clauses)} "
+                f"ORDER BY bm25(models_fts, {_BM25_WEIGHTS}) LIMIT ?"
+            )
+            args = [match, *args, limit]
+        else:
+            where = " AND ".join(clauses) or "1"
+            sql = f"SELECT m.* FROM models m WHERE {where} ORDER BY coalesce(m.downloads, 0) DESC, m.key LIMIT ?"
+            args = [*args, limit]
+        return [dict(r) for r in self.db.query(sql, args)]

@@ -1,0 +1,311 @@
+"""The `hubmirror` command line. Heavy modules are imported inside the commands that need them, so that `--help`
+and the light commands start fast."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from hubmirror.errors import HubmirrorError, UsageError
+
+
+class HubmirrorGroup(click.Group):
+    """Turns hubmirror errors into one line on stderr and the exit code (1 failure, 2 usage, 130 interrupted)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HubmirrorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: partial downloads are kept and resume on the next pull", err=True)
+            sys.exit(130)
+
+
+class State:
+    """What the group options set up, opened lazily by the commands that need it."""
+
+    def __init__(self, root: Path, plugin_dirs: tuple[str, ...], quiet: bool):
+        self.root = root
+        self.plugin_dirs = [Path(p) for p in plugin_dirs]
+        self.quiet = quiet
+        self._registry = None
+
+    def registry(self):
+        if self._registry is None:
+            from hubmirror.plugins import PluginRegistry
+
+            self._registry = PluginRegistry(self.plugin_dirs)
+        return self._registry
+
+    def mirror(self, *, create: bool = False):
+        from hubmirror.mirror import Mirror
+
+        return Mirror.open(self.root, create=create)
+
+    def parse_ref(self, text: str):
+        scheme, sep, rest = text.partition(":")
+        if not sep or not scheme:
+            raise UsageError(f"malformed reference {text!r}: expected SOURCE:ID[@REVISION], e.g. hf:org/name")
+        source, _ = self.registry().source(scheme)
+        return source.parse(rest)
+
+
+pass_state = click.make_pass_decorator(State)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@click.group(cls=HubmirrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), envvar="HUBMIRROR_HOME",
+              help="Mirror directory (catalog.db at its root). Default: $HUBMIRROR_HOME, else the current directory.")
+@click.option("--plugins-dir", multiple=True, type=click.Path(file_okay=False), envvar="HUBMIRROR_PLUGINS_DIR",
+              help="Also load every *.py in this directory as a plugin (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.version_option(package_name="hubmirror")
+@click.pass_context
+def cli(ctx, root, plugins_dir, quiet):
+    """Mirror pretrained models from every hub into one verified, searchable, offline store."""
+    ctx.obj = State((root or Path(".")).resolve(), plugins_dir, quiet)
+
+
+@cli.command()
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
+@click.option("--exclude", multiple=True, help="Skip files matching this glob (repeatable).")
+@click.option("--endpoint", help="Upstream base URL (default: the source's own, e.g. $HF_ENDPOINT).")
+@click.option("--workers", default=8, show_default=True, help="Files downloaded in parallel.")
+@json_option
+@pass_state
+def pull(state, refs, include, exclude, endpoint, workers, as_json):
+    """Mirror models: SOURCE:ID[@REVISION], e.g. hf:sentence-transformers/all-MiniLM-L6-v2."""
+    from hubmirror.output import emit_json, human_size
+    from hubmirror.progress import TransferProgress
+    from hubmirror.pull import pull as do_pull
+    from hubmirror.sources import SourceContext
+
+    parsed = [state.parse_ref(r) for r in refs]
+    mirror = state.mirror(create=True)
+    results = []
+    try:
+        for ref in parsed:
+            with TransferProgress(str(ref), state.quiet) as progress:
+                result = do_pull(
+                    mirror, state.registry(), ref, SourceContext(endpoint=endpoint),
+                    include=list(include) or None, exclude=list(exclude) or None, workers=workers,
+                    on_start=progress.start, on_bytes=progress.advance,
+                )
+            results.append(result)
+            if not as_json:
+                click.echo(
+                    f"{ref.key}@{result.revision.commit}: {len(result.files)} files, {human_size(result.size)}"
+                    f" ({result.reused} already stored)"
+                )
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json([
+            {"model": r.revision.ref.key, "requested": r.revision.requested, "commit": r.revision.commit,
+             "files": len(r.files), "bytes": r.size, "reused": r.reused}
+            for r in results
+        ])
+
+
+@cli.command(name="list")
+@click.option("--all", "show_all", is_flag=True, help="Include indexed models that are not cached.")
+@click.option("--source", help="Only this source.")
+@json_option
+@pass_state
+def list_models(state, show_all, source, as_json):
+    """List the models in the mirror."""
+    from hubmirror.output import emit_json, human_size, table
+
+    mirror = state.mirror()
+    try:
+        rows = mirror.catalog.models(cached_only=not show_all, source=source)
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        r["size"] = human_size(r["size_bytes"])
+        r["commit"] = (r["latest_commit"] or "")[:12]
+    table(rows, [("key", "MODEL"), ("commit", "COMMIT"), ("task", "TASK"), ("file_count", "FILES"), ("size", "SIZE")])
+
+
+@cli.command()
+@click.argument("ref")
+@json_option
+@pass_state
+def show(state, ref, as_json):
+    """Show a model: metadata, refs, revisions and the files of REF's revision."""
+    import json
+
+    from hubmirror.errors import NotFoundError
+    from hubmirror.output import emit_json, human_size, table
+
+    model_ref = state.parse_ref(ref)
+    mirror = state.mirror()
+    try:
+        catalog = mirror.catalog
+        model = catalog.model(model_ref.key)
+        if model is None:
+            raise NotFoundError(f"{model_ref.key} is not in the catalog")
+        commit = catalog.commit_for(model_ref.key, model_ref.revision)
+        if model_ref.revision and commit is None:
+            raise NotFoundError(f"{model_ref}: no such revision in the mirror")
+        data = dict(model, metadata=json.loads(model["metadata"] or "{}"), refs=catalog.refs(model_ref.key),
+                    revisions=catalog.revisions(model_ref.key), commit=commit,
+                    files=catalog.files(model_ref.key, commit) if commit else [])
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json(data)
+        return
+    for label, key in (("model", "key"), ("task", "task"), ("library", "library"), ("architecture", "architecture"),
+                       ("license", "license"), ("tags", "tags"), ("description", "description"), ("commit", "commit")):
+        if data.get(key):
+            click.echo(f"{label + ':':14}{data[key]}")
+    click.echo("refs:         " + ", ".join(f"{r['name']}={r['commit_id'][:12]}" for r in data["refs"]))
+    if data["files"]:
+        click.echo("")
+        for f in data["files"]:
+            f["human_size"] = human_size(f["size"])
+        table(data["files"], [("path", "PATH"), ("human_size", "SIZE"), ("sha256", "SHA256")], max_width=70)
+
+
+@cli.command()
+@click.argument("query", required=False, default="")
+@click.option("--source", help="Only this source (hf, torchhub, ...).")
+@click.option("--task", help="Only this task (e.g. sentence-similarity).")
+@click.option("--license", "license_", help="Only this license (e.g. apache-2.0).")
+@click.option("--library", help="Only this library (e.g. timm, transformers).")
+@click.option("--cached/--not-cached", default=None, help="Only models whose files are (not) in the mirror.")
+@click.option("--limit", default=20, show_default=True)
+@json_option
+@pass_state
+def search(state, query, source, task, license_, library, cached, limit, as_json):
+    """Full-text search over model ids, tags, task and description."""
+    from hubmirror.output import emit_json, table
+
+    mirror = state.mirror()
+    try:
+        rows = mirror.catalog.search(query, source=source, task=task, license=license_, library=library,
+                                     cached=cached, limit=limit)
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        r["cached_mark"] = "yes" if r["cached"] else "no"
+    table(rows, [("key", "MODEL"), ("task", "TASK"), ("license", "LICENSE"), ("cached_mark", "CACHED"),
+                 ("description", "DESCRIPTION")])
+
+
+@cli.command()
+@click.argument("refs", nargs=-1)
+@click.option("--workers", type=int, help="Blobs hashed in parallel (default: one per core).")
+@json_option
+@pass_state
+def verify(state, refs, workers, as_json):
+    """Re-hash every stored byte (of REFS, or of the whole mirror) offline; exit 1 on any mismatch."""
+    from hubmirror.errors import NotFoundError
+    from hubmirror.output import emit_json, human_size
+    from hubmirror.verify import verify as do_verify
+
+    mirror = state.mirror()
+    try:
+        selection = None
+        if refs:
+            selection = []
+            for text in refs:
+                ref = state.parse_ref(text)
+                commit = mirror.catalog.commit_for(ref.key, ref.revision)
+                if commit is None:
+                    raise NotFoundError(f"{ref} is not in the mirror")
+                selection.append((ref.key, commit))
+        report = do_verify(mirror.store, mirror.catalog.file_rows(selection), workers=workers)
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json({"ok": report.ok, "blobs": report.blobs_checked, "bytes": report.bytes_checked,
+                   "problems": [p.__dict__ for p in report.problems]})
+    else:
+        for p in report.problems:
+            users = ", ".join(f"{f['model_key']}@{f['commit_id'][:12]}:{f['path']}" for f in p.files)
+            click.echo(f"BAD {p.digest} ({p.problem}: {p.detail}) used by {users}")
+        click.echo(f"{report.blobs_checked} blobs, {human_size(report.bytes_checked)} checked, "
+                   f"{len(report.problems)} problem(s)")
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("ref")
+@pass_state
+def rm(state, ref):
+    """Remove a model (or REF@revision) from the catalog; its blobs go at the next gc."""
+    from hubmirror.errors import NotFoundError
+
+    model_ref = state.parse_ref(ref)
+    mirror = state.mirror()
+    try:
+        commit = None
+        if model_ref.revision:
+            commit = mirror.catalog.commit_for(model_ref.key, model_ref.revision)
+            if commit is None:
+                raise NotFoundError(f"{model_ref}: no such revision in the mirror")
+        elif mirror.catalog.model(model_ref.key) is None:
+            raise NotFoundError(f"{model_ref.key} is not in the catalog")
+        removed = mirror.catalog.remove(model_ref.key, commit)
+    finally:
+        mirror.close()
+    click.echo(f"removed {model_ref} ({removed} file rows); run `hubmirror gc` to free the space")
+
+
+@cli.command()
+@click.option("--grace", default=3600, show_default=True, help="Spare unreferenced blobs younger than this (seconds).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@json_option
+@pass_state
+def gc(state, grace, dry_run, as_json):
+    """Delete blobs that no catalog row references, and abandoned partial downloads."""
+    from hubmirror.gc import collect
+    from hubmirror.output import emit_json, human_size
+
+    mirror = state.mirror()
+    try:
+        report = collect(mirror.catalog, mirror.store, grace_seconds=grace, dry_run=dry_run)
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json(report.__dict__)
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {report.blobs_removed} blobs ({human_size(report.bytes_freed)}), "
+               f"kept {report.blobs_kept_young} young ones, {report.temporaries_removed} partial downloads removed")
+
+
+@cli.command()
+@json_option
+@pass_state
+def plugins(state, as_json):
+    """List the loaded plugins, their hooks and the sources they register."""
+    from hubmirror.output import emit_json, table
+
+    described = state.registry().describe()
+    if as_json:
+        emit_json(described)
+        return
+    for p in described:
+        p["hooks_text"] = ", ".join(p["hooks"])
+        p["sources_text"] = ", ".join(p["sources"])
+    table(described, [("name", "PLUGIN"), ("version", "VERSION"), ("hooks_text", "HOOKS"), ("sources_text", "SOURCES")])
+
+
+def main() -> None:
+    cli(prog_name="hubmirror")

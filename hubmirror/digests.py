@@ -1,0 +1,74 @@
+"""Streaming digests: sha256 (the store's address) plus whatever the upstream publishes (git-sha1, md5, ...)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Callable
+
+_HEX = {"sha256": 64, "git-sha1": 40, "sha1": 40, "md5": 32}
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _git_blob_sha1(size: int):
+    """A sha1 primed with git's blob header: the git object id of a blob of `size` bytes once fed its content."""
+    h = hashlib.sha1()
+    h.update(b"blob %d\0" % size)
+    return h
+
+
+_FACTORIES: dict[str, Callable[[int | None], object]] = {
+    "sha256": lambda size: hashlib.sha256(),
+    "sha1": lambda size: hashlib.sha1(),
+    "md5": lambda size: hashlib.md5(),
+    "git-sha1": lambda size: _git_blob_sha1(size),
+}
+
+SUPPORTED_ALGORITHMS = frozenset(_FACTORIES)
+
+
+def is_valid_digest(algorithm: str, value: str) -> bool:
+    """Whether `value` is a lower-case hex digest of the right length for `algorithm`."""
+    length = _HEX.get(algorithm)
+    return bool(length) and isinstance(value, str) and re.fullmatch(rf"[0-9a-f]{{{length}}}", value) is not None
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The git object id of a blob holding `data`."""
+    h = _git_blob_sha1(len(data))
+    h.update(data)
+    return h.hexdigest()
+
+
+class MultiHasher:
+    """Feeds every chunk to sha256 and to each expected algorithm in one pass.
+
+    `git-sha1` needs the final size up front; when it is unknown, the git id cannot be computed and is not checked.
+    """
+
+    def __init__(self, algorithms: set[str] | frozenset[str], size: int | None):
+        wanted = set(algorithms) | {"sha256"}
+        if size is None:
+            wanted.discard("git-sha1")
+        unknown = wanted - SUPPORTED_ALGORITHMS
+        if unknown:
+            raise ValueError(f"unsupported digest algorithm(s): {', '.join(sorted(unknown))}")
+        self._hashes = {name: _FACTORIES[name](size) for name in sorted(wanted)}
+        self.size = 0
+
+    def update(self, chunk) -> None:
+        self.size += len(chunk)
+        for h in self._hashes.values():
+            h.update(chunk)
+
+    def hexdigests(self) -> dict[str, str]:
+        return {name: h.hexdigest() for name, h in self._hashes.items()}
+
+
+def mismatches(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
+    """Human-readable differences between expected and computed digests (algorithms computed on both sides only)."""
+    return [
+        f"{alg} expected {want} got {actual[alg]}"
+        for alg, want in sorted(expected.items())
+        if alg in actual and actual[alg] != want.lower()
+    ]

@@ -1,0 +1,17 @@
+"""The hooks a hubmirror plugin can implement.
+
+Every extension point follows one pattern (as in `llm`): the hook receives a `register` callback and calls it once per
+object it contributes. Sources come first; benchmark loaders and serving backends are added the same way, as
+`register_<kind>(register)` hooks, without changing how plugins are found or loaded.
+"""
+
+import pluggy
+
+PROJECT = "hubmirror"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_sources(register):
+    """Call `register(source)` for each `hubmirror.sources.Source` this plugin provides."""

@@ -1,0 +1,97 @@
+"""Schema of catalog.db, as sqlite-utils migrations (applied in order, each in its own transaction)."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("hubmirror")
+
+FTS_COLUMNS = ["key", "model_id", "task", "library", "architecture", "license", "tags", "description"]
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["sources"].create({"name": str, "plugin": str, "description": str, "first_seen": str}, pk="name")
+    db["models"].create(
+        {
+            "key": str,  # "source:model_id"
+            "source": str,
+            "model_id": str,
+            "task": str,
+            "library": str,
+            "architecture": str,
+            "license": str,
+            "tags": str,  # space-separated, for search and display
+            "description": str,
+            "downloads": int,
+            "likes": int,
+            "last_modified": str,
+            "gated": int,
+            "cached": int,  # 1 once a revision is fully stored
+            "size_bytes": int,  # of the newest pulled revision
+            "file_count": int,
+            "latest_commit": str,
+            "metadata": str,  # JSON: everything else the source said
+            "indexed_at": str,
+            "updated_at": str,
+        },
+        pk="key",
+        not_null={"source", "model_id"},
+    )
+    db["models"].create_index(["source"])
+    db["models"].create_index(["task"])
+    db["models"].create_index(["license"])
+    db["models"].create_index(["cached"])
+    db["revisions"].create(
+        {"model_key": str, "commit_id": str, "pulled_at": str, "size_bytes": int, "file_count": int},
+        pk=("model_key", "commit_id"),
+        foreign_keys=[("model_key", "models", "key")],
+    )
+    db["refs"].create(
+        {"model_key": str, "name": str, "commit_id": str, "updated_at": str},
+        pk=("model_key", "name"),
+        foreign_keys=[("model_key", "models", "key")],
+    )
+    db["files"].create(
+        {
+            "model_key": str,
+            "commit_id": str,
+            "path": str,
+            "size": int,
+            "sha256": str,  # the blob's name in the store
+            "git_sha1": str,
+            "upstream_digests": str,  # JSON {algorithm: hex} as the upstream published them
+            "etag": str,
+            "lfs": int,
+        },
+        pk=("model_key", "commit_id", "path"),
+        not_null={"sha256", "size"},
+    )
+    db["files"].create_index(["sha256"])
+    db["files"].create_index(["git_sha1"])
+    db["benchmarks"].create(
+        {
+            "id": int,
+            "model_key": str,
+            "commit_id": str,
+            "status": str,
+            "device": str,
+            "dtype": str,
+            "batch_size": int,
+            "latency_p50_ms": float,
+            "latency_p90_ms": float,
+            "latency_p99_ms": float,
+            "throughput": float,
+            "peak_memory_bytes": int,
+            "parameters": int,
+            "environment": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["benchmarks"].create_index(["model_key"])
+    db["scans"].create(
+        {"sha256": str, "scanner": str, "scanner_version": str, "verdict": str, "details": str, "scanned_at": str},
+        pk=("sha256", "scanner"),
+    )
+    db["models"].enable_fts(FTS_COLUMNS, tokenize="porter unicode61", create_triggers=True)

@@ -1,0 +1,39 @@
+"""A mirror: a self-contained directory with `catalog.db` and the blob store at its root."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubmirror.catalog import CATALOG_NAME, Catalog
+from hubmirror.store import BlobStore, LocalBlobStore
+
+HOME_ENV = "HUBMIRROR_HOME"
+
+
+def default_root() -> Path:
+    """`$HUBMIRROR_HOME`, else the current directory."""
+    return Path(os.environ.get(HOME_ENV) or ".").resolve()
+
+
+@dataclass
+class Mirror:
+    root: Path
+    catalog: Catalog
+    store: BlobStore
+
+    @classmethod
+    def open(cls, root: Path, *, create: bool = False) -> "Mirror":
+        """Open the mirror at `root`; with `create`, make one there first if there is none."""
+        root = Path(root).resolve()
+        if create:
+            root.mkdir(parents=True, exist_ok=True)
+        store = LocalBlobStore(root)
+        catalog = Catalog(root / CATALOG_NAME, create=create)
+        if create:
+            store.initialise()
+        return cls(root, catalog, store)
+
+    def close(self) -> None:
+        self.catalog.close()

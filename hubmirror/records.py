@@ -1,0 +1,81 @@
+"""The values that pass between source plugins and the core: references, resolved revisions, files, metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model as the user names it: `source:model_id[@revision]`."""
+
+    source: str
+    model_id: str
+    revision: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The catalog key of the model, without the revision."""
+        return f"{self.source}:{self.model_id}"
+
+    def __str__(self) -> str:
+        return self.key + (f"@{self.revision}" if self.revision else "")
+
+
+@dataclass
+class RemoteFile:
+    """One file of an upstream revision, with the digests the upstream itself publishes.
+
+    `digests` maps an algorithm name (`sha256`, `git-sha1`, `md5`, ...; see hubmirror.digests) to its hex value.
+    `location` is opaque to the core: whatever the source needs to fetch the file again.
+    """
+
+    path: str
+    size: int | None
+    digests: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    lfs: bool = False
+    location: Any = None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.digests.get("sha256")
+
+
+@dataclass
+class ModelMetadata:
+    """Searchable facts about a model, as much as its source knows."""
+
+    source: str
+    model_id: str
+    task: str | None = None
+    library: str | None = None
+    architecture: str | None = None
+    license: str | None = None
+    tags: list[str] = field(default_factory=list)
+    description: str | None = None
+    downloads: int | None = None
+    likes: int | None = None
+    last_modified: str | None = None
+    gated: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}:{self.model_id}"
+
+
+@dataclass
+class ResolvedRevision:
+    """An immutable revision of a model: what `resolve` answers for a reference.
+
+    `commit` identifies the content for good (a git commit, a version number, a manifest digest); `requested` is what
+    the user asked for (a branch, a tag, or the commit itself) and becomes a ref pointing at `commit`.
+    """
+
+    ref: ModelRef
+    commit: str
+    requested: str
+    metadata: ModelMetadata
+    files: list[RemoteFile]

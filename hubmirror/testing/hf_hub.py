@@ -1,0 +1,329 @@
+"""An imitation of the Hugging Face Hub's download protocol on 127.0.0.1 (shared/reference/hf-protocol.md).
+
+Implements: model info with and without `/revision/` (and `?blobs=true`), the recursive tree with `Link` pagination,
+paths-info, refs, resolve HEAD/GET (regular files answered directly with their git blob id as ETag; LFS files
+redirected with a 302 that carries `X-Linked-Etag`/`X-Linked-Size` to a second "CDN" server, which refuses any
+`Authorization` header), Range/206/416, and `X-Error-Code` errors (RepoNotFound, GatedRepo, RevisionNotFound,
+EntryNotFound with `X-Repo-Commit`). No Xet. Tests can corrupt, throttle or break what it sends.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from hubmirror.testing.httpserver import Handler, LoopbackServer
+from hubmirror.testing.repo import FakeRepo, RepoFile, tree_oid
+
+
+@dataclass
+class Faults:
+    """What a test wants to go wrong. Paths are repo-relative file names."""
+
+    corrupt: set[str] = field(default_factory=set)  # flip the first byte of these files on the wire
+    throttle: dict[str, float] = field(default_factory=dict)  # bytes/second for these files
+    ignore_range: bool = False  # answer Range requests with the whole file (200)
+
+
+class FakeHub:
+    """The imitation Hub: a registry of repos, an API/resolve server and a CDN server, with a request log."""
+
+    def __init__(self, *, tree_page_size: int = 1000, tokens: set[str] | None = None):
+        self.repos: dict[str, FakeRepo] = {}
+        self.tree_page_size = tree_page_size
+        self.tokens = tokens or set()
+        self.faults = Faults()
+        self.requests: list[dict] = []
+        self.cdn_violations: list[str] = []
+        self._lock = threading.Lock()
+        self.hub = LoopbackServer(HubHandler, self)
+        self.cdn = LoopbackServer(CdnHandler, self)
+        self._blobs: dict[str, RepoFile] = {}
+
+    @property
+    def url(self) -> str:
+        return self.hub.url
+
+    def add_repo(self, repo: FakeRepo) -> FakeRepo:
+        self.repos[repo.repo_id] = repo
+        for files in repo.commits.values():
+            for f in files.values():
+                self._blobs[f.sha256] = f
+        return repo
+
+    def create_repo(self, repo_id: str, files: dict[str, bytes | Path], **settings) -> FakeRepo:
+        repo = FakeRepo(repo_id, **settings)
+        repo.commit(files)
+        return self.add_repo(repo)
+
+    def log(self, handler: Handler) -> None:
+        with self._lock:
+            self.requests.append(
+                {"method": handler.command, "path": handler.path, "range": handler.headers.get("Range"),
+                 "authorization": handler.headers.get("Authorization")}
+            )
+
+    def blob(self, sha256: str) -> RepoFile | None:
+        return self._blobs.get(sha256)
+
+    def start(self) -> "FakeHub":
+        self.hub.start()
+        self.cdn.start()
+        return self
+
+    def stop(self) -> None:
+        self.hub.stop()
+        self.cdn.stop()
+
+    def __enter__(self) -> "FakeHub":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class HubError(Exception):
+    def __init__(self, status: int, code: str | None, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _authorised(hub: FakeHub, handler: Handler) -> bool:
+    auth = handler.headers.get("Authorization", "")
+    return auth.startswith("Bearer ") and auth[7:] in hub.tokens
+
+
+class HubHandler(Handler):
+    owner: FakeHub
+
+    def do_GET(self):
+        self._dispatch()
+
+    def do_HEAD(self):
+        self._dispatch()
+
+    def do_POST(self):
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        hub = self.owner
+        hub.log(self)
+        url = urlsplit(self.path)
+        path = url.path
+        query = parse_qs(url.query)
+        try:
+            if path.startswith("/api/models/"):
+                self._api(path[len("/api/models/"):], query)
+            elif "/resolve/" in path and self.command in ("GET", "HEAD"):
+                self._resolve(path)
+            else:
+                raise HubError(404, None, "Not Found")
+        except HubError as err:
+            headers = {"X-Error-Message": err.message, **err.headers}
+            if err.code:
+                headers["X-Error-Code"] = err.code
+            self.send_json(err.status, {"error": err.message}, headers)
+
+    # -- lookups -----------------------------------------------------------------------------------------------------
+
+    def _repo(self, repo_id: str, *, for_files: bool) -> FakeRepo:
+        hub = self.owner
+        repo = hub.repos.get(repo_id)
+        if repo is None or (repo.private and not _authorised(hub, self)):
+            raise HubError(401, "RepoNotFound", f"Repository Not Found for url: {self.path}.")
+        if for_files and repo.gated and not _authorised(hub, self):
+            raise HubError(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must have access to it "
+                                             "and be authenticated to access it. Please log in.")
+        return repo
+
+    @staticmethod
+    def _commit(repo: FakeRepo, revision: str) -> str:
+        commit = repo.resolve(revision)
+        if commit is None:
+            raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        return commit
+
+    def _split_repo(self, raw: str, markers: tuple[str, ...]) -> tuple[str, str | None, list[str]]:
+        """Split raw path segments into (repo id, marker, the segments after it). Ids have one or two segments;
+        a one-segment id is taken only when it names a repo (as `gpt2` does on the Hub)."""
+        segments = raw.split("/")
+        if len(segments) >= 2 and segments[1] in markers and unquote(segments[0]) in self.owner.repos:
+            return unquote(segments[0]), segments[1], segments[2:]
+        repo_id = unquote("/".join(segments[:2]))
+        if len(segments) > 2:
+            return (repo_id, segments[2], segments[3:]) if segments[2] in markers else (repo_id, "", [])
+        return repo_id, None, []
+
+    # -- /api/models ---------------------------------------------------------------------------------------------
+
+    def _api(self, rest: str, query: dict) -> None:
+        repo_id, marker, tail = self._split_repo(rest, ("revision", "tree", "paths-info", "refs"))
+        repo = self._repo(repo_id, for_files=False)
+        if marker is None:
+            return self.send_json(200, self._model_info(repo, repo.branches["main"], query))
+        if marker == "revision" and len(tail) == 1:
+            return self.send_json(200, self._model_info(repo, self._commit(repo, unquote(tail[0])), query))
+        if marker == "refs" and not tail:
+            return self.send_json(200, self._refs(repo))
+        if marker not in ("tree", "paths-info") or not tail:
+            raise HubError(404, None, "Not Found")
+        commit = self._commit(repo, unquote(tail[0]))
+        subpath = unquote("/".join(tail[1:]))
+        if marker == "tree":
+            return self._tree(repo, commit, subpath, query)
+        if marker == "paths-info" and self.command == "POST":
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(length).decode())
+            wanted = set(form.get("paths", []))
+            entries = [e for e in self._entries(repo, commit, recursive=True) if e["path"] in wanted]
+            return self.send_json(200, entries)
+        raise HubError(404, None, "Not Found")
+
+    def _model_info(self, repo: FakeRepo, commit: str, query: dict) -> dict:
+        files = repo.commits[commit]
+        card = repo.card_data(commit)
+        tags = list(card.get("tags") or [])
+        library = card.get("library_name") or None
+        if library and library not in tags:
+            tags.insert(0, library)
+        tags += [f"dataset:{d}" for d in card.get("datasets") or []]
+        if card.get("license"):
+            tags.append(f"license:{card['license']}")
+        if card.get("language"):
+            tags.append(card["language"] if isinstance(card["language"], str) else card["language"][0])
+        blobs = query.get("blobs") == ["true"]
+        siblings = []
+        for f in files.values():
+            entry = {"rfilename": f.path}
+            if blobs:
+                entry.update(size=f.size, blobId=f.git_sha1)
+                if f.lfs:
+                    entry["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": len(f.lfs_pointer())}
+            siblings.append(entry)
+        return {
+            "_id": tree_oid(repo.repo_id, "", "")[:24],
+            "id": repo.repo_id,
+            "modelId": repo.repo_id,
+            "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
+            "sha": commit,
+            "lastModified": "2024-11-01T00:00:00.000Z",
+            "createdAt": repo.created_at,
+            "private": repo.private,
+            "gated": "auto" if repo.gated else False,
+            "disabled": False,
+            "downloads": 1000,
+            "likes": 10,
+            "tags": tags,
+            "pipeline_tag": card.get("pipeline_tag") or None,
+            "library_name": library,
+            "cardData": card or None,
+            "config": repo.config(commit) or None,
+            "siblings": siblings,
+        }
+
+    @staticmethod
+    def _refs(repo: FakeRepo) -> dict:
+        def refs(kind: str, names: dict[str, str]) -> list[dict]:
+            return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": c} for n, c in sorted(names.items())]
+
+        return {"branches": refs("heads", repo.branches), "converts": [], "tags": refs("tags", repo.tags)}
+
+    def _entries(self, repo: FakeRepo, commit: str, *, recursive: bool, under: str = "") -> list[dict]:
+        prefix = f"{under}/" if under else ""
+        entries: list[dict] = []
+        dirs: set[str] = set()
+        for f in repo.commits[commit].values():
+            if not f.path.startswith(prefix):
+                continue
+            rel = f.path[len(prefix):]
+            parts = rel.split("/")
+            for depth in range(1, len(parts)):
+                if recursive or depth == 1:
+                    dirs.add(prefix + "/".join(parts[:depth]))
+            if recursive or len(parts) == 1:
+                entry = {"type": "file", "oid": f.git_sha1, "size": f.size, "path": f.path}
+                if f.lfs:
+                    entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.lfs_pointer())}
+                entries.append(entry)
+        entries += [{"type": "directory", "oid": tree_oid(repo.repo_id, commit, d), "path": d} for d in dirs]
+        return sorted(entries, key=lambda e: (e["type"] != "directory", e["path"]))
+
+    def _tree(self, repo: FakeRepo, commit: str, subpath: str, query: dict) -> None:
+        recursive = query.get("recursive") == ["true"]
+        entries = self._entries(repo, commit, recursive=recursive, under=subpath.strip("/"))
+        if subpath and not entries:
+            raise HubError(404, "EntryNotFound", f"{subpath} does not exist on {commit}",
+                           {"X-Repo-Commit": commit})
+        start = int((query.get("cursor") or ["0"])[0])
+        size = self.owner.tree_page_size
+        page = entries[start : start + size]
+        headers = {}
+        if start + size < len(entries):
+            nxt = dict(query, cursor=[str(start + size)])
+            qs = "&".join(f"{k}={quote(v[0])}" for k, v in sorted(nxt.items()))
+            headers["Link"] = f'<{self.owner.url}{urlsplit(self.path).path}?{qs}>; rel="next"'
+        self.send_json(200, page, headers)
+
+    # -- /{repo}/resolve/{rev}/{path} ------------------------------------------------------------------------------
+
+    def _resolve(self, path: str) -> None:
+        hub = self.owner
+        repo_id, marker, tail = self._split_repo(path.lstrip("/"), ("resolve",))
+        if marker != "resolve" or len(tail) < 2:
+            raise HubError(404, None, "Not Found")
+        repo = self._repo(repo_id, for_files=True)
+        commit = self._commit(repo, unquote(tail[0]))
+        file_path = unquote("/".join(tail[1:]))
+        entry = repo.commits[commit].get(file_path)
+        if entry is None:
+            raise HubError(404, "EntryNotFound", f"{file_path} does not exist on {commit}", {"X-Repo-Commit": commit})
+        common = {"X-Repo-Commit": commit, "Access-Control-Expose-Headers": "X-Repo-Commit,ETag,X-Linked-Size,"
+                  "X-Linked-ETag,Accept-Ranges,Content-Range,X-Error-Code,X-Error-Message"}
+        if entry.lfs:
+            location = f"{hub.cdn.url}/repos/{entry.sha256[:2]}/{entry.sha256}?X-Amz-Signature=imitation&repo={quote(repo.repo_id)}"
+            self.send_response(302)
+            for name, value in common.items():
+                self.send_header(name, value)
+            self.send_header("ETag", f'"{entry.git_sha1}"')
+            self.send_header("X-Linked-Etag", f'"{entry.sha256}"')
+            self.send_header("X-Linked-Size", str(entry.size))
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        serve_file(self, entry, {**common, "ETag": f'"{entry.git_sha1}"', "Content-Type": "application/octet-stream"})
+
+
+def serve_file(handler: Handler, entry: RepoFile, headers: dict[str, str]) -> None:
+    """Send a repo file, applying the hub's faults for it."""
+    faults = handler.owner.faults
+    transform = None
+    if entry.path in faults.corrupt:
+        def transform(offset: int, chunk: bytes) -> bytes:
+            return bytes([chunk[0] ^ 0xFF]) + chunk[1:] if offset == 0 and chunk else chunk
+    handler.send_content(
+        entry.size, entry.read, headers, sendfile_path=entry.disk_path, honour_range=not faults.ignore_range,
+        bytes_per_second=faults.throttle.get(entry.path), transform=transform,
+    )
+
+
+class CdnHandler(Handler):
+    """The storage host LFS downloads are redirected to. It must never see the Hub token."""
+
+    owner: FakeHub
+
+    def do_GET(self):
+        hub = self.owner
+        hub.log(self)
+        if self.headers.get("Authorization"):
+            hub.cdn_violations.append(self.path)
+            return self.send_json(400, {"error": "Authorization header sent to a signed storage URL"})
+        parts = urlsplit(self.path).path.strip("/").split("/")
+        entry = hub.blob(parts[-1]) if len(parts) == 3 and parts[0] == "repos" else None
+        if entry is None:
+            return self.send_json(404, {"error": "NoSuchKey"})
+        serve_file(self, entry, {"ETag": f'"{entry.sha256}"', "Content-Type": "application/octet-stream"})
+
+    do_HEAD = do_GET

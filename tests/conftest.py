@@ -1,0 +1,73 @@
+import json
+import os
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from hubmirror.cli import cli
+from hubmirror.testing.fixtures import MINILM_REPO_ID, minilm_files
+from hubmirror.testing.hf_hub import FakeHub
+
+TOKEN = "hf_test_secret_token_value"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path):
+    """No test sees the user's HF token, HF endpoint or mirror home."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HUBMIRROR_HOME", "HUBMIRROR_PLUGINS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+
+
+@pytest.fixture
+def hub():
+    with FakeHub(tree_page_size=4, tokens={TOKEN}) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    return minilm_files()
+
+
+@pytest.fixture
+def minilm_hub(hub, minilm):
+    hub.create_repo(MINILM_REPO_ID, minilm)
+    return hub
+
+
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "mirror"
+
+
+class Cli:
+    """Runs the real click app in-process against one mirror root and one hub."""
+
+    def __init__(self, root, endpoint=None):
+        self.root = root
+        self.endpoint = endpoint
+
+    def __call__(self, *args, env=None):
+        full_env = {"HF_ENDPOINT": self.endpoint} if self.endpoint else {}
+        full_env.update(env or {})
+        result = CliRunner().invoke(cli, ["--root", str(self.root), "--quiet", *args], env=full_env,
+                                    catch_exceptions=False)
+        return result
+
+    def json(self, *args, env=None):
+        result = self(*args, "--json", env=env)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def run(root, hub):
+    return Cli(root, hub.url)
+
+
+def pytest_configure(config):
+    sys._called_from_test = True
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -1,0 +1,66 @@
+"""CLI behaviour a user meets first: fast --help, one-line errors, exit codes."""
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from hubmirror.cli import cli
+
+HEAVY = ["torch", "requests", "sqlite_utils", "pluggy", "tqdm", "huggingface_hub", "numpy"]
+
+
+def test_help_imports_nothing_heavy():
+    code = (
+        "import sys\n"
+        "from hubmirror.cli import cli\n"
+        "try:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_search_and_list_do_not_import_torch_or_network_clients(tmp_path):
+    code = (
+        "import sys\n"
+        "from hubmirror.cli import cli\n"
+        f"for args in (['--root', {str(tmp_path)!r}, 'search', 'x'], ['--root', {str(tmp_path)!r}, 'list']):\n"
+        "    try:\n        cli(args)\n    except SystemExit:\n        pass\n"
+        "print(sorted(m for m in ['torch', 'requests', 'huggingface_hub'] if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_commands_on_a_directory_without_a_mirror_say_so(tmp_path):
+    result = CliRunner().invoke(cli, ["--root", str(tmp_path / "empty"), "list"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: no mirror at {tmp_path / 'empty'} (catalog.db not found): pull something first or pass --root"
+    ]
+    assert not (tmp_path / "empty").exists()
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert CliRunner().invoke(cli, ["pull"]).exit_code == 2
+    assert CliRunner().invoke(cli, ["--root", str(tmp_path), "nosuchcommand"]).exit_code == 2
+    result = CliRunner().invoke(cli, ["--root", str(tmp_path), "pull", "hf"])
+    assert result.exit_code == 2 and "expected SOURCE:ID" in result.output
+
+
+def test_root_comes_from_hubmirror_home(tmp_path, monkeypatch, hub):
+    hub.create_repo("org/m", {"a.txt": b"a"})
+    monkeypatch.setenv("HUBMIRROR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    assert CliRunner().invoke(cli, ["pull", "hf:org/m"]).exit_code == 0
+    assert (tmp_path / "home" / "catalog.db").is_file()
+    assert (tmp_path / "home" / "oci-layout").is_file()
+    assert json.loads((tmp_path / "home" / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+
+
+def test_unreachable_endpoint_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(cli, ["--root", str(tmp_path), "pull", "hf:org/m", "--endpoint", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: cannot reach http://127.0.0.1:9/api/models/org/m")

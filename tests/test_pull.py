@@ -1,0 +1,186 @@
+"""`hubmirror pull` against the imitation Hub: revisions, filters, dedup, refusals."""
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hubmirror.testing.fixtures import MINILM_REPO_ID
+
+from conftest import TOKEN
+
+LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+
+
+def blob_names(root: Path) -> set[str]:
+    d = root / "blobs" / "sha256"
+    return {p.name for p in d.iterdir()} if d.exists() else set()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_pull_minilm_stores_every_file_verified_and_catalogued(minilm_hub, minilm, run, root):
+    result = run("pull", f"hf:{MINILM_REPO_ID}")
+    assert result.exit_code == 0, result.output
+    commit = minilm_hub.repos[MINILM_REPO_ID].branches["main"]
+    assert commit in result.stdout
+    assert blob_names(root) == {sha256(p.read_bytes()) for p in minilm.values()}
+    shown = run.json("show", f"hf:{MINILM_REPO_ID}")
+    assert shown["commit"] == commit and shown["cached"] == 1
+    assert shown["task"] == "sentence-similarity" and shown["license"] == "apache-2.0"
+    assert shown["architecture"] == "BertModel" and shown["library"] == "sentence-transformers"
+    assert "384 dimensional dense vector space" in shown["description"]
+    files = {f["path"]: f for f in shown["files"]}
+    assert set(files) == set(minilm)
+    st = files["model.safetensors"]
+    assert st["lfs"] == 1 and st["sha256"] == sha256(minilm["model.safetensors"].read_bytes())
+    assert files["config.json"]["git_sha1"] == minilm_hub.repos[MINILM_REPO_ID].commits[commit]["config.json"].git_sha1
+    assert [r["name"] for r in shown["refs"]] == ["main"]
+    hits = run.json("search", "sentence embedding")
+    assert [h["key"] for h in hits] == [f"hf:{MINILM_REPO_ID}"]
+    assert run.json("search", "sentence", "--task", "sentence-similarity", "--license", "apache-2.0")
+    assert run.json("search", "sentence", "--license", "mit") == []
+    listed = run.json("list")
+    assert [m["key"] for m in listed] == [f"hf:{MINILM_REPO_ID}"]
+    # the LFS download went through the CDN redirect without the token
+    assert minilm_hub.cdn_violations == []
+
+
+def test_branch_tag_and_commit_revisions_are_pinned(hub, run, root):
+    repo = hub.create_repo("org/m", {"config.json": b'{"v": 1}'})
+    v1 = repo.branches["main"]
+    repo.tags["v1.0"] = v1
+    v2 = repo.commit({"config.json": b'{"v": 2}'})
+    exp = repo.commit({"config.json": b'{"v": 3}'}, branch="experiment")
+    assert run("pull", "hf:org/m").exit_code == 0
+    assert run("pull", "hf:org/m@v1.0").exit_code == 0
+    assert run("pull", f"hf:org/m@{exp}").exit_code == 0
+    assert run("pull", "hf:org/m@experiment").exit_code == 0
+    shown = run.json("show", "hf:org/m")
+    assert {r["name"]: r["commit_id"] for r in shown["refs"]} == {"main": v2, "v1.0": v1, exp: exp, "experiment": exp}
+    assert {r["commit_id"] for r in shown["revisions"]} == {v1, v2, exp}
+    old = run.json("show", "hf:org/m@v1.0")
+    assert old["commit"] == v1
+    assert old["files"][0]["sha256"] == sha256(b'{"v": 1}')
+    assert len(blob_names(root)) == 3
+
+
+def test_include_and_exclude(hub, run):
+    hub.create_repo("org/m", {".gitattributes": LFS_ATTRS, "model.safetensors": b"S" * 100, "model.onnx": b"O" * 50,
+                              "onnx/model.onnx": b"o" * 10, "config.json": b"{}"})
+    assert run("pull", "hf:org/m", "--include", "*.safetensors", "--include", "*.json", "--exclude", "*.onnx").exit_code == 0
+    assert {f["path"] for f in run.json("show", "hf:org/m")["files"]} == {"model.safetensors", "config.json"}
+    assert run("pull", "hf:org/m", "--include", "onnx/").exit_code == 0
+    assert "onnx/model.onnx" in {f["path"] for f in run.json("show", "hf:org/m")["files"]}
+    result = run("pull", "hf:org/m", "--include", "*.gguf")
+    assert result.exit_code == 2 and "no file" in result.output
+
+
+def test_identical_files_of_two_models_are_stored_once(hub, run, root):
+    weights = os.urandom(300_000)
+    hub.create_repo("org/a", {".gitattributes": LFS_ATTRS, "w.bin": weights, "config.json": b'{"a": 1}'})
+    hub.create_repo("org/b", {".gitattributes": LFS_ATTRS, "w.bin": weights, "config.json": b'{"b": 2}'})
+    assert run("pull", "hf:org/a").exit_code == 0
+    before = len([r for r in hub.requests if r["path"].startswith("/repos/")])
+    out = run.json("pull", "hf:org/b")
+    assert out[0]["reused"] == 2  # w.bin (by sha256) and .gitattributes (by git blob id) were already stored
+    assert len([r for r in hub.requests if r["path"].startswith("/repos/")]) == before  # no second CDN download
+    assert len(blob_names(root)) == 4
+
+
+def test_wrong_bytes_from_the_server_are_refused(hub, run, root):
+    files = {"w.bin": b"W" * 5000, "config.json": b'{"x": 1}'}
+    hub.create_repo("org/bad", {".gitattributes": LFS_ATTRS, **files})
+    for corrupted in ("w.bin", "config.json"):  # checked against the LFS sha256 and against the git blob id
+        hub.faults.corrupt = {corrupted}
+        result = run("pull", "hf:org/bad")
+        assert result.exit_code == 1
+        assert "refused" in result.output and corrupted in result.output
+        flipped = bytes([files[corrupted][0] ^ 0xFF]) + files[corrupted][1:]
+        assert sha256(flipped) not in blob_names(root)
+        assert run("list").exit_code == 0 and run.json("list") == []
+        kept = [p.read_bytes() for p in (root / "tmp").iterdir() if not p.name.endswith(".lock")]
+        assert not [k for k in kept if k and flipped.startswith(k)]  # wrong bytes are not kept for a resume
+    hub.faults.corrupt = set()
+    assert run("pull", "hf:org/bad").exit_code == 0
+
+
+def test_clear_errors_for_missing_repo_revision_and_gated_repo(hub, run, root):
+    hub.create_repo("org/m", {"a.txt": b"a"})
+    hub.create_repo("org/gated", {"README.md": b"# gated\n\nA gated model.\n", "a.txt": b"g"}, gated=True)
+    cases = {
+        "hf:org/nope": "repository not found",
+        "hf:org/m@nope": "revision not found",
+        "hf:org/gated": "gated repository",
+    }
+    for ref, message in cases.items():
+        result = run("pull", ref)
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert run.json("list") == []
+    result = run("pull", "hf:org/gated", env={"HF_TOKEN": TOKEN})
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.output
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_token_is_read_from_the_hf_token_file(hub, run, tmp_path):
+    hub.create_repo("org/gated", {"a.txt": b"g"}, gated=True)
+    token_file = Path(os.environ["HF_HOME"]) / "token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text(TOKEN + "\n")
+    assert run("pull", "hf:org/gated").exit_code == 0
+
+
+@pytest.mark.parametrize("hostile", ["../escape.txt", "/tmp/absolute.txt", "a/../../b.txt", "ok/../../../x"])
+def test_hostile_file_names_are_refused_and_nothing_escapes(hub, run, root, tmp_path, hostile):
+    repo = hub.create_repo("org/evil", {"fine.txt": b"fine"})
+    commit = repo.branches["main"]
+    from hubmirror.testing.repo import RepoFile
+
+    repo.commits[commit][hostile] = RepoFile(hostile, data=b"pwned")
+    before = {p for p in tmp_path.rglob("*")}
+    result = run("pull", "hf:org/evil")
+    assert result.exit_code == 1 and "refusing" in result.output and len(result.output.strip().splitlines()) == 1
+    assert run.json("list") == []
+    created = {p for p in tmp_path.rglob("*")} - before
+    assert all(root in p.parents or p == root for p in created), created
+    assert not Path("/tmp/absolute.txt").exists()
+    assert sha256(b"pwned") not in blob_names(root)
+
+
+def test_malformed_references_are_usage_errors(run):
+    for ref in ("nocolon", "zz:org/m", "hf:org/m@", "hf:../../etc", "hf:a/b/c"):
+        result = run("pull", ref)
+        assert result.exit_code == 2, (ref, result.output)
+        assert result.output.startswith("error: ")
+
+
+def test_a_range_ignoring_server_still_gives_correct_bytes(hub, run, root):
+    data = os.urandom(200_000)
+    hub.create_repo("org/r", {".gitattributes": LFS_ATTRS, "w.bin": data})
+    hub.faults.ignore_range = True
+    # leave a partial download behind as an interrupted pull would
+    from hubmirror.store import LocalBlobStore
+
+    store = LocalBlobStore(root)
+    with pytest.raises(ConnectionError):
+        with store.writer(sha256(data)) as w:
+            w.write(data[:1000])
+            raise ConnectionError
+    assert run("pull", "hf:org/r").exit_code == 0
+    assert sha256(data) in blob_names(root)
+
+
+def test_catalog_never_references_a_missing_blob(minilm_hub, run, root):
+    assert run("pull", f"hf:{MINILM_REPO_ID}").exit_code == 0
+    db = sqlite3.connect(root / "catalog.db")
+    for (digest,) in db.execute("SELECT sha256 FROM files"):
+        assert (root / "blobs" / "sha256" / digest).is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,14 +33,22 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return start, end
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A client hanging up mid-response (a killed download) is normal here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class LoopbackServer:
     """Runs a `ThreadingHTTPServer` on 127.0.0.1 in a daemon thread; a context manager that stops it."""
 
     def __init__(self, handler_class: type[BaseHTTPRequestHandler], owner, port: int = 0):
         handler = type(handler_class.__name__, (handler_class,), {"owner": owner})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="loopback-http", daemon=True)
+        self.httpd = _QuietServer(("127.0.0.1", port), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="loopback-http", daemon=True)
 
     @property
     def url(self) -> str:

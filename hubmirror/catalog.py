@@ -13,13 +13,14 @@ from typing import Iterable
 from sqlite_utils import Database
 
 from hubmirror.errors import NoMirrorError
-from hubmirror.migrations import FTS_COLUMNS, migrations
+from hubmirror.migrations import migrations
 from hubmirror.records import ModelMetadata, RemoteFile, ResolvedRevision
 
 CATALOG_NAME = "catalog.db"
-# bm25 weights, in FTS_COLUMNS order: a hit in the name counts most.
-_BM25_WEIGHTS = "10.0, 10.0, 3.0, 2.0, 2.0, 1.0, 3.0, 1.0"
-assert len(_BM25_WEIGHTS.split(",")) == len(FTS_COLUMNS)
+RANK_CANDIDATES = 2000
+_MAX_QUERY_WORDS = 8
+# What a query word found in these columns adds to a model's score.
+_FIELD_WEIGHTS = [("key model_id", 8), ("task library architecture tags license", 3), ("description", 1)]
 
 
 def utc_now() -> str:
@@ -35,10 +36,9 @@ class StoredFile:
     git_sha1: str | None
 
 
-def fts_query(text: str) -> str:
-    """An FTS5 query matching every word of `text` (quoted, so user input cannot inject FTS syntax)."""
-    words = re.findall(r"\w+", text.lower())
-    return " ".join(f'"{w}"' for w in words)
+def fts_words(text: str) -> list[str]:
+    """The words of `text` as quoted FTS5 strings, so that user input cannot inject FTS syntax."""
+    return [f'"{w}"' for w in dict.fromkeys(re.findall(r"\w+", text.lower()))][:_MAX_QUERY_WORDS]
 
 
 class Catalog:
@@ -205,25 +205,44 @@ class Catalog:
         cached: bool | None = None,
         limit: int = 20,
     ) -> list[dict]:
-        """Models matching every word of `query` (stemmed full-text search), best first, narrowed by the filters."""
+        """Models matching every word of `query` (stemmed full-text search) and the filters, best first.
+
+        Ranking: for each query word, a hit in the name counts most, then task/library/architecture/tags/license,
+        then the description; ties go to the most downloaded. Only the RANK_CANDIDATES most recently catalogued
+        matches are ranked, so that a query matching most of a million-model catalog still answers in milliseconds.
+        """
         clauses, args = [], []
         for column, value in (("source", source), ("task", task), ("license", license), ("library", library)):
             if value:
                 clauses.append(f"m.{column} = ?")
                 args.append(value)
         if cached is not None:
-            clauses.append("m.cached = ?" if cached else "coalesce(m.cached, 0) = ?")
+            clauses.append("coalesce(m.cached, 0) = ?")
             args.append(int(cached))
-        match = fts_query(query)
-        if match:
-            sql = (
-                f"SELECT m.* FROM models_fts JOIN models m ON m.rowid = models_fts.rowid "
-                f"WHERE models_fts MATCH ? {''.join(' AND ' + c for c in clauses)} "
-                f"ORDER BY bm25(models_fts, {_BM25_WEIGHTS}) LIMIT ?"
-            )
-            args = [match, *args, limit]
-        else:
-            where = " AND ".join(clauses) or "1"
-            sql = f"SELECT m.* FROM models m WHERE {where} ORDER BY coalesce(m.downloads, 0) DESC, m.key LIMIT ?"
-            args = [*args, limit]
-        return [dict(r) for r in self.db.query(sql, args)]
+        filters = "".join(" AND " + c for c in clauses)
+        words = fts_words(query)
+        if not words:
+            sql = f"SELECT m.* FROM models m WHERE 1 {filters} ORDER BY coalesce(m.downloads, 0) DESC, m.key LIMIT ?"
+            return [dict(r) for r in self.db.query(sql, [*args, limit])]
+        match = " ".join(words)
+        lowest = self.db.execute(
+            f"SELECT min(rowid) FROM (SELECT f.rowid FROM models_fts f JOIN models m ON m.rowid = f.rowid "
+            f"WHERE models_fts MATCH ? {filters} ORDER BY f.rowid DESC LIMIT ?)",
+            [match, *args, RANK_CANDIDATES],
+        ).fetchone()[0]
+        if lowest is None:
+            return []
+        score_terms, score_args = [], []
+        for word in words:
+            for columns, weight in _FIELD_WEIGHTS:
+                score_terms.append(
+                    f"{weight} * (m.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ? AND rowid >= ?))"
+                )
+                score_args += [f"({{{columns}}} : {word}) AND ({match})", lowest]
+        sql = (
+            f"SELECT m.*, {' + '.join(score_terms)} AS score FROM models m "
+            f"WHERE m.rowid >= ? AND m.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ? AND rowid >= ?)"
+            f"{filters} ORDER BY score DESC, coalesce(m.downloads, 0) DESC, m.key LIMIT ?"
+        )
+        rows = self.db.query(sql, [*score_args, lowest, match, lowest, *args, limit])
+        return [{k: v for k, v in r.items() if k != "score"} for r in rows]

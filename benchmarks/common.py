@@ -1,0 +1,45 @@
+"""Helpers shared by the benchmark scripts: repeat-and-take-the-median timing, synthetic repos, report lines."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+
+
+def wall(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> float:
+    """Seconds one run of `cmd` takes, start to exit; a failing command stops the benchmark."""
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def median_wall(cmd: list[str], runs: int, env: dict | None = None) -> float:
+    return statistics.median(wall(cmd, env) for _ in range(runs))
+
+
+def write_random_files(directory: Path, count: int, size: int, suffix: str = ".safetensors") -> dict[str, Path]:
+    """`count` files of `size` random bytes (incompressible, so no layer can cheat), reused if already there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for i in range(count):
+        path = directory / f"model-{i + 1:05d}-of-{count:05d}{suffix}"
+        if not path.exists() or path.stat().st_size != size:
+            with open(path, "wb") as f:
+                for _ in range(size // (1 << 20)):
+                    f.write(os.urandom(1 << 20))
+                f.write(os.urandom(size % (1 << 20)))
+        files[path.name] = path
+    return files
+
+
+def report(name: str, ours: float, baseline: float, baseline_name: str, target: str, unit: str = "s") -> None:
+    """One result line: both figures and the ratio (ours / baseline)."""
+    print(f"{name}: hubmirror {ours:.3f} {unit}, {baseline_name} {baseline:.3f} {unit}, "
+          f"ratio {ours / baseline:.2f}x (target {target})", flush=True)

@@ -36,7 +36,8 @@ def m001_initial(db: Database) -> None:
             "updated_at": str,
         },
         pk="key",
-        not_null={"source", "model_id"},
+        not_null={"source", "model_id", "cached"},
+        defaults={"cached": 0},
     )
     db["models"].create_index(["source"])
     db["models"].create_index(["task"])

@@ -270,16 +270,18 @@ def rm(state, ref):
 @cli.command()
 @click.option("--grace", default=3600, show_default=True, help="Spare unreferenced blobs younger than this (seconds).")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--wait", default=600.0, show_default=True, help="Seconds to wait for running pulls to finish.")
 @json_option
 @pass_state
-def gc(state, grace, dry_run, as_json):
+def gc(state, grace, dry_run, wait, as_json):
     """Delete blobs that no catalog row references, and abandoned partial downloads."""
     from hubmirror.gc import collect
     from hubmirror.output import emit_json, human_size
 
     mirror = state.mirror()
     try:
-        report = collect(mirror.catalog, mirror.store, grace_seconds=grace, dry_run=dry_run)
+        with mirror.exclusive_lock("gc", timeout=wait):
+            report = collect(mirror.catalog, mirror.store, grace_seconds=grace, dry_run=dry_run)
     finally:
         mirror.close()
     if as_json:

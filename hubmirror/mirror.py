@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubmirror.catalog import CATALOG_NAME, Catalog
+from hubmirror.locks import mirror_lock
 from hubmirror.store import BlobStore, LocalBlobStore
 
 HOME_ENV = "HUBMIRROR_HOME"
@@ -34,6 +35,14 @@ class Mirror:
         if create:
             store.initialise()
         return cls(root, catalog, store)
+
+    def shared_lock(self, what: str, timeout: float = 600.0):
+        """Held while adding to the mirror (pull, import): many may hold it at once."""
+        return mirror_lock(self.root, exclusive=False, timeout=timeout, what=what)
+
+    def exclusive_lock(self, what: str, timeout: float = 600.0):
+        """Held while deleting from the store (gc): no pull runs meanwhile."""
+        return mirror_lock(self.root, exclusive=True, timeout=timeout, what=what)
 
     def close(self) -> None:
         self.catalog.close()

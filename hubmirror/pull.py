@@ -71,6 +71,11 @@ def pull(
     on_bytes: Callable[[int], None] = lambda n: None,
 ) -> PullResult:
     """Mirror `ref`. Nothing reaches the catalog unless every selected file is stored and verified."""
+    with mirror.shared_lock(f"pull {ref}"):
+        return _pull_locked(mirror, registry, ref, ctx, include, exclude, workers, on_start, on_bytes)
+
+
+def _pull_locked(mirror, registry, ref, ctx, include, exclude, workers, on_start, on_bytes) -> PullResult:
     source, plugin = registry.source(ref.source)
     revision = source.resolve(ref, ctx)
     check_listing(revision)

@@ -82,3 +82,18 @@ def test_rm_one_revision_keeps_the_others(hub, run):
     assert shown["latest_commit"] == repo.branches["main"]
     result = run("rm", "hf:org/nope")
     assert result.exit_code == 1 and "not in the catalog" in result.output
+
+
+def test_gc_waits_for_a_running_pull_and_gives_up_with_a_clear_error(hub, run, root):
+    pulled(hub, run, "org/m", {"a.bin": b"a"})
+    from hubmirror.mirror import Mirror
+
+    mirror = Mirror.open(root)
+    try:
+        with mirror.shared_lock("a pull in another process"):
+            result = run("gc", "--wait", "0.2")
+            assert result.exit_code == 1
+            assert "busy" in result.output
+        assert run("gc", "--wait", "0.2").exit_code == 0
+    finally:
+        mirror.close()

@@ -68,7 +68,8 @@ class Catalog:
 
     # -- writes ---------------------------------------------------------------------------------------------------
 
-    def record_revision(self, revision: ResolvedRevision, stored: list[StoredFile], plugin: str) -> None:
+    def record_revision(self, revision: ResolvedRevision, stored: list[StoredFile], plugin: str,
+                        source_description: str = "") -> None:
         """Catalogue a fully stored revision (its files, its ref and the model's metadata) in one transaction."""
         meta = revision.metadata
         key = revision.ref.key
@@ -76,7 +77,8 @@ class Catalog:
         size = sum(f.remote.size or 0 for f in stored)
         with self.db.atomic():
             self.db["sources"].insert(
-                {"name": revision.ref.source, "plugin": plugin, "description": "", "first_seen": now}, ignore=True
+                {"name": revision.ref.source, "plugin": plugin, "description": source_description, "first_seen": now},
+                ignore=True,
             )
             self._upsert_model(meta, cached=True, now=now)
             self.db["models"].update(
@@ -145,7 +147,7 @@ class Catalog:
                 latest = self.db.execute(
                     "SELECT commit_id, size_bytes, file_count FROM revisions WHERE model_key = ? "
                     "ORDER BY pulled_at DESC LIMIT 1", [key]).fetchone()
-                self.db["models"].update(key, dict(zip(("latest_commit", "size_bytes", "file_count"), latest)))
+                self.db["models"].update(key, dict(zip(("latest_commit", "size_bytes", "file_count"), latest, strict=True)))
         return removed
 
     # -- reads ----------------------------------------------------------------------------------------------------

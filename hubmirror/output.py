@@ -33,7 +33,7 @@ def table(rows: list[dict], columns: list[tuple[str, str]], *, max_width: int = 
     grid = [[heading for _, heading in columns]] + [[cell(r.get(k)) for k, _ in columns] for r in rows]
     widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
     for line in grid:
-        click.echo("  ".join(text.ljust(w) for text, w in zip(line, widths)).rstrip())
+        click.echo("  ".join(text.ljust(w) for text, w in zip(line, widths, strict=True)).rstrip())
 
 
 def progress_enabled(quiet: bool) -> bool:

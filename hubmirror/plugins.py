@@ -67,9 +67,9 @@ class PluginRegistry:
 
     def describe(self) -> list[dict]:
         """One entry per plugin: name, version, hooks it implements, sources it registers."""
-        sources_by_plugin: dict[str, list[str]] = {}
-        for scheme, (_, plugin) in self.sources().items():
-            sources_by_plugin.setdefault(plugin, []).append(scheme)
+        sources_by_plugin: dict[str, dict[str, str]] = {}
+        for scheme, (source, plugin) in self.sources().items():
+            sources_by_plugin.setdefault(plugin, {})[scheme] = source.description
         dists = {plugin: dist for plugin, dist in self.pm.list_plugin_distinfo()}
         out = []
         for plugin in self.pm.get_plugins():
@@ -82,7 +82,8 @@ class PluginRegistry:
                     "distribution": dist.project_name if dist else None,
                     "version": dist.version if dist else None,
                     "hooks": sorted(h.name for h in self.pm.get_hookcallers(plugin)),
-                    "sources": sorted(sources_by_plugin.get(name, [])),
+                    "sources": sorted(sources_by_plugin.get(name, {})),
+                    "source_descriptions": sources_by_plugin.get(name, {}),
                 }
             )
         return sorted(out, key=lambda p: p["name"])

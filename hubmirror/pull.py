@@ -105,7 +105,7 @@ def _pull_locked(mirror, registry, ref, ctx, include, exclude, workers, on_start
     missing = [f.remote.path for f in stored if not mirror.store.exists(f.sha256)]
     if missing:
         raise IntegrityError(f"{ref}: blobs vanished before cataloguing: {', '.join(missing)}")
-    mirror.catalog.record_revision(revision, stored, plugin)
+    mirror.catalog.record_revision(revision, stored, plugin, source.description)
     return PullResult(revision, stored, reused=len(known))
 
 

@@ -32,7 +32,6 @@ class SourceContext:
 
     endpoint: str | None = None
     timeout: float = 60.0
-    options: dict = field(default_factory=dict)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def session(self):

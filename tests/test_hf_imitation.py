@@ -1,16 +1,12 @@
 """The imitation Hub answers the official huggingface_hub client as the real Hub does."""
 
 import hashlib
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 
 from hubmirror.testing.fixtures import MINILM_REPO_ID
-from hubmirror.testing.hf_hub import FakeHub
 
 from conftest import TOKEN
 

@@ -3,7 +3,6 @@
 import os
 import time
 
-from conftest import TOKEN  # noqa: F401  (same fixtures module)
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from common import VENV_BIN, median_wall
 
-from hubmirror.catalog import Catalog
+from hubmirror.catalog import Catalog, search_facets
+from hubmirror.records import ModelMetadata
 
 TASKS = ["text-classification", "image-classification", "sentence-similarity", "text-generation", "object-detection",
          "automatic-speech-recognition", "feature-extraction", "translation", "summarization", "image-segmentation"]
@@ -48,9 +49,12 @@ def build(path: Path, n: int, rng: random.Random) -> None:
         arch = rng.choice(ARCHS)
         name = f"{org}/{arch.lower()[:8]}-{rng.choice(SIZES)}-{rng.choice(SYNTHETIC)}-{i}"
         words = rng.choices(WORDS, weights, k=8) + rng.choices(SYNTHETIC, k=4)
-        rows.append((f"hf:{name}", "hf", name, rng.choice(TASKS), rng.choice(LIBRARIES),
-                     arch, rng.choice(LICENSES), " ".join(rng.sample(WORDS, 4)), " ".join(words),
-                     rng.randrange(10_000_000), int(rng.random() < 0.01)))
+        meta = ModelMetadata("hf", name, task=rng.choice(TASKS), library=rng.choice(LIBRARIES), architecture=arch,
+                             license=rng.choice(LICENSES), tags=rng.sample(WORDS, 4), description=" ".join(words),
+                             downloads=rng.randrange(10_000_000))
+        cached = rng.random() < 0.01
+        rows.append((meta.key, "hf", name, meta.task, meta.library, arch, meta.license, " ".join(meta.tags),
+                     meta.description, meta.downloads, int(cached), search_facets(meta, cached)))
         if len(rows) == 50_000:
             _insert(db, rows)
             rows = []
@@ -63,7 +67,7 @@ def _insert(db, rows) -> None:
     with db.atomic():
         db.conn.executemany(
             "INSERT INTO models (key, source, model_id, task, library, architecture, license, tags, description, "
-            "downloads, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "downloads, cached, facets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def main() -> None:

@@ -17,10 +17,11 @@ from hubmirror.migrations import migrations
 from hubmirror.records import ModelMetadata, RemoteFile, ResolvedRevision
 
 CATALOG_NAME = "catalog.db"
-RANK_CANDIDATES = 2000
+RANK_CANDIDATES = 500
 _MAX_QUERY_WORDS = 8
-# What a query word found in these columns adds to a model's score.
-_FIELD_WEIGHTS = [("key model_id", 8), ("task library architecture tags license", 3), ("description", 1)]
+# What a query word found in these columns adds to a model's score (every candidate has each word somewhere,
+# the description at least).
+_FIELD_WEIGHTS = [("key model_id", 8), ("task library architecture tags license", 3)]
 
 
 def utc_now() -> str:
@@ -36,10 +37,16 @@ class StoredFile:
     git_sha1: str | None
 
 
-def fts_phrase(text: str) -> str | None:
-    """`text` as one quoted FTS5 phrase (its words in order), or None if it has no word."""
-    words = re.findall(r"\w+", text.lower())
-    return '"' + " ".join(words) + '"' if words else None
+def facet_token(kind: str, value) -> str:
+    """The search token standing for `kind = value` (letters and digits only, so the tokenizer keeps it whole)."""
+    return "hmf" + kind + re.sub(r"[^0-9a-z]", "", str(value).lower())
+
+
+def search_facets(meta: ModelMetadata, cached: bool) -> str:
+    """The facet tokens of a model, for the `facets` search column."""
+    values = {"source": meta.source, "task": meta.task, "license": meta.license, "library": meta.library,
+              "cached": int(cached)}
+    return " ".join(facet_token(kind, value) for kind, value in values.items() if value is not None)
 
 
 def fts_words(text: str) -> list[str]:
@@ -112,6 +119,10 @@ class Catalog:
             )
 
     def _upsert_model(self, meta: ModelMetadata, *, cached: bool, now: str) -> None:
+        """Insert or update a model's metadata; `cached` False leaves an already cached model cached."""
+        if not cached:
+            existing = self.model(meta.key)
+            cached = bool(existing and existing["cached"])
         row = {
             "key": meta.key,
             "source": meta.source,
@@ -127,10 +138,10 @@ class Catalog:
             "last_modified": meta.last_modified,
             "gated": int(meta.gated),
             "metadata": json.dumps(meta.extra, sort_keys=True, default=str),
+            "facets": search_facets(meta, cached),
+            "cached": int(cached),
             "updated_at": now,
         }
-        if cached:
-            row["cached"] = 1
         self.db["models"].upsert(row, pk="key")
 
     def remove(self, key: str, commit: str | None = None) -> int:
@@ -215,9 +226,10 @@ class Catalog:
     ) -> list[dict]:
         """Models matching every word of `query` (stemmed full-text search) and the filters, best first.
 
-        Ranking: for each query word, a hit in the name counts most, then task/library/architecture/tags/license,
-        then the description; ties go to the most downloaded. Only the RANK_CANDIDATES most recently catalogued
-        matches are ranked, so that a query matching most of a million-model catalog still answers in milliseconds.
+        Ranking: for each query word, a hit in the name counts most, then one in task/library/architecture/tags/
+        license, then one in the description only; ties go to the most downloaded. Only the RANK_CANDIDATES most
+        recently catalogued matches are ranked, so that a query matching most of a million-model catalog still
+        answers in milliseconds. Filters are facet tokens in the same index (and checked exactly afterwards).
         """
         clauses, args = [], []
         for column, value in (("source", source), ("task", task), ("license", license), ("library", library)):
@@ -232,18 +244,16 @@ class Catalog:
         if not words:
             sql = f"SELECT m.* FROM models m WHERE 1 {filters} ORDER BY coalesce(m.downloads, 0) DESC, m.key LIMIT ?"
             return [dict(r) for r in self.db.query(sql, [*args, limit])]
-        # The filters also go into the full-text query as column phrases (a superset of the exact filter), so that
-        # the index, not a scan of joined rows, narrows the candidates.
-        phrases = [
-            f"{{{column}}} : {phrase}"
-            for column, value in (("task", task), ("license", license), ("library", library), ("key", source))
-            if value and (phrase := fts_phrase(value))
+        facets = [
+            f'"{facet_token(kind, value)}"'
+            for kind, value in (("source", source), ("task", task), ("license", license), ("library", library),
+                                ("cached", None if cached is None else int(cached)))
+            if value is not None and value != ""
         ]
-        match = " ".join(words + phrases)
+        match = " ".join(words + facets)
         lowest = self.db.execute(
-            f"SELECT min(rowid) FROM (SELECT f.rowid FROM models_fts f JOIN models m ON m.rowid = f.rowid "
-            f"WHERE models_fts MATCH ? {filters} ORDER BY f.rowid DESC LIMIT ?)",
-            [match, *args, RANK_CANDIDATES],
+            "SELECT min(rowid) FROM (SELECT rowid FROM models_fts WHERE models_fts MATCH ? ORDER BY rowid DESC LIMIT ?)",
+            [match, RANK_CANDIDATES],
         ).fetchone()[0]
         if lowest is None:
             return []

@@ -6,7 +6,8 @@ from sqlite_utils import Database, Migrations
 
 migrations = Migrations("hubmirror")
 
-FTS_COLUMNS = ["key", "model_id", "task", "library", "architecture", "license", "tags", "description"]
+# `facets` holds one token per filterable value (see catalog.facet_token), so filters narrow searches in the index.
+FTS_COLUMNS = ["key", "model_id", "task", "library", "architecture", "license", "tags", "description", "facets"]
 
 
 @migrations()
@@ -32,6 +33,7 @@ def m001_initial(db: Database) -> None:
             "file_count": int,
             "latest_commit": str,
             "metadata": str,  # JSON: everything else the source said
+            "facets": str,  # search tokens of source, task, license, library, cached
             "indexed_at": str,
             "updated_at": str,
         },
@@ -43,6 +45,7 @@ def m001_initial(db: Database) -> None:
     db["models"].create_index(["task"])
     db["models"].create_index(["license"])
     db["models"].create_index(["cached"])
+    db["models"].create_index(["downloads"])
     db["revisions"].create(
         {"model_key": str, "commit_id": str, "pulled_at": str, "size_bytes": int, "file_count": int},
         pk=("model_key", "commit_id"),

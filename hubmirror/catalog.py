@@ -10,13 +10,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from sqlite_utils import Database
-
 from hubmirror.errors import NoMirrorError
-from hubmirror.migrations import migrations
 from hubmirror.records import ModelMetadata, RemoteFile, ResolvedRevision
 
 CATALOG_NAME = "catalog.db"
+SCHEMA_VERSION = 1  # how many migrations hubmirror.migrations holds; stored as PRAGMA user_version
 RANK_CANDIDATES = 500
 _MAX_QUERY_WORDS = 8
 # What a query word found in these columns adds to a model's score (every candidate has each word somewhere,
@@ -61,17 +59,44 @@ class Catalog:
         path = Path(path)
         if not create and not path.exists():
             raise NoMirrorError(f"no mirror at {path.parent} ({CATALOG_NAME} not found): pull something first or pass --root")
-        conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 60000")
-        self.db = Database(conn)
+        self.conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout = 60000")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self._db = None
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._migrate()
+
+    @property
+    def db(self):
+        """The sqlite-utils view of the connection, for writes (imported on first use: reads need only sqlite3)."""
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn)
+        return self._db
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date; one process at a time (the write lock is taken before looking)."""
+        from hubmirror.migrations import migrations
+
         if self.db.journal_mode != "wal":
-            self.db.enable_wal()
-        conn.execute("PRAGMA synchronous = NORMAL")
-        if migrations.pending(self.db):
+            self.db.enable_wal()  # must run outside a transaction; persists in the file
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
             migrations.apply(self.db)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def close(self) -> None:
-        self.db.close()
+        self.conn.close()
+
+    def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
+        cursor = self.conn.execute(sql, list(args))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     # -- writes ---------------------------------------------------------------------------------------------------
 
@@ -164,33 +189,33 @@ class Catalog:
     # -- reads ----------------------------------------------------------------------------------------------------
 
     def model(self, key: str) -> dict | None:
-        rows = list(self.db["models"].rows_where("key = ?", [key]))
+        rows = self._rows("SELECT * FROM models WHERE key = ?", [key])
         return rows[0] if rows else None
 
     def models(self, *, cached_only: bool = True, source: str | None = None) -> list[dict]:
-        clauses, args = [], []
+        clauses, args = ["1"], []
         if cached_only:
             clauses.append("cached = 1")
         if source:
             clauses.append("source = ?")
             args.append(source)
-        return list(self.db["models"].rows_where(" AND ".join(clauses) or None, args, order_by="key"))
+        return self._rows(f"SELECT * FROM models WHERE {' AND '.join(clauses)} ORDER BY key", args)
 
     def revisions(self, key: str) -> list[dict]:
-        return list(self.db["revisions"].rows_where("model_key = ?", [key], order_by="pulled_at"))
+        return self._rows("SELECT * FROM revisions WHERE model_key = ? ORDER BY pulled_at", [key])
 
     def refs(self, key: str) -> list[dict]:
-        return list(self.db["refs"].rows_where("model_key = ?", [key], order_by="name"))
+        return self._rows("SELECT * FROM refs WHERE model_key = ? ORDER BY name", [key])
 
     def files(self, key: str, commit: str) -> list[dict]:
-        return list(self.db["files"].rows_where("model_key = ? AND commit_id = ?", [key, commit], order_by="path"))
+        return self._rows("SELECT * FROM files WHERE model_key = ? AND commit_id = ? ORDER BY path", [key, commit])
 
     def commit_for(self, key: str, revision: str | None) -> str | None:
         """The commit a revision name (ref or commit, or the newest when None) points at in this mirror."""
         if revision is None:
             model = self.model(key)
             return model["latest_commit"] if model else None
-        row = self.db.execute(
+        row = self.conn.execute(
             "SELECT commit_id FROM refs WHERE model_key = ? AND name = ? UNION ALL "
             "SELECT commit_id FROM revisions WHERE model_key = ? AND commit_id = ?",
             [key, revision, key, revision],
@@ -200,17 +225,17 @@ class Catalog:
     def file_rows(self, selection: Iterable[tuple[str, str]] | None = None) -> list[dict]:
         """File rows of the given (model key, commit) pairs, or of the whole catalog."""
         if selection is None:
-            return [dict(r) for r in self.db.query("SELECT * FROM files ORDER BY sha256")]
+            return self._rows("SELECT * FROM files ORDER BY sha256")
         rows: list[dict] = []
         for key, commit in selection:
             rows.extend(self.files(key, commit))
         return rows
 
     def referenced_digests(self) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT DISTINCT sha256 FROM files")}
+        return {row[0] for row in self.conn.execute("SELECT DISTINCT sha256 FROM files")}
 
     def sha256_for_git_sha1(self, git_sha1: str) -> str | None:
-        row = self.db.execute("SELECT sha256 FROM files WHERE git_sha1 = ? LIMIT 1", [git_sha1]).fetchone()
+        row = self.conn.execute("SELECT sha256 FROM files WHERE git_sha1 = ? LIMIT 1", [git_sha1]).fetchone()
         return row[0] if row else None
 
     def search(
@@ -243,7 +268,7 @@ class Catalog:
         words = fts_words(query)
         if not words:
             sql = f"SELECT m.* FROM models m WHERE 1 {filters} ORDER BY coalesce(m.downloads, 0) DESC, m.key LIMIT ?"
-            return [dict(r) for r in self.db.query(sql, [*args, limit])]
+            return self._rows(sql, [*args, limit])
         facets = [
             f'"{facet_token(kind, value)}"'
             for kind, value in (("source", source), ("task", task), ("license", license), ("library", library),
@@ -251,7 +276,7 @@ class Catalog:
             if value is not None and value != ""
         ]
         match = " ".join(words + facets)
-        lowest = self.db.execute(
+        lowest = self.conn.execute(
             "SELECT min(rowid) FROM (SELECT rowid FROM models_fts WHERE models_fts MATCH ? ORDER BY rowid DESC LIMIT ?)",
             [match, RANK_CANDIDATES],
         ).fetchone()[0]
@@ -269,5 +294,5 @@ class Catalog:
             f"WHERE m.rowid >= ? AND m.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ? AND rowid >= ?)"
             f"{filters} ORDER BY score DESC, coalesce(m.downloads, 0) DESC, m.key LIMIT ?"
         )
-        rows = self.db.query(sql, [*score_args, lowest, match, lowest, *args, limit])
+        rows = self._rows(sql, [*score_args, lowest, match, lowest, *args, limit])
         return [{k: v for k, v in r.items() if k != "score"} for r in rows]

@@ -22,13 +22,15 @@ def test_help_imports_nothing_heavy():
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def test_search_and_list_do_not_import_torch_or_network_clients(tmp_path):
+def test_search_and_list_do_not_import_torch_network_clients_or_sqlite_utils(tmp_path, hub):
+    hub.create_repo("org/m", {"a.txt": b"a"})
+    assert CliRunner().invoke(cli, ["--root", str(tmp_path), "pull", "hf:org/m", "--endpoint", hub.url]).exit_code == 0
     code = (
         "import sys\n"
         "from hubmirror.cli import cli\n"
         f"for args in (['--root', {str(tmp_path)!r}, 'search', 'x'], ['--root', {str(tmp_path)!r}, 'list']):\n"
         "    try:\n        cli(args)\n    except SystemExit:\n        pass\n"
-        "print(sorted(m for m in ['torch', 'requests', 'huggingface_hub'] if m in sys.modules))"
+        "print(sorted(m for m in ['torch', 'requests', 'huggingface_hub', 'sqlite_utils'] if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

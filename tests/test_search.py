@@ -58,3 +58,11 @@ def test_fts_syntax_in_queries_is_taken_literally(catalog, hostile):
 def test_ranking_is_bounded_to_the_newest_candidates(catalog, monkeypatch):
     monkeypatch.setattr(catalog_module, "RANK_CANDIDATES", 1)
     assert keys(catalog.search("apache")) == ["hf:org/resnet50"]  # newest match only
+
+
+def test_schema_version_counts_the_migrations(tmp_path):
+    from hubmirror.catalog import SCHEMA_VERSION
+    from hubmirror.migrations import migrations
+
+    assert len(migrations.pending(Catalog(tmp_path / "fresh.db").db)) == 0
+    assert SCHEMA_VERSION == len(migrations._migrations)

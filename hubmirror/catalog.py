@@ -267,7 +267,7 @@ class Catalog:
         filters = "".join(" AND " + c for c in clauses)
         words = fts_words(query)
         if not words:
-            sql = f"SELECT m.* FROM models m WHERE 1 {filters} ORDER BY coalesce(m.downloads, 0) DESC, m.key LIMIT ?"
+            sql = f"SELECT m.* FROM models m WHERE 1 {filters} ORDER BY m.downloads DESC, m.key LIMIT ?"
             return self._rows(sql, [*args, limit])
         facets = [
             f'"{facet_token(kind, value)}"'
@@ -292,7 +292,7 @@ class Catalog:
         sql = (
             f"SELECT m.*, {' + '.join(score_terms)} AS score FROM models m "
             f"WHERE m.rowid >= ? AND m.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ? AND rowid >= ?)"
-            f"{filters} ORDER BY score DESC, coalesce(m.downloads, 0) DESC, m.key LIMIT ?"
+            f"{filters} ORDER BY score DESC, m.downloads DESC, m.key LIMIT ?"
         )
         rows = self._rows(sql, [*score_args, lowest, match, lowest, *args, limit])
         return [{k: v for k, v in r.items() if k != "score"} for r in rows]

@@ -1,4 +1,4 @@
-"""kill -9 in the middle of a pull: nothing half-written is visible, and the next pull resumes with Range."""
+"""kill -9 or Ctrl-C in the middle of a pull: nothing half-written is visible, and the next pull resumes with Range."""
 
 import hashlib
 import os
@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+
+import pytest
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -18,7 +20,8 @@ def partial_bytes(root) -> int:
     return sum(p.stat().st_size for p in tmp.iterdir() if p.name.startswith("partial-") and not p.name.endswith(".lock"))
 
 
-def test_kill_9_mid_pull_then_resume(hub, run, root):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupted_pull_then_resume(hub, run, root, sig):
     data = os.urandom(3_000_000)
     digest = hashlib.sha256(data).hexdigest()
     hub.create_repo("org/big", {".gitattributes": LFS_ATTRS, "config.json": b"{}", "big.bin": data})
@@ -33,11 +36,14 @@ def test_kill_9_mid_pull_then_resume(hub, run, root):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the pull never started writing"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        proc.send_signal(sig)
+        proc.wait(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
+    if sig == signal.SIGINT:  # Ctrl-C: a clean stop, with a one-line message and exit code 130
+        assert proc.returncode == 130
+        assert proc.stderr.read().decode().strip().startswith("interrupted")
     held = partial_bytes(root)
     assert 0 < held < len(data)
     # nothing visible: no blob for the file, no catalog rows

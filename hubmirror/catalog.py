@@ -33,6 +33,8 @@ class StoredFile:
     remote: RemoteFile
     sha256: str
     git_sha1: str | None
+    size: int
+    reused: bool = False  # the bytes were already in the store
 
 
 def facet_token(kind: str, value) -> str:
@@ -100,48 +102,50 @@ class Catalog:
 
     # -- writes ---------------------------------------------------------------------------------------------------
 
-    def record_revision(self, revision: ResolvedRevision, stored: list[StoredFile], plugin: str,
-                        source_description: str = "") -> None:
-        """Catalogue a fully stored revision (its files, its ref and the model's metadata) in one transaction."""
-        meta = revision.metadata
-        key = revision.ref.key
+    def record_revisions(self, revisions: list[tuple[ResolvedRevision, list[StoredFile]]], plugin: str,
+                         source_description: str = "") -> None:
+        """Catalogue fully stored revisions (files, refs, the models' metadata) in one transaction."""
         now = utc_now()
-        size = sum(f.remote.size or 0 for f in stored)
         with self.db.atomic():
-            self.db["sources"].insert(
-                {"name": revision.ref.source, "plugin": plugin, "description": source_description, "first_seen": now},
-                ignore=True,
-            )
-            self._upsert_model(meta, cached=True, now=now)
-            self.db["models"].update(
-                key, {"size_bytes": size, "file_count": len(stored), "latest_commit": revision.commit}
-            )
-            self.db["revisions"].upsert(
-                {"model_key": key, "commit_id": revision.commit, "pulled_at": now, "size_bytes": size,
-                 "file_count": len(stored)},
-                pk=("model_key", "commit_id"),
-            )
-            self.db["refs"].upsert(
-                {"model_key": key, "name": revision.requested, "commit_id": revision.commit, "updated_at": now},
-                pk=("model_key", "name"),
-            )
-            self.db["files"].upsert_all(
-                (
-                    {
-                        "model_key": key,
-                        "commit_id": revision.commit,
-                        "path": f.remote.path,
-                        "size": f.remote.size,
-                        "sha256": f.sha256,
-                        "git_sha1": f.git_sha1,
-                        "upstream_digests": json.dumps(f.remote.digests, sort_keys=True),
-                        "etag": f.remote.etag,
-                        "lfs": int(f.remote.lfs),
-                    }
-                    for f in stored
-                ),
-                pk=("model_key", "commit_id", "path"),
-            )
+            for revision, stored in revisions:
+                self._record_revision(revision, stored, plugin, source_description, now)
+
+    def _record_revision(self, revision: ResolvedRevision, stored: list[StoredFile], plugin: str,
+                         source_description: str, now: str) -> None:
+        key = revision.ref.key
+        size = sum(f.size for f in stored)
+        self.db["sources"].insert(
+            {"name": revision.ref.source, "plugin": plugin, "description": source_description, "first_seen": now},
+            ignore=True,
+        )
+        self._upsert_model(revision.metadata, cached=True, now=now)
+        self.db["models"].update(key, {"size_bytes": size, "file_count": len(stored), "latest_commit": revision.commit})
+        self.db["revisions"].upsert(
+            {"model_key": key, "commit_id": revision.commit, "pulled_at": now, "size_bytes": size,
+             "file_count": len(stored)},
+            pk=("model_key", "commit_id"),
+        )
+        self.db["refs"].upsert(
+            {"model_key": key, "name": revision.requested, "commit_id": revision.commit, "updated_at": now},
+            pk=("model_key", "name"),
+        )
+        self.db["files"].upsert_all(
+            (
+                {
+                    "model_key": key,
+                    "commit_id": revision.commit,
+                    "path": f.remote.path,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "git_sha1": f.git_sha1,
+                    "upstream_digests": json.dumps(f.remote.digests, sort_keys=True),
+                    "etag": f.remote.etag,
+                    "lfs": int(f.remote.lfs),
+                }
+                for f in stored
+            ),
+            pk=("model_key", "commit_id", "path"),
+        )
 
     def _upsert_model(self, meta: ModelMetadata, *, cached: bool, now: str) -> None:
         """Insert or update a model's metadata; `cached` False leaves an already cached model cached."""

@@ -92,17 +92,16 @@ def pull(state, refs, include, exclude, endpoint, workers, as_json):
     try:
         for ref in parsed:
             with TransferProgress(str(ref), state.quiet) as progress:
-                result = do_pull(
+                pulled = do_pull(
                     mirror, state.registry(), ref, SourceContext(endpoint=endpoint),
                     include=list(include) or None, exclude=list(exclude) or None, workers=workers,
                     on_start=progress.start, on_bytes=progress.advance,
                 )
-            results.append(result)
+            results.extend(pulled)
             if not as_json:
-                click.echo(
-                    f"{ref.key}@{result.revision.commit}: {len(result.files)} files, {human_size(result.size)}"
-                    f" ({result.reused} already stored)"
-                )
+                for r in pulled:
+                    click.echo(f"{r.revision.ref.key}@{r.revision.commit}: {len(r.files)} files, {human_size(r.size)}"
+                               f" ({r.reused} already stored)")
     finally:
         mirror.close()
     if as_json:

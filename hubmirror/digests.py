@@ -7,6 +7,8 @@ import re
 from typing import Callable
 
 _HEX = {"sha256": 64, "git-sha1": 40, "sha1": 40, "md5": 32}
+# Not a hash of its own: the leading hex digits of the sha256, as torch.hub file names carry them (name-<hex>.pth).
+SHA256_PREFIX = "sha256-prefix"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -29,6 +31,8 @@ SUPPORTED_ALGORITHMS = frozenset(_FACTORIES)
 
 def is_valid_digest(algorithm: str, value: str) -> bool:
     """Whether `value` is a lower-case hex digest of the right length for `algorithm`."""
+    if algorithm == SHA256_PREFIX:
+        return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{8,64}", value) is not None
     length = _HEX.get(algorithm)
     return bool(length) and isinstance(value, str) and re.fullmatch(rf"[0-9a-f]{{{length}}}", value) is not None
 
@@ -47,7 +51,7 @@ class MultiHasher:
     """
 
     def __init__(self, algorithms: set[str] | frozenset[str], size: int | None):
-        wanted = set(algorithms) | {"sha256"}
+        wanted = (set(algorithms) - {SHA256_PREFIX}) | {"sha256"}
         if size is None:
             wanted.discard("git-sha1")
         unknown = wanted - SUPPORTED_ALGORITHMS
@@ -67,8 +71,12 @@ class MultiHasher:
 
 def mismatches(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
     """Human-readable differences between expected and computed digests (algorithms computed on both sides only)."""
-    return [
+    found = [
         f"{alg} expected {want} got {actual[alg]}"
         for alg, want in sorted(expected.items())
         if alg in actual and actual[alg] != want.lower()
     ]
+    prefix = expected.get(SHA256_PREFIX)
+    if prefix and not actual["sha256"].startswith(prefix.lower()):
+        found.append(f"sha256 {actual['sha256']} does not start with the {prefix} its file name promises")
+    return found

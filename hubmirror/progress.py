@@ -16,7 +16,7 @@ class TransferProgress:
         self._bar = None
         self._lock = threading.Lock()
 
-    def start(self, revision, total: int) -> None:
+    def start(self, total: int) -> None:
         if self.enabled:
             from tqdm import tqdm
 

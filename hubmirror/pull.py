@@ -29,7 +29,7 @@ class PullResult:
 
     @property
     def size(self) -> int:
-        return sum(f.remote.size or 0 for f in self.files)
+        return sum(f.size for f in self.files)
 
 
 def matches(path: str, include: list[str] | None, exclude: list[str] | None) -> bool:
@@ -67,57 +67,79 @@ def pull(
     include: list[str] | None = None,
     exclude: list[str] | None = None,
     workers: int = DEFAULT_WORKERS,
-    on_start: Callable[[ResolvedRevision, int], None] = lambda rev, total: None,
+    on_start: Callable[[int], None] = lambda total: None,
     on_bytes: Callable[[int], None] = lambda n: None,
-) -> PullResult:
-    """Mirror `ref`. Nothing reaches the catalog unless every selected file is stored and verified."""
+) -> list[PullResult]:
+    """Mirror `ref` (one model, or several when the reference names several, like a PyTorch Hub repo's
+    entrypoints). Nothing reaches the catalog unless every selected file of every one is stored and verified."""
     with mirror.shared_lock(f"pull {ref}"):
-        return _pull_locked(mirror, registry, ref, ctx, include, exclude, workers, on_start, on_bytes)
-
-
-def _pull_locked(mirror, registry, ref, ctx, include, exclude, workers, on_start, on_bytes) -> PullResult:
-    source, plugin = registry.source(ref.source)
-    revision = source.resolve(ref, ctx)
-    check_listing(revision)
-    selected = [f for f in revision.files if matches(f.path, include, exclude)]
-    if not selected:
-        raise UsageError(f"{ref}: no file of revision {revision.commit} matches the include/exclude patterns")
-    known, todo = _split_known(mirror, selected)
-    on_start(revision, sum(f.size or 0 for f in todo))
-    stop = threading.Event()
-    stored = list(known)
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="pull") as pool:
-        futures = [
-            pool.submit(fetch_file, source, revision, f, mirror.store, ctx, on_bytes=on_bytes, stop=stop) for f in todo
+        source, plugin = registry.source(ref.source)
+        ctx.source_for = ctx.source_for or (lambda name: registry.source(name)[0])
+        ctx.cache_dir = ctx.cache_dir or mirror.root / "tmp" / "cache"
+        revisions = source.resolve_all(ref, ctx)
+        selections = []
+        for revision in revisions:
+            check_listing(revision)
+            selected = [f for f in revision.files if matches(f.path, include, exclude)]
+            if not selected:
+                raise UsageError(
+                    f"{revision.ref}: no file of revision {revision.commit} matches the include/exclude patterns"
+                )
+            selections.append((revision, selected))
+        stored = _store_files(mirror, source, selections, ctx, workers, on_start, on_bytes)
+        results = [
+            PullResult(rev, [stored[id(f)] for f in files], reused=sum(stored[id(f)].reused for f in files))
+            for rev, files in selections
         ]
+        missing = [f.remote.path for r in results for f in r.files if not mirror.store.exists(f.sha256)]
+        if missing:
+            raise IntegrityError(f"{ref}: blobs vanished before cataloguing: {', '.join(missing)}")
+        mirror.catalog.record_revisions([(r.revision, r.files) for r in results], plugin, source.description)
+        return results
+
+
+def _store_files(mirror, source, selections, ctx, workers, on_start, on_bytes) -> dict[int, StoredFile]:
+    """Fetch every distinct selected file once (revisions of one reference may share file objects)."""
+    unique: dict[int, tuple[ResolvedRevision, RemoteFile]] = {}
+    for revision, files in selections:
+        for f in files:
+            unique.setdefault(id(f), (revision, f))
+    stored: dict[int, StoredFile] = {}
+    todo = []
+    for key, (revision, f) in unique.items():
+        known = _already_stored(mirror, f)
+        if known is not None:
+            stored[key] = known
+        else:
+            todo.append((key, revision, f))
+    on_start(sum(f.size or 0 for _, _, f in todo))
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="pull") as pool:
+        futures = {
+            key: pool.submit(fetch_file, source, revision, f, mirror.store, ctx, on_bytes=on_bytes, stop=stop)
+            for key, revision, f in todo
+        }
         try:
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
+            done, _ = wait(list(futures.values()), return_when=FIRST_EXCEPTION)
+            failed = [fut for fut in done if fut.exception() is not None]
             if failed:
                 stop.set()
-                for fut in futures:
+                for fut in futures.values():
                     fut.cancel()
                 raise failed[0].exception()
         except BaseException:
             stop.set()
             raise
-        stored.extend(fut.result() for fut in futures)
-    missing = [f.remote.path for f in stored if not mirror.store.exists(f.sha256)]
-    if missing:
-        raise IntegrityError(f"{ref}: blobs vanished before cataloguing: {', '.join(missing)}")
-    mirror.catalog.record_revision(revision, stored, plugin, source.description)
-    return PullResult(revision, stored, reused=len(known))
+    stored.update({key: fut.result() for key, fut in futures.items()})
+    return stored
 
 
-def _split_known(mirror: Mirror, files: list[RemoteFile]) -> tuple[list[StoredFile], list[RemoteFile]]:
-    """Files whose bytes the store already holds (by sha256, or by a git id the catalog knows) need no download."""
-    known, todo = [], []
-    for f in files:
-        digest = f.sha256
-        if digest is None and "git-sha1" in f.digests:
-            digest = mirror.catalog.sha256_for_git_sha1(f.digests["git-sha1"])
-        if digest and mirror.store.exists(digest):
-            known.append(StoredFile(f, digest, f.digests.get("git-sha1")))
-        else:
-            todo.append(f)
-    return known, todo
+def _already_stored(mirror: Mirror, f: RemoteFile) -> StoredFile | None:
+    """A file whose bytes the store already holds (by sha256, or by a git id the catalog knows) needs no download."""
+    digest = f.sha256
+    if digest is None and "git-sha1" in f.digests:
+        digest = mirror.catalog.sha256_for_git_sha1(f.digests["git-sha1"])
+    info = mirror.store.stat(digest) if digest else None
+    if info is None:
+        return None
+    return StoredFile(f, digest, f.digests.get("git-sha1"), info.size, reused=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator
 
 from hubmirror.errors import UsageError
@@ -32,6 +33,8 @@ class SourceContext:
 
     endpoint: str | None = None
     timeout: float = 60.0
+    source_for: Callable[[str], "Source"] | None = None  # other registered sources, for sources that delegate
+    cache_dir: Path | None = None  # scratch space inside the mirror (archives being unpacked, listings)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def session(self):
@@ -60,6 +63,10 @@ class Source(ABC):
     @abstractmethod
     def resolve(self, ref: ModelRef, ctx: SourceContext) -> ResolvedRevision:
         """Pin `ref` to an immutable revision, with metadata and the file list (each with upstream digests)."""
+
+    def resolve_all(self, ref: ModelRef, ctx: SourceContext) -> list[ResolvedRevision]:
+        """The models one reference names: usually one; a PyTorch Hub repo names one per entrypoint."""
+        return [self.resolve(ref, ctx)]
 
     @abstractmethod
     def open_file(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, offset: int = 0) -> Download:

@@ -42,7 +42,7 @@ def fetch_file(
     with store.writer(resume_key(revision, file)) as writer:
         if file.sha256 and store.exists(file.sha256):  # another process stored it while we waited
             on_bytes(file.size or 0)
-            return StoredFile(file, file.sha256, expected.get("git-sha1"))
+            return StoredFile(file, file.sha256, expected.get("git-sha1"), store.stat(file.sha256).size)
         hasher = MultiHasher(set(expected), file.size)
         if file.size is not None and writer.offset > file.size:
             writer.restart()
@@ -58,7 +58,7 @@ def fetch_file(
         if bad:
             raise IntegrityError(f"{revision.ref}: {file.path}: {bad[0]}; the bytes were refused")
         writer.commit(digests["sha256"])
-    return StoredFile(file, digests["sha256"], digests.get("git-sha1"))
+    return StoredFile(file, digests["sha256"], digests.get("git-sha1"), hasher.size)
 
 
 def _stream_into(source, revision, file, ctx, writer, hasher, on_bytes, stop) -> MultiHasher:

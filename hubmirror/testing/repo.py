@@ -99,6 +99,7 @@ class FakeRepo:
     gated: bool = False
     private: bool = False
     created_at: str = "2021-08-30T00:00:00.000Z"
+    lfs_enabled: bool = True  # the Hub stores big files in LFS; GitHub repos here do not
 
     def commit(self, files: dict[str, bytes | Path], *, branch: str = "main", tag: str | None = None) -> str:
         """Add a commit holding exactly `files` (path -> bytes or a file on disk) on `branch`; return its sha."""
@@ -108,7 +109,7 @@ class FakeRepo:
         entries: dict[str, RepoFile] = {}
         for path, content in sorted(files.items()):
             size = len(content) if isinstance(content, bytes) else Path(content).stat().st_size
-            lfs = is_lfs(path, patterns, size)
+            lfs = self.lfs_enabled and is_lfs(path, patterns, size)
             entries[path] = (
                 RepoFile(path, data=content, lfs=lfs)
                 if isinstance(content, bytes)

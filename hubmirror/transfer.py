@@ -76,7 +76,10 @@ def _stream_into(source, revision, file, ctx, writer, hasher, on_bytes, stop) ->
             hasher.update(chunk)
             on_bytes(len(chunk))
             if file.size is not None and hasher.size > file.size:
-                raise IntegrityError(f"{revision.ref}: {file.path}: upstream sent more than the {file.size} bytes announced")
+                raise IntegrityError(
+                    f"{revision.ref}: {file.path}: upstream sent more than the {file.size} bytes announced; "
+                    "the bytes were refused"
+                )
     finally:
         download.close()
     return hasher

@@ -1,0 +1,241 @@
+"""PyTorch Hub repositories: `torchhub:owner/repo[:ref][:entrypoint]`.
+
+Fetches the repository the way torch.hub does (the GitHub zipball of the ref's commit) and checks every file against
+the git blob id GitHub's tree API publishes. `hubconf.py` is parsed, never imported: its entrypoints (each becomes a
+catalog model), `dependencies`, docstrings, and the weight URLs the entrypoints download (`load_state_dict_from_url` /
+`download_url_to_file` style URLs, mirrored as `checkpoints/<name>` and checked against their hash prefix).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field, replace
+
+from hubmirror.errors import HubmirrorError, IntegrityError, NotFoundError, UnsafePathError, UsageError
+from hubmirror.hookspecs import hookimpl
+from hubmirror.http import open_range
+from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
+from hubmirror.safepath import check_relative_path
+from hubmirror.sources import Download, Source, SourceContext
+from plugins.github import GitHub
+from plugins.urls import url_file
+
+REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9_.][\w.-]*$")
+WEIGHT_URL_RE = re.compile(r"^https?://\S+\.(pth|pt|bin|ckpt|onnx|safetensors|jit|pkl|npz|h5|tar|zip|gz|tgz)$")
+_GIT_SYMLINK, _GIT_SUBMODULE = "120000", "160000"
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Entrypoint:
+    name: str
+    doc: str | None
+    weight_urls: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Hubconf:
+    dependencies: list[str]
+    entrypoints: dict[str, Entrypoint]
+    imports: set[str]
+
+
+def _urls_in(node: ast.AST) -> list[str]:
+    return [n.value for n in ast.walk(node)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and WEIGHT_URL_RE.match(n.value)]
+
+
+def parse_hubconf(source: str) -> Hubconf:
+    """Read what torch.hub would find in hubconf.py, without executing it."""
+    try:
+        tree = ast.parse(source, "hubconf.py")
+    except SyntaxError as exc:
+        raise HubmirrorError(f"hubconf.py does not parse: {exc.msg} (line {exc.lineno})") from None
+    dependencies: list[str] = []
+    module_urls: dict[str, list[str]] = {}
+    imports: set[str] = set()
+    functions: list[ast.FunctionDef | ast.ClassDef] = []
+    imported: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id == "dependencies":
+                    dependencies = [e.value for e in getattr(node.value, "elts", [])
+                                    if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+                elif isinstance(target, ast.Name):
+                    module_urls[target.id] = _urls_in(node.value)
+        elif isinstance(node, ast.Import):
+            imports.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module:
+                imports.add(node.module.split(".")[0])
+            # torch.hub offers every public callable of hubconf's namespace, imported ones included
+            imported.extend(alias.asname or alias.name for alias in node.names if alias.name != "*")
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            functions.append(node)
+    entrypoints = {name: Entrypoint(name, None) for name in imported if not name.startswith("_")}
+    for fn in functions:
+        names = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)}
+        urls = _urls_in(fn) + [u for name in sorted(names & module_urls.keys()) for u in module_urls[name]]
+        entrypoints[fn.name] = Entrypoint(fn.name, ast.get_docstring(fn), list(dict.fromkeys(urls)))
+    return Hubconf(dependencies, dict(sorted(entrypoints.items())), imports)
+
+
+def check_imports(hubconf: Hubconf, repo_paths: list[str]) -> None:
+    """Every module hubconf.py imports must be in the repository, the standard library or its dependencies."""
+    in_repo = set()
+    for path in repo_paths:
+        parts = path.split("/")
+        in_repo.update(parts[:-1])
+        if parts[-1].endswith(".py"):
+            in_repo.add(parts[-1][:-3])
+    declared = {d.split(".")[0].replace("-", "_") for d in hubconf.dependencies}
+    missing = sorted(m for m in hubconf.imports
+                     if m not in in_repo and m not in sys.stdlib_module_names and m not in declared)
+    if missing:
+        raise HubmirrorError(
+            f"hubconf.py imports {', '.join(missing)}, which is neither in the repository, the standard library "
+            f"nor its declared dependencies"
+        )
+
+
+def _zip_member_is_symlink(info: zipfile.ZipInfo) -> bool:
+    return (info.external_attr >> 16) & 0o170000 == 0o120000
+
+
+def open_archive(archive: zipfile.ZipFile, what: str) -> dict[str, zipfile.ZipInfo]:
+    """Repository path -> zip member, below the single top folder GitHub adds; refuses links and unsafe names."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    infos = archive.infolist()
+    if not infos:
+        raise IntegrityError(f"{what}: the archive is empty")
+    top = infos[0].filename.split("/")[0] + "/"
+    for info in infos:
+        if _zip_member_is_symlink(info):
+            raise UnsafePathError(f"{what}: the archive holds a symbolic link: {info.filename!r}")
+        if not info.filename.startswith(top):
+            raise UnsafePathError(f"{what}: archive member {info.filename!r} is outside the top folder {top!r}")
+        relative = info.filename[len(top):]
+        if not relative or info.is_dir():
+            continue
+        members[check_relative_path(relative)] = info
+    return members
+
+
+class TorchHubSource(Source):
+    name = "torchhub"
+    description = "PyTorch Hub repositories on GitHub (GITHUB_SERVER_URL, GITHUB_API_URL, GITHUB_TOKEN)"
+
+    def parse(self, spec: str) -> ModelRef:
+        """`OWNER/REPO[:REF][:ENTRYPOINT]` (torch.hub's own form) or `OWNER/REPO/ENTRYPOINT[:REF]` (a catalog key)."""
+        path, _, rest = spec.partition(":")
+        segments = path.split("/")
+        if len(segments) == 3:
+            repo, entrypoint = "/".join(segments[:2]), segments[2]
+            ref, _, extra = rest.partition(":")
+        else:
+            repo = path
+            ref, _, entrypoint = rest.partition(":")
+            entrypoint, _, extra = entrypoint.partition(":")
+        if extra or not REPO_RE.match(repo) or ".." in repo or (entrypoint and not entrypoint.isidentifier()):
+            raise UsageError(f"malformed reference torchhub:{spec}: expected torchhub:OWNER/REPO[:REF][:ENTRYPOINT]")
+        return ModelRef(self.name, f"{repo}/{entrypoint}" if entrypoint else repo, ref or None)
+
+    def resolve(self, ref: ModelRef, ctx: SourceContext) -> ResolvedRevision:
+        revisions = self.resolve_all(ref, ctx)
+        if len(revisions) != 1:
+            raise UsageError(f"{ref} names {len(revisions)} entrypoints; name one as OWNER/REPO:REF:ENTRYPOINT")
+        return revisions[0]
+
+    def resolve_all(self, ref: ModelRef, ctx: SourceContext) -> list[ResolvedRevision]:
+        owner, name, *entry = ref.model_id.split("/")
+        repo, wanted = f"{owner}/{name}", (entry[0] if entry else None)
+        github = GitHub(ctx)
+        requested = ref.revision or github.default_branch(owner, name)
+        commit = github.commit_sha(owner, name, requested)
+        blobs = self._tree_blobs(github, owner, name, commit)
+        archive = self._download_archive(github, owner, name, commit, ctx)
+        members = open_archive(archive, f"{repo}@{commit}")
+        if set(members) != set(blobs):
+            raise IntegrityError(f"{repo}@{commit}: the archive and GitHub's tree list different files")
+        if "hubconf.py" not in members:
+            raise NotFoundError(f"{repo}@{commit} has no hubconf.py: not a PyTorch Hub repository")
+        hubconf = parse_hubconf(archive.read(members["hubconf.py"]).decode("utf-8", "replace"))
+        check_imports(hubconf, list(blobs))
+        if not hubconf.entrypoints:
+            raise NotFoundError(f"{repo}@{commit}: hubconf.py defines no entrypoint")
+        if wanted and wanted not in hubconf.entrypoints:
+            raise NotFoundError(f"{repo}@{commit} has no entrypoint {wanted!r} "
+                                f"(it has: {', '.join(sorted(hubconf.entrypoints))})")
+        repo_files = [
+            RemoteFile(path, entry.get("size"), {"git-sha1": entry["sha"]}, etag=entry["sha"],
+                       location=(archive, members[path]))
+            for path, entry in sorted(blobs.items())
+        ]
+        weights: dict[str, RemoteFile] = {}
+        revisions = []
+        for entry in hubconf.entrypoints.values():
+            if wanted and entry.name != wanted:
+                continue
+            for url in entry.weight_urls:
+                if url not in weights:
+                    remote = url_file(url, ctx)
+                    weights[url] = replace(remote, path=f"checkpoints/{remote.path}")
+            meta = ModelMetadata(
+                source=self.name, model_id=f"{repo}/{entry.name}", library="torch.hub",
+                tags=[owner, name, entry.name, *hubconf.dependencies],
+                description=(entry.doc or "").strip().split("\n\n")[0] or None,
+                extra={"repo": repo, "entrypoint": entry.name, "dependencies": hubconf.dependencies,
+                       "weight_urls": entry.weight_urls, "docstring": entry.doc},
+            )
+            files = repo_files + [weights[u] for u in entry.weight_urls]
+            revisions.append(ResolvedRevision(ModelRef(self.name, meta.model_id, ref.revision), commit, requested,
+                                              meta, files))
+        return revisions
+
+    @staticmethod
+    def _tree_blobs(github: GitHub, owner: str, name: str, commit: str) -> dict[str, dict]:
+        blobs = {}
+        for entry in github.tree(owner, name, commit):
+            mode, path = str(entry.get("mode")), entry.get("path")
+            if mode == _GIT_SYMLINK:
+                raise UnsafePathError(f"{owner}/{name}@{commit}: the repository holds a symbolic link: {path!r}")
+            if mode == _GIT_SUBMODULE:
+                raise HubmirrorError(f"{owner}/{name}@{commit}: submodules are not supported ({path!r})")
+            if entry.get("type") == "blob":
+                blobs[check_relative_path(path)] = entry
+        return blobs
+
+    @staticmethod
+    def _download_archive(github: GitHub, owner: str, name: str, commit: str, ctx: SourceContext) -> zipfile.ZipFile:
+        """The zipball, in an anonymous temp file inside the mirror (gone when the pull ends)."""
+        if ctx.cache_dir is not None:
+            ctx.cache_dir.mkdir(parents=True, exist_ok=True)
+        spool = tempfile.TemporaryFile(dir=ctx.cache_dir)
+        download = open_range(ctx.session(), github.archive_url(owner, name, commit), 0, timeout=ctx.timeout)
+        try:
+            for chunk in download.chunks:
+                spool.write(chunk)
+        finally:
+            download.close()
+        spool.seek(0)
+        try:
+            return zipfile.ZipFile(spool)
+        except zipfile.BadZipFile:
+            raise IntegrityError(f"{owner}/{name}@{commit}: the archive is not a valid zip file") from None
+
+    def open_file(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, offset: int = 0) -> Download:
+        if isinstance(file.location, str):
+            return open_range(ctx.session(), file.location, offset, timeout=ctx.timeout)
+        archive, info = file.location
+        member = archive.open(info)
+        return Download(0, iter(lambda: member.read(_CHUNK), b""), member.close)
+
+
+@hookimpl
+def register_sources(register):
+    register(TorchHubSource())

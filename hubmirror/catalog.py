@@ -110,6 +110,17 @@ class Catalog:
             for revision, stored in revisions:
                 self._record_revision(revision, stored, plugin, source_description, now)
 
+    def record_index(self, metas: Iterable[ModelMetadata], plugin: str, source_description: str = "") -> int:
+        """Add or refresh listed models (not cached unless they already are) in one transaction; return how many."""
+        now = utc_now()
+        with self.db.atomic():
+            rows = [self._model_row(meta, cached=False, now=now) | {"indexed_at": now} for meta in metas]
+            for source in {row["source"] for row in rows}:
+                self.db["sources"].insert({"name": source, "plugin": plugin, "description": source_description,
+                                           "first_seen": now}, ignore=True)
+            self.db["models"].upsert_all(rows, pk="key")
+        return len(rows)
+
     def _record_revision(self, revision: ResolvedRevision, stored: list[StoredFile], plugin: str,
                          source_description: str, now: str) -> None:
         key = revision.ref.key
@@ -149,10 +160,13 @@ class Catalog:
 
     def _upsert_model(self, meta: ModelMetadata, *, cached: bool, now: str) -> None:
         """Insert or update a model's metadata; `cached` False leaves an already cached model cached."""
+        self.db["models"].upsert(self._model_row(meta, cached=cached, now=now), pk="key")
+
+    def _model_row(self, meta: ModelMetadata, *, cached: bool, now: str) -> dict:
         if not cached:
-            existing = self.model(meta.key)
-            cached = bool(existing and existing["cached"])
-        row = {
+            row = self.conn.execute("SELECT cached FROM models WHERE key = ?", [meta.key]).fetchone()
+            cached = bool(row and row[0])
+        return {
             "key": meta.key,
             "source": meta.source,
             "model_id": meta.model_id,
@@ -171,7 +185,6 @@ class Catalog:
             "cached": int(cached),
             "updated_at": now,
         }
-        self.db["models"].upsert(row, pk="key")
 
     def remove(self, key: str, commit: str | None = None) -> int:
         """Forget a model (or one of its revisions); return the number of file rows removed. Blobs stay for gc."""

@@ -84,7 +84,6 @@ def pull(state, refs, include, exclude, endpoint, workers, as_json):
     from hubmirror.output import emit_json, human_size
     from hubmirror.progress import TransferProgress
     from hubmirror.pull import pull as do_pull
-    from hubmirror.sources import SourceContext
 
     parsed = [state.parse_ref(r) for r in refs]
     mirror = state.mirror(create=True)
@@ -93,7 +92,7 @@ def pull(state, refs, include, exclude, endpoint, workers, as_json):
         for ref in parsed:
             with TransferProgress(str(ref), state.quiet) as progress:
                 pulled = do_pull(
-                    mirror, state.registry(), ref, SourceContext(endpoint=endpoint),
+                    mirror, state.registry(), ref, mirror.source_context(state.registry(), endpoint),
                     include=list(include) or None, exclude=list(exclude) or None, workers=workers,
                     on_start=progress.start, on_bytes=progress.advance,
                 )
@@ -110,6 +109,35 @@ def pull(state, refs, include, exclude, endpoint, workers, as_json):
              "files": len(r.files), "bytes": r.size, "reused": r.reused}
             for r in results
         ])
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--query", help="Only models the source's own search finds for this text.")
+@click.option("--limit", type=int, help="At most this many models.")
+@click.option("--endpoint", help="Upstream base URL (default: the source's own).")
+@json_option
+@pass_state
+def index(state, source, query, limit, endpoint, as_json):
+    """Put a source's model listing in the catalog (searchable, not cached), e.g. `index timm`."""
+    import time
+
+    from hubmirror.output import emit_json
+
+    registry = state.registry()
+    src, plugin = registry.source(source)
+    mirror = state.mirror(create=True)
+    try:
+        started = time.perf_counter()
+        ctx = mirror.source_context(registry, endpoint)
+        count = mirror.catalog.record_index(src.index(ctx, query=query, limit=limit), plugin, src.description)
+        seconds = time.perf_counter() - started
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json({"source": source, "models": count, "seconds": round(seconds, 3)})
+    else:
+        click.echo(f"indexed {count} {source} models in {seconds:.2f} s")
 
 
 @cli.command(name="list")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hubmirror.catalog import CATALOG_NAME, Catalog
 from hubmirror.locks import mirror_lock
+from hubmirror.sources import SourceContext
 from hubmirror.store import BlobStore, LocalBlobStore
 
 HOME_ENV = "HUBMIRROR_HOME"
@@ -35,6 +36,11 @@ class Mirror:
         if create:
             store.initialise()
         return cls(root, catalog, store)
+
+    def source_context(self, registry, endpoint: str | None = None) -> SourceContext:
+        """What sources get from this mirror: the other sources (to delegate) and scratch space in tmp/."""
+        return SourceContext(endpoint=endpoint, source_for=lambda name: registry.source(name)[0],
+                             cache_dir=self.root / "tmp" / "cache")
 
     def shared_lock(self, what: str, timeout: float = 600.0):
         """Held while adding to the mirror (pull, import): many may hold it at once."""

@@ -74,8 +74,6 @@ def pull(
     entrypoints). Nothing reaches the catalog unless every selected file of every one is stored and verified."""
     with mirror.shared_lock(f"pull {ref}"):
         source, plugin = registry.source(ref.source)
-        ctx.source_for = ctx.source_for or (lambda name: registry.source(name)[0])
-        ctx.cache_dir = ctx.cache_dir or mirror.root / "tmp" / "cache"
         revisions = source.resolve_all(ref, ctx)
         selections = []
         for revision in revisions:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 MINILM_REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -93,3 +94,23 @@ def silero_vad(onnx=False, force_onnx_cpu=False, opset_version=16):
 def silero_hub_repo() -> dict[str, bytes | Path]:
     """The snakers4/silero-vad GitHub repository as torch.hub sees it: hubconf.py plus the real package files."""
     return {"hubconf.py": SILERO_HUBCONF.encode(), "README.md": b"# Silero VAD\n", **silero_files()}
+
+
+def timm_hub_repo(name: str, directory: Path) -> dict[str, Path]:
+    """A timm Hugging Face repo (`timm/<arch>.<tag>`) for one of timm's tiny `test_*` models: its config.json as
+    timm's `push_to_hf_hub` writes it and a model.safetensors of the real architecture (freshly initialised)."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, directory / "model.safetensors")
+    cfg = model.pretrained_cfg
+    config = {"architecture": cfg["architecture"], "num_classes": model.num_classes,
+              "num_features": model.num_features, "global_pool": getattr(model, "global_pool", "avg"),
+              "pretrained_cfg": {k: v for k, v in cfg.items() if k not in ("url", "hf_hub_id", "file", "source")}}
+    (directory / "config.json").write_text(json.dumps(config, indent=2, default=list))
+    (directory / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+    return {p.name: p for p in sorted(directory.iterdir())}

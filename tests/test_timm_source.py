@@ -1,0 +1,75 @@
+"""`timm:` sources: the registry index, weights through the HF imitation, and timm itself loading from it."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("timm")
+
+from hubmirror.testing.fixtures import timm_hub_repo  # noqa: E402
+from plugins.timm_models import timm_registry  # noqa: E402
+
+NAME = "test_vit.r160_in1k"
+
+
+@pytest.fixture(scope="session")
+def test_vit_files(tmp_path_factory):
+    return timm_hub_repo(NAME, tmp_path_factory.mktemp("timm-repo"))
+
+
+@pytest.fixture
+def timm_hub(hub, test_vit_files):
+    hub.create_repo(f"timm/{NAME}", test_vit_files)
+    return hub
+
+
+def test_index_puts_every_pretrained_config_in_the_catalog(run):
+    registry = timm_registry()
+    out = run.json("index", "timm")
+    assert out["models"] == len(registry["models"]) > 1000
+    hits = run.json("search", "resnet50 a1", "--source", "timm", "--not-cached")
+    assert "timm:resnet50.a1_in1k" in [h["key"] for h in hits]
+    shown = run.json("show", "timm:resnet50.a1_in1k")
+    assert shown["cached"] == 0 and shown["architecture"] == "resnet50" and shown["license"] == "apache-2.0"
+    assert shown["metadata"]["hf_hub_id"] == "timm/resnet50.a1_in1k"
+    assert shown["metadata"]["input_size"] == [3, 224, 224]
+    assert "arxiv:2110.00476" in shown["tags"]
+    assert run.json("list") == []  # indexed, not cached
+    assert len(run.json("list", "--all")) == out["models"]
+
+
+def test_pull_fetches_weights_through_the_hf_source(timm_hub, test_vit_files, run, root):
+    out = run.json("pull", f"timm:{NAME}")
+    assert out[0]["model"] == f"timm:{NAME}"
+    assert out[0]["commit"] == timm_hub.repos[f"timm/{NAME}"].branches["main"]
+    shown = run.json("show", f"timm:{NAME}")
+    assert shown["cached"] == 1 and shown["architecture"] == "test_vit" and shown["task"] == "image-classification"
+    files = {f["path"]: f["sha256"] for f in shown["files"]}
+    assert files == {p: hashlib.sha256(test_vit_files[p].read_bytes()).hexdigest()
+                     for p in ("config.json", "model.safetensors")}
+    # a bare architecture name takes timm's default tag
+    assert run.json("pull", "timm:test_vit")[0]["model"] == f"timm:{NAME}"
+
+
+def test_unknown_name_suggests_close_ones(run):
+    result = run("pull", "timm:resnet5O.a1_in1k")
+    assert result.exit_code == 1
+    assert "no pretrained model 'resnet5O.a1_in1k'" in result.output and "resnet50.a1_in1k" in result.output
+    assert run("pull", "timm:a/b").exit_code == 2
+
+
+def test_timm_create_model_pretrained_loads_from_the_imitation(timm_hub, test_vit_files, tmp_path):
+    code = (
+        "import timm, torch\n"
+        f"m = timm.create_model('{NAME}', pretrained=True)\n"
+        "from safetensors.torch import load_file\n"
+        f"ref = load_file({str(test_vit_files['model.safetensors'])!r})\n"
+        "print(all(torch.equal(v, ref[k]) for k, v in m.state_dict().items()))\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": timm_hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"

@@ -26,6 +26,7 @@ REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _LINK_NEXT_RE = re.compile(r'<([^>]+)>;\s*rel="next"')
 _README_MAX = 512 * 1024
+DEFAULT_INDEX_LIMIT = 1000
 
 
 def hf_token() -> str | None:
@@ -95,6 +96,25 @@ class HuggingFaceSource(Source):
         if not REPO_ID_RE.match(ref.model_id) or ".." in ref.model_id:
             raise UsageError(f"malformed Hugging Face repo id {ref.model_id!r} (expected org/name)")
         return ref
+
+    def index(self, ctx: SourceContext, query: str | None = None, limit: int | None = None):
+        """The Hub's model listing (`/api/models`, most downloaded first), `limit` models (default 1000)."""
+        limit = limit or DEFAULT_INDEX_LIMIT
+        params = f"limit={min(limit, 1000)}&sort=downloads&direction=-1&full=true"
+        url: str | None = f"{self.endpoint(ctx)}/api/models?{params}" + (f"&search={quote(query)}" if query else "")
+        count = 0
+        while url and count < limit:
+            entries, resp = self._get_json(ctx, url, "hf model listing")
+            if not isinstance(entries, list):
+                raise HubmirrorError("hf model listing: the Hub's answer is not a list")
+            for info in entries:
+                if count >= limit:
+                    return
+                if isinstance(info, dict) and isinstance(info.get("id"), str) and REPO_ID_RE.match(info["id"]):
+                    count += 1
+                    yield self._metadata(ModelRef(self.name, info["id"]), info)
+            match = _LINK_NEXT_RE.search(resp.headers.get("Link", ""))
+            url = match.group(1) if match else None
 
     def _get_json(self, ctx: SourceContext, url: str, what: str):
         try:

@@ -103,3 +103,13 @@ def test_namespace_less_repo_ids(hub, tmp_path):
     hub.create_repo("gpt2", {"config.json": b"{}"})
     path = hf.hf_hub_download("gpt2", "config.json", endpoint=hub.url, cache_dir=tmp_path / "c")
     assert Path(path).read_bytes() == b"{}"
+
+
+def test_list_models_pages_like_the_hub(hub):
+    for i in range(6):
+        hub.create_repo(f"org/m{i}", {"README.md": b"---\npipeline_tag: fill-mask\n---\n"})
+    api = hf.HfApi(endpoint=hub.url)
+    listed = list(api.list_models(search="org/m", full=True))
+    assert sorted(m.id for m in listed) == [f"org/m{i}" for i in range(6)]
+    assert {m.pipeline_tag for m in listed} == {"fill-mask"}
+    assert [m.id for m in api.list_models(limit=5)] == [f"org/m{i}" for i in range(5)]

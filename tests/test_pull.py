@@ -184,3 +184,16 @@ def test_catalog_never_references_a_missing_blob(minilm_hub, run, root):
     db = sqlite3.connect(root / "catalog.db")
     for (digest,) in db.execute("SELECT sha256 FROM files"):
         assert (root / "blobs" / "sha256" / digest).is_file()
+
+
+def test_index_lists_hub_models_through_the_paginated_listing_api(hub, run):
+    for i in range(10):  # page size 4 in the fixture: three pages
+        hub.create_repo(f"org/model-{i}", {"README.md": b"---\npipeline_tag: text-classification\nlicense: mit\n---\n"})
+    hub.create_repo("other/private", {"a.txt": b"a"}, private=True)
+    assert run.json("index", "hf")["models"] == 10
+    hits = run.json("search", "model", "--source", "hf", "--task", "text-classification", "--license", "mit",
+                    "--limit", "50")
+    assert len(hits) == 10 and all(h["cached"] == 0 for h in hits)
+    assert run.json("index", "hf", "--query", "model-3")["models"] == 1
+    assert run.json("index", "hf", "--limit", "5")["models"] == 5
+    assert len([r for r in hub.requests if r["path"].startswith("/api/models?")]) >= 3

@@ -114,7 +114,9 @@ class HubHandler(Handler):
         path = url.path
         query = parse_qs(url.query)
         try:
-            if path.startswith("/api/models/"):
+            if path == "/api/models" and self.command == "GET":
+                self._list_models(query)
+            elif path.startswith("/api/models/"):
                 self._api(path[len("/api/models/"):], query)
             elif "/resolve/" in path and self.command in ("GET", "HEAD"):
                 self._resolve(path)
@@ -180,6 +182,27 @@ class HubHandler(Handler):
             entries = [e for e in self._entries(repo, commit, recursive=True) if e["path"] in wanted]
             return self.send_json(200, entries)
         raise HubError(404, None, "Not Found")
+
+    def _list_models(self, query: dict) -> None:
+        """`GET /api/models?search=&limit=`: public models, most downloaded first, paged by a `Link` cursor."""
+        hub = self.owner
+        search = (query.get("search") or [""])[0].lower()
+        repos = [r for r in hub.repos.values() if not r.private and search in r.repo_id.lower()]
+        repos.sort(key=lambda r: r.repo_id)
+        limit = int((query.get("limit") or ["1000"])[0])
+        start = int((query.get("cursor") or ["0"])[0])
+        page = repos[start : start + min(limit, hub.tree_page_size)]
+        headers = {}
+        if start + len(page) < len(repos) and len(page) < limit:
+            nxt = {k: v[0] for k, v in query.items()} | {"cursor": str(start + len(page))}
+            qs = "&".join(f"{k}={quote(v)}" for k, v in sorted(nxt.items()))
+            headers["Link"] = f'<{hub.url}/api/models?{qs}>; rel="next"'
+        body = []
+        for repo in page:
+            info = self._model_info(repo, repo.branches["main"], {})
+            body.append({k: info[k] for k in ("_id", "id", "modelId", "likes", "downloads", "tags", "pipeline_tag",
+                                              "library_name", "createdAt", "private", "gated", "lastModified")})
+        self.send_json(200, body, headers)
 
     def _model_info(self, repo: FakeRepo, commit: str, query: dict) -> dict:
         files = repo.commits[commit]

@@ -140,6 +140,34 @@ def index(state, source, query, limit, endpoint, as_json):
         click.echo(f"indexed {count} {source} models in {seconds:.2f} s")
 
 
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--allow-unverified", is_flag=True, help="Also adopt files the cache layout does not vouch for.")
+@json_option
+@pass_state
+def adopt(state, path, allow_unverified, as_json):
+    """Bring an existing Hugging Face cache or TORCH_HOME into the mirror, offline, verifying what it records."""
+    from hubmirror.adopt import adopt as do_adopt
+    from hubmirror.output import emit_json
+
+    mirror = state.mirror(create=True)
+    try:
+        report = do_adopt(mirror, state.registry(), path, allow_unverified=allow_unverified)
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json(report.__dict__)
+    else:
+        for label, items in (("adopted", report.adopted), ("unverified", report.unverified),
+                             ("corrupt", report.corrupt), ("skipped", report.skipped)):
+            for item in items:
+                click.echo(f"{label}: {item}")
+        click.echo(f"{len(report.adopted)} adopted, {len(report.unverified)} unverified, "
+                   f"{len(report.corrupt)} corrupt, {len(report.skipped)} skipped")
+    if report.corrupt:
+        sys.exit(1)
+
+
 @cli.command(name="list")
 @click.option("--all", "show_all", is_flag=True, help="Include indexed models that are not cached.")
 @click.option("--source", help="Only this source.")

@@ -15,7 +15,7 @@ from hubmirror.mirror import Mirror
 from hubmirror.plugins import PluginRegistry
 from hubmirror.records import ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.safepath import check_relative_path
-from hubmirror.sources import SourceContext
+from hubmirror.sources import Source, SourceContext
 from hubmirror.transfer import fetch_file
 
 DEFAULT_WORKERS = 8
@@ -74,9 +74,8 @@ def pull(
     entrypoints). Nothing reaches the catalog unless every selected file of every one is stored and verified."""
     with mirror.shared_lock(f"pull {ref}"):
         source, plugin = registry.source(ref.source)
-        revisions = source.resolve_all(ref, ctx)
         selections = []
-        for revision in revisions:
+        for revision in source.resolve_all(ref, ctx):
             check_listing(revision)
             selected = [f for f in revision.files if matches(f.path, include, exclude)]
             if not selected:
@@ -84,21 +83,38 @@ def pull(
                     f"{revision.ref}: no file of revision {revision.commit} matches the include/exclude patterns"
                 )
             selections.append((revision, selected))
-        stored = _store_files(mirror, source, selections, ctx, workers, on_start, on_bytes)
-        for revision, files in selections:
-            if revision.commit is None:  # content-addressed revision: pinned by what was stored (one file)
-                if len(files) != 1:
-                    raise IntegrityError(f"{revision.ref}: a revision without a commit must hold exactly one file")
-                revision.commit = stored[id(files[0])].sha256
-        results = [
-            PullResult(rev, [stored[id(f)] for f in files], reused=sum(stored[id(f)].reused for f in files))
-            for rev, files in selections
-        ]
-        missing = [f.remote.path for r in results for f in r.files if not mirror.store.exists(f.sha256)]
-        if missing:
-            raise IntegrityError(f"{ref}: blobs vanished before cataloguing: {', '.join(missing)}")
-        mirror.catalog.record_revisions([(r.revision, r.files) for r in results], plugin, source.description)
-        return results
+        return store_revisions(mirror, source, plugin, selections, ctx, workers=workers, on_start=on_start,
+                               on_bytes=on_bytes)
+
+
+def store_revisions(
+    mirror: Mirror,
+    source: Source,
+    plugin: str,
+    selections: list[tuple[ResolvedRevision, list[RemoteFile]]],
+    ctx: SourceContext,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    on_start: Callable[[int], None] = lambda total: None,
+    on_bytes: Callable[[int], None] = lambda n: None,
+) -> list[PullResult]:
+    """Store the selected files of checked revisions (each distinct file once, verified), then catalogue the
+    revisions in one transaction. The caller holds the mirror's shared lock."""
+    stored = _store_files(mirror, source, selections, ctx, workers, on_start, on_bytes)
+    for revision, files in selections:
+        if revision.commit is None:  # content-addressed revision: pinned by what was stored (one file)
+            if len(files) != 1:
+                raise IntegrityError(f"{revision.ref}: a revision without a commit must hold exactly one file")
+            revision.commit = stored[id(files[0])].sha256
+    results = [
+        PullResult(rev, [stored[id(f)] for f in files], reused=sum(stored[id(f)].reused for f in files))
+        for rev, files in selections
+    ]
+    missing = [f.remote.path for r in results for f in r.files if not mirror.store.exists(f.sha256)]
+    if missing:
+        raise IntegrityError(f"blobs vanished before cataloguing: {', '.join(missing)}")
+    mirror.catalog.record_revisions([(r.revision, r.files) for r in results], plugin, source.description)
+    return results
 
 
 def _store_files(mirror, source, selections, ctx, workers, on_start, on_bytes) -> dict[int, StoredFile]:

@@ -27,6 +27,13 @@ class Download:
     close: Callable[[], None] = lambda: None
 
 
+def local_download(path: Path, offset: int = 0, chunk_size: int = 1 << 20) -> Download:
+    """A Download of a file on this machine, from `offset`."""
+    f = open(path, "rb")
+    f.seek(offset)
+    return Download(offset, iter(lambda: f.read(chunk_size), b""), f.close)
+
+
 @dataclass
 class SourceContext:
     """Per-command settings a source may use: an endpoint override and HTTP sessions (one per thread)."""

@@ -18,6 +18,7 @@ from hubmirror.http import describe_network_error
 from hubmirror.sources import SourceContext
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+DEFAULT_SERVER = "https://github.com"
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class ReleaseAsset:
 class GitHub:
     def __init__(self, ctx: SourceContext):
         self.ctx = ctx
-        self.web = os.environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        self.web = os.environ.get("GITHUB_SERVER_URL", DEFAULT_SERVER).rstrip("/")
         self.api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 
     def _api_headers(self) -> dict[str, str]:
@@ -82,6 +83,13 @@ class GitHub:
     def archive_url(self, owner: str, repo: str, sha: str) -> str:
         """What torch.hub downloads: the zipball of a ref (GitHub redirects it to codeload)."""
         return f"{self.web}/{owner}/{repo}/zipball/{sha}"
+
+    def rebase(self, url: str) -> str:
+        """Point a github.com URL at the configured server (as huggingface_hub rewrites huggingface.co URLs for
+        `HF_ENDPOINT`), so weight URLs baked into packages follow a GitHub mirror."""
+        if self.web != DEFAULT_SERVER and url.startswith(DEFAULT_SERVER + "/"):
+            return self.web + url[len(DEFAULT_SERVER):]
+        return url
 
     def parse_release_url(self, url: str) -> ReleaseAsset | None:
         """(owner, repo, tag, name) of a `{server}/{o}/{r}/releases/download/{tag}/{name}` URL, else None."""

@@ -31,6 +31,8 @@ def hash_prefix(file_name: str) -> str | None:
 
 def url_file(url: str, ctx: SourceContext, expected_sha256: str | None = None) -> RemoteFile:
     """The RemoteFile for a weight URL, with every digest that can be known before downloading it."""
+    github = GitHub(ctx)
+    url = github.rebase(url)
     name = posixpath.basename(unquote(urlsplit(url).path))
     if not name:
         raise UsageError(f"{url}: the URL names no file")
@@ -38,7 +40,6 @@ def url_file(url: str, ctx: SourceContext, expected_sha256: str | None = None) -
     if expected_sha256:
         digests["sha256"] = expected_sha256
     size = None
-    github = GitHub(ctx)
     asset = github.parse_release_url(url)
     if asset is not None:
         entry = github.release_asset(asset)

@@ -73,3 +73,19 @@ def test_timm_create_model_pretrained_loads_from_the_imitation(timm_hub, test_vi
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_url_only_configs_go_through_the_github_release_with_their_hash_prefix(github, run):
+    """gcvit_xxtiny.in1k has no hf_hub_id: timm loads its github.com release URL, which follows the GitHub mirror.
+    The imitation cannot hold bytes with the real hash prefix, so the check must refuse them."""
+    cfg = timm_registry()["models"]["gcvit_xxtiny.in1k"]
+    assert not cfg.get("hf_hub_id")
+    owner, repo, _, _, tag, name = cfg["url"].split("/", 3)[3].split("/")
+    github.create_repo(f"{owner}/{repo}", {"README.md": b"timm"})
+    github.add_release(f"{owner}/{repo}", tag, {name: b"not the real weights"})
+    result = run("pull", "timm:gcvit_xxtiny.in1k")
+    assert result.exit_code == 1
+    assert f"does not start with the {name.rsplit('-', 1)[1].split('.')[0]}" in result.output
+    assert any(r["path"].endswith(f"/releases/tags/{tag}") for r in github.requests if r["host"] == "api")
+    assert any(r["path"].startswith("/releases/") for r in github.requests if r["host"] == "storage")
+    assert run.json("list") == []

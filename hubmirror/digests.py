@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Callable
 
-_HEX = {"sha256": 64, "git-sha1": 40, "sha1": 40, "md5": 32}
+_HEX = {"sha256": 64, "git-sha1": 40, "sha1": 40, "md5": 32, "crc32c": 8}
 # Not a hash of its own: the leading hex digits of the sha256, as torch.hub file names carry them (name-<hex>.pth).
 SHA256_PREFIX = "sha256-prefix"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -19,11 +19,27 @@ def _git_blob_sha1(size: int):
     return h
 
 
+class _Crc32c:
+    """google-crc32c's checksum with hashlib's interface (its own hexdigest() answers bytes)."""
+
+    def __init__(self, size: int | None = None):
+        import google_crc32c  # only sources that publish crc32c (Kaggle's storage) need it
+
+        self._checksum = google_crc32c.Checksum()
+
+    def update(self, data) -> None:
+        self._checksum.update(bytes(data))
+
+    def hexdigest(self) -> str:
+        return self._checksum.digest().hex()
+
+
 _FACTORIES: dict[str, Callable[[int | None], object]] = {
     "sha256": lambda size: hashlib.sha256(),
     "sha1": lambda size: hashlib.sha1(),
     "md5": lambda size: hashlib.md5(),
     "git-sha1": lambda size: _git_blob_sha1(size),
+    "crc32c": _Crc32c,
 }
 
 SUPPORTED_ALGORITHMS = frozenset(_FACTORIES)

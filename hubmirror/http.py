@@ -44,12 +44,15 @@ def open_range(
     headers: dict[str, str] | None = None,
     timeout: float = 60.0,
     check: Callable[[requests.Response], None] | None = None,
+    digests_from: Callable[[requests.Response], dict[str, str]] | None = None,
 ) -> Download:
     """GET `url` from byte `offset` (a Range request when offset > 0), following redirects.
 
     requests drops `Authorization` when a redirect leaves the host, as signed CDN URLs require. A 206 must start at
     `offset`; a 200 means the server ignored the range and the stream starts at 0; a 416 (nothing past `offset`)
-    is retried from 0. `check` raises the source's own errors for a failed response.
+    is retried from 0. `check` raises the source's own errors for a failed response; `digests_from` reads the
+    digests a response announces (they are checked like published ones). A transfer that breaks off mid-body is a
+    one-line error, and what arrived stays for the next pull to resume.
     """
     req_headers = {"Accept-Encoding": "identity", **(headers or {})}
     if offset:
@@ -60,7 +63,7 @@ def open_range(
         raise describe_network_error(url, exc) from exc
     if resp.status_code == 416 and offset:
         resp.close()
-        return open_range(session, url, 0, headers=headers, timeout=timeout, check=check)
+        return open_range(session, url, 0, headers=headers, timeout=timeout, check=check, digests_from=digests_from)
     if check is not None:
         check(resp)
     resp.raise_for_status()
@@ -71,4 +74,14 @@ def open_range(
             resp.close()
             raise HubmirrorError(f"{url}: server answered a range request with a different range")
         start = offset
-    return Download(start=start, chunks=resp.iter_content(CHUNK_SIZE), close=resp.close)
+    digests = digests_from(resp) if digests_from else {}
+    return Download(start=start, chunks=_guarded(resp.iter_content(CHUNK_SIZE), url), close=resp.close,
+                    digests=digests)
+
+
+def _guarded(chunks, url: str):
+    """The body's chunks, with a broken connection turned into a hubmirror error."""
+    try:
+        yield from chunks
+    except requests.RequestException as exc:
+        raise HubmirrorError(f"{url}: the transfer broke off ({type(exc).__name__}); pull again to resume") from exc

@@ -114,3 +114,12 @@ def timm_hub_repo(name: str, directory: Path) -> dict[str, Path]:
     (directory / "config.json").write_text(json.dumps(config, indent=2, default=list))
     (directory / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
     return {p.name: p for p in sorted(directory.iterdir())}
+
+
+def facenet_files() -> dict[str, Path]:
+    """The MTCNN weights (pnet.pt, rnet.pt, onet.pt) shipped by the `facenet-pytorch` package."""
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the real model files need the package: pip install --no-deps facenet-pytorch")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return {p.name: p for p in sorted(data.glob("*.pt"))}

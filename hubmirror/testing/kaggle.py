@@ -1,0 +1,233 @@
+"""An imitation of Kaggle Models on 127.0.0.1 (shared/reference/sources-protocols.md §6): the kagglesdk RPC API
+that kagglehub ≥ 0.4 and kaggle 2.x speak, and the signed "GCS" storage its downloads redirect to.
+
+API (`POST {/api,}/v1/models.ModelApiService/{Method}`, camelCase JSON, framework enums by name):
+GetModelInstance, ListModelInstanceVersionFiles (pageSize/pageToken), DownloadModelInstanceVersion (302 to storage,
+one file with `path`, else the whole version as a tar.gz), ListModels. Errors are HTTP statuses with a
+`{code, message}` JSON body. Auth: Bearer access token or Basic username:key; private instances need one, and wrong
+credentials are a 401. Storage: `x-goog-hash: crc32c=…,md5=…` (base64), `Accept-Ranges`, Range; it rejects
+`Authorization`. Faults: corrupt bytes, truncated bodies, no md5 (a composite object).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+import google_crc32c
+
+from hubmirror.testing.httpserver import Handler, LoopbackServer
+from hubmirror.testing.repo import RepoFile
+
+_PREFIX = "models.ModelApiService/"
+
+
+def framework_enum(framework: str) -> str:
+    """kagglehub's mapping of a handle's framework (`pyTorch`, `tensorFlow2`, `Keras`) to the enum name sent."""
+    from plugins.kaggle import framework_enum as plugin_framework_enum
+
+    return plugin_framework_enum(framework)
+
+
+@dataclass
+class Instance:
+    owner: str
+    model: str
+    framework: str  # as written in handles
+    slug: str
+    versions: dict[int, dict[str, RepoFile]] = field(default_factory=dict)
+    license_name: str = "Apache 2.0"
+    overview: str = ""
+    private: bool = False
+
+    @property
+    def handle(self) -> str:
+        return f"{self.owner}/{self.model}/{self.framework}/{self.slug}"
+
+
+class FakeKaggle:
+    def __init__(self, *, port: int = 0, tokens: set[str] | None = None, keys: dict[str, str] | None = None):
+        self.instances: dict[tuple[str, str, str, str], Instance] = {}
+        self.tokens = tokens or set()
+        self.keys = keys or {}  # username -> key
+        self.corrupt: set[str] = set()
+        self.truncate: set[str] = set()
+        self.no_md5 = False
+        self.requests: list[dict] = []
+        self.storage_violations: list[str] = []
+        self.api = LoopbackServer(ApiHandler, self, port)
+        self.storage = LoopbackServer(StorageHandler, self)
+
+    def add_instance(self, handle: str, versions: dict[int, dict[str, bytes | Path]], **settings) -> Instance:
+        owner, model, framework, slug = handle.split("/")
+        inst = Instance(owner, model, framework, slug, **settings)
+        for number, files in versions.items():
+            inst.versions[number] = {
+                path: RepoFile(path, data=c) if isinstance(c, bytes) else RepoFile(path, disk_path=Path(c))
+                for path, c in files.items()
+            }
+        self.instances[(owner, model, framework_enum(framework), slug)] = inst
+        return inst
+
+    def find(self, body: dict) -> Instance | None:
+        return self.instances.get((body.get("ownerSlug"), body.get("modelSlug"), body.get("framework"),
+                                   body.get("instanceSlug")))
+
+    def __enter__(self) -> "FakeKaggle":
+        self.api.start()
+        self.storage.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.api.stop()
+        self.storage.stop()
+
+
+class ApiHandler(Handler):
+    owner: FakeKaggle
+
+    def do_POST(self):
+        kaggle = self.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        kaggle.requests.append({"path": self.path, "authorization": self.headers.get("Authorization"), "body": raw})
+        path = urlsplit(self.path).path
+        method = path.split(_PREFIX, 1)[1] if _PREFIX in path and path.startswith(("/api/v1/", "/v1/")) else None
+        if method is None:
+            return self._error(404, "Not found")
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return self._error(400, "Invalid JSON")
+        auth_state = self._auth()
+        if auth_state == "invalid":
+            return self._error(401, "Unauthenticated: invalid credentials")
+        if method == "ListModels":
+            return self._list_models(body)
+        inst = kaggle.find(body)
+        if inst is None or (inst.private and auth_state != "ok"):
+            return self._error(404, "Model instance not found")
+        if method == "GetModelInstance":
+            latest = max(inst.versions)
+            return self.send_json(200, {
+                "id": abs(hash(inst.handle)) % 10**6, "slug": inst.slug, "framework": framework_enum(inst.framework),
+                "versionId": latest * 1000, "versionNumber": latest, "licenseName": inst.license_name,
+                "url": f"/models/{inst.handle}/{latest}", "overview": inst.overview,
+                "totalUncompressedBytes": sum(f.size for f in inst.versions[latest].values()),
+                "modelInstanceType": "MODEL_INSTANCE_TYPE_KAGGLE_VARIANT"})
+        files = inst.versions.get(int(body.get("versionNumber") or 0))
+        if files is None:
+            return self._error(404, "Model instance version not found")
+        if method == "ListModelInstanceVersionFiles":
+            size = int(body.get("pageSize") or 25)
+            start = int(body.get("pageToken") or 0)
+            names = sorted(files)
+            page = [{"name": n, "size": files[n].size, "creationDate": "2024-01-01T00:00:00Z"}
+                    for n in names[start : start + size]]
+            token = str(start + size) if start + size < len(names) else ""
+            return self.send_json(200, {"files": page, "nextPageToken": token})
+        if method == "DownloadModelInstanceVersion":
+            version = int(body["versionNumber"])
+            target = body.get("path") or f"{inst.slug}.tar.gz"
+            if body.get("path") and body["path"] not in files:
+                return self._error(404, f"File {body['path']} not found")
+            location = (f"{kaggle.storage.url}/kaggle-models-data/{quote(inst.handle)}/{version}/{quote(target)}"
+                        f"?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Signature=imitation")
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return self._error(404, f"Unknown method {method}")
+
+    def _auth(self) -> str:
+        """'ok', 'none' or 'invalid' for the request's credentials."""
+        header = self.headers.get("Authorization", "")
+        if not header:
+            return "none"
+        if header.startswith("Bearer "):
+            return "ok" if header[7:] in self.owner.tokens else "invalid"
+        if header.startswith("Basic "):
+            user, _, key = base64.b64decode(header[6:]).decode(errors="replace").partition(":")
+            return "ok" if self.owner.keys.get(user) == key and key else "invalid"
+        return "invalid"
+
+    def _list_models(self, body: dict) -> None:
+        search = (body.get("search") or "").lower()
+        by_model: dict[tuple[str, str], list[Instance]] = {}
+        for inst in self.owner.instances.values():
+            if not inst.private and search in f"{inst.owner}/{inst.model}".lower():
+                by_model.setdefault((inst.owner, inst.model), []).append(inst)
+        keys = sorted(by_model)
+        size = int(body.get("pageSize") or 20)
+        start = int(body.get("pageToken") or 0)
+        models = [{
+            "id": i + start, "ref": f"{o}/{m}", "title": m, "author": o, "slug": m, "url": f"/models/{o}/{m}",
+            "subtitle": by_model[(o, m)][0].overview, "tags": [],
+            "instances": [{"slug": inst.slug, "framework": framework_enum(inst.framework),
+                           "versionNumber": max(inst.versions), "licenseName": inst.license_name,
+                           "overview": inst.overview} for inst in by_model[(o, m)]],
+        } for i, (o, m) in enumerate(keys[start : start + size])]
+        token = str(start + size) if start + size < len(keys) else ""
+        self.send_json(200, {"models": models, "nextPageToken": token, "totalResults": len(keys)})
+
+    def _error(self, code: int, message: str) -> None:
+        self.send_json(code, {"code": code, "message": message})
+
+
+def _tarball(files: dict[str, RepoFile]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, f in sorted(files.items()):
+            data = f.read()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class StorageHandler(Handler):
+    owner: FakeKaggle
+
+    def do_GET(self):
+        kaggle = self.owner
+        kaggle.requests.append({"path": self.path, "authorization": self.headers.get("Authorization"),
+                                "range": self.headers.get("Range")})
+        if self.headers.get("Authorization"):
+            kaggle.storage_violations.append(self.path)
+            return self.send_json(400, {"error": "Authorization header sent to a signed URL"})
+        parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
+        if len(parts) < 7 or parts[0] != "kaggle-models-data":
+            return self.send_json(404, {"error": "NoSuchKey"})
+        owner, model, framework, slug, version, target = parts[1], parts[2], parts[3], parts[4], int(parts[5]), "/".join(parts[6:])
+        inst = kaggle.instances.get((owner, model, framework_enum(framework), slug))
+        files = inst.versions.get(version) if inst else None
+        if files is None:
+            return self.send_json(404, {"error": "NoSuchKey"})
+        data = files[target].read() if target in files else (_tarball(files) if target == f"{slug}.tar.gz" else None)
+        if data is None:
+            return self.send_json(404, {"error": "NoSuchKey"})
+        hashes = [f"crc32c={base64.b64encode(google_crc32c.Checksum(data).digest()).decode()}"]
+        if not kaggle.no_md5:
+            hashes.append(f"md5={base64.b64encode(hashlib.md5(data).digest()).decode()}")
+        if target in kaggle.corrupt:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        body = data
+        headers = {"Content-Type": "application/octet-stream", "x-goog-hash": ",".join(hashes),
+                   "x-goog-stored-content-length": str(len(data))}
+        if target in kaggle.truncate and not self.headers.get("Range"):
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return None
+        return self.send_content(len(body), lambda a, b: body[a:b], headers)

@@ -123,3 +123,8 @@ def facenet_files() -> dict[str, Path]:
         raise RuntimeError("the real model files need the package: pip install --no-deps facenet-pytorch")
     data = Path(next(iter(spec.submodule_search_locations))) / "data"
     return {p.name: p for p in sorted(data.glob("*.pt"))}
+
+
+def silero_onnx_files() -> dict[str, Path]:
+    """silero-vad's ONNX exports, as files of a registry model version."""
+    return {Path(p).name: f for p, f in silero_files().items() if p.endswith(".onnx")}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -26,6 +26,23 @@ class Download:
     chunks: Iterator[bytes]
     close: Callable[[], None] = lambda: None
     digests: dict[str, str] = field(default_factory=dict)  # what the upstream announces with the bytes (md5, ...)
+
+
+@dataclass(frozen=True)
+class Delegated:
+    """Where a file a source borrowed from another source's revision really comes from (timm → hf, tfhub → kaggle)."""
+
+    source: "Source"
+    revision: ResolvedRevision
+    file: RemoteFile
+
+    def open(self, ctx: "SourceContext", offset: int = 0) -> Download:
+        return self.source.open_file(self.revision, self.file, ctx, offset)
+
+
+def delegate_files(source: "Source", revision: ResolvedRevision, files: list[RemoteFile]) -> list[RemoteFile]:
+    """Copies of `files` of another source's `revision` that read through that source."""
+    return [replace(f, location=Delegated(source, revision, f)) for f in files]
 
 
 def local_download(path: Path, offset: int = 0, chunk_size: int = 1 << 20) -> Download:

@@ -2,7 +2,7 @@
 
 Speaks the kagglesdk RPC protocol (what kagglehub ≥ 0.4 and the kaggle 2.x CLI use): GetModelInstance,
 ListModelInstanceVersionFiles, DownloadModelInstanceVersion (a 302 to signed storage), ListModels. The API base is
-`--endpoint`, else what `KAGGLE_API_ENVIRONMENT` selects (as in kagglesdk). Credentials, in kagglesdk's order:
+`--endpoint` or `HUBMIRROR_KAGGLE_ENDPOINT`, else what `KAGGLE_API_ENVIRONMENT` selects (as in kagglesdk). Credentials, in kagglesdk's order:
 `KAGGLE_API_TOKEN` (a token or a file), `~/.kaggle/access_token`, then `KAGGLE_USERNAME` + `KAGGLE_KEY`, then
 `kaggle.json` in `KAGGLE_CONFIG_DIR` or `~/.kaggle`. They are sent to the API only and never stored or printed.
 Each file's md5 from the storage's `x-goog-hash` (crc32c when there is no md5) is checked besides our sha256.
@@ -53,8 +53,10 @@ def framework_slug(enum_name: str) -> str:
 
 
 def api_base(ctx: SourceContext) -> str:
-    if ctx.endpoint:
-        return ctx.endpoint.rstrip("/")
+    """`--endpoint`, else `HUBMIRROR_KAGGLE_ENDPOINT` (a Kaggle API mirror), else what KAGGLE_API_ENVIRONMENT picks."""
+    endpoint = ctx.endpoint or os.environ.get("HUBMIRROR_KAGGLE_ENDPOINT")
+    if endpoint:
+        return endpoint.rstrip("/")
     env = os.environ.get("KAGGLE_API_ENVIRONMENT") or "PROD"
     if env not in ENVIRONMENTS:
         raise UsageError(f"unrecognised KAGGLE_API_ENVIRONMENT {env!r}")

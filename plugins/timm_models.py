@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from hubmirror.errors import HubmirrorError, NotFoundError, UsageError
 from hubmirror.hookspecs import hookimpl
 from hubmirror.http import open_range
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Download, Source, SourceContext
+from hubmirror.sources import Delegated, Download, Source, SourceContext, delegate_files
 from plugins.urls import url_file
 
 # timm's own order of preference for weight files in a Hugging Face repo (timm/models/_hub.py)
@@ -128,14 +127,13 @@ class TimmSource(Source):
             raise NotFoundError(f"{hf_id} holds none of the weight files timm loads ({', '.join(HF_WEIGHT_FILES)})")
         chosen = [f for f in (by_path.get("config.json"), weights) if f is not None]
         meta.extra = {**meta.extra, "hf_revision": hf_revision.commit}
-        files = [replace(f, location=(hf, hf_revision, f)) for f in chosen]
-        return ResolvedRevision(ref, hf_revision.commit, hf_revision.requested, meta, files)
+        return ResolvedRevision(ref, hf_revision.commit, hf_revision.requested, meta,
+                                delegate_files(hf, hf_revision, chosen))
 
     def open_file(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, offset: int = 0) -> Download:
-        if isinstance(file.location, str):
-            return open_range(ctx.session(), file.location, offset, timeout=ctx.timeout)
-        hf, hf_revision, hf_file = file.location
-        return hf.open_file(hf_revision, hf_file, ctx, offset)
+        if isinstance(file.location, Delegated):
+            return file.location.open(ctx, offset)
+        return open_range(ctx.session(), file.location, offset, timeout=ctx.timeout)
 
 
 @hookimpl

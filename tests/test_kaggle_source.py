@@ -144,7 +144,8 @@ def test_kagglehub_downloads_from_the_imitation(tmp_path):
                "KAGGLE_CONFIG_DIR": str(tmp_path / "none"), "DISABLE_KAGGLE_CACHE": "true"}
         for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
             env.pop(name, None)
-        done = subprocess.run([sys.executable, "-c", code, HANDLE], capture_output=True, text=True, env=env, timeout=120)
+        done = subprocess.run([sys.executable, "-c", code, HANDLE], capture_output=True, text=True, env=env, timeout=120,
+                              errors="replace")
         assert done.returncode == 0, done.stderr[-2000:]
         folder = done.stdout.strip().splitlines()[-1]
         assert folder.endswith("models/timesler/facenet-pytorch/pyTorch/mtcnn/2")
@@ -153,5 +154,6 @@ def test_kagglehub_downloads_from_the_imitation(tmp_path):
         assert got == {p: sha256(f) for p, f in facenet_files().items()}
         fake.corrupt = {"pnet.pt"}
         env["KAGGLEHUB_CACHE"] = str(tmp_path / "cache2")
-        done = subprocess.run([sys.executable, "-c", code, HANDLE], capture_output=True, text=True, env=env, timeout=120)
+        done = subprocess.run([sys.executable, "-c", code, HANDLE], capture_output=True, text=True, env=env, timeout=120,
+                              errors="replace")
         assert done.returncode != 0 and "DataCorruptionError" in done.stderr

@@ -1,0 +1,137 @@
+"""TF Hub models: `tfhub:<handle>` — `google/universal-sentence-encoder/4`, `https://tfhub.dev/...`, or the URL of a
+server that still speaks TF Hub's compressed protocol.
+
+tfhub.dev now redirects to Kaggle Models, with no formula and renumbered versions, so a tfhub.dev handle goes through
+a mapping shipped as data (`plugins/data/tfhub_kaggle.json`, extended by the JSON files named in
+`HUBMIRROR_TFHUB_MAP`) to the Kaggle source. A URL, or a handle with `--endpoint`, is fetched with
+`?tf-hub-format=compressed`: the tarball is pinned by its sha256 and unpacked, member by member and safely, into
+individual files (links, devices, absolute or `..` names refused). TF Hub publishes no checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hubmirror.errors import IntegrityError, NotFoundError, UnsafePathError, UsageError
+from hubmirror.hookspecs import hookimpl
+from hubmirror.http import open_range
+from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
+from hubmirror.safepath import check_relative_path
+from hubmirror.sources import Delegated, Download, Source, SourceContext, delegate_files
+
+MAPPING_FILE = Path(__file__).parent / "data" / "tfhub_kaggle.json"
+TFHUB_HOSTS = ("tfhub.dev", "www.tfhub.dev")
+_CHUNK = 1 << 20
+
+
+def tfhub_to_kaggle() -> dict[str, dict]:
+    """The shipped mapping, extended (and overridden) by the files in HUBMIRROR_TFHUB_MAP (os.pathsep-separated)."""
+    mappings = dict(json.loads(MAPPING_FILE.read_text())["mappings"])
+    for extra in filter(None, os.environ.get("HUBMIRROR_TFHUB_MAP", "").split(os.pathsep)):
+        try:
+            mappings.update(json.loads(Path(extra).read_text())["mappings"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise UsageError(f"HUBMIRROR_TFHUB_MAP: cannot read {extra}: {exc}") from None
+    return mappings
+
+
+def tar_members(archive: tarfile.TarFile, what: str) -> dict[str, tarfile.TarInfo]:
+    """Regular files of a module tarball by path; links, devices and escaping names are refused (PEP 706 'data')."""
+    members = {}
+    for info in archive.getmembers():
+        name = info.name[2:] if info.name.startswith("./") else info.name
+        if info.isdir() or name in ("", "."):
+            continue
+        if not info.isfile():
+            raise UnsafePathError(f"{what}: the tarball holds a link or special file: {info.name!r}")
+        members[check_relative_path(name)] = info
+    return members
+
+
+class TfHubSource(Source):
+    name = "tfhub"
+    description = "TF Hub handles (via their Kaggle Models mapping) and servers speaking ?tf-hub-format=compressed"
+
+    def parse(self, spec: str) -> ModelRef:
+        parts = urlsplit(spec if "://" in spec else f"https://{spec}" if spec.startswith(TFHUB_HOSTS) else spec)
+        if parts.scheme in ("http", "https") and parts.hostname not in TFHUB_HOSTS:
+            return ModelRef(self.name, spec)  # another server's URL, used as is
+        handle = (parts.path if parts.scheme else spec).strip("/")
+        segments = handle.split("/")
+        if len(segments) < 3 or not segments[-1].isdigit() or any(s in ("", ".", "..") for s in segments):
+            raise UsageError(f"malformed reference tfhub:{spec}: expected tfhub:PUBLISHER/MODEL/.../VERSION or a URL")
+        return ModelRef(self.name, handle)
+
+    def resolve(self, ref: ModelRef, ctx: SourceContext) -> ResolvedRevision:
+        if "://" in ref.model_id:
+            return self._compressed(ref, ref.model_id, ctx)
+        if ctx.endpoint:
+            return self._compressed(ref, f"{ctx.endpoint.rstrip('/')}/{ref.model_id}", ctx)
+        entry = tfhub_to_kaggle().get(ref.model_id)
+        if entry is None:
+            raise NotFoundError(f"tfhub:{ref.model_id} has no known Kaggle Models handle; add its redirect target to a "
+                                f"file in HUBMIRROR_TFHUB_MAP, or give --endpoint of a server that still serves it")
+        kaggle = ctx.source_for("kaggle")
+        kaggle_revision = kaggle.resolve(kaggle.parse(entry["kaggle"]), ctx)
+        meta = ModelMetadata(self.name, ref.model_id, library="tensorflow", tags=["tfhub", *ref.model_id.split("/")[:-1]],
+                             description=kaggle_revision.metadata.description,
+                             license=kaggle_revision.metadata.license,
+                             extra={"kaggle_handle": entry["kaggle"], "mapping_observed": entry.get("observed")})
+        return ResolvedRevision(ref, f"kaggle-{entry['kaggle'].replace('/', '-')}", "latest", meta,
+                                delegate_files(kaggle, kaggle_revision, kaggle_revision.files))
+
+    def _compressed(self, ref: ModelRef, url: str, ctx: SourceContext) -> ResolvedRevision:
+        """Download the module tarball, pin it by sha256 and list its files."""
+        if ctx.cache_dir is not None:
+            ctx.cache_dir.mkdir(parents=True, exist_ok=True)
+        spool = tempfile.TemporaryFile(dir=ctx.cache_dir)
+        digest = hashlib.sha256()
+        download = open_range(ctx.session(), url + ("&" if "?" in url else "?") + "tf-hub-format=compressed", 0,
+                              timeout=ctx.timeout)
+        try:
+            for chunk in download.chunks:
+                spool.write(chunk)
+                digest.update(chunk)
+        finally:
+            download.close()
+        spool.seek(0)
+        try:
+            archive = tarfile.open(fileobj=spool, mode="r:*")
+            members = tar_members(archive, str(ref))
+            files = [RemoteFile(path, info.size, location=self._unpack(archive, info, ctx))
+                     for path, info in sorted(members.items())]
+        except (tarfile.TarError, EOFError) as exc:
+            raise IntegrityError(f"{ref}: the module tarball is unreadable ({exc})") from None
+        finally:
+            spool.close()
+        meta = ModelMetadata(self.name, ref.model_id, library="tensorflow", tags=["tfhub"],
+                             description=f"TF Hub module from {urlsplit(url).netloc}",
+                             extra={"tarball_url": url, "tarball_sha256": digest.hexdigest(), "verified_by": "tofu"})
+        return ResolvedRevision(ref, digest.hexdigest(), "latest", meta, files)
+
+    @staticmethod
+    def _unpack(archive: tarfile.TarFile, info: tarfile.TarInfo, ctx: SourceContext):
+        """One member into its own anonymous temp file: a gzip stream cannot be read by several threads at once."""
+        member_file = tempfile.TemporaryFile(dir=ctx.cache_dir)
+        source = archive.extractfile(info)
+        while chunk := source.read(_CHUNK):
+            member_file.write(chunk)
+        return member_file
+
+    def open_file(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, offset: int = 0) -> Download:
+        if isinstance(file.location, Delegated):
+            return file.location.open(ctx, offset)
+        member_file = file.location
+        member_file.seek(offset)
+        return Download(offset, iter(lambda: member_file.read(_CHUNK), b""))
+
+
+@hookimpl
+def register_sources(register):
+    register(TfHubSource())

@@ -1,0 +1,140 @@
+"""`tfhub:` (Kaggle mapping, or the compressed-tarball protocol) and `keras:` presets (through Kaggle or HF)."""
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+
+import pytest
+
+from hubmirror.testing.fixtures import facenet_files, silero_onnx_files
+from hubmirror.testing.kaggle import FakeKaggle
+from hubmirror.testing.tfhub import FakeTfHub, tarball
+
+USE_KAGGLE = "google/universal-sentence-encoder/tensorFlow2/universal-sentence-encoder"
+
+
+@pytest.fixture
+def kaggle(monkeypatch):
+    with FakeKaggle() as fake:
+        monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "PROD")
+        for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        yield fake
+
+
+@pytest.fixture
+def via_kaggle(run, kaggle, monkeypatch):
+    """The CLI with the Kaggle source pointed at the imitation (KAGGLE_API_ENVIRONMENT cannot take a URL)."""
+    monkeypatch.setenv("HUBMIRROR_KAGGLE_ENDPOINT", f"{kaggle.api.url}/api")
+    return run
+
+
+@pytest.fixture
+def tfhub():
+    with FakeTfHub() as fake:
+        yield fake
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_tfhub_handle_goes_through_its_kaggle_mapping(via_kaggle, kaggle):
+    kaggle.add_instance(USE_KAGGLE, {2: {"saved_model.pb": b"graph", "variables/variables.index": b"index"}},
+                        overview="Universal Sentence Encoder.")
+    out = via_kaggle.json("pull", "tfhub:https://tfhub.dev/google/universal-sentence-encoder/4")
+    assert out[0]["model"] == "tfhub:google/universal-sentence-encoder/4" and out[0]["files"] == 2
+    shown = via_kaggle.json("show", "tfhub:google/universal-sentence-encoder/4")
+    assert shown["metadata"]["kaggle_handle"] == f"{USE_KAGGLE}/2"
+    assert {f["path"] for f in shown["files"]} == {"saved_model.pb", "variables/variables.index"}
+    assert all('"md5"' in f["upstream_digests"] for f in shown["files"])
+
+
+def test_unknown_tfhub_handle_says_how_to_extend_the_mapping(via_kaggle, kaggle, tmp_path, monkeypatch):
+    result = via_kaggle("pull", "tfhub:google/spice/2")
+    assert result.exit_code == 1 and "HUBMIRROR_TFHUB_MAP" in result.output
+    extra = tmp_path / "more.json"
+    extra.write_text(json.dumps({"mappings": {"google/spice/2": {"kaggle": "google/spice/tensorFlow2/spice/2"}}}))
+    monkeypatch.setenv("HUBMIRROR_TFHUB_MAP", str(extra))
+    kaggle.add_instance("google/spice/tensorFlow2/spice", {2: {"saved_model.pb": b"spice"}})
+    assert via_kaggle("pull", "tfhub:google/spice/2").exit_code == 0
+
+
+def test_compressed_protocol_unpacks_the_tarball_into_files(run, tfhub):
+    files = {"saved_model.pb": b"a graph", **{f"assets/{k}": v for k, v in silero_onnx_files().items()}}
+    tfhub.add_module("silero/vad/1", files)
+    out = run.json("pull", "tfhub:silero/vad/1", "--endpoint", tfhub.url)
+    assert out[0]["commit"] == sha256(tfhub.modules["silero/vad/1"])  # pinned by the tarball's sha256
+    shown = run.json("show", "tfhub:silero/vad/1")
+    got = {f["path"]: f["sha256"] for f in shown["files"]}
+    assert got == {k: sha256(v if isinstance(v, bytes) else v.read_bytes()) for k, v in files.items()}
+    assert shown["metadata"]["verified_by"] == "tofu"
+    assert any("tf-hub-format=compressed" in r for r in tfhub.requests)
+    assert run.json("pull", f"tfhub:{tfhub.url}/silero/vad/1")[0]["files"] == len(files)  # a URL works the same
+
+
+def _evil_tar(kind: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("saved_model.pb")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"ok!"))
+        evil = tarfile.TarInfo({"dotdot": "../escape.txt", "absolute": "/tmp/escape.txt",
+                                "symlink": "link", "hardlink": "hard", "device": "dev"}[kind])
+        if kind == "symlink":
+            evil.type, evil.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        elif kind == "hardlink":
+            evil.type, evil.linkname = tarfile.LNKTYPE, "saved_model.pb"
+        elif kind == "device":
+            evil.type = tarfile.CHRTYPE
+        else:
+            evil.size = 4
+        tar.addfile(evil, io.BytesIO(b"evil") if evil.isfile() else None)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink", "device"])
+def test_unsafe_tarball_members_are_refused(run, tfhub, tmp_path, root, kind):
+    tfhub.modules["evil/module/1"] = _evil_tar(kind)
+    before = set(tmp_path.rglob("*"))
+    result = run("pull", "tfhub:evil/module/1", "--endpoint", tfhub.url)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert run.json("list") == []
+    created = set(tmp_path.rglob("*")) - before
+    assert all(p == root or root in p.parents for p in created), created
+
+
+def test_truncated_tarball_is_refused(run, tfhub):
+    whole = tarball({"saved_model.pb": os.urandom(50_000)})
+    tfhub.modules["cut/module/1"] = whole[: len(whole) // 2]
+    result = run("pull", "tfhub:cut/module/1", "--endpoint", tfhub.url)
+    assert result.exit_code == 1 and "unreadable" in result.output
+
+
+def test_keras_preset_resolves_to_its_kaggle_handle(via_kaggle, kaggle):
+    weights = facenet_files()["onet.pt"].read_bytes()  # real bytes standing in for the preset's weights file
+    files = {"config.json": b'{"module": "keras_hub.src.models.bert.bert_backbone"}', "model.weights.h5": weights,
+             "tokenizer.json": b"{}", "metadata.json": b'{"keras_version": "3.8.0"}'}
+    kaggle.add_instance("keras/bert/keras/bert_tiny_en_uncased", {3: files})
+    out = via_kaggle.json("pull", "keras:bert_tiny_en_uncased")
+    assert out[0]["model"] == "keras:bert_tiny_en_uncased" and out[0]["files"] == 4
+    shown = via_kaggle.json("show", "keras:bert_tiny_en_uncased")
+    assert shown["metadata"]["handle"] == "kaggle://keras/bert/keras/bert_tiny_en_uncased/3"
+    assert shown["metadata"]["params"] == 4385920 and shown["architecture"] == "bert"
+    assert {f["path"]: f["sha256"] for f in shown["files"]}["model.weights.h5"] == sha256(weights)
+    result = via_kaggle("pull", "keras:bert_tiny_en_uncasd")
+    assert result.exit_code == 1 and "did you mean bert_tiny_en_uncased" in result.output
+
+
+def test_keras_hf_handle_goes_through_the_hf_source(hub, run):
+    hub.create_repo("keras/some-preset", {"config.json": b"{}", "metadata.json": b"{}"})
+    out = run.json("pull", "keras:hf://keras/some-preset")
+    assert out[0]["commit"] == f"hf-{hub.repos['keras/some-preset'].branches['main']}"
+
+
+def test_index_keras_is_offline_and_complete(run):
+    out = run.json("index", "keras")
+    assert out["models"] > 400
+    assert run.json("search", "bert tiny", "--source", "keras")[0]["key"] == "keras:bert_tiny_en_uncased"

@@ -68,6 +68,15 @@ class TfHubSource(Source):
             raise UsageError(f"malformed reference tfhub:{spec}: expected tfhub:PUBLISHER/MODEL/.../VERSION or a URL")
         return ModelRef(self.name, handle)
 
+    def index(self, ctx: SourceContext, query: str | None = None, limit: int | None = None):
+        """tfhub.dev has no listing any more: the handles the mapping knows."""
+        handles = [h for h in sorted(tfhub_to_kaggle()) if not query or query.lower() in h.lower()]
+        for handle in handles[:limit]:
+            entry = tfhub_to_kaggle()[handle]
+            yield ModelMetadata(self.name, handle, library="tensorflow", tags=["tfhub", *handle.split("/")[:-1]],
+                                description=f"tfhub.dev handle, now Kaggle {entry['kaggle']}",
+                                extra={"kaggle_handle": entry["kaggle"]})
+
     def resolve(self, ref: ModelRef, ctx: SourceContext) -> ResolvedRevision:
         if "://" in ref.model_id:
             return self._compressed(ref, ref.model_id, ctx)

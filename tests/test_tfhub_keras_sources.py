@@ -134,6 +134,12 @@ def test_keras_hf_handle_goes_through_the_hf_source(hub, run):
     assert out[0]["commit"] == f"hf-{hub.repos['keras/some-preset'].branches['main']}"
 
 
+def test_index_tfhub_lists_the_mapped_handles(run):
+    assert run.json("index", "tfhub")["models"] >= 2
+    hits = run.json("search", "universal sentence encoder", "--source", "tfhub")
+    assert hits[0]["key"] == "tfhub:google/universal-sentence-encoder/4"
+
+
 def test_index_keras_is_offline_and_complete(run):
     out = run.json("index", "keras")
     assert out["models"] > 400

@@ -46,6 +46,14 @@ class State:
 
         return Mirror.open(self.root, create=create)
 
+    def read(self, query):
+        """Open the existing mirror, return `query(mirror)`, close it."""
+        mirror = self.mirror()
+        try:
+            return query(mirror)
+        finally:
+            mirror.close()
+
     def parse_ref(self, text: str):
         scheme, sep, rest = text.partition(":")
         if not sep or not scheme:
@@ -177,11 +185,7 @@ def list_models(state, show_all, source, as_json):
     """List the models in the mirror."""
     from hubmirror.output import emit_json, human_size, table
 
-    mirror = state.mirror()
-    try:
-        rows = mirror.catalog.models(cached_only=not show_all, source=source)
-    finally:
-        mirror.close()
+    rows = state.read(lambda mirror: mirror.catalog.models(cached_only=not show_all, source=source))
     if as_json:
         emit_json(rows)
         return
@@ -246,12 +250,8 @@ def search(state, query, source, task, license_, library, cached, limit, as_json
     """Full-text search over model ids, tags, task and description."""
     from hubmirror.output import emit_json, table
 
-    mirror = state.mirror()
-    try:
-        rows = mirror.catalog.search(query, source=source, task=task, license=license_, library=library,
-                                     cached=cached, limit=limit)
-    finally:
-        mirror.close()
+    rows = state.read(lambda mirror: mirror.catalog.search(query, source=source, task=task, license=license_,
+                                                           library=library, cached=cached, limit=limit))
     if as_json:
         emit_json(rows)
         return

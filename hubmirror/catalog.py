@@ -218,6 +218,10 @@ class Catalog:
             args.append(source)
         return self._rows(f"SELECT * FROM models WHERE {' AND '.join(clauses)} ORDER BY key", args)
 
+    def revision_keys(self) -> list[tuple[str, str]]:
+        """(model key, commit) of every stored revision."""
+        return [tuple(r) for r in self.conn.execute("SELECT model_key, commit_id FROM revisions ORDER BY 1, 2")]
+
     def revisions(self, key: str) -> list[dict]:
         return self._rows("SELECT * FROM revisions WHERE model_key = ? ORDER BY pulled_at", [key])
 

@@ -66,6 +66,9 @@ class FakeHub:
             )
 
     def blob(self, sha256: str) -> RepoFile | None:
+        if sha256 not in self._blobs:  # a commit made after the repo was added
+            for repo in self.repos.values():
+                self.add_repo(repo)
         return self._blobs.get(sha256)
 
     def start(self) -> "FakeHub":

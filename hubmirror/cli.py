@@ -247,6 +247,46 @@ def keygen(state, directory):
     click.echo(f"public key:  {public} (add it to [import] trusted_keys in config.toml)")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", default=8970, show_default=True)
+@click.option("--token", envvar="HUBMIRROR_SERVE_TOKEN", help="Require `Authorization: Bearer TOKEN`.")
+@pass_state
+def serve(state, host, port, token):
+    """Serve the mirror over the Hugging Face Hub protocol (point HF_ENDPOINT here)."""
+    from hubmirror.server import serve as run_server
+
+    state.mirror().close()  # fail early, and clearly, where there is no mirror
+    click.echo(f"serving {state.root} at http://{host}:{port} (HF_ENDPOINT=http://{host}:{port})", err=True)
+    run_server(state.root, host, port, token)
+
+
+@cli.command()
+@click.option("--layout", type=click.Choice(["hf-cache", "torch-home", "dir"]), required=True)
+@click.option("--copy", is_flag=True, help="Copy blobs instead of linking them (another file system, Windows, NAS).")
+@click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("refs", nargs=-1)
+@json_option
+@pass_state
+def materialize(state, layout, copy, target, refs, as_json):
+    """Write a client cache (HF cache, TORCH_HOME, plain dirs) from the store: REFS, or every cached model."""
+    from hubmirror.bundle import export_selection
+    from hubmirror.materialize import materialize as do_materialize
+    from hubmirror.output import emit_json
+
+    parsed = [state.parse_ref(r) for r in refs]
+    mirror = state.mirror()
+    try:
+        selection = export_selection(mirror.catalog, parsed, everything=not parsed, query=None)
+        report = do_materialize(mirror, layout, target, selection, copy=copy)
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json(report.__dict__)
+    else:
+        click.echo(f"{report.files} files into {target} ({report.linked} linked, {report.copied} copied)")
+
+
 @cli.command(name="list")
 @click.option("--all", "show_all", is_flag=True, help="Include indexed models that are not cached.")
 @click.option("--source", help="Only this source.")

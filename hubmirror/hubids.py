@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
+
+from hubmirror.digests import git_blob_sha1
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -35,3 +38,32 @@ def hub_commit(model_key: str, commit: str) -> str:
 def lfs_pointer(sha256: str, size: int) -> bytes:
     """The Git LFS pointer of a file (git-lfs docs/spec.md)."""
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+@dataclass
+class ServedFile:
+    """A catalog file as Hub clients see it: its git id (`oid`), and whether it is an LFS file."""
+
+    path: str
+    size: int
+    sha256: str
+    oid: str  # git blob id of the content, or of its LFS pointer
+    lfs: bool
+
+    @property
+    def etag(self) -> str:
+        """The name clients give the blob in their cache (and the resolve ETag)."""
+        return self.sha256 if self.lfs else self.oid
+
+    def tree_entry(self) -> dict:
+        entry = {"type": "file", "oid": self.oid, "size": self.size, "path": self.path}
+        if self.lfs:
+            entry["lfs"] = {"oid": self.sha256, "size": self.size, "pointerSize": len(lfs_pointer(self.sha256, self.size))}
+        return entry
+
+
+def served_file(row: dict) -> ServedFile:
+    """HF's own regular files keep their git blob id; every other file is served as an LFS file."""
+    if row["git_sha1"] and not row["lfs"]:
+        return ServedFile(row["path"], row["size"], row["sha256"], row["git_sha1"], False)
+    return ServedFile(row["path"], row["size"], row["sha256"], git_blob_sha1(lfs_pointer(row["sha256"], row["size"])), True)

@@ -1,0 +1,37 @@
+"""Run `hubmirror serve`'s app on a free loopback port in a background thread (tests and benchmarks)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from hubmirror.server import create_app
+
+
+class MirrorServer:
+    def __init__(self, root: Path, token: str | None = None):
+        config = uvicorn.Config(create_app(root, token), host="127.0.0.1", port=0, log_level="warning",
+                                access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="mirror-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> "MirrorServer":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the mirror server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)

@@ -287,6 +287,33 @@ def materialize(state, layout, copy, target, refs, as_json):
         click.echo(f"{report.files} files into {target} ({report.linked} linked, {report.copied} copied)")
 
 
+@cli.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Only say what would change.")
+@json_option
+@pass_state
+def sync(state, spec, dry_run, as_json):
+    """Make the mirror hold what a TOML mirror spec lists; report what changed."""
+    from hubmirror.output import emit_json
+    from hubmirror.spec import load_spec
+    from hubmirror.spec import sync as do_sync
+
+    entries = load_spec(spec)
+    mirror = state.mirror(create=True)
+    try:
+        changes = do_sync(mirror, state.registry(), entries, state.parse_ref, dry_run=dry_run)
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json([c.__dict__ for c in changes])
+        return
+    for c in changes:
+        arrow = f"{(c.before or '-')[:12]} -> {(c.after or '?')[:12]}" if c.status != "unchanged" else (c.after or "")[:12]
+        click.echo(f"{c.status:9} {c.model}@{c.requested} {arrow}")
+    counts = {s: sum(c.status == s for c in changes) for s in ("added", "updated", "unchanged")}
+    click.echo(("would be: " if dry_run else "") + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
 @cli.command(name="list")
 @click.option("--all", "show_all", is_flag=True, help="Include indexed models that are not cached.")
 @click.option("--source", help="Only this source.")

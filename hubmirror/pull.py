@@ -74,17 +74,22 @@ def pull(
     entrypoints). Nothing reaches the catalog unless every selected file of every one is stored and verified."""
     with mirror.shared_lock(f"pull {ref}"):
         source, plugin = registry.source(ref.source)
-        selections = []
-        for revision in source.resolve_all(ref, ctx):
-            check_listing(revision)
-            selected = [f for f in revision.files if matches(f.path, include, exclude)]
-            if not selected:
-                raise UsageError(
-                    f"{revision.ref}: no file of revision {revision.commit} matches the include/exclude patterns"
-                )
-            selections.append((revision, selected))
+        selections = resolve_selections(source, ref, ctx, include, exclude)
         return store_revisions(mirror, source, plugin, selections, ctx, workers=workers, on_start=on_start,
                                on_bytes=on_bytes)
+
+
+def resolve_selections(source: Source, ref: ModelRef, ctx: SourceContext, include: list[str] | None,
+                       exclude: list[str] | None) -> list[tuple[ResolvedRevision, list[RemoteFile]]]:
+    """Resolve `ref`, check every listing, and pick the files the patterns select (at least one per revision)."""
+    selections = []
+    for revision in source.resolve_all(ref, ctx):
+        check_listing(revision)
+        selected = [f for f in revision.files if matches(f.path, include, exclude)]
+        if not selected:
+            raise UsageError(f"{revision.ref}: no file of revision {revision.commit} matches the include/exclude patterns")
+        selections.append((revision, selected))
+    return selections
 
 
 def store_revisions(

@@ -14,7 +14,7 @@ from hubmirror.errors import NoMirrorError
 from hubmirror.records import ModelMetadata, RemoteFile, ResolvedRevision
 
 CATALOG_NAME = "catalog.db"
-SCHEMA_VERSION = 1  # how many migrations hubmirror.migrations holds; stored as PRAGMA user_version
+SCHEMA_VERSION = 2  # how many migrations hubmirror.migrations holds; stored as PRAGMA user_version
 RANK_CANDIDATES = 500
 _MAX_QUERY_WORDS = 8
 # What a query word found in these columns adds to a model's score (every candidate has each word somewhere,
@@ -103,12 +103,42 @@ class Catalog:
     # -- writes ---------------------------------------------------------------------------------------------------
 
     def record_revisions(self, revisions: list[tuple[ResolvedRevision, list[StoredFile]]], plugin: str,
-                         source_description: str = "") -> None:
-        """Catalogue fully stored revisions (files, refs, the models' metadata) in one transaction."""
+                         source_description: str = "", scans: list[dict] | None = None) -> None:
+        """Catalogue fully stored revisions (files, refs, the models' metadata) and their files' admission verdicts
+        in one transaction."""
         now = utc_now()
         with self.db.atomic():
+            self.record_scans(scans or [], now)
             for revision, stored in revisions:
                 self._record_revision(revision, stored, plugin, source_description, now)
+
+    def record_scans(self, scans: list[dict], now: str | None = None) -> None:
+        """Upsert admission verdicts ({sha256, scanner, scanner_version, verdict, details})."""
+        now = now or utc_now()
+        self.db["scans"].upsert_all(({**s, "scanned_at": now} for s in scans), pk=("sha256", "scanner"))
+
+    def scan_versions(self, scanner: str) -> dict[str, str]:
+        """{sha256: scanner version} of every blob this scanner has judged."""
+        return dict(self.conn.execute("SELECT sha256, scanner_version FROM scans WHERE scanner = ?", [scanner]))
+
+    def quarantined(self, scanner: str) -> list[dict]:
+        """Referenced files whose verdict is not clean and that no operator allowed."""
+        return self._rows(
+            "SELECT f.model_key, f.commit_id, f.path, f.sha256, s.verdict, s.details FROM files f "
+            "JOIN scans s ON s.sha256 = f.sha256 AND s.scanner = ? "
+            "WHERE s.verdict != 'clean' AND f.sha256 NOT IN (SELECT sha256 FROM allowed) ORDER BY 1, 2, 3", [scanner])
+
+    def is_quarantined(self, sha256: str, scanner: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM scans WHERE sha256 = ? AND scanner = ? AND verdict != 'clean' "
+            "AND sha256 NOT IN (SELECT sha256 FROM allowed)", [sha256, scanner]).fetchone() is not None
+
+    def allow(self, sha256: str, reason: str) -> None:
+        with self.db.atomic():
+            self.db["allowed"].upsert({"sha256": sha256, "reason": reason, "allowed_at": utc_now()}, pk="sha256")
+
+    def revoke(self, sha256: str) -> int:
+        return self.conn.execute("DELETE FROM allowed WHERE sha256 = ?", [sha256]).rowcount
 
     def record_index(self, metas: Iterable[ModelMetadata], plugin: str, source_description: str = "") -> int:
         """Add or refresh listed models (not cached unless they already are) in one transaction; return how many."""

@@ -92,6 +92,7 @@ def pull(state, refs, include, exclude, endpoint, workers, as_json):
     from hubmirror.output import emit_json, human_size
     from hubmirror.progress import TransferProgress
     from hubmirror.pull import pull as do_pull
+    from hubmirror.scanning import SCANNER
 
     parsed = [state.parse_ref(r) for r in refs]
     mirror = state.mirror(create=True)
@@ -109,14 +110,31 @@ def pull(state, refs, include, exclude, endpoint, workers, as_json):
                 for r in pulled:
                     click.echo(f"{r.revision.ref.key}@{r.revision.commit}: {len(r.files)} files, {human_size(r.size)}"
                                f" ({r.reused} already stored)")
+        quarantine = [q for q in mirror.catalog.quarantined(SCANNER)
+                      if any(q["model_key"] == r.revision.ref.key and q["path"] in r.quarantined for r in results)]
     finally:
         mirror.close()
     if as_json:
         emit_json([
             {"model": r.revision.ref.key, "requested": r.revision.requested, "commit": r.revision.commit,
-             "files": len(r.files), "bytes": r.size, "reused": r.reused}
+             "files": len(r.files), "bytes": r.size, "reused": r.reused, "quarantined": r.quarantined}
             for r in results
         ])
+    report_quarantine(quarantine)
+
+
+def report_quarantine(rows: list[dict]) -> None:
+    """Say loudly which files the admission scan quarantined, and fail: they will not be served or exported."""
+    import json
+
+    if not rows:
+        return
+    for q in rows:
+        findings = "; ".join(json.loads(q["details"])["findings"])
+        click.echo(f"quarantined: {q['model_key']}:{q['path']} ({q['verdict']}: {findings})", err=True)
+    click.echo(f"error: {len(rows)} file(s) quarantined by the admission scan; `hubmirror allow SHA256 --reason …` "
+               "admits one after review", err=True)
+    sys.exit(1)
 
 
 @cli.command()

@@ -98,3 +98,9 @@ def m001_initial(db: Database) -> None:
         pk=("sha256", "scanner"),
     )
     db["models"].enable_fts(FTS_COLUMNS, tokenize="porter unicode61", create_triggers=True)
+
+
+@migrations()
+def m002_quarantine_allowances(db: Database) -> None:
+    """Files an operator allows despite their admission verdict, one by one."""
+    db["allowed"].create({"sha256": str, "reason": str, "allowed_at": str}, pk="sha256")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import fnmatch
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
+from hubmirror.admission import judge
 from hubmirror.catalog import StoredFile
+from hubmirror.scanning import SCANNER
 from hubmirror.digests import is_valid_digest
 from hubmirror.errors import IntegrityError, UsageError
 from hubmirror.mirror import Mirror
@@ -26,6 +28,7 @@ class PullResult:
     revision: ResolvedRevision
     files: list[StoredFile]
     reused: int  # files whose bytes were already in the store
+    quarantined: list[str] = field(default_factory=list)  # paths of files the admission scan quarantined
 
     @property
     def size(self) -> int:
@@ -118,7 +121,10 @@ def store_revisions(
     missing = [f.remote.path for r in results for f in r.files if not mirror.store.exists(f.sha256)]
     if missing:
         raise IntegrityError(f"blobs vanished before cataloguing: {', '.join(missing)}")
-    mirror.catalog.record_revisions([(r.revision, r.files) for r in results], plugin, source.description)
+    scans = judge(mirror.store, mirror.catalog, {f.sha256: f.remote.path for r in results for f in r.files})
+    mirror.catalog.record_revisions([(r.revision, r.files) for r in results], plugin, source.description, scans)
+    for r in results:
+        r.quarantined = [f.remote.path for f in r.files if mirror.catalog.is_quarantined(f.sha256, SCANNER)]
     return results
 
 

@@ -18,10 +18,10 @@ def ngc(monkeypatch):
             monkeypatch.setenv(name, value)
         for name in ("NGC_CLI_API_KEY", "NGC_API_KEY", "NGC_APP_KEY", "NGC_CLI_ORG"):
             monkeypatch.delenv(name, raising=False)
-        fake.add_model("silero/vad/silero-vad", {"6.2.3": silero_onnx_files(), "5.1": {"silero_vad.onnx": b"old"}},
+        fake.add_model("silero/vad/silero-vad", {"6.2.3": silero_onnx_files(), "5.1": {"README.md": b"old release notes"}},
                        description="Silero voice activity detector, ONNX exports.", application="Speech",
                        labels=["vad", "audio"])
-        fake.add_model("acme/private-net", {"1.0": {"w.onnx": b"private weights"}}, public=False)
+        fake.add_model("acme/private-net", {"1.0": {"weights.bin": b"private weights"}}, public=False)
         yield fake
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hubmirror.testing.fixtures import MINILM_REPO_ID
+from hubmirror.testing.fixtures import MINILM_REPO_ID, silero_onnx_files
 
 from conftest import TOKEN
 
@@ -71,7 +71,7 @@ def test_branch_tag_and_commit_revisions_are_pinned(hub, run, root):
 
 def test_include_and_exclude(hub, run):
     hub.create_repo("org/m", {".gitattributes": LFS_ATTRS, "model.safetensors": b"S" * 100, "model.onnx": b"O" * 50,
-                              "onnx/model.onnx": b"o" * 10, "config.json": b"{}"})
+                              "onnx/model.onnx": silero_onnx_files()["silero_vad_half.onnx"], "config.json": b"{}"})
     assert run("pull", "hf:org/m", "--include", "*.safetensors", "--include", "*.json", "--exclude", "*.onnx").exit_code == 0
     assert {f["path"] for f in run.json("show", "hf:org/m")["files"]} == {"model.safetensors", "config.json"}
     assert run("pull", "hf:org/m", "--include", "onnx/").exit_code == 0

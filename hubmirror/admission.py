@@ -1,0 +1,34 @@
+"""Admission: every blob a pull, import or adopt brings in gets a verdict before its revision is catalogued, and
+`hubmirror scan` re-judges blobs whose verdict came from older rules or engines."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from hubmirror.catalog import Catalog
+from hubmirror.scanning import SCANNER, scan_file
+from hubmirror.scanning.admission import scanner_versions
+from hubmirror.store import BlobStore
+
+
+def judge(store: BlobStore, catalog: Catalog, files: dict[str, str], *, force: bool = False) -> list[dict]:
+    """Scan rows for the blobs in `files` ({sha256: a path naming it}) not yet judged by the current scanners."""
+    current = scanner_versions()
+    known = catalog.scan_versions(SCANNER)
+    todo = [(sha, name) for sha, name in files.items() if force or known.get(sha) != current]
+
+    def one(item: tuple[str, str]) -> dict:
+        sha, name = item
+        verdict = scan_file(store.local_path(sha), name)
+        return {"sha256": sha, "scanner": SCANNER, "scanner_version": current, "verdict": verdict.verdict,
+                "details": json.dumps({"format": verdict.format, "findings": verdict.findings})}
+
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="scan") as pool:
+        return list(pool.map(one, todo))
+
+
+def findings(scans: list[dict]) -> list[str]:
+    """One line per non-clean verdict."""
+    return [f"{s['sha256'][:12]} {s['verdict']}: {'; '.join(json.loads(s['details'])['findings'])}"
+            for s in scans if s["verdict"] != "clean"]

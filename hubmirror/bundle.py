@@ -25,6 +25,7 @@ from hubmirror.errors import HubmirrorError, IntegrityError, UnsafePathError, Us
 from hubmirror.mirror import Mirror
 from hubmirror.pull import check_listing, store_revisions
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
+from hubmirror.scanning import SCANNER
 from hubmirror.signing import SIGNATURE_NAME
 from hubmirror.sources import Download, Source, SourceContext
 from hubmirror.store import OCI_LAYOUT
@@ -62,13 +63,19 @@ class ExportReport:
     blobs_skipped: int = 0  # already in the previous bundle
     bytes_written: int = 0
     signed: bool = False
+    quarantined: list[str] = field(default_factory=list)  # files left out: the admission scan quarantined them
 
 
-def revision_config(catalog: Catalog, key: str, commit: str) -> dict:
-    """Everything the catalog knows about one revision, for the manifest's config blob."""
+def revision_config(catalog: Catalog, key: str, commit: str, report: ExportReport) -> dict:
+    """Everything the catalog knows about one revision, for the manifest's config blob (quarantined files left out)."""
     model = catalog.model(key)
     refs = [r["name"] for r in catalog.refs(key) if r["commit_id"] == commit]
-    files = catalog.files(key, commit)
+    files = []
+    for f in catalog.files(key, commit):
+        if catalog.is_quarantined(f["sha256"], SCANNER):
+            report.quarantined.append(f"{key}@{commit}:{f['path']}")
+        else:
+            files.append(f)
     for f in files:
         f["upstream_digests"] = json.loads(f["upstream_digests"] or "{}")
     return {"hubmirror": __version__, "model": model, "commit": commit, "refs": refs, "files": files}
@@ -83,7 +90,7 @@ def export_bundle(mirror: Mirror, selection: list[tuple[str, str]], out: Path, *
     layers: dict[str, int] = {}
     index = {"schemaVersion": 2, "mediaType": INDEX_MT, "manifests": []}
     for key, commit in selection:
-        config = json.dumps(revision_config(mirror.catalog, key, commit), sort_keys=True, default=str).encode()
+        config = json.dumps(revision_config(mirror.catalog, key, commit, report), sort_keys=True, default=str).encode()
         config_desc = _descriptor(CONFIG_MT, config)
         files = json.loads(config)["files"]
         manifest = json.dumps({

@@ -227,6 +227,8 @@ def export_cmd(state, out, refs, everything, query, since, signing_key, as_json)
         click.echo(f"exported {report.manifests} revisions to {out}: {report.blobs_written} blobs "
                    f"({human_size(report.bytes_written)}), {report.blobs_skipped} left to the previous bundle"
                    + (", signed" if report.signed else ""))
+        for path in report.quarantined:
+            click.echo(f"left out (quarantined): {path}", err=True)
 
 
 @cli.command(name="import")
@@ -330,6 +332,57 @@ def sync(state, spec, dry_run, as_json):
         click.echo(f"{c.status:9} {c.model}@{c.requested} {arrow}")
     counts = {s: sum(c.status == s for c in changes) for s in ("added", "updated", "unchanged")}
     click.echo(("would be: " if dry_run else "") + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+@cli.command()
+@click.argument("refs", nargs=-1)
+@click.option("--force", is_flag=True, help="Re-scan blobs even when the scanners have not changed.")
+@json_option
+@pass_state
+def scan(state, refs, force, as_json):
+    """Re-run the admission scan (on REFS or the whole mirror) where rules or engines changed; list quarantined files."""
+    from hubmirror.admission import judge
+    from hubmirror.output import emit_json
+    from hubmirror.scanning import SCANNER
+
+    mirror = state.mirror()
+    try:
+        selection = [(r.key, mirror.catalog.commit_for(r.key, r.revision)) for r in map(state.parse_ref, refs)]
+        rows = mirror.catalog.file_rows(selection or None)
+        scans = judge(mirror.store, mirror.catalog, {r["sha256"]: r["path"] for r in rows}, force=force)
+        mirror.catalog.record_scans(scans)
+        quarantined = mirror.catalog.quarantined(SCANNER)
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json({"scanned": len(scans), "quarantined": quarantined})
+        return
+    click.echo(f"scanned {len(scans)} blobs; {len(quarantined)} quarantined file(s)")
+    for q in quarantined:
+        click.echo(f"quarantined: {q['model_key']}@{q['commit_id'][:12]}:{q['path']} {q['sha256']} ({q['verdict']})")
+
+
+@cli.command()
+@click.argument("sha256")
+@click.option("--reason", help="Why this one file may be served, exported and loaded (required to allow).")
+@click.option("--revoke", is_flag=True, help="Withdraw an earlier allowance.")
+@pass_state
+def allow(state, sha256, reason, revoke):
+    """Admit ONE quarantined file (by its sha256) after review, or revoke that."""
+    from hubmirror.store import check_digest
+
+    check_digest(sha256)
+    if not revoke and not reason:
+        raise UsageError("allow needs --reason: say why this file may be trusted")
+    mirror = state.mirror()
+    try:
+        if revoke:
+            mirror.catalog.revoke(sha256)
+        else:
+            mirror.catalog.allow(sha256, reason)
+    finally:
+        mirror.close()
+    click.echo(f"{'revoked' if revoke else 'allowed'} {sha256}")
 
 
 @cli.command(name="list")

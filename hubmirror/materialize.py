@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubmirror.errors import UsageError
 from hubmirror.hubids import hub_commit, repo_id, served_file
 from hubmirror.mirror import Mirror
 from hubmirror.safepath import check_relative_path
+from hubmirror.scanning import SCANNER
 
 LAYOUTS = ("hf-cache", "torch-home", "dir")
 CACHEDIR_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# hubmirror: a Hugging Face cache materialised from a mirror\n"
@@ -33,6 +34,7 @@ class MaterializeReport:
     files: int = 0
     linked: int = 0
     copied: int = 0
+    quarantined: list[str] = field(default_factory=list)  # files left out: the admission scan quarantined them
 
 
 class _Placer:
@@ -47,7 +49,10 @@ class _Placer:
             raise UsageError(f"{relative} would leave {self.target}")
         return path
 
-    def place(self, sha256: str, relative: str) -> Path:
+    def place(self, sha256: str, relative: str) -> Path | None:
+        if self.mirror.catalog.is_quarantined(sha256, SCANNER):
+            self.report.quarantined.append(relative)
+            return None
         dest = self.inside(relative)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists() and dest.stat().st_size == self.mirror.store.stat(sha256).size:
@@ -99,6 +104,8 @@ def _hf_cache(mirror: Mirror, placer: _Placer, model: dict, commit: str) -> None
     for row in mirror.catalog.files(model["key"], commit):
         served = served_file(row)
         blob = placer.place(served.sha256, f"{folder}/blobs/{served.etag}")
+        if blob is None:
+            continue
         link = placer.inside(f"{folder}/snapshots/{sha}/{served.path}")
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from hubmirror.catalog import Catalog
 from hubmirror.digests import git_blob_sha1
 from hubmirror.hubids import hub_commit, lfs_pointer, repo_id, served_file
+from hubmirror.scanning import SCANNER
 from hubmirror.store import LocalBlobStore
 
 TREE_PAGE = 1000
@@ -234,6 +235,8 @@ def _checkpoint(request: Request, view: MirrorView, name: str) -> Response:
 
 
 def _blob_response(request: Request, view: MirrorView, sha256: str, size: int, headers: dict) -> Response:
+    if view.catalog.is_quarantined(sha256, SCANNER):
+        raise HubError(403, None, "quarantined by hubmirror's admission scan (an operator can allow it)")
     path = view.store.path(sha256)  # validated digest: only the store's own files
     if not path.is_file():
         raise HubError(404, "EntryNotFound", "the blob is missing from the store (run hubmirror verify)")

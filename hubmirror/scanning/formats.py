@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 
 from hubmirror.errors import UnsafePathError
@@ -68,8 +69,11 @@ def safetensors_problems(f, size: int) -> list[str]:
 
 def npy_problems(data: bytes) -> list[str]:
     """A .npy whose dtype holds Python objects needs pickle to load."""
-    header = data[10:10 + 4096].decode("latin1", "replace")
-    return ["NumPy array of Python objects (loading it unpickles)"] if "'O'" in header or '"O"' in header else []
+    header = data[:10 + 4096].decode("latin1", "replace")
+    match = re.search(r"""['"]descr['"]\s*:\s*['"]([^'"]*)['"]""", header)
+    if match is None:
+        return ["NumPy header has no dtype description"]
+    return ["NumPy array of Python objects (loading it unpickles)"] if "O" in match.group(1) else []
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:

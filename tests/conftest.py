@@ -82,3 +82,8 @@ def github(monkeypatch):
         for name, value in fake.env().items():
             monkeypatch.setenv(name, value)
         yield fake
+
+
+def noise(n: int) -> bytes:
+    """Random bytes that cannot pass for a pickle's PROTO header (admission would rightly call them unscannable)."""
+    return b"\x00" + os.urandom(max(0, n - 1))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import noise
 
 from hubmirror.scanning import scan_file
 from hubmirror.testing.fixtures import facenet_files, minilm_files, silero_files
@@ -70,10 +71,10 @@ def test_a_pickle_inside_a_zip_is_scanned(tmp_path):
 
 
 def test_unscannable_files_are_not_clean(tmp_path):
-    assert scan_file(_write(tmp_path, "x.7z", b"7z\xbc\xaf\x27\x1c" + os.urandom(100)), "x.7z").verdict == "error"
+    assert scan_file(_write(tmp_path, "x.7z", b"7z\xbc\xaf\x27\x1c" + noise(100)), "x.7z").verdict == "error"
     truncated = HOSTILE_PICKLES["os.system"][:-5]
     assert scan_file(_write(tmp_path, "t.pkl", truncated), "t.pkl").verdict == "error"
-    assert scan_file(_write(tmp_path, "broken.zip", b"PK\x03\x04" + os.urandom(50)), "broken.zip").verdict == "error"
+    assert scan_file(_write(tmp_path, "broken.zip", b"PK\x03\x04" + noise(50)), "broken.zip").verdict == "error"
 
 
 def _safetensors(header: dict, body: bytes, pad: bytes = b"") -> bytes:

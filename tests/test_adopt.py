@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import noise
 
 from hubmirror.testing.fixtures import MINILM_REPO_ID
 
@@ -80,9 +81,9 @@ def test_a_link_leaving_the_cache_is_refused(hf_cache, run, tmp_path):
 def test_adopt_torch_home(run, tmp_path):
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
-    good = os.urandom(3000)
+    good = noise(3000)
     (checkpoints / f"tiny-{hashlib.sha256(good).hexdigest()[:8]}.pth").write_bytes(good)
-    (checkpoints / "lying-deadbeef.pth").write_bytes(os.urandom(100))
+    (checkpoints / "lying-deadbeef.pth").write_bytes(noise(100))
     (checkpoints / "20180402-114759-vggface2.pt").write_bytes(b"no prefix")
     checkout = tmp_path / "torch" / "hub" / "snakers4_silero-vad_master"
     checkout.mkdir()

@@ -3,13 +3,12 @@
 import hashlib
 import io
 import json
-import os
 import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import Cli, noise
 
-from conftest import Cli
 from hubmirror.testing.fixtures import MINILM_REPO_ID
 
 LFS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
@@ -17,7 +16,7 @@ LFS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff
 
 @pytest.fixture
 def source_mirror(minilm_hub, run):
-    minilm_hub.create_repo("org/small", {".gitattributes": LFS, "w.bin": os.urandom(20_000), "config.json": b"{}"})
+    minilm_hub.create_repo("org/small", {".gitattributes": LFS, "w.bin": noise(20_000), "config.json": b"{}"})
     assert run("pull", f"hf:{MINILM_REPO_ID}").exit_code == 0
     assert run("pull", "hf:org/small").exit_code == 0
     return run
@@ -58,7 +57,7 @@ def test_incremental_export_writes_only_new_blobs(source_mirror, minilm_hub, tar
     first = tmp_path / "first"
     source_mirror.json("export", str(first), f"hf:{MINILM_REPO_ID}")
     repo = minilm_hub.repos["org/small"]
-    repo.commit({".gitattributes": LFS, "w.bin": os.urandom(100), "config.json": b"{}"})
+    repo.commit({".gitattributes": LFS, "w.bin": noise(100), "config.json": b"{}"})
     assert source_mirror("pull", "hf:org/small").exit_code == 0
     second = tmp_path / "second"
     report = source_mirror.json("export", str(second), "--all", "--since", str(first))

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import TOKEN
 
 from hubmirror.testing.fixtures import MINILM_REPO_ID
-
-from conftest import TOKEN
 
 hf = pytest.importorskip("huggingface_hub")
 

@@ -1,7 +1,6 @@
 """kill -9 or Ctrl-C in the middle of a pull: nothing half-written is visible, and the next pull resumes with Range."""
 
 import hashlib
-import os
 import signal
 import sqlite3
 import subprocess
@@ -9,6 +8,7 @@ import sys
 import time
 
 import pytest
+from conftest import noise
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -22,7 +22,7 @@ def partial_bytes(root) -> int:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_interrupted_pull_then_resume(hub, run, root, sig):
-    data = os.urandom(3_000_000)
+    data = noise(3_000_000)
     digest = hashlib.sha256(data).hexdigest()
     hub.create_repo("org/big", {".gitattributes": LFS_ATTRS, "config.json": b"{}", "big.bin": data})
     hub.faults.throttle = {"big.bin": 1_000_000}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import noise
 
 from hubmirror.testing.fixtures import facenet_files
 from hubmirror.testing.kaggle import FakeKaggle
@@ -94,7 +95,7 @@ def test_corrupt_bytes_are_refused_by_md5_or_crc32c(kag, kaggle):
 
 
 def test_truncated_download_fails_cleanly_then_resumes(kag, kaggle):
-    big = os.urandom(5_000_000)
+    big = noise(5_000_000)
     kaggle.add_instance("me/big/pyTorch/v", {1: {"big.bin": big}})
     kaggle.truncate = {"big.bin"}
     result = kag("pull", "kaggle:me/big/pyTorch/v")

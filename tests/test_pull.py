@@ -6,10 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import TOKEN, noise
 
-from hubmirror.testing.fixtures import MINILM_REPO_ID, silero_onnx_files
-
-from conftest import TOKEN
+from hubmirror.testing.fixtures import MINILM_REPO_ID, silero_files, silero_onnx_files
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -70,7 +69,7 @@ def test_branch_tag_and_commit_revisions_are_pinned(hub, run, root):
 
 
 def test_include_and_exclude(hub, run):
-    hub.create_repo("org/m", {".gitattributes": LFS_ATTRS, "model.safetensors": b"S" * 100, "model.onnx": b"O" * 50,
+    hub.create_repo("org/m", {".gitattributes": LFS_ATTRS, "model.safetensors": silero_files()["src/silero_vad/data/silero_vad_16k.safetensors"], "model.onnx": b"O" * 50,
                               "onnx/model.onnx": silero_onnx_files()["silero_vad_half.onnx"], "config.json": b"{}"})
     assert run("pull", "hf:org/m", "--include", "*.safetensors", "--include", "*.json", "--exclude", "*.onnx").exit_code == 0
     assert {f["path"] for f in run.json("show", "hf:org/m")["files"]} == {"model.safetensors", "config.json"}
@@ -81,7 +80,7 @@ def test_include_and_exclude(hub, run):
 
 
 def test_identical_files_of_two_models_are_stored_once(hub, run, root):
-    weights = os.urandom(300_000)
+    weights = noise(300_000)
     hub.create_repo("org/a", {".gitattributes": LFS_ATTRS, "w.bin": weights, "config.json": b'{"a": 1}'})
     hub.create_repo("org/b", {".gitattributes": LFS_ATTRS, "w.bin": weights, "config.json": b'{"b": 2}'})
     assert run("pull", "hf:org/a").exit_code == 0
@@ -164,7 +163,7 @@ def test_malformed_references_are_usage_errors(run):
 
 
 def test_a_range_ignoring_server_still_gives_correct_bytes(hub, run, root):
-    data = os.urandom(200_000)
+    data = noise(200_000)
     hub.create_repo("org/r", {".gitattributes": LFS_ATTRS, "w.bin": data})
     hub.faults.ignore_range = True
     # leave a partial download behind as an interrupted pull would

@@ -3,10 +3,10 @@
 import hashlib
 import io
 import json
-import os
 import tarfile
 
 import pytest
+from conftest import noise
 
 from hubmirror.testing.fixtures import facenet_files, silero_onnx_files
 from hubmirror.testing.kaggle import FakeKaggle
@@ -107,7 +107,7 @@ def test_unsafe_tarball_members_are_refused(run, tfhub, tmp_path, root, kind):
 
 
 def test_truncated_tarball_is_refused(run, tfhub):
-    whole = tarball({"saved_model.pb": os.urandom(50_000)})
+    whole = tarball({"saved_model.pb": noise(50_000)})
     tfhub.modules["cut/module/1"] = whole[: len(whole) // 2]
     result = run("pull", "tfhub:cut/module/1", "--endpoint", tfhub.url)
     assert result.exit_code == 1 and "unreadable" in result.output

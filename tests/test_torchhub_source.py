@@ -9,6 +9,7 @@ import sys
 import zipfile
 
 import pytest
+from conftest import noise
 
 from hubmirror.testing.fixtures import SILERO_HUBCONF, silero_hub_repo
 from plugins.torchhub import parse_hubconf
@@ -57,7 +58,7 @@ def test_one_entrypoint_at_a_ref(github, silero, run):
 
 
 def test_entrypoint_weight_urls_are_mirrored_and_hash_checked(github, run):
-    weights = os.urandom(5000)
+    weights = noise(5000)
     good = github.add_file(f"tiny-{sha256(weights)[:8]}.pth", weights)
     bad = github.add_file("other-deadbeef.pth", weights)
     hubconf = (

@@ -1,9 +1,9 @@
 """`url:` sources against the GitHub imitation: hash-prefix names, release digests, redirects, user digests."""
 
 import hashlib
-import os
 
 import pytest
+from conftest import noise
 
 from hubmirror.testing.fixtures import silero_files
 
@@ -59,7 +59,7 @@ def test_user_given_sha256_and_trust_on_first_use(github, run, weights):
     result = run("pull", f"url:{url}#sha256={bad}")
     assert result.exit_code == 1 and "refused" in result.output
     assert run("pull", f"url:{url}#sha256={sha256(weights)}").exit_code == 0
-    tofu_url = github.add_file("other.bin", os.urandom(1000))
+    tofu_url = github.add_file("other.bin", noise(1000))
     out = run.json("pull", f"url:{tofu_url}")
     assert len(out[0]["commit"]) == 64
     assert run.json("show", f"url:{tofu_url}")["metadata"]["verified_by"] == "tofu"

@@ -3,6 +3,7 @@
 import os
 import time
 
+from conftest import noise
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -18,7 +19,7 @@ def pulled(hub, run, repo_id, files):
 
 
 def test_verify_catches_a_flipped_byte(hub, run, root):
-    files = pulled(hub, run, "org/m", {"w.bin": os.urandom(100_000), "config.json": b'{"a": 1}'})
+    files = pulled(hub, run, "org/m", {"w.bin": noise(100_000), "config.json": b'{"a": 1}'})
     assert run.json("verify")["ok"] is True
     path = blob_path(root, files["w.bin"]["sha256"])
     os.chmod(path, 0o644)
@@ -49,7 +50,7 @@ def test_verify_reports_missing_and_truncated_blobs(hub, run, root):
 
 
 def test_rm_then_gc_frees_only_unreferenced_blobs(hub, run, root):
-    shared = os.urandom(5000)
+    shared = noise(5000)
     a = pulled(hub, run, "org/a", {"shared.bin": shared, "only-a.bin": b"a" * 10})
     pulled(hub, run, "org/b", {"shared.bin": shared})
     assert run("rm", "hf:org/a").exit_code == 0

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
+from hubmirror.crashpoints import crashpoint
 from hubmirror.errors import NoMirrorError
 from hubmirror.records import ModelMetadata, RemoteFile, ResolvedRevision
 
@@ -111,6 +112,8 @@ class Catalog:
             self.record_scans(scans or [], now)
             for revision, stored in revisions:
                 self._record_revision(revision, stored, plugin, source_description, now)
+            crashpoint("catalog.before_commit")
+        crashpoint("catalog.after_commit")
 
     def record_scans(self, scans: list[dict], now: str | None = None) -> None:
         """Upsert admission verdicts ({sha256, scanner, scanner_version, verdict, details})."""

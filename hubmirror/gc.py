@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from hubmirror.catalog import Catalog
+from hubmirror.crashpoints import crashpoint
 from hubmirror.store import BlobStore
 
 DEFAULT_GRACE_SECONDS = 3600
@@ -34,7 +35,9 @@ def collect(catalog: Catalog, store: BlobStore, *, grace_seconds: float = DEFAUL
             young += 1
             continue
         if not dry_run:
+            crashpoint("gc.deleting")
             store.delete(blob.digest)
+            crashpoint("gc.deleted")
         removed += 1
         freed += blob.size
     temporaries = 0 if dry_run else store.sweep_temporaries(cutoff)

@@ -17,6 +17,7 @@ from typing import BinaryIO, Iterator
 
 from filelock import FileLock
 
+from hubmirror.crashpoints import crashpoint
 from hubmirror.digests import SHA256_RE
 from hubmirror.errors import IntegrityError
 
@@ -229,13 +230,16 @@ class LocalBlobWriter(BlobWriter):
 
     def commit(self, digest: str) -> None:
         target = self.store.path(digest)
+        crashpoint("store.written")
         os.fsync(self._file.fileno())
         self._close()
+        crashpoint("store.fsynced")
         if target.exists():  # identical bytes already stored: deduplicated
             self.temp_path.unlink()
         else:
             os.chmod(self.temp_path, 0o444)
             os.replace(self.temp_path, target)
+            crashpoint("store.renamed")
             _fsync_dir(self.store.blob_dir)
         self._done = True
         self._release()

@@ -6,6 +6,7 @@ import threading
 from typing import Callable
 
 from hubmirror.catalog import StoredFile
+from hubmirror.crashpoints import crashpoint
 from hubmirror.digests import MultiHasher, mismatches
 from hubmirror.errors import HubmirrorError, IntegrityError
 from hubmirror.records import RemoteFile, ResolvedRevision
@@ -87,6 +88,7 @@ def _copy(download, revision, file, writer, hasher, on_bytes, stop) -> None:
         if stop is not None and stop.is_set():
             raise Cancelled("pull cancelled")
         writer.write(chunk)
+        crashpoint("transfer.chunk")
         hasher.update(chunk)
         on_bytes(len(chunk))
         if file.size is not None and hasher.size > file.size:

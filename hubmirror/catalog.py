@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,6 +97,19 @@ class Catalog:
     def close(self) -> None:
         self.conn.close()
 
+    @contextmanager
+    def transaction(self):
+        """A write transaction that takes SQLite's write lock up front (BEGIN IMMEDIATE): concurrent writers from
+        other processes wait their turn (busy timeout) instead of failing on a stale read snapshot."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
     def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
         cursor = self.conn.execute(sql, list(args))
         names = [d[0] for d in cursor.description]
@@ -108,7 +122,7 @@ class Catalog:
         """Catalogue fully stored revisions (files, refs, the models' metadata) and their files' admission verdicts
         in one transaction."""
         now = utc_now()
-        with self.db.atomic():
+        with self.transaction():
             self.record_scans(scans or [], now)
             for revision, stored in revisions:
                 self._record_revision(revision, stored, plugin, source_description, now)
@@ -137,7 +151,7 @@ class Catalog:
             "AND sha256 NOT IN (SELECT sha256 FROM allowed)", [sha256, scanner]).fetchone() is not None
 
     def allow(self, sha256: str, reason: str) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db["allowed"].upsert({"sha256": sha256, "reason": reason, "allowed_at": utc_now()}, pk="sha256")
 
     def revoke(self, sha256: str) -> int:
@@ -146,7 +160,7 @@ class Catalog:
     def record_index(self, metas: Iterable[ModelMetadata], plugin: str, source_description: str = "") -> int:
         """Add or refresh listed models (not cached unless they already are) in one transaction; return how many."""
         now = utc_now()
-        with self.db.atomic():
+        with self.transaction():
             rows = [self._model_row(meta, cached=False, now=now) | {"indexed_at": now} for meta in metas]
             for source in {row["source"] for row in rows}:
                 self.db["sources"].insert({"name": source, "plugin": plugin, "description": source_description,
@@ -222,7 +236,7 @@ class Catalog:
     def remove(self, key: str, commit: str | None = None) -> int:
         """Forget a model (or one of its revisions); return the number of file rows removed. Blobs stay for gc."""
         where, args = ("model_key = ?", [key]) if commit is None else ("model_key = ? AND commit_id = ?", [key, commit])
-        with self.db.atomic():
+        with self.transaction():
             removed = self.db.execute(f"DELETE FROM files WHERE {where}", args).rowcount
             self.db.execute(f"DELETE FROM refs WHERE {where}", args)
             self.db.execute(f"DELETE FROM revisions WHERE {where}", args)

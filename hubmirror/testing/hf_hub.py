@@ -18,6 +18,9 @@ from hubmirror.testing.httpserver import Handler, LoopbackServer
 from hubmirror.testing.repo import FakeRepo, RepoFile, tree_oid
 
 
+NOT_SET = object()
+
+
 @dataclass
 class Faults:
     """What a test wants to go wrong. Paths are repo-relative file names."""
@@ -25,6 +28,8 @@ class Faults:
     corrupt: set[str] = field(default_factory=set)  # flip the first byte of these files on the wire
     throttle: dict[str, float] = field(default_factory=dict)  # bytes/second for these files
     ignore_range: bool = False  # answer Range requests with the whole file (200)
+    tree_override: object = NOT_SET  # a JSON value sent instead of every tree page (hostile metadata)
+    info_override: object = NOT_SET  # a JSON value sent instead of the model info
 
 
 class FakeHub:
@@ -166,6 +171,8 @@ class HubHandler(Handler):
     def _api(self, rest: str, query: dict) -> None:
         repo_id, marker, tail = self._split_repo(rest, ("revision", "tree", "paths-info", "refs"))
         repo = self._repo(repo_id, for_files=False)
+        if self.owner.faults.info_override is not NOT_SET and marker in (None, "revision"):
+            return self.send_json(200, self.owner.faults.info_override)
         if marker is None:
             return self.send_json(200, self._model_info(repo, repo.branches["main"], query))
         if marker == "revision" and len(tail) == 1:
@@ -177,6 +184,8 @@ class HubHandler(Handler):
         commit = self._commit(repo, unquote(tail[0]))
         subpath = unquote("/".join(tail[1:]))
         if marker == "tree":
+            if self.owner.faults.tree_override is not NOT_SET:
+                return self.send_json(200, self.owner.faults.tree_override)
             return self._tree(repo, commit, subpath, query)
         if marker == "paths-info" and self.command == "POST":
             length = int(self.headers.get("Content-Length") or 0)

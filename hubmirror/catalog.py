@@ -25,7 +25,7 @@ _FIELD_WEIGHTS = [("key model_id", 8), ("task library architecture tags license"
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -246,7 +246,7 @@ class Catalog:
             else:
                 latest = self.db.execute(
                     "SELECT commit_id, size_bytes, file_count FROM revisions WHERE model_key = ? "
-                    "ORDER BY pulled_at DESC LIMIT 1", [key]).fetchone()
+                    "ORDER BY pulled_at DESC, rowid DESC LIMIT 1", [key]).fetchone()
                 self.db["models"].update(key, dict(zip(("latest_commit", "size_bytes", "file_count"), latest, strict=True)))
         return removed
 
@@ -270,7 +270,7 @@ class Catalog:
         return [tuple(r) for r in self.conn.execute("SELECT model_key, commit_id FROM revisions ORDER BY 1, 2")]
 
     def revisions(self, key: str) -> list[dict]:
-        return self._rows("SELECT * FROM revisions WHERE model_key = ? ORDER BY pulled_at", [key])
+        return self._rows("SELECT * FROM revisions WHERE model_key = ? ORDER BY pulled_at, rowid", [key])
 
     def refs(self, key: str) -> list[dict]:
         return self._rows("SELECT * FROM refs WHERE model_key = ? ORDER BY name", [key])

@@ -150,6 +150,25 @@ class Catalog:
             "SELECT 1 FROM scans WHERE sha256 = ? AND scanner = ? AND verdict != 'clean' "
             "AND sha256 NOT IN (SELECT sha256 FROM allowed)", [sha256, scanner]).fetchone() is not None
 
+    def _fastest(self, match: str, filters: str, args: list, limit: int) -> list[dict]:
+        """Benchmarked models matching the query and filters, highest throughput first."""
+        text = " AND m.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ?)" if match else ""
+        sql = ("SELECT m.*, b.throughput, b.latency_p50_ms, b.device FROM models m JOIN "
+               "(SELECT model_key, device, max(throughput) AS throughput, min(latency_p50_ms) AS latency_p50_ms "
+               "FROM benchmarks WHERE status = 'ok' AND throughput IS NOT NULL GROUP BY model_key, device) b "
+               f"ON b.model_key = m.key WHERE 1 {filters}{text} ORDER BY b.throughput DESC LIMIT ?")
+        return self._rows(sql, [*args, *([match] if match else []), limit])
+
+    def record_benchmark(self, row: dict) -> None:
+        with self.transaction():
+            self.db["benchmarks"].insert({**row, "created_at": utc_now()})
+
+    def benchmarks(self, latest_only: bool = True) -> list[dict]:
+        """Benchmark rows (the newest per model and device unless `latest_only` is False), fastest first."""
+        where = ("WHERE b.id IN (SELECT max(id) FROM benchmarks GROUP BY model_key, device)" if latest_only else "")
+        return self._rows(f"SELECT b.*, m.task, m.library FROM benchmarks b LEFT JOIN models m ON m.key = b.model_key "
+                          f"{where} ORDER BY b.throughput IS NULL, b.throughput DESC, b.model_key")
+
     def allow(self, sha256: str, reason: str) -> None:
         with self.transaction():
             self.db["allowed"].upsert({"sha256": sha256, "reason": reason, "allowed_at": utc_now()}, pk="sha256")
@@ -316,6 +335,7 @@ class Catalog:
         library: str | None = None,
         cached: bool | None = None,
         limit: int = 20,
+        fastest: bool = False,
     ) -> list[dict]:
         """Models matching every word of `query` (stemmed full-text search) and the filters, best first.
 
@@ -334,6 +354,8 @@ class Catalog:
             args.append(int(cached))
         filters = "".join(" AND " + c for c in clauses)
         words = fts_words(query)
+        if fastest:
+            return self._fastest(" ".join(words), filters, args, limit)
         if not words:
             sql = f"SELECT m.* FROM models m WHERE 1 {filters} ORDER BY m.downloads DESC, m.key LIMIT ?"
             return self._rows(sql, [*args, limit])

@@ -3,6 +3,7 @@ and the light commands start fast."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -385,6 +386,72 @@ def allow(state, sha256, reason, revoke):
     click.echo(f"{'revoked' if revoke else 'allowed'} {sha256}")
 
 
+@cli.command(name="bench")
+@click.argument("refs", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every cached model.")
+@click.option("--query", help="Every cached model this search finds.")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@click.option("--batch", default=1, show_default=True)
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds per model before its process is killed.")
+@click.option("--warmup", default=3, show_default=True)
+@click.option("--min-iters", default=10, show_default=True)
+@click.option("--min-seconds", default=2.0, show_default=True)
+@json_option
+@pass_state
+def bench_cmd(state, refs, everything, query, device, batch, dtype, timeout, warmup, min_iters, min_seconds, as_json):
+    """Load each model from the store in its own process, time it on synthetic input, record the results."""
+    from hubmirror.bench.runner import BenchSettings, bench
+    from hubmirror.bundle import export_selection
+    from hubmirror.output import emit_json, progress_enabled
+
+    if sum(map(bool, (refs, everything, query is not None))) != 1:
+        raise UsageError("bench takes exactly one of: REF..., --all, --query")
+    settings = BenchSettings(device, batch, dtype, timeout, warmup, min_iters, min_seconds)
+    parsed = [state.parse_ref(r) for r in refs]
+    mirror = state.mirror()
+    try:
+        selection = export_selection(mirror.catalog, parsed, everything, query)
+        if everything:  # the newest revision of each model
+            selection = [(m["key"], m["latest_commit"]) for m in mirror.catalog.models(cached_only=True)]
+        bar = None
+        if progress_enabled(state.quiet):
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(selection), unit="model", desc="bench", leave=False)
+        rows = bench(mirror, state.registry(), selection, settings,
+                     on_done=lambda row: bar.update(1) if bar else None)
+        if bar:
+            bar.close()
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        figures = (f"p50 {r['latency_p50_ms']:.2f} ms, {r['throughput']:.1f} samples/s"
+                   if r["throughput"] else json.loads(r["environment"]).get("error", "")[-200:].strip()
+                   or json.loads(r["environment"]).get("note", ""))
+        click.echo(f"{r['status']:10} {r['model_key']} [{r['device']}, {r['dtype']}, batch {r['batch_size']}] {figures}")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "csv", "json"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file (default: stdout).")
+@click.option("--history", is_flag=True, help="Every run, not only the newest per model and device.")
+@pass_state
+def report(state, fmt, out, history):
+    """The benchmark results as a table and plots (throughput vs parameters, latency per model)."""
+    from hubmirror.bench.report import render
+
+    text = render(state.read(lambda mirror: mirror.catalog.benchmarks(latest_only=not history)), fmt)
+    if out:
+        out.write_text(text)
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
 @cli.command(name="list")
 @click.option("--all", "show_all", is_flag=True, help="Include indexed models that are not cached.")
 @click.option("--source", help="Only this source.")
@@ -425,7 +492,9 @@ def show(state, ref, as_json):
         commit = catalog.commit_for(model_ref.key, model_ref.revision)
         if model_ref.revision and commit is None:
             raise NotFoundError(f"{model_ref}: no such revision in the mirror")
+        benchmarks = [b for b in catalog.benchmarks(latest_only=False) if b["model_key"] == model_ref.key]
         data = dict(model, metadata=json.loads(model["metadata"] or "{}"), refs=catalog.refs(model_ref.key),
+                    benchmarks=benchmarks,
                     revisions=catalog.revisions(model_ref.key), commit=commit,
                     files=catalog.files(model_ref.key, commit) if commit else [])
     finally:
@@ -438,6 +507,9 @@ def show(state, ref, as_json):
         if data.get(key):
             click.echo(f"{label + ':':14}{data[key]}")
     click.echo("refs:         " + ", ".join(f"{r['name']}={r['commit_id'][:12]}" for r in data["refs"]))
+    for b in data["benchmarks"][:5]:
+        figures = f"p50 {b['latency_p50_ms']:.2f} ms, {b['throughput']:.1f} samples/s" if b["throughput"] else ""
+        click.echo(f"benchmark:    {b['status']} {b['device']} {b['dtype']} batch {b['batch_size']} {figures}")
     if data["files"]:
         click.echo("")
         for f in data["files"]:
@@ -453,19 +525,25 @@ def show(state, ref, as_json):
 @click.option("--library", help="Only this library (e.g. timm, transformers).")
 @click.option("--cached/--not-cached", default=None, help="Only models whose files are (not) in the mirror.")
 @click.option("--limit", default=20, show_default=True)
+@click.option("--fastest", is_flag=True, help="Only benchmarked models, highest throughput first.")
 @json_option
 @pass_state
-def search(state, query, source, task, license_, library, cached, limit, as_json):
+def search(state, query, source, task, license_, library, cached, limit, fastest, as_json):
     """Full-text search over model ids, tags, task and description."""
     from hubmirror.output import emit_json, table
 
     rows = state.read(lambda mirror: mirror.catalog.search(query, source=source, task=task, license=license_,
-                                                           library=library, cached=cached, limit=limit))
+                                                           library=library, cached=cached, limit=limit,
+                                                           fastest=fastest))
     if as_json:
         emit_json(rows)
         return
     for r in rows:
         r["cached_mark"] = "yes" if r["cached"] else "no"
+    if fastest:
+        table(rows, [("key", "MODEL"), ("task", "TASK"), ("device", "DEVICE"), ("throughput", "SAMPLES/S"),
+                     ("latency_p50_ms", "P50 MS")])
+        return
     table(rows, [("key", "MODEL"), ("task", "TASK"), ("license", "LICENSE"), ("cached_mark", "CACHED"),
                  ("description", "DESCRIPTION")])
 

@@ -15,3 +15,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def register_sources(register):
     """Call `register(source)` for each `hubmirror.sources.Source` this plugin provides."""
+
+
+@hookspec
+def register_loaders(register):
+    """Call `register(loader)` for each `hubmirror.bench.loaders.Loader` this plugin provides (benchmark runner)."""

@@ -19,6 +19,7 @@ class PluginRegistry:
     """The plugin manager plus what the plugins registered."""
 
     def __init__(self, plugin_dirs: list[Path] | None = None, *, load_entry_points: bool = True):
+        self.plugin_dirs = [str(d) for d in plugin_dirs or []]
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         if load_entry_points:
@@ -40,23 +41,32 @@ class PluginRegistry:
             if self.pm.get_plugin(path.stem) is None:
                 self.pm.register(module, name=path.stem)
 
-    def sources(self) -> dict[str, tuple[Source, str]]:
-        """{scheme: (source, plugin name)} for every registered source; two plugins claiming a scheme is an error."""
-        if self._sources is None:
-            found: dict[str, tuple[Source, str]] = {}
-            for impl in self.pm.hook.register_sources.get_hookimpls():
-                def register(source: Source, _plugin=impl.plugin_name) -> None:
-                    if not isinstance(source, Source) or not source.name:
-                        raise UsageError(f"plugin {_plugin} registered something that is not a named Source")
-                    if source.name in found:
-                        raise UsageError(
-                            f"source {source.name!r} is registered by both {found[source.name][1]} and {_plugin}"
-                        )
-                    found[source.name] = (source, _plugin)
+    def _collect(self, hook: str, kind: type, what: str) -> dict[str, tuple]:
+        """{name: (object, plugin)} of what the plugins register through `hook`; a name claimed twice is an error."""
+        found: dict[str, tuple] = {}
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            def register(obj, _plugin=impl.plugin_name) -> None:
+                if not isinstance(obj, kind) or not obj.name:
+                    raise UsageError(f"plugin {_plugin} registered something that is not a named {what}")
+                if obj.name in found:
+                    raise UsageError(f"{what} {obj.name!r} is registered by both {found[obj.name][1]} and {_plugin}")
+                found[obj.name] = (obj, _plugin)
 
-                impl.function(register=register)
-            self._sources = found
+            impl.function(register=register)
+        return found
+
+    def sources(self) -> dict[str, tuple[Source, str]]:
+        """{scheme: (source, plugin name)} for every registered source."""
+        if self._sources is None:
+            self._sources = self._collect("register_sources", Source, "source")
         return self._sources
+
+    def loaders(self) -> list:
+        """Every registered benchmark loader, best first."""
+        from hubmirror.bench.loaders import Loader
+
+        found = self._collect("register_loaders", Loader, "loader")
+        return sorted((loader for loader, _ in found.values()), key=lambda loader: -loader.priority)
 
     def source(self, name: str) -> tuple[Source, str]:
         try:
@@ -71,6 +81,8 @@ class PluginRegistry:
         for scheme, (source, plugin) in self.sources().items():
             sources_by_plugin.setdefault(plugin, {})[scheme] = source.description
         dists = {plugin: dist for plugin, dist in self.pm.list_plugin_distinfo()}
+        loaders = self.loaders()
+        loader_plugins = {n: p for n, (_, p) in self._collect("register_loaders", object, "loader").items()}
         out = []
         for plugin in self.pm.get_plugins():
             name = self.pm.get_name(plugin)
@@ -83,6 +95,7 @@ class PluginRegistry:
                     "version": dist.version if dist else None,
                     "hooks": sorted(h.name for h in self.pm.get_hookcallers(plugin)),
                     "sources": sorted(sources_by_plugin.get(name, {})),
+                    "loaders": sorted(lo.name for lo in loaders if loader_plugins[lo.name] == name),
                     "source_descriptions": sources_by_plugin.get(name, {}),
                 }
             )

@@ -1,0 +1,130 @@
+"""Built-in benchmark loaders: timm, sentence-transformers / transformers, TorchScript, ONNX (onnxruntime when
+installed), and plain safetensors / torch state dicts (loaded and described, not run)."""
+
+from __future__ import annotations
+
+import json
+
+from hubmirror.bench.loaders import Loaded, Loader, torch_dtype
+from hubmirror.hookspecs import hookimpl
+
+WEIGHTS = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class TimmLoader(Loader):
+    name, priority = "timm", 30
+
+    def matches(self, model, paths):
+        return model["library"] == "timm" and any(p in paths for p in WEIGHTS)
+
+    def load(self, directory, model, device, dtype):
+        import timm
+        import torch
+
+        cfg = json.loads(model["metadata"] or "{}")
+        weights = next(directory / p for p in WEIGHTS if (directory / p).exists())
+        net = timm.create_model(model["model_id"], pretrained=True,
+                                pretrained_cfg_overlay={"file": str(weights)}).eval().to(device, torch_dtype(dtype))
+        shape = tuple(cfg.get("input_size") or (3, 224, 224))
+        return Loaded(net, lambda b: torch.randn((b, *shape), device=device, dtype=torch_dtype(dtype)),
+                      _count(net), "x".join(map(str, shape)))
+
+
+class SentenceTransformersLoader(Loader):
+    name, priority = "transformers", 20
+
+    def matches(self, model, paths):
+        return "config.json" in paths and any(p in paths for p in WEIGHTS) and \
+            (model["library"] in ("sentence-transformers", "transformers") or "tokenizer.json" in paths)
+
+    def load(self, directory, model, device, dtype):
+        import torch
+        from transformers import AutoModel
+
+        net = AutoModel.from_pretrained(directory, torch_dtype=torch_dtype(dtype)).eval().to(device)
+        vocab, seq = net.config.vocab_size, min(128, getattr(net.config, "max_position_embeddings", 128))
+
+        def make_input(b):
+            ids = torch.randint(0, vocab, (b, seq), device=device)
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+        return Loaded(lambda x: net(**x), make_input, _count(net), f"{seq} tokens")
+
+
+class TorchScriptLoader(Loader):
+    name, priority = "torchscript", 10
+
+    def matches(self, model, paths):
+        return any(p.endswith(".jit") for p in paths)
+
+    def load(self, directory, model, device, dtype):
+        import torch
+
+        path = next(p for p in sorted(directory.rglob("*.jit")))
+        net = torch.jit.load(str(path), map_location=device).eval()
+        audio = any(t in (model["tags"] or "") for t in ("vad", "audio", "silero")) or "vad" in path.name
+        if audio:  # silero-style streaming audio models: (batch, 512 samples), sample rate
+            return Loaded(lambda x: net(x, 16000), lambda b: torch.randn(b, 512, device=device),
+                          _count(net), "512 samples @16 kHz")
+        return Loaded(net, lambda b: torch.randn(b, 3, 224, 224, device=device), _count(net), "3x224x224")
+
+
+class OnnxLoader(Loader):
+    name, priority = "onnx", 5
+
+    def matches(self, model, paths):
+        return any(p.endswith(".onnx") for p in paths)
+
+    def load(self, directory, model, device, dtype):
+        import numpy as np
+        import onnxruntime as ort
+
+        path = next(p for p in sorted(directory.rglob("*.onnx")))
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        session = ort.InferenceSession(str(path), providers=providers)
+        types = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16,
+                 "tensor(int32)": np.int32}
+
+        def make_input(b):
+            feeds = {}
+            for inp in session.get_inputs():
+                shape = [b if i == 0 and not isinstance(d, int) else (d if isinstance(d, int) and d > 0 else 1)
+                         for i, d in enumerate(inp.shape)]
+                kind = types.get(inp.type, np.float32)
+                feeds[inp.name] = (np.full(shape, 16000, kind) if "sr" in inp.name else np.zeros(shape, kind))
+            return feeds
+
+        return Loaded(lambda feeds: session.run(None, feeds), make_input, 0,
+                      ", ".join(f"{i.name}{i.shape}" for i in session.get_inputs()))
+
+
+class StateDictLoader(Loader):
+    name, priority = "state-dict", 0
+
+    def matches(self, model, paths):
+        return any(p.endswith((".safetensors", ".pth", ".pt", ".bin")) for p in paths)
+
+    def load(self, directory, model, device, dtype):
+        import torch
+
+        tensors = {}
+        for path in sorted(directory.rglob("*")):
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                tensors.update(load_file(path, device=device))
+            elif path.suffix in (".pth", ".pt", ".bin"):
+                data = torch.load(path, map_location=device, weights_only=True)  # never a full unpickle
+                tensors.update({k: v for k, v in (data.items() if isinstance(data, dict) else []) if torch.is_tensor(v)})
+        count = sum(t.numel() for t in tensors.values())
+        return Loaded(lambda x: None, lambda b: None, count, f"{len(tensors)} tensors", runs=False)
+
+
+@hookimpl
+def register_loaders(register):
+    for loader in (TimmLoader(), SentenceTransformersLoader(), TorchScriptLoader(), OnnxLoader(), StateDictLoader()):
+        register(loader)

@@ -93,3 +93,41 @@ def test_every_hook_has_a_test_and_is_documented():
     for hook in hooks:
         assert f"def test_hook_{hook}(" in tests
         assert hook in readme
+
+
+LOADER_PLUGIN = '''
+from hubmirror.bench.loaders import Loaded, Loader
+from hubmirror.hookspecs import hookimpl
+
+
+class NumbersLoader(Loader):
+    name, priority = "numbers", 50
+
+    def matches(self, model, paths):
+        return any(p.endswith(".numbers") for p in paths)
+
+    def load(self, directory, model, device, dtype):
+        values = [float(v) for v in next(directory.glob("*.numbers")).read_text().split()]
+        return Loaded(lambda x: [v * 2 for v in values], lambda b: None, len(values), f"{len(values)} values")
+
+
+@hookimpl
+def register_loaders(register):
+    register(NumbersLoader())
+'''
+
+
+def test_hook_register_loaders(tmp_path, hub, run):
+    """A site-local loader is chosen for the models it matches and runs in the benchmark child."""
+    plugin_dir = tmp_path / "loader-plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "numbers.py").write_text(LOADER_PLUGIN)
+    registry = PluginRegistry([plugin_dir])
+    assert [lo.name for lo in registry.loaders()][0] == "numbers"
+    hub.create_repo("org/n", {"w.numbers": b"1 2 3"})
+    assert run("pull", "hf:org/n").exit_code == 0
+    result = CliRunner().invoke(cli, ["--root", str(run.root), "--plugins-dir", str(plugin_dir), "bench", "hf:org/n",
+                                      "--device", "cpu", "--min-iters", "2", "--min-seconds", "0", "--json"])
+    row = json.loads(result.stdout)[0]
+    assert row["status"] == "ok" and row["parameters"] == 3
+    assert json.loads(row["environment"])["loader"] == "numbers"

@@ -108,8 +108,10 @@ def timm_hub_repo(name: str, directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, directory / "model.safetensors")
     cfg = model.pretrained_cfg
+    pool = getattr(model, "global_pool", "avg")
     config = {"architecture": cfg["architecture"], "num_classes": model.num_classes,
-              "num_features": model.num_features, "global_pool": getattr(model, "global_pool", "avg"),
+              "num_features": model.num_features,
+              "global_pool": pool if isinstance(pool, str) else getattr(pool, "pool_type", "avg"),
               "pretrained_cfg": {k: v for k, v in cfg.items() if k not in ("url", "hf_hub_id", "file", "source")}}
     (directory / "config.json").write_text(json.dumps(config, indent=2, default=list))
     (directory / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")

@@ -1,0 +1,89 @@
+"""The runner's throughput vs timm's own benchmark methodology (benchmark.py: create_model, eval, inference_mode,
+randn input of the model's input size, warm-up, timed steps with synchronize, samples/s = samples / loop time) for
+three timm models on the same device, batch and dtype, in the same run — target within ±5% — and the runner's
+per-model overhead (process start + import + load), measured.
+
+    python benchmarks/bench_vs_timm.py [--device auto] [--batch 32] [--dtype fp32] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import VENV_BIN
+
+from hubmirror.testing.fixtures import timm_hub_repo
+from hubmirror.testing.hf_hub import FakeHub
+
+MODELS = ["test_vit.r160_in1k", "test_resnet.r160_in1k", "test_efficientnet.r160_in1k"]
+
+TIMM_METHOD = r"""
+import json, sys, time, torch, timm
+from timm.data import resolve_data_config
+name, device, batch, dtype, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+if device == "auto":
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+model = timm.create_model(name, pretrained=False).eval().to(device, dt)
+cfg = resolve_data_config({}, model=model)
+x = torch.randn((batch,) + tuple(cfg["input_size"]), device=device, dtype=dt)
+sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+with torch.inference_mode():
+    for _ in range(10):
+        model(x)
+    sync()
+    steps, total, start = 0, 0.0, time.perf_counter()
+    while steps < 40 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter(); model(x); sync(); total += time.perf_counter() - t0; steps += 1
+print(json.dumps({"samples_per_sec": batch * steps / total, "device": device}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--dtype", default="fp32")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; medians are compared")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hubmirror-bench-timm-"))
+    hubmirror = [str(VENV_BIN / "hubmirror"), "--root", str(work / "mirror"), "--quiet"]
+    with FakeHub() as hub:
+        for name in MODELS:
+            hub.create_repo(f"timm/{name}", timm_hub_repo(name, work / name))
+            subprocess.run([*hubmirror, "pull", f"timm:{name}", "--endpoint", hub.url], check=True,
+                           stdout=subprocess.DEVNULL)
+    for name in MODELS:
+        theirs, ours, overheads, loads = [], [], [], []
+        for _ in range(args.repeats):
+            timm_out = subprocess.run([sys.executable, "-c", TIMM_METHOD, name, args.device, str(args.batch),
+                                       args.dtype, str(args.seconds)], capture_output=True, text=True, check=True)
+            theirs.append(json.loads(timm_out.stdout.strip().splitlines()[-1])["samples_per_sec"])
+            started = time.perf_counter()
+            ours_out = subprocess.run([*hubmirror, "bench", f"timm:{name}", "--device", args.device, "--batch",
+                                       str(args.batch), "--dtype", args.dtype, "--warmup", "10", "--min-iters", "40",
+                                       "--min-seconds", str(args.seconds), "--json"], capture_output=True, text=True,
+                                      check=True)
+            wall = time.perf_counter() - started
+            row = json.loads(ours_out.stdout)[0]
+            env = json.loads(row["environment"])
+            ours.append(row["throughput"])
+            overheads.append(wall - env["iterations"] * env["latency_mean_ms"] / 1000)
+            loads.append(env["load_seconds"])
+        o, t = statistics.median(ours), statistics.median(theirs)
+        print(f"{name} [{row['device']}, batch {row['batch_size']}, {args.dtype}], median of {args.repeats}: runner "
+              f"{o:.1f} samples/s, timm method {t:.1f} samples/s, ratio {o / t:.3f} (target 0.95-1.05); per-model "
+              f"overhead {statistics.median(overheads):.2f} s (of which process start, imports and load "
+              f"{statistics.median(loads):.2f} s; the rest warm-up and the CLI)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -55,6 +55,21 @@ class State:
         finally:
             mirror.close()
 
+    def revisions(self, mirror, refs: tuple[str, ...]):
+        """(model key, commit) of each REF in the mirror, or None for no REF (the whole mirror)."""
+        from hubmirror.errors import NotFoundError
+
+        if not refs:
+            return None
+        selection = []
+        for text in refs:
+            ref = self.parse_ref(text)
+            commit = mirror.catalog.commit_for(ref.key, ref.revision)
+            if commit is None:
+                raise NotFoundError(f"{ref} is not in the mirror")
+            selection.append((ref.key, commit))
+        return selection
+
     def parse_ref(self, text: str):
         scheme, sep, rest = text.partition(":")
         if not sep or not scheme:
@@ -348,8 +363,7 @@ def scan(state, refs, force, as_json):
 
     mirror = state.mirror()
     try:
-        selection = [(r.key, mirror.catalog.commit_for(r.key, r.revision)) for r in map(state.parse_ref, refs)]
-        rows = mirror.catalog.file_rows(selection or None)
+        rows = mirror.catalog.file_rows(state.revisions(mirror, refs))
         scans = judge(mirror.store, mirror.catalog, {r["sha256"]: r["path"] for r in rows}, force=force)
         mirror.catalog.record_scans(scans)
         quarantined = mirror.catalog.quarantined(SCANNER)
@@ -555,22 +569,12 @@ def search(state, query, source, task, license_, library, cached, limit, fastest
 @pass_state
 def verify(state, refs, workers, as_json):
     """Re-hash every stored byte (of REFS, or of the whole mirror) offline; exit 1 on any mismatch."""
-    from hubmirror.errors import NotFoundError
     from hubmirror.output import emit_json, human_size
     from hubmirror.verify import verify as do_verify
 
     mirror = state.mirror()
     try:
-        selection = None
-        if refs:
-            selection = []
-            for text in refs:
-                ref = state.parse_ref(text)
-                commit = mirror.catalog.commit_for(ref.key, ref.revision)
-                if commit is None:
-                    raise NotFoundError(f"{ref} is not in the mirror")
-                selection.append((ref.key, commit))
-        report = do_verify(mirror.store, mirror.catalog.file_rows(selection), workers=workers)
+        report = do_verify(mirror.store, mirror.catalog.file_rows(state.revisions(mirror, refs)), workers=workers)
     finally:
         mirror.close()
     if as_json:

@@ -61,12 +61,15 @@ class PluginRegistry:
             self._sources = self._collect("register_sources", Source, "source")
         return self._sources
 
-    def loaders(self) -> list:
-        """Every registered benchmark loader, best first."""
+    def loaders_by_name(self) -> dict[str, tuple]:
+        """{name: (loader, plugin name)} for every registered benchmark loader."""
         from hubmirror.bench.loaders import Loader
 
-        found = self._collect("register_loaders", Loader, "loader")
-        return sorted((loader for loader, _ in found.values()), key=lambda loader: -loader.priority)
+        return self._collect("register_loaders", Loader, "loader")
+
+    def loaders(self) -> list:
+        """Every registered benchmark loader, best first."""
+        return sorted((loader for loader, _ in self.loaders_by_name().values()), key=lambda loader: -loader.priority)
 
     def source(self, name: str) -> tuple[Source, str]:
         try:
@@ -76,13 +79,14 @@ class PluginRegistry:
             raise UsageError(f"unknown source {name!r} (known: {known})") from None
 
     def describe(self) -> list[dict]:
-        """One entry per plugin: name, version, hooks it implements, sources it registers."""
+        """One entry per plugin: name, version, hooks it implements, sources and loaders it registers."""
         sources_by_plugin: dict[str, dict[str, str]] = {}
         for scheme, (source, plugin) in self.sources().items():
             sources_by_plugin.setdefault(plugin, {})[scheme] = source.description
         dists = {plugin: dist for plugin, dist in self.pm.list_plugin_distinfo()}
-        loaders = self.loaders()
-        loader_plugins = {n: p for n, (_, p) in self._collect("register_loaders", object, "loader").items()}
+        loaders_by_plugin: dict[str, list[str]] = {}
+        for loader_name, (_, plugin) in self.loaders_by_name().items():
+            loaders_by_plugin.setdefault(plugin, []).append(loader_name)
         out = []
         for plugin in self.pm.get_plugins():
             name = self.pm.get_name(plugin)
@@ -95,7 +99,7 @@ class PluginRegistry:
                     "version": dist.version if dist else None,
                     "hooks": sorted(h.name for h in self.pm.get_hookcallers(plugin)),
                     "sources": sorted(sources_by_plugin.get(name, {})),
-                    "loaders": sorted(lo.name for lo in loaders if loader_plugins[lo.name] == name),
+                    "loaders": sorted(loaders_by_plugin.get(name, [])),
                     "source_descriptions": sources_by_plugin.get(name, {}),
                 }
             )

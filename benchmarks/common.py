@@ -33,9 +33,10 @@ def write_random_files(directory: Path, count: int, size: int, suffix: str = ".s
         if not path.exists() or path.stat().st_size != size:
             with open(path, "wb") as f:
                 f.write(b"\x00")  # never a pickle's PROTO byte: the admission scan reads these as plain binary
-                for _ in range(size // (1 << 20)):
-                    f.write(os.urandom(1 << 20))
-                f.write(os.urandom(size % (1 << 20) - 1 if size % (1 << 20) else 0))
+                left = size - 1
+                while left > 0:
+                    f.write(os.urandom(min(left, 1 << 20)))
+                    left -= min(left, 1 << 20)
         files[path.name] = path
     return files
 

@@ -109,7 +109,9 @@ def _scan_zip(f, verdict: Verdict) -> None:
                     continue
                 with archive.open(info) as member:
                     head = member.read(64)
-                if info.filename.endswith(".pkl") or sniff(head) == "pickle" or looks_like_pickle(head):
+                with archive.open(info) as member:
+                    is_pickle = info.filename.endswith(".pkl") or sniff(head) == "pickle" or looks_like_pickle(member)
+                if is_pickle:
                     if info.file_size > MAX_PICKLE_BYTES:
                         verdict.worse("error", f"{info.filename}: pickle too large to scan")
                         continue
@@ -147,7 +149,7 @@ def scan_file(path: Path, name: str) -> Verdict:
                 verdict.worse("unsafe", problem)
         elif name.endswith(".onnx") or (head[:1] == b"\x08" and size < 2 << 30):
             _scan_onnx(f, name, verdict)
-        elif kind == "unknown" and b"\x00" not in head and size <= MAX_PICKLE_BYTES and looks_like_pickle(f.read()):
+        elif kind == "unknown" and size <= MAX_PICKLE_BYTES and looks_like_pickle(f):
             verdict.format = "pickle"  # protocol 0/1: no magic, so parse to tell
             f.seek(0)
             _scan_pickle(f.read(), name, verdict)

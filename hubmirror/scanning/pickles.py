@@ -118,14 +118,19 @@ def legacy_torch_pickles(data: bytes) -> int:
     return 4 if any(op.name in ("LONG1", "LONG") and arg == LEGACY_TORCH_MAGIC for op, arg, _ in opcodes) else 1
 
 
-def looks_like_pickle(data: bytes) -> bool:
-    """Protocol 2+ starts with PROTO; protocol 0/1 has no magic, so parse the opcodes and require a clean STOP."""
-    if data[:1] == b"\x80" and len(data) > 1 and data[1] <= 5:
+def looks_like_pickle(stream) -> bool:
+    """Protocol 2+ starts with PROTO; protocol 0/1 has no magic, so walk the opcodes from the (seekable) stream and
+    require a clean STOP: other binaries fail on their first bytes, without being read whole."""
+    head = stream.read(2)
+    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
         return True
+    stream.seek(0)
     try:
-        last = None
-        for opcode, _, _ in pickletools.genops(io.BytesIO(data)):
-            last = opcode.name
-        return last == "STOP" and len(data) > 1
+        last, count = None, 0
+        for opcode, _, _ in pickletools.genops(stream):
+            last, count = opcode.name, count + 1
+            if last == "STOP":
+                break
+        return last == "STOP" and count > 1
     except Exception:
         return False

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -24,16 +26,30 @@ def median_wall(cmd: list[str], runs: int, env: dict | None = None) -> float:
     return statistics.median(wall(cmd, env) for _ in range(runs))
 
 
+def _safetensors_header(size: int) -> bytes:
+    """A safetensors header for one U8 tensor filling a file of exactly `size` bytes."""
+    n = size
+    for _ in range(8):  # the header's length depends on the digits of n: iterate to the fixed point
+        header = json.dumps({"w": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode()
+        if 8 + len(header) + n == size:
+            return struct.pack("<Q", len(header)) + header
+        n = size - 8 - len(header)
+    raise ValueError(f"no safetensors header fits {size} bytes")
+
+
 def write_random_files(directory: Path, count: int, size: int, suffix: str = ".safetensors") -> dict[str, Path]:
-    """`count` files of `size` random bytes (incompressible, so no layer can cheat), reused if already there."""
+    """`count` files of `size` random bytes (incompressible, so no layer can cheat), reused if already there.
+    `.safetensors` files get a valid header (one U8 tensor of random bytes): the admission scan checks it; other
+    files start with a zero byte, which no pickle does."""
     directory.mkdir(parents=True, exist_ok=True)
     files = {}
     for i in range(count):
         path = directory / f"model-{i + 1:05d}-of-{count:05d}{suffix}"
-        if not path.exists() or path.stat().st_size != size:
+        head = _safetensors_header(size) if suffix == ".safetensors" else b"\x00"
+        if not path.exists() or path.stat().st_size != size or path.open("rb").read(len(head)) != head:
             with open(path, "wb") as f:
-                f.write(b"\x00")  # never a pickle's PROTO byte: the admission scan reads these as plain binary
-                left = size - 1
+                f.write(head)
+                left = size - len(head)
                 while left > 0:
                     f.write(os.urandom(min(left, 1 << 20)))
                     left -= min(left, 1 << 20)

@@ -24,7 +24,7 @@ def hubmirror(root: Path, *args, crash: str | None = None, env: dict | None = No
     if crash:
         full_env["HUBMIRROR_CRASH_AT"] = crash
     return subprocess.run([sys.executable, "-m", "hubmirror", "--root", str(root), "--quiet", *args],
-                          capture_output=True, text=True, env=full_env, timeout=120)
+                          capture_output=True, text=True, env=full_env, timeout=300)
 
 
 def killed(result: subprocess.CompletedProcess) -> bool:

@@ -425,9 +425,10 @@ def bench_cmd(state, refs, everything, query, device, batch, dtype, timeout, war
     parsed = [state.parse_ref(r) for r in refs]
     mirror = state.mirror()
     try:
-        selection = export_selection(mirror.catalog, parsed, everything, query)
         if everything:  # the newest revision of each model
             selection = [(m["key"], m["latest_commit"]) for m in mirror.catalog.models(cached_only=True)]
+        else:
+            selection = export_selection(mirror.catalog, parsed, False, query)
         bar = None
         if progress_enabled(state.quiet):
             from tqdm import tqdm

@@ -4,6 +4,7 @@ installed), and plain safetensors / torch state dicts (loaded and described, not
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from hubmirror.bench.loaders import Loaded, Loader, torch_dtype
 from hubmirror.hookspecs import hookimpl
@@ -13,6 +14,18 @@ WEIGHTS = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensor
 
 def _count(module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+class _SingleFileLoader(Loader):
+    """A loader for models that are one file of a known suffix (the first one, when there are several)."""
+
+    suffix = ""
+
+    def matches(self, model, paths):
+        return any(p.endswith(self.suffix) for p in paths)
+
+    def model_file(self, directory: Path) -> Path:
+        return sorted(directory.rglob(f"*{self.suffix}"))[0]
 
 
 class TimmLoader(Loader):
@@ -55,16 +68,13 @@ class SentenceTransformersLoader(Loader):
         return Loaded(lambda x: net(**x), make_input, _count(net), f"{seq} tokens")
 
 
-class TorchScriptLoader(Loader):
-    name, priority = "torchscript", 10
-
-    def matches(self, model, paths):
-        return any(p.endswith(".jit") for p in paths)
+class TorchScriptLoader(_SingleFileLoader):
+    name, priority, suffix = "torchscript", 10, ".jit"
 
     def load(self, directory, model, device, dtype):
         import torch
 
-        path = next(p for p in sorted(directory.rglob("*.jit")))
+        path = self.model_file(directory)
         net = torch.jit.load(str(path), map_location=device).eval()
         audio = any(t in (model["tags"] or "") for t in ("vad", "audio", "silero")) or "vad" in path.name
         if audio:  # silero-style streaming audio models: (batch, 512 samples), sample rate
@@ -73,17 +83,14 @@ class TorchScriptLoader(Loader):
         return Loaded(net, lambda b: torch.randn(b, 3, 224, 224, device=device), _count(net), "3x224x224")
 
 
-class OnnxLoader(Loader):
-    name, priority = "onnx", 5
-
-    def matches(self, model, paths):
-        return any(p.endswith(".onnx") for p in paths)
+class OnnxLoader(_SingleFileLoader):
+    name, priority, suffix = "onnx", 5, ".onnx"
 
     def load(self, directory, model, device, dtype):
         import numpy as np
         import onnxruntime as ort
 
-        path = next(p for p in sorted(directory.rglob("*.onnx")))
+        path = self.model_file(directory)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         session = ort.InferenceSession(str(path), providers=providers)
         types = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16,

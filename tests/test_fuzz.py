@@ -61,6 +61,11 @@ def _pull(hub, root):
                               catch_exceptions=False)
 
 
+def _fresh_repo(hub) -> None:
+    hub.repos.pop("org/m", None)
+    hub.create_repo("org/m", {"a.txt": b"a"})
+
+
 def _catalogued(root) -> int:
     if not (root / "catalog.db").exists():
         return 0
@@ -74,8 +79,7 @@ def _catalogued(root) -> int:
     optional={"lfs": st.fixed_dictionaries({"oid": st.text(alphabet="0123456789abcdef", max_size=64),
                                             "size": st.integers(-1, 10**6)})}), max_size=4))
 def test_hostile_tree_listings(hub, tmp_path_factory, tree):
-    hub.repos.pop("org/m", None)
-    hub.create_repo("org/m", {"a.txt": b"a"})
+    _fresh_repo(hub)
     hub.faults.tree_override = tree
     root = tmp_path_factory.mktemp("m")
     result = _pull(hub, root)
@@ -87,8 +91,7 @@ def test_hostile_tree_listings(hub, tmp_path_factory, tree):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(info=json_values)
 def test_hostile_model_info(hub, tmp_path_factory, info):
-    hub.repos.pop("org/m", None)
-    hub.create_repo("org/m", {"a.txt": b"a"})
+    _fresh_repo(hub)
     hub.faults.info_override = info
     root = tmp_path_factory.mktemp("m")
     result = _pull(hub, root)

@@ -24,15 +24,9 @@ import google_crc32c
 
 from hubmirror.testing.httpserver import Handler, LoopbackServer
 from hubmirror.testing.repo import RepoFile
+from plugins.kaggle import framework_enum  # the enum names kagglesdk sends (data of the real service)
 
 _PREFIX = "models.ModelApiService/"
-
-
-def framework_enum(framework: str) -> str:
-    """kagglehub's mapping of a handle's framework (`pyTorch`, `tensorFlow2`, `Keras`) to the enum name sent."""
-    from plugins.kaggle import framework_enum as plugin_framework_enum
-
-    return plugin_framework_enum(framework)
 
 
 @dataclass

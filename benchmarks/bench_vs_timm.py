@@ -19,8 +19,8 @@ from pathlib import Path
 
 from common import VENV_BIN
 
-from hubmirror.testing.fixtures import timm_hub_repo
-from hubmirror.testing.hf_hub import FakeHub
+from tests.fakes.hf_hub import FakeHub
+from tests.fakes.model_files import timm_hub_repo
 
 MODELS = ["test_vit.r160_in1k", "test_resnet.r160_in1k", "test_efficientnet.r160_in1k"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import LFS_ATTRS, VENV_BIN, report, wall, write_random_files
 
-from hubmirror.testing.hf_hub import FakeHub
+from tests.fakes.hf_hub import FakeHub
 
 REPO = "bench/big-model"
 

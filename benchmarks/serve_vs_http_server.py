@@ -20,8 +20,8 @@ from pathlib import Path
 
 from common import LFS_ATTRS, VENV_BIN, write_random_files
 
-from hubmirror.testing.fixtures import MINILM_REPO_ID, minilm_files
-from hubmirror.testing.hf_hub import FakeHub
+from tests.fakes.hf_hub import FakeHub
+from tests.fakes.model_files import MINILM_REPO_ID, minilm_files
 
 
 def free_port() -> int:

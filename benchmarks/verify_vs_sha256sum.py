@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import LFS_ATTRS, VENV_BIN, wall, write_random_files
 
-from hubmirror.testing.hf_hub import FakeHub
+from tests.fakes.hf_hub import FakeHub
 
 REPO = "bench/verify-model"
 

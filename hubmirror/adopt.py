@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hubmirror.errors import HubmirrorError, IntegrityError, UnsafePathError, UsageError
 from hubmirror.mirror import Mirror
-from hubmirror.plugins import PluginRegistry
+from hubmirror.plugin_manager import PluginRegistry
 from hubmirror.pull import check_listing, pull, store_revisions
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.safepath import check_relative_path

@@ -28,7 +28,7 @@ def load_config(root: Path) -> dict:
 
 def trusted_keys(root: Path) -> list:
     """The Ed25519 public keys pinned for imports."""
-    from hubmirror.signing import load_public_key
+    from hubmirror.exchange.signing import load_public_key
 
     keys = []
     for entry in load_config(root).get("import", {}).get("trusted_keys", []):

@@ -19,4 +19,4 @@ def register_sources(register):
 
 @hookspec
 def register_loaders(register):
-    """Call `register(loader)` for each `hubmirror.bench.loaders.Loader` this plugin provides (benchmark runner)."""
+    """Call `register(loader)` for each `hubmirror.bench.loader_contract.Loader` this plugin provides (benchmark runner)."""

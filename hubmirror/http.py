@@ -8,8 +8,8 @@ from typing import Callable
 import requests
 
 from hubmirror import __version__
+from hubmirror.download import Download
 from hubmirror.errors import HubmirrorError
-from hubmirror.sources import Download
 
 CHUNK_SIZE = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")

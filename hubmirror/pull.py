@@ -8,15 +8,14 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
 
-from hubmirror.admission import judge
 from hubmirror.catalog import StoredFile
-from hubmirror.scanning import SCANNER
 from hubmirror.digests import is_valid_digest
 from hubmirror.errors import IntegrityError, UsageError
 from hubmirror.mirror import Mirror
-from hubmirror.plugins import PluginRegistry
+from hubmirror.plugin_manager import PluginRegistry
 from hubmirror.records import ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.safepath import check_relative_path
+from hubmirror.scanning.judge import judge
 from hubmirror.sources import Source, SourceContext
 from hubmirror.transfer import fetch_file
 
@@ -124,7 +123,7 @@ def store_revisions(
     scans = judge(mirror.store, mirror.catalog, {f.sha256: f.remote.path for r in results for f in r.files})
     mirror.catalog.record_revisions([(r.revision, r.files) for r in results], plugin, source.description, scans)
     for r in results:
-        r.quarantined = [f.remote.path for f in r.files if mirror.catalog.is_quarantined(f.sha256, SCANNER)]
+        r.quarantined = [f.remote.path for f in r.files if mirror.catalog.is_quarantined(f.sha256)]
     return results
 
 

@@ -13,19 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+from hubmirror.download import Download, local_download  # noqa: F401  (part of the source contract)
 from hubmirror.errors import UsageError
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-
-
-@dataclass
-class Download:
-    """An open byte stream of one file. `start` is the offset of its first byte: the offset asked for when the
-    upstream honoured the range, 0 when it sent the whole file instead. `digests` are checked like published ones."""
-
-    start: int
-    chunks: Iterator[bytes]
-    close: Callable[[], None] = lambda: None
-    digests: dict[str, str] = field(default_factory=dict)  # what the upstream announces with the bytes (md5, ...)
 
 
 @dataclass(frozen=True)
@@ -45,13 +35,6 @@ def delegate_files(source: "Source", revision: ResolvedRevision, files: list[Rem
     return [replace(f, location=Delegated(source, revision, f)) for f in files]
 
 
-def local_download(path: Path, offset: int = 0, chunk_size: int = 1 << 20) -> Download:
-    """A Download of a file on this machine, from `offset`."""
-    f = open(path, "rb")
-    f.seek(offset)
-    return Download(offset, iter(lambda: f.read(chunk_size), b""), f.close)
-
-
 @dataclass
 class SourceContext:
     """Per-command settings a source may use: an endpoint override and HTTP sessions (one per thread)."""
@@ -66,7 +49,7 @@ class SourceContext:
         """A `requests.Session` for the calling thread (sessions are not shared across threads)."""
         sess = getattr(self._local, "session", None)
         if sess is None:
-            from hubmirror.http import new_session
+            from hubmirror.http import new_session  # requests is imported only by commands that go online
 
             sess = self._local.session = new_session()
         return sess

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hubmirror.errors import UsageError
 from hubmirror.mirror import Mirror
-from hubmirror.plugins import PluginRegistry
+from hubmirror.plugin_manager import PluginRegistry
 from hubmirror.pull import resolve_selections, store_revisions
 
 _KEYS = {"ref", "include", "exclude", "endpoint"}

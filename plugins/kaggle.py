@@ -18,7 +18,12 @@ from pathlib import Path
 
 import requests
 
-from hubmirror.errors import AccessDeniedError, HubmirrorError, NotFoundError, UsageError
+from hubmirror.errors import (
+    AccessDeniedError,
+    HubmirrorError,
+    NotFoundError,
+    UsageError,
+)
 from hubmirror.hookspecs import hookimpl
 from hubmirror.http import describe_network_error, open_range
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision

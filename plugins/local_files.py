@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hubmirror.plugins.urls import hash_prefix
+
 from hubmirror.digests import SHA256_PREFIX, is_valid_digest
 from hubmirror.errors import NotFoundError, UsageError
 from hubmirror.hookspecs import hookimpl
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.sources import Download, Source, SourceContext, local_download
-from plugins.urls import hash_prefix
 
 
 class LocalFileSource(Source):

@@ -19,7 +19,12 @@ from urllib.parse import quote
 
 import requests
 
-from hubmirror.errors import AccessDeniedError, HubmirrorError, NotFoundError, UsageError
+from hubmirror.errors import (
+    AccessDeniedError,
+    HubmirrorError,
+    NotFoundError,
+    UsageError,
+)
 from hubmirror.hookspecs import hookimpl
 from hubmirror.http import describe_network_error, open_range
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision

@@ -15,12 +15,13 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from hubmirror.plugins.urls import url_file
+
 from hubmirror.errors import HubmirrorError, NotFoundError, UsageError
 from hubmirror.hookspecs import hookimpl
 from hubmirror.http import open_range
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.sources import Delegated, Download, Source, SourceContext, delegate_files
-from plugins.urls import url_file
 
 # timm's own order of preference for weight files in a Hugging Face repo (timm/models/_hub.py)
 HF_WEIGHT_FILES = ["model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"]

@@ -15,14 +15,21 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 
-from hubmirror.errors import HubmirrorError, IntegrityError, NotFoundError, UnsafePathError, UsageError
+from hubmirror.plugins.github import GitHub
+from hubmirror.plugins.urls import url_file
+
+from hubmirror.errors import (
+    HubmirrorError,
+    IntegrityError,
+    NotFoundError,
+    UnsafePathError,
+    UsageError,
+)
 from hubmirror.hookspecs import hookimpl
 from hubmirror.http import open_range
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.safepath import check_relative_path
 from hubmirror.sources import Download, Source, SourceContext
-from plugins.github import GitHub
-from plugins.urls import url_file
 
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9_.][\w.-]*$")
 WEIGHT_URL_RE = re.compile(r"^https?://\S+\.(pth|pt|bin|ckpt|onnx|safetensors|jit|pkl|npz|h5|tar|zip|gz|tgz)$")

@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from hubmirror.cli import cli
-from hubmirror.testing.fixtures import MINILM_REPO_ID, minilm_files
-from hubmirror.testing.hf_hub import FakeHub
+from tests.fakes.hf_hub import FakeHub
+from tests.fakes.model_files import MINILM_REPO_ID, minilm_files
 
 TOKEN = "hf_test_secret_token_value"
 
@@ -76,7 +76,7 @@ def pytest_configure(config):
 
 @pytest.fixture
 def github(monkeypatch):
-    from hubmirror.testing.github import FakeGitHub
+    from tests.fakes.github import FakeGitHub
 
     with FakeGitHub() as fake:
         for name, value in fake.env().items():

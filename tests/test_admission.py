@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import noise
+from tests.conftest import noise
 
 from hubmirror.scanning import scan_file
-from hubmirror.testing.fixtures import facenet_files, minilm_files, silero_files
-from hubmirror.testing.serving import MirrorServer
+from tests.fakes.mirror_server import MirrorServer
+from tests.fakes.model_files import facenet_files, minilm_files, silero_files
 
 
 class Reduce:
@@ -168,7 +168,7 @@ def test_scan_rescans_when_the_rules_change(hub, run, monkeypatch):
     hub.create_repo("org/ok", {"config.json": b"{}", "w.safetensors": _safetensors({}, b"")})
     assert run("pull", "hf:org/ok").exit_code == 0
     assert run.json("scan")["scanned"] == 0  # nothing changed since admission
-    import hubmirror.scanning.admission as admission
+    import hubmirror.scanning.file_verdict as admission
 
     monkeypatch.setattr(admission, "SCANNER_VERSION", "2")
     assert run.json("scan")["scanned"] == 2

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import noise
+from tests.conftest import noise
 
-from hubmirror.testing.fixtures import MINILM_REPO_ID
+from tests.fakes.model_files import MINILM_REPO_ID
 
 hf = pytest.importorskip("huggingface_hub")
 

@@ -4,16 +4,21 @@ all-MiniLM-L6-v2, facenet weights; failures (timeout, crash, no loader, quaranti
 import json
 
 import pytest
+from tests.conftest import Cli
 
-from conftest import Cli
-from hubmirror.testing.fixtures import MINILM_REPO_ID, facenet_files, silero_hub_repo, timm_hub_repo
+from tests.fakes.model_files import (
+    MINILM_REPO_ID,
+    facenet_files,
+    silero_hub_repo,
+    timm_hub_repo,
+)
 
 pytest.importorskip("torch")
 FAST = ["--min-iters", "3", "--min-seconds", "0.1", "--warmup", "1", "--device", "cpu"]
 
 CRASHING_LOADER = '''
 import os, signal
-from hubmirror.bench.loaders import Loader
+from hubmirror.bench.loader_contract import Loader
 from hubmirror.hookspecs import hookimpl
 
 class Crasher(Loader):

@@ -8,10 +8,10 @@ import threading
 import time
 
 import requests
+from tests.conftest import noise
 
-from conftest import noise
-from hubmirror.testing.invariants import mirror_problems
-from hubmirror.testing.serving import MirrorServer
+from tests.fakes.invariants import mirror_problems
+from tests.fakes.mirror_server import MirrorServer
 
 LFS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
 PULLERS = 4

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import noise
 
-from conftest import noise
 from hubmirror.crashpoints import POINTS
-from hubmirror.testing.invariants import mirror_problems
+from tests.fakes.invariants import mirror_problems
 
 LFS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
 WRITE_POINTS = [p for p in POINTS if not p.startswith("gc.")]

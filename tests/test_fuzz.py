@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from hubmirror.cli import cli
 from hubmirror.errors import HubmirrorError, UnsafePathError
-from hubmirror.plugins import PluginRegistry
+from hubmirror.plugin_manager import PluginRegistry
 from hubmirror.safepath import check_relative_path
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import TOKEN
+from tests.conftest import TOKEN
 
-from hubmirror.testing.fixtures import MINILM_REPO_ID
+from tests.fakes.model_files import MINILM_REPO_ID
 
 hf = pytest.importorskip("huggingface_hub")
 

@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import noise
+from tests.conftest import noise
 
-from hubmirror.testing.fixtures import facenet_files
-from hubmirror.testing.kaggle import FakeKaggle
+from tests.fakes.kaggle import FakeKaggle
+from tests.fakes.model_files import facenet_files
 
 HANDLE = "timesler/facenet-pytorch/pyTorch/mtcnn"
 TOKEN = "kaggle_secret_token"

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from hubmirror.testing.fixtures import MINILM_REPO_ID, silero_hub_repo, timm_hub_repo
-from hubmirror.testing.serving import MirrorServer
+from tests.fakes.mirror_server import MirrorServer
+from tests.fakes.model_files import MINILM_REPO_ID, silero_hub_repo, timm_hub_repo
 
 TIMM_NAME = "test_vit.r160_in1k"
 

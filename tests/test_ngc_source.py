@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from hubmirror.testing.fixtures import silero_onnx_files
-from hubmirror.testing.ngc import FakeNgc
+from tests.fakes.model_files import silero_onnx_files
+from tests.fakes.ngc import FakeNgc
 
 KEY = "nvapi-secret-key-value"
 
@@ -72,7 +72,7 @@ def test_digest_mismatch_and_unknown_model(ngc, run):
 
 
 def test_malformed_published_digest_is_refused(ngc, run, monkeypatch):
-    import hubmirror.testing.ngc as fake_module
+    import tests.fakes.ngc as fake_module
 
     monkeypatch.setattr(fake_module, "_b64", lambda hex_digest: "not-base64!")
     result = run("pull", "ngc:silero/vad/silero-vad")

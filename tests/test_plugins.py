@@ -1,4 +1,5 @@
-"""Plugins load from the entry-point group (built-ins too) and from --plugins-dir; hooks are checked and tested."""
+"""Built-in plugins load by name, third-party ones from the entry-point group, site-local ones from --plugins-dir;
+hooks are checked and tested."""
 
 import inspect
 import json
@@ -9,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from hubmirror import hookspecs
+from hubmirror.bench.loader_contract import registered_loaders
 from hubmirror.cli import cli
 from hubmirror.errors import UsageError
-from hubmirror.plugins import PluginRegistry
+from hubmirror.plugin_manager import DEFAULT_PLUGINS, PluginRegistry
 
 SITE_PLUGIN = '''
 from hubmirror.hookspecs import hookimpl
@@ -57,13 +59,66 @@ def test_hook_register_sources(tmp_path, run):
     assert json.loads(result.stdout)[0]["key"] == "local:thing"
 
 
-def test_builtin_source_is_registered_through_the_entry_point_group():
+def test_builtins_load_by_name_without_any_entry_point():
     from importlib.metadata import entry_points
 
-    eps = {ep.name: ep.value for ep in entry_points(group="hubmirror")}
-    assert eps["huggingface"] == "plugins.huggingface"
-    assert "huggingface" not in [p["name"] for p in PluginRegistry(load_entry_points=False).describe()]
-    assert "hf" in PluginRegistry().sources()
+    assert not [ep for ep in entry_points(group="hubmirror") if ep.value.startswith(("plugins.", "hubmirror."))]
+    registry = PluginRegistry(load_entry_points=False)
+    assert {"hf", "torchhub", "timm", "url", "file", "kaggle", "ngc", "tfhub", "keras"} <= set(registry.sources())
+    described = {p["name"]: p for p in registry.describe()}
+    assert described["huggingface"]["builtin"] and described["huggingface"]["sources"] == ["hf"]
+    assert described["model_loaders"]["loaders"]
+    assert len(DEFAULT_PLUGINS) == sum(p["builtin"] for p in described.values())
+
+
+def test_the_builtin_plugins_are_not_a_top_level_package(tmp_path):
+    """`plugins/` is installed as `hubmirror.plugins`: nothing named `plugins` lands in site-packages."""
+    import subprocess
+    import sys
+
+    code = "import importlib.util, hubmirror.plugins; print(importlib.util.find_spec('plugins'))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"
+
+
+THIRD_PARTY = '''
+from hubmirror.hookspecs import hookimpl
+from hubmirror.sources import Source
+
+
+class Elsewhere(Source):
+    name, description = "elsewhere", "a third-party source"
+
+    def resolve(self, ref, ctx):
+        raise NotImplementedError
+
+    def open_file(self, revision, file, ctx, offset=0):
+        raise NotImplementedError
+
+
+@hookimpl
+def register_sources(register):
+    register(Elsewhere())
+'''
+
+
+def test_third_party_plugins_load_from_the_entry_point_group(tmp_path, monkeypatch):
+    """A distribution with a `hubmirror` entry point is loaded; HUBMIRROR_LOAD_PLUGINS limits which ones."""
+    (tmp_path / "elsewhere_plugin.py").write_text(THIRD_PARTY)
+    dist = tmp_path / "hubmirror_elsewhere-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hubmirror-elsewhere\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[hubmirror]\nelsewhere = elsewhere_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    described = {p["name"]: p for p in PluginRegistry().describe()}
+    assert described["elsewhere"]["sources"] == ["elsewhere"] and not described["elsewhere"]["builtin"]
+    assert described["elsewhere"]["distribution"] == "hubmirror-elsewhere"
+    monkeypatch.setenv("HUBMIRROR_LOAD_PLUGINS", "")
+    assert "elsewhere" not in PluginRegistry().sources()
+    assert "hf" in PluginRegistry().sources()  # built-ins are not gated
+    monkeypatch.setenv("HUBMIRROR_LOAD_PLUGINS", "elsewhere")
+    assert "elsewhere" in PluginRegistry().sources()
 
 
 def test_a_misspelled_hook_fails_fast(tmp_path):
@@ -96,7 +151,7 @@ def test_every_hook_has_a_test_and_is_documented():
 
 
 LOADER_PLUGIN = '''
-from hubmirror.bench.loaders import Loaded, Loader
+from hubmirror.bench.loader_contract import Loaded, Loader
 from hubmirror.hookspecs import hookimpl
 
 
@@ -123,7 +178,7 @@ def test_hook_register_loaders(tmp_path, hub, run):
     plugin_dir.mkdir()
     (plugin_dir / "numbers.py").write_text(LOADER_PLUGIN)
     registry = PluginRegistry([plugin_dir])
-    assert [lo.name for lo in registry.loaders()][0] == "numbers"
+    assert [lo.name for lo in registered_loaders(registry)][0] == "numbers"
     hub.create_repo("org/n", {"w.numbers": b"1 2 3"})
     assert run("pull", "hf:org/n").exit_code == 0
     result = CliRunner().invoke(cli, ["--root", str(run.root), "--plugins-dir", str(plugin_dir), "bench", "hf:org/n",

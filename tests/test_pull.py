@@ -6,9 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN, noise
+from tests.conftest import TOKEN, noise
 
-from hubmirror.testing.fixtures import MINILM_REPO_ID, silero_files, silero_onnx_files
+from tests.fakes.model_files import MINILM_REPO_ID, silero_files, silero_onnx_files
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -142,7 +142,7 @@ def test_token_is_read_from_the_hf_token_file(hub, run, tmp_path):
 def test_hostile_file_names_are_refused_and_nothing_escapes(hub, run, root, tmp_path, hostile):
     repo = hub.create_repo("org/evil", {"fine.txt": b"fine"})
     commit = repo.branches["main"]
-    from hubmirror.testing.repo import RepoFile
+    from tests.fakes.repo import RepoFile
 
     repo.commits[commit][hostile] = RepoFile(hostile, data=b"pwned")
     before = {p for p in tmp_path.rglob("*")}

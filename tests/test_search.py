@@ -2,7 +2,7 @@
 
 import pytest
 
-from hubmirror import catalog as catalog_module
+from hubmirror.catalog import search as catalog_module
 from hubmirror.catalog import Catalog
 from hubmirror.records import ModelMetadata
 
@@ -62,7 +62,7 @@ def test_ranking_is_bounded_to_the_newest_candidates(catalog, monkeypatch):
 
 def test_schema_version_counts_the_migrations(tmp_path):
     from hubmirror.catalog import SCHEMA_VERSION
-    from hubmirror.migrations import migrations
+    from hubmirror.catalog.migrations import migrations
 
     assert len(migrations.pending(Catalog(tmp_path / "fresh.db").db)) == 0
     assert SCHEMA_VERSION == len(migrations._migrations)

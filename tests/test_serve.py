@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from hubmirror.testing.fixtures import MINILM_REPO_ID
-from hubmirror.testing.serving import MirrorServer
+from tests.fakes.mirror_server import MirrorServer
+from tests.fakes.model_files import MINILM_REPO_ID
 
 hf = pytest.importorskip("huggingface_hub")
 

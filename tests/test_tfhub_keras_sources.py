@@ -6,11 +6,11 @@ import json
 import tarfile
 
 import pytest
-from conftest import noise
+from tests.conftest import noise
 
-from hubmirror.testing.fixtures import facenet_files, silero_onnx_files
-from hubmirror.testing.kaggle import FakeKaggle
-from hubmirror.testing.tfhub import FakeTfHub, tarball
+from tests.fakes.kaggle import FakeKaggle
+from tests.fakes.model_files import facenet_files, silero_onnx_files
+from tests.fakes.tfhub import FakeTfHub, tarball
 
 USE_KAGGLE = "google/universal-sentence-encoder/tensorFlow2/universal-sentence-encoder"
 

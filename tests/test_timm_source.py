@@ -9,8 +9,9 @@ import pytest
 
 pytest.importorskip("timm")
 
-from hubmirror.testing.fixtures import timm_hub_repo  # noqa: E402
-from plugins.timm_models import timm_registry  # noqa: E402
+from hubmirror.plugins.timm_models import timm_registry  # noqa: E402
+
+from tests.fakes.model_files import timm_hub_repo  # noqa: E402
 
 NAME = "test_vit.r160_in1k"
 

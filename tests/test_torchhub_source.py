@@ -9,10 +9,10 @@ import sys
 import zipfile
 
 import pytest
-from conftest import noise
+from tests.conftest import noise
+from hubmirror.plugins.torchhub import parse_hubconf
 
-from hubmirror.testing.fixtures import SILERO_HUBCONF, silero_hub_repo
-from plugins.torchhub import parse_hubconf
+from tests.fakes.model_files import SILERO_HUBCONF, silero_hub_repo
 
 REPO = "snakers4/silero-vad"
 # what torch.hub.list() answers for this hubconf: every public callable, imported ones included

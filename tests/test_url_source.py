@@ -3,9 +3,9 @@
 import hashlib
 
 import pytest
-from conftest import noise
+from tests.conftest import noise
 
-from hubmirror.testing.fixtures import silero_files
+from tests.fakes.model_files import silero_files
 
 
 def sha256(data: bytes) -> str:

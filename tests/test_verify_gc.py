@@ -3,7 +3,7 @@
 import os
 import time
 
-from conftest import noise
+from tests.conftest import noise
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
 

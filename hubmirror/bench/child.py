@@ -91,12 +91,13 @@ def measure(loaded, spec: dict, torch) -> dict:
 
 
 def run(spec: dict) -> dict:
-    from hubmirror.plugins import PluginRegistry
+    from hubmirror.bench.loader_contract import registered_loaders
+    from hubmirror.plugin_manager import PluginRegistry
 
     load_started = time.perf_counter()
     import torch
 
-    loader = next(lo for lo in PluginRegistry(spec.get("plugin_dirs")).loaders() if lo.name == spec["loader"])
+    loader = next(lo for lo in registered_loaders(PluginRegistry(spec.get("plugin_dirs"))) if lo.name == spec["loader"])
     device = spec["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

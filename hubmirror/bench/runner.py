@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from hubmirror.bench.child import MARKER
-from hubmirror.hubids import repo_id
-from hubmirror.materialize import materialize
+from hubmirror.bench.loader_contract import registered_loaders
+from hubmirror.exchange.materialize import materialize
 from hubmirror.mirror import Mirror
-from hubmirror.scanning import SCANNER
+from hubmirror.serving.hub_ids import repo_id
 
 
 @dataclass
@@ -83,7 +83,7 @@ def bench_model(mirror: Mirror, loaders: list, key: str, commit: str, settings: 
     files = mirror.catalog.files(key, commit)
     row = {"model_key": key, "commit_id": commit, "dtype": settings.dtype, "batch_size": settings.batch,
            "device": settings.device}
-    quarantined = [f["path"] for f in files if mirror.catalog.is_quarantined(f["sha256"], SCANNER)]
+    quarantined = [f["path"] for f in files if mirror.catalog.is_quarantined(f["sha256"])]
     loader = choose_loader(loaders, model, [f["path"] for f in files])
     if quarantined or loader is None:
         reason = f"quarantined files: {', '.join(quarantined)}" if quarantined else "no loader matches this model"
@@ -118,7 +118,7 @@ def bench(mirror: Mirror, registry, selection: list[tuple[str, str]], settings: 
           on_done: Callable[[dict], None] = lambda row: None) -> list[dict]:
     """Benchmark every selected revision, one process each; one model's crash never stops the run."""
     rows = []
-    loaders = registry.loaders()
+    loaders = registered_loaders(registry)
     for key, commit in selection:
         rows.append(bench_model(mirror, loaders, key, commit, settings, registry.plugin_dirs))
         on_done(rows[-1])

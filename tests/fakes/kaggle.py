@@ -15,18 +15,31 @@ import base64
 import hashlib
 import io
 import json
+import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import google_crc32c
+from kagglesdk.models.types.model_enums import (
+    ModelFramework,  # the real service's enum, from the official SDK
+)
 
-from hubmirror.testing.httpserver import Handler, LoopbackServer
-from hubmirror.testing.repo import RepoFile
-from plugins.kaggle import framework_enum  # the enum names kagglesdk sends (data of the real service)
+from tests.fakes.httpserver import Handler, LoopbackServer
+from tests.fakes.repo import RepoFile
 
 _PREFIX = "models.ModelApiService/"
+
+
+def framework_enum(framework: str) -> str:
+    """The ModelFramework member a handle's framework names (`pyTorch` -> MODEL_FRAMEWORK_PY_TORCH), read from
+    kagglesdk's own enum, never from the plugin under test."""
+    letters = re.sub(r"[^A-Z0-9]", "", framework.upper())
+    for member in ModelFramework:
+        if member.name.removeprefix("MODEL_FRAMEWORK_").replace("_", "") == letters:
+            return member.name
+    raise ValueError(f"no Kaggle framework {framework!r}")
 
 
 @dataclass

@@ -33,6 +33,12 @@ class Loader(ABC):
         """Load from the materialised snapshot in `directory` (runs in the child process)."""
 
 
+def registered_loaders(registry) -> list[Loader]:
+    """Every benchmark loader the plugins register (`register_loaders`), best first."""
+    found = registry.collect("register_loaders", Loader, "loader")
+    return sorted((loader for loader, _ in found.values()), key=lambda loader: -loader.priority)
+
+
 def torch_dtype(name: str):
     import torch
 

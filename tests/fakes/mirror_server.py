@@ -8,7 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
-from hubmirror.server import create_app
+from hubmirror.serving import create_app
 
 
 class MirrorServer:

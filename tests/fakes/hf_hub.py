@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from hubmirror.testing.httpserver import Handler, LoopbackServer
-from hubmirror.testing.repo import FakeRepo, RepoFile, tree_oid
-
+from tests.fakes.httpserver import Handler, LoopbackServer
+from tests.fakes.repo import FakeRepo, RepoFile, tree_oid
 
 NOT_SET = object()
 

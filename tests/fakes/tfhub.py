@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from hubmirror.testing.httpserver import Handler, LoopbackServer
+from tests.fakes.httpserver import Handler, LoopbackServer
 
 
 def tarball(files: dict[str, bytes | Path]) -> bytes:

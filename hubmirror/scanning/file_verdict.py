@@ -18,7 +18,6 @@ from hubmirror.scanning.pickles import (
     unsafe_imports,
 )
 
-SCANNER = "hubmirror-admission"
 SCANNER_VERSION = "1"  # bump when a rule changes, so `hubmirror scan` re-scans everything
 _RANK = {"clean": 0, "unsafe": 1, "error": 2}
 MAX_PICKLE_BYTES = 512 * 1024 * 1024

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from hubmirror.testing.httpserver import Handler, LoopbackServer
-from hubmirror.testing.repo import RepoFile
+from tests.fakes.httpserver import Handler, LoopbackServer
+from tests.fakes.repo import RepoFile
 
 
 @dataclass

@@ -7,21 +7,21 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from hubmirror.catalog import Catalog
-from hubmirror.scanning import SCANNER, scan_file
-from hubmirror.scanning.admission import scanner_versions
+from hubmirror.scanning import scan_file
+from hubmirror.scanning.file_verdict import scanner_versions
 from hubmirror.store import BlobStore
 
 
 def judge(store: BlobStore, catalog: Catalog, files: dict[str, str], *, force: bool = False) -> list[dict]:
     """Scan rows for the blobs in `files` ({sha256: a path naming it}) not yet judged by the current scanners."""
     current = scanner_versions()
-    known = catalog.scan_versions(SCANNER)
+    known = catalog.scan_versions()
     todo = [(sha, name) for sha, name in files.items() if force or known.get(sha) != current]
 
     def one(item: tuple[str, str]) -> dict:
         sha, name = item
         verdict = scan_file(store.local_path(sha), name)
-        return {"sha256": sha, "scanner": SCANNER, "scanner_version": current, "verdict": verdict.verdict,
+        return {"sha256": sha, "scanner_version": current, "verdict": verdict.verdict,
                 "details": json.dumps({"format": verdict.format, "findings": verdict.findings})}
 
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="scan") as pool:

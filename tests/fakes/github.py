@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from hubmirror.testing.httpserver import Handler, LoopbackServer
-from hubmirror.testing.repo import FakeRepo, RepoFile
+from tests.fakes.httpserver import Handler, LoopbackServer
+from tests.fakes.repo import FakeRepo, RepoFile
 
 
 class FakeGitHub:

@@ -2,7 +2,7 @@
 
 - `hf-cache`: `models--org--name/{blobs,snapshots,refs,trees}` as huggingface_hub ≥ 1.22 writes it (blobs named by
   sha256 or git blob id, snapshot entries as relative symlinks, refs written atomically, `trees/<commit>.json`), for
-  `HF_HUB_OFFLINE=1` clients with `HF_HUB_CACHE` pointing at TARGET. Repo ids follow hubmirror.hubids (timm models
+  `HF_HUB_OFFLINE=1` clients with `HF_HUB_CACHE` pointing at TARGET. Repo ids follow hubmirror.serving.hub_ids (timm models
   appear under their `hf_hub_id`).
 - `torch-home`: `hub/{owner}_{repo}_{ref}/…` for PyTorch Hub repos (plus `hub/trusted_list`) and `hub/checkpoints/<name>`
   for weight files, for `TORCH_HOME=TARGET`.
@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubmirror.errors import UsageError
-from hubmirror.hubids import hub_commit, repo_id, served_file
 from hubmirror.mirror import Mirror
 from hubmirror.safepath import check_relative_path
-from hubmirror.scanning import SCANNER
+from hubmirror.serving.hub_ids import hub_commit, repo_id, served_file
 
 LAYOUTS = ("hf-cache", "torch-home", "dir")
 CACHEDIR_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# hubmirror: a Hugging Face cache materialised from a mirror\n"
@@ -50,7 +49,7 @@ class _Placer:
         return path
 
     def place(self, sha256: str, relative: str) -> Path | None:
-        if self.mirror.catalog.is_quarantined(sha256, SCANNER):
+        if self.mirror.catalog.is_quarantined(sha256):
             self.report.quarantined.append(relative)
             return None
         dest = self.inside(relative)

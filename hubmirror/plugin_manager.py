@@ -1,8 +1,14 @@
-"""Finding and loading plugins: entry points of the `hubmirror` group (built-ins included) and site-local files."""
+"""Finding and loading plugins: the built-ins by module name (DEFAULT_PLUGINS, as llm and datasette do), third-party
+plugins from the `hubmirror` entry-point group, and site-local files (`--plugins-dir`).
+
+`HUBMIRROR_LOAD_PLUGINS` limits entry-point plugins: unset loads them all, `""` none, `a,b` only those distributions.
+"""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +19,19 @@ from hubmirror.errors import UsageError
 from hubmirror.sources import Source
 
 ENTRY_POINT_GROUP = "hubmirror"
+LOAD_PLUGINS_ENV = "HUBMIRROR_LOAD_PLUGINS"
+DEFAULT_PLUGINS = [
+    "hubmirror.plugins.huggingface",
+    "hubmirror.plugins.urls",
+    "hubmirror.plugins.torchhub",
+    "hubmirror.plugins.timm_models",
+    "hubmirror.plugins.local_files",
+    "hubmirror.plugins.kaggle",
+    "hubmirror.plugins.ngc",
+    "hubmirror.plugins.tfhub",
+    "hubmirror.plugins.keras_presets",
+    "hubmirror.plugins.model_loaders",
+]
 
 
 class PluginRegistry:
@@ -22,12 +41,22 @@ class PluginRegistry:
         self.plugin_dirs = [str(d) for d in plugin_dirs or []]
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        for module_name in DEFAULT_PLUGINS:
+            self.pm.register(importlib.import_module(module_name), name=module_name.rsplit(".", 1)[-1])
         if load_entry_points:
-            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            self._load_entry_points()
         for directory in plugin_dirs or []:
             self._load_directory(Path(directory))
         self.pm.check_pending()
         self._sources: dict[str, tuple[Source, str]] | None = None
+
+    def _load_entry_points(self) -> None:
+        wanted = os.environ.get(LOAD_PLUGINS_ENV)
+        if wanted is None:
+            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            return
+        for name in filter(None, (n.strip() for n in wanted.split(","))):
+            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name)
 
     def _load_directory(self, directory: Path) -> None:
         if not directory.is_dir():
@@ -41,12 +70,12 @@ class PluginRegistry:
             if self.pm.get_plugin(path.stem) is None:
                 self.pm.register(module, name=path.stem)
 
-    def _collect(self, hook: str, kind: type, what: str) -> dict[str, tuple]:
+    def collect(self, hook: str, kind: type, what: str) -> dict[str, tuple]:
         """{name: (object, plugin)} of what the plugins register through `hook`; a name claimed twice is an error."""
         found: dict[str, tuple] = {}
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             def register(obj, _plugin=impl.plugin_name) -> None:
-                if not isinstance(obj, kind) or not obj.name:
+                if not isinstance(obj, kind) or not getattr(obj, "name", None):
                     raise UsageError(f"plugin {_plugin} registered something that is not a named {what}")
                 if obj.name in found:
                     raise UsageError(f"{what} {obj.name!r} is registered by both {found[obj.name][1]} and {_plugin}")
@@ -58,18 +87,8 @@ class PluginRegistry:
     def sources(self) -> dict[str, tuple[Source, str]]:
         """{scheme: (source, plugin name)} for every registered source."""
         if self._sources is None:
-            self._sources = self._collect("register_sources", Source, "source")
+            self._sources = self.collect("register_sources", Source, "source")
         return self._sources
-
-    def loaders_by_name(self) -> dict[str, tuple]:
-        """{name: (loader, plugin name)} for every registered benchmark loader."""
-        from hubmirror.bench.loaders import Loader
-
-        return self._collect("register_loaders", Loader, "loader")
-
-    def loaders(self) -> list:
-        """Every registered benchmark loader, best first."""
-        return sorted((loader for loader, _ in self.loaders_by_name().values()), key=lambda loader: -loader.priority)
 
     def source(self, name: str) -> tuple[Source, str]:
         try:
@@ -79,28 +98,32 @@ class PluginRegistry:
             raise UsageError(f"unknown source {name!r} (known: {known})") from None
 
     def describe(self) -> list[dict]:
-        """One entry per plugin: name, version, hooks it implements, sources and loaders it registers."""
-        sources_by_plugin: dict[str, dict[str, str]] = {}
+        """One entry per plugin: name, version, the hooks it implements, and the names of what it registers through
+        each `register_<kind>` hook (`sources`, `loaders`, ...)."""
+        registered: dict[str, dict[str, list[str]]] = {}
+        for hook in sorted(h for h in vars(self.pm.hook) if h.startswith("register_")):
+            for obj_name, (_, plugin) in self.collect(hook, object, hook[len("register_"):]).items():
+                registered.setdefault(plugin, {}).setdefault(hook[len("register_"):], []).append(obj_name)
+        descriptions: dict[str, dict[str, str]] = {}
         for scheme, (source, plugin) in self.sources().items():
-            sources_by_plugin.setdefault(plugin, {})[scheme] = source.description
+            descriptions.setdefault(plugin, {})[scheme] = source.description
         dists = {plugin: dist for plugin, dist in self.pm.list_plugin_distinfo()}
-        loaders_by_plugin: dict[str, list[str]] = {}
-        for loader_name, (_, plugin) in self.loaders_by_name().items():
-            loaders_by_plugin.setdefault(plugin, []).append(loader_name)
         out = []
         for plugin in self.pm.get_plugins():
             name = self.pm.get_name(plugin)
             dist = dists.get(plugin)
+            kinds = registered.get(name, {})
             out.append(
                 {
                     "name": name,
                     "module": getattr(plugin, "__name__", repr(plugin)),
+                    "builtin": getattr(plugin, "__name__", "") in DEFAULT_PLUGINS,
                     "distribution": dist.project_name if dist else None,
                     "version": dist.version if dist else None,
                     "hooks": sorted(h.name for h in self.pm.get_hookcallers(plugin)),
-                    "sources": sorted(sources_by_plugin.get(name, {})),
-                    "loaders": sorted(loaders_by_plugin.get(name, [])),
-                    "source_descriptions": sources_by_plugin.get(name, {}),
+                    **{kind: sorted(kinds.get(kind, [])) for kind in ("sources", "loaders")},
+                    **{kind: sorted(names) for kind, names in kinds.items()},
+                    "source_descriptions": descriptions.get(name, {}),
                 }
             )
         return sorted(out, key=lambda p: p["name"])

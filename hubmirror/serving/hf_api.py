@@ -9,7 +9,7 @@ from it with `HF_ENDPOINT` pointing here. Starlette on uvicorn.
 - `GET /torch/checkpoints/{name}`: weight files by name, for torch.hub-style URLs (`load_state_dict_from_url`).
 - Errors carry `X-Error-Code`/`X-Error-Message` (EntryNotFound with `X-Repo-Commit`). With `--token`, every request
   needs `Authorization: Bearer <token>`.
-Repo ids of non-HF models follow hubmirror.hubids. Bytes come only from blobs the catalog references.
+Repo ids of non-HF models follow hubmirror.serving.hub_ids. Bytes come only from blobs the catalog references.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from starlette.routing import Route
 
 from hubmirror.catalog import Catalog
 from hubmirror.digests import git_blob_sha1
-from hubmirror.hubids import hub_commit, lfs_pointer, repo_id, served_file
-from hubmirror.scanning import SCANNER
+from hubmirror.serving.hub_ids import hub_commit, lfs_pointer, repo_id, served_file
 from hubmirror.store import LocalBlobStore
 
 TREE_PAGE = 1000
@@ -235,7 +234,7 @@ def _checkpoint(request: Request, view: MirrorView, name: str) -> Response:
 
 
 def _blob_response(request: Request, view: MirrorView, sha256: str, size: int, headers: dict) -> Response:
-    if view.catalog.is_quarantined(sha256, SCANNER):
+    if view.catalog.is_quarantined(sha256):
         raise HubError(403, None, "quarantined by hubmirror's admission scan (an operator can allow it)")
     path = view.store.path(sha256)  # validated digest: only the store's own files
     if not path.is_file():

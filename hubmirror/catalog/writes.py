@@ -1,0 +1,133 @@
+"""Catalogue writes: stored revisions (models, revisions, refs, files), listings, removals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+from hubmirror.catalog.connection import utc_now
+from hubmirror.catalog.search import search_facets
+from hubmirror.crashpoints import crashpoint
+from hubmirror.records import ModelMetadata, RemoteFile, ResolvedRevision
+
+
+@dataclass
+class StoredFile:
+    """A file of a revision whose bytes are in the store, with the digests computed while storing it."""
+
+    remote: RemoteFile
+    sha256: str
+    git_sha1: str | None
+    size: int
+    reused: bool = False  # the bytes were already in the store
+
+
+class RevisionWrites:
+    """Mixin of Catalog: what pull, import, adopt, index and rm write."""
+
+    def record_revisions(self, revisions: list[tuple[ResolvedRevision, list[StoredFile]]], plugin: str,
+                         source_description: str = "", scans: list[dict] | None = None) -> None:
+        """Catalogue fully stored revisions (files, refs, the models' metadata) and their files' admission verdicts
+        in one transaction."""
+        now = utc_now()
+        with self.transaction():
+            self.record_scans(scans or [], now)
+            for revision, stored in revisions:
+                self._record_revision(revision, stored, plugin, source_description, now)
+            crashpoint("catalog.before_commit")
+        crashpoint("catalog.after_commit")
+
+    def record_index(self, metas: Iterable[ModelMetadata], plugin: str, source_description: str = "") -> int:
+        """Add or refresh listed models (not cached unless they already are) in one transaction; return how many."""
+        now = utc_now()
+        with self.transaction():
+            rows = [self._model_row(meta, cached=False, now=now) | {"indexed_at": now} for meta in metas]
+            for source in {row["source"] for row in rows}:
+                self.db["sources"].insert({"name": source, "plugin": plugin, "description": source_description,
+                                           "first_seen": now}, ignore=True)
+            self.db["models"].upsert_all(rows, pk="key")
+        return len(rows)
+
+    def _record_revision(self, revision: ResolvedRevision, stored: list[StoredFile], plugin: str,
+                         source_description: str, now: str) -> None:
+        key = revision.ref.key
+        size = sum(f.size for f in stored)
+        self.db["sources"].insert(
+            {"name": revision.ref.source, "plugin": plugin, "description": source_description, "first_seen": now},
+            ignore=True,
+        )
+        self._upsert_model(revision.metadata, cached=True, now=now)
+        self.db["models"].update(key, {"size_bytes": size, "file_count": len(stored), "latest_commit": revision.commit})
+        self.db["revisions"].upsert(
+            {"model_key": key, "commit_id": revision.commit, "pulled_at": now, "size_bytes": size,
+             "file_count": len(stored)},
+            pk=("model_key", "commit_id"),
+        )
+        self.db["refs"].upsert(
+            {"model_key": key, "name": revision.requested, "commit_id": revision.commit, "updated_at": now},
+            pk=("model_key", "name"),
+        )
+        self.db["files"].upsert_all(
+            (
+                {
+                    "model_key": key,
+                    "commit_id": revision.commit,
+                    "path": f.remote.path,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "git_sha1": f.git_sha1,
+                    "upstream_digests": json.dumps(f.remote.digests, sort_keys=True),
+                    "etag": f.remote.etag,
+                    "lfs": int(f.remote.lfs),
+                }
+                for f in stored
+            ),
+            pk=("model_key", "commit_id", "path"),
+        )
+
+    def _upsert_model(self, meta: ModelMetadata, *, cached: bool, now: str) -> None:
+        """Insert or update a model's metadata; `cached` False leaves an already cached model cached."""
+        self.db["models"].upsert(self._model_row(meta, cached=cached, now=now), pk="key")
+
+    def _model_row(self, meta: ModelMetadata, *, cached: bool, now: str) -> dict:
+        if not cached:
+            row = self.conn.execute("SELECT cached FROM models WHERE key = ?", [meta.key]).fetchone()
+            cached = bool(row and row[0])
+        return {
+            "key": meta.key,
+            "source": meta.source,
+            "model_id": meta.model_id,
+            "task": meta.task,
+            "library": meta.library,
+            "architecture": meta.architecture,
+            "license": meta.license,
+            "tags": " ".join(meta.tags),
+            "description": meta.description,
+            "downloads": meta.downloads,
+            "likes": meta.likes,
+            "last_modified": meta.last_modified,
+            "gated": int(meta.gated),
+            "metadata": json.dumps(meta.extra, sort_keys=True, default=str),
+            "facets": search_facets(meta, cached),
+            "cached": int(cached),
+            "updated_at": now,
+        }
+
+    def remove(self, key: str, commit: str | None = None) -> int:
+        """Forget a model (or one of its revisions); return the number of file rows removed. Blobs stay for gc."""
+        where, args = ("model_key = ?", [key]) if commit is None else ("model_key = ? AND commit_id = ?", [key, commit])
+        with self.transaction():
+            removed = self.db.execute(f"DELETE FROM files WHERE {where}", args).rowcount
+            self.db.execute(f"DELETE FROM refs WHERE {where}", args)
+            self.db.execute(f"DELETE FROM revisions WHERE {where}", args)
+            left = self.db.execute("SELECT count(*) FROM revisions WHERE model_key = ?", [key]).fetchone()[0]
+            if not left:
+                self.db.execute("DELETE FROM models WHERE key = ?", [key])
+            else:
+                latest = self.db.execute(
+                    "SELECT commit_id, size_bytes, file_count FROM revisions WHERE model_key = ? "
+                    "ORDER BY pulled_at DESC, rowid DESC LIMIT 1", [key]).fetchone()
+                self.db["models"].update(key, dict(zip(("latest_commit", "size_bytes", "file_count"), latest, strict=True)))
+        return removed
+

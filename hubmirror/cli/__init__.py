@@ -1,0 +1,33 @@
+"""The `hubmirror` command line. Heavy modules are imported inside the commands that need them, so that `--help`
+and the light commands start fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hubmirror.cli import benchmarks, browsing, exchange, integrity, mirroring, serving
+from hubmirror.cli.state import HubmirrorGroup, State
+
+
+@click.group(cls=HubmirrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), envvar="HUBMIRROR_HOME",
+              help="Mirror directory (catalog.db at its root). Default: $HUBMIRROR_HOME, else the current directory.")
+@click.option("--plugins-dir", multiple=True, type=click.Path(file_okay=False), envvar="HUBMIRROR_PLUGINS_DIR",
+              help="Also load every *.py in this directory as a plugin (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.version_option(package_name="hubmirror")
+@click.pass_context
+def cli(ctx, root, plugins_dir, quiet):
+    """Mirror pretrained models from every hub into one verified, searchable, offline store."""
+    ctx.obj = State((root or Path(".")).resolve(), plugins_dir, quiet)
+
+
+for _module in (mirroring, exchange, serving, integrity, browsing, benchmarks):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="hubmirror")

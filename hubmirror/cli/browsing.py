@@ -1,0 +1,125 @@
+"""Commands that read the catalog: list, show, search, plugins."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from hubmirror.cli.state import json_option, pass_state
+
+
+@click.command(name="list")
+@click.option("--all", "show_all", is_flag=True, help="Include indexed models that are not cached.")
+@click.option("--source", help="Only this source.")
+@json_option
+@pass_state
+def list_models(state, show_all, source, as_json):
+    """List the models in the mirror."""
+    from hubmirror.output import emit_json, human_size, table
+
+    rows = state.read(lambda mirror: mirror.catalog.models(cached_only=not show_all, source=source))
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        r["size"] = human_size(r["size_bytes"])
+        r["commit"] = (r["latest_commit"] or "")[:12]
+    table(rows, [("key", "MODEL"), ("commit", "COMMIT"), ("task", "TASK"), ("file_count", "FILES"), ("size", "SIZE")])
+
+
+@click.command()
+@click.argument("ref")
+@json_option
+@pass_state
+def show(state, ref, as_json):
+    """Show a model: metadata, refs, revisions and the files of REF's revision."""
+
+    from hubmirror.errors import NotFoundError
+    from hubmirror.output import emit_json, human_size, table
+
+    model_ref = state.parse_ref(ref)
+    mirror = state.mirror()
+    try:
+        catalog = mirror.catalog
+        model = catalog.model(model_ref.key)
+        if model is None:
+            raise NotFoundError(f"{model_ref.key} is not in the catalog")
+        commit = catalog.commit_for(model_ref.key, model_ref.revision)
+        if model_ref.revision and commit is None:
+            raise NotFoundError(f"{model_ref}: no such revision in the mirror")
+        benchmarks = [b for b in catalog.benchmarks(latest_only=False) if b["model_key"] == model_ref.key]
+        data = dict(model, metadata=json.loads(model["metadata"] or "{}"), refs=catalog.refs(model_ref.key),
+                    benchmarks=benchmarks,
+                    revisions=catalog.revisions(model_ref.key), commit=commit,
+                    files=catalog.files(model_ref.key, commit) if commit else [])
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json(data)
+        return
+    for label, key in (("model", "key"), ("task", "task"), ("library", "library"), ("architecture", "architecture"),
+                       ("license", "license"), ("tags", "tags"), ("description", "description"), ("commit", "commit")):
+        if data.get(key):
+            click.echo(f"{label + ':':14}{data[key]}")
+    click.echo("refs:         " + ", ".join(f"{r['name']}={r['commit_id'][:12]}" for r in data["refs"]))
+    for b in data["benchmarks"][:5]:
+        figures = f"p50 {b['latency_p50_ms']:.2f} ms, {b['throughput']:.1f} samples/s" if b["throughput"] else ""
+        click.echo(f"benchmark:    {b['status']} {b['device']} {b['dtype']} batch {b['batch_size']} {figures}")
+    if data["files"]:
+        click.echo("")
+        for f in data["files"]:
+            f["human_size"] = human_size(f["size"])
+        table(data["files"], [("path", "PATH"), ("human_size", "SIZE"), ("sha256", "SHA256")], max_width=70)
+
+
+@click.command()
+@click.argument("query", required=False, default="")
+@click.option("--source", help="Only this source (hf, torchhub, ...).")
+@click.option("--task", help="Only this task (e.g. sentence-similarity).")
+@click.option("--license", "license_", help="Only this license (e.g. apache-2.0).")
+@click.option("--library", help="Only this library (e.g. timm, transformers).")
+@click.option("--cached/--not-cached", default=None, help="Only models whose files are (not) in the mirror.")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--fastest", is_flag=True, help="Only benchmarked models, highest throughput first.")
+@json_option
+@pass_state
+def search(state, query, source, task, license_, library, cached, limit, fastest, as_json):
+    """Full-text search over model ids, tags, task and description."""
+    from hubmirror.output import emit_json, table
+
+    rows = state.read(lambda mirror: mirror.catalog.search(query, source=source, task=task, license=license_,
+                                                           library=library, cached=cached, limit=limit,
+                                                           fastest=fastest))
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        r["cached_mark"] = "yes" if r["cached"] else "no"
+    if fastest:
+        table(rows, [("key", "MODEL"), ("task", "TASK"), ("device", "DEVICE"), ("throughput", "SAMPLES/S"),
+                     ("latency_p50_ms", "P50 MS")])
+        return
+    table(rows, [("key", "MODEL"), ("task", "TASK"), ("license", "LICENSE"), ("cached_mark", "CACHED"),
+                 ("description", "DESCRIPTION")])
+
+
+@click.command()
+@json_option
+@pass_state
+def plugins(state, as_json):
+    """List the loaded plugins, their hooks and the sources they register."""
+    from hubmirror.output import emit_json, table
+
+    described = state.registry().describe()
+    if as_json:
+        emit_json(described)
+        return
+    for p in described:
+        p["hooks_text"] = ", ".join(p["hooks"])
+        p["sources_text"] = ", ".join(p["sources"])
+    table(described, [("name", "PLUGIN"), ("version", "VERSION"), ("hooks_text", "HOOKS"), ("sources_text", "SOURCES")])
+
+
+
+COMMANDS = [list_models, show, search, plugins]

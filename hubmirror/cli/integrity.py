@@ -1,0 +1,115 @@
+"""Commands that check and protect what is stored: verify, gc, scan, allow."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from hubmirror.cli.state import json_option, pass_state
+from hubmirror.errors import UsageError
+
+
+@click.command()
+@click.argument("refs", nargs=-1)
+@click.option("--workers", type=int, help="Blobs hashed in parallel (default: one per core).")
+@json_option
+@pass_state
+def verify(state, refs, workers, as_json):
+    """Re-hash every stored byte (of REFS, or of the whole mirror) offline; exit 1 on any mismatch."""
+    from hubmirror.output import emit_json, human_size
+    from hubmirror.verify import verify as do_verify
+
+    mirror = state.mirror()
+    try:
+        report = do_verify(mirror.store, mirror.catalog.file_rows(state.revisions(mirror, refs)), workers=workers)
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json({"ok": report.ok, "blobs": report.blobs_checked, "bytes": report.bytes_checked,
+                   "problems": [p.__dict__ for p in report.problems]})
+    else:
+        for p in report.problems:
+            users = ", ".join(f"{f['model_key']}@{f['commit_id'][:12]}:{f['path']}" for f in p.files)
+            click.echo(f"BAD {p.digest} ({p.problem}: {p.detail}) used by {users}")
+        click.echo(f"{report.blobs_checked} blobs, {human_size(report.bytes_checked)} checked, "
+                   f"{len(report.problems)} problem(s)")
+    if not report.ok:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--grace", default=3600, show_default=True, help="Spare unreferenced blobs younger than this (seconds).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--wait", default=600.0, show_default=True, help="Seconds to wait for running pulls to finish.")
+@json_option
+@pass_state
+def gc(state, grace, dry_run, wait, as_json):
+    """Delete blobs that no catalog row references, and abandoned partial downloads."""
+    from hubmirror.gc import collect
+    from hubmirror.output import emit_json, human_size
+
+    mirror = state.mirror()
+    try:
+        with mirror.exclusive_lock("gc", timeout=wait):
+            report = collect(mirror.catalog, mirror.store, grace_seconds=grace, dry_run=dry_run)
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json(report.__dict__)
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {report.blobs_removed} blobs ({human_size(report.bytes_freed)}), "
+               f"kept {report.blobs_kept_young} young ones, {report.temporaries_removed} partial downloads removed")
+
+
+@click.command()
+@click.argument("refs", nargs=-1)
+@click.option("--force", is_flag=True, help="Re-scan blobs even when the scanners have not changed.")
+@json_option
+@pass_state
+def scan(state, refs, force, as_json):
+    """Re-run the admission scan (on REFS or the whole mirror) where rules or engines changed; list quarantined files."""
+    from hubmirror.output import emit_json
+    from hubmirror.scanning.judge import judge
+
+    mirror = state.mirror()
+    try:
+        rows = mirror.catalog.file_rows(state.revisions(mirror, refs))
+        scans = judge(mirror.store, mirror.catalog, {r["sha256"]: r["path"] for r in rows}, force=force)
+        mirror.catalog.record_scans(scans)
+        quarantined = mirror.catalog.quarantined()
+    finally:
+        mirror.close()
+    if as_json:
+        emit_json({"scanned": len(scans), "quarantined": quarantined})
+        return
+    click.echo(f"scanned {len(scans)} blobs; {len(quarantined)} quarantined file(s)")
+    for q in quarantined:
+        click.echo(f"quarantined: {q['model_key']}@{q['commit_id'][:12]}:{q['path']} {q['sha256']} ({q['verdict']})")
+
+
+@click.command()
+@click.argument("sha256")
+@click.option("--reason", help="Why this one file may be served, exported and loaded (required to allow).")
+@click.option("--revoke", is_flag=True, help="Withdraw an earlier allowance.")
+@pass_state
+def allow(state, sha256, reason, revoke):
+    """Admit ONE quarantined file (by its sha256) after review, or revoke that."""
+    from hubmirror.store import check_digest
+
+    check_digest(sha256)
+    if not revoke and not reason:
+        raise UsageError("allow needs --reason: say why this file may be trusted")
+    mirror = state.mirror()
+    try:
+        if revoke:
+            mirror.catalog.revoke(sha256)
+        else:
+            mirror.catalog.allow(sha256, reason)
+    finally:
+        mirror.close()
+    click.echo(f"{'revoked' if revoke else 'allowed'} {sha256}")
+
+
+COMMANDS = [verify, gc, scan, allow]

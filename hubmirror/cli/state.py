@@ -1,0 +1,71 @@
+"""What every command shares: the group's settings (`State`), its decorators, and one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from hubmirror.errors import HubmirrorError
+
+
+class HubmirrorGroup(click.Group):
+    """Turns hubmirror errors into one line on stderr and the exit code (1 failure, 2 usage, 130 interrupted)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HubmirrorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: partial downloads are kept and resume on the next pull", err=True)
+            sys.exit(130)
+
+
+class State:
+    """What the group options set up, opened lazily by the commands that need it."""
+
+    def __init__(self, root: Path, plugin_dirs: tuple[str, ...], quiet: bool):
+        self.root = root
+        self.plugin_dirs = [Path(p) for p in plugin_dirs]
+        self.quiet = quiet
+        self._registry = None
+
+    def registry(self):
+        if self._registry is None:
+            from hubmirror.plugin_manager import PluginRegistry
+
+            self._registry = PluginRegistry(self.plugin_dirs)
+        return self._registry
+
+    def mirror(self, *, create: bool = False):
+        from hubmirror.mirror import Mirror
+
+        return Mirror.open(self.root, create=create)
+
+    def read(self, query):
+        """Open the existing mirror, return `query(mirror)`, close it."""
+        mirror = self.mirror()
+        try:
+            return query(mirror)
+        finally:
+            mirror.close()
+
+    def revisions(self, mirror, refs: tuple[str, ...]):
+        """(model key, commit) of each REF in the mirror, or None for no REF (the whole mirror)."""
+        from hubmirror.selection import stored_revisions
+
+        return stored_revisions(mirror.catalog, [self.parse_ref(r) for r in refs]) if refs else None
+
+    def parse_ref(self, text: str):
+        from hubmirror.selection import parse_ref
+
+        return parse_ref(self.registry(), text)
+
+
+pass_state = click.make_pass_decorator(State)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+

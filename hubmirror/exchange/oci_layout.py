@@ -1,0 +1,264 @@
+"""The OCI image layout bundles are written in (`oci-layout`, `index.json`, `blobs/sha256/…`): media types, digest
+strings checked before they become paths, writers (directory or plain tar) and readers that check every entry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tarfile
+from hashlib import sha256
+from pathlib import Path
+
+from hubmirror.digests import MultiHasher
+from hubmirror.errors import IntegrityError, UnsafePathError, UsageError
+
+INDEX_MT = "application/vnd.oci.image.index.v1+json"
+MANIFEST_MT = "application/vnd.oci.image.manifest.v1+json"
+ARTIFACT_TYPE = "application/vnd.hubmirror.model.v1"
+CONFIG_MT = "application/vnd.hubmirror.model.config.v1+json"
+LAYER_MT = "application/octet-stream"
+TITLE = "org.opencontainers.image.title"
+REF_NAME = "org.opencontainers.image.ref.name"
+DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
+MAX_METADATA_BLOB = 64 * 1024 * 1024
+CHUNK = 1 << 20
+
+
+def digest_hex(digest: str) -> str:
+    """The hex part of `sha256:<64 hex>`; anything else is refused before it can become a path."""
+    match = DIGEST_RE.match(digest) if isinstance(digest, str) else None
+    if match is None:
+        raise IntegrityError(f"bundle digest {digest!r} is not sha256:<64 hex digits>")
+    return match.group(1)
+
+
+def descriptor(media_type: str, data: bytes) -> dict:
+    return {"mediaType": media_type, "digest": f"sha256:{sha256(data).hexdigest()}", "size": len(data)}
+
+
+
+# -- writing ---------------------------------------------------------------------------------------------------------
+
+class DirWriter:
+    def __init__(self, out: Path):
+        self.out = out
+        (out / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self.add_file(name, io.BytesIO(data), len(data))
+
+    def add_file(self, name: str, f, size: int) -> None:
+        target = self.out / name
+        if target.exists() and target.stat().st_size == size and name.startswith("blobs/"):
+            return  # content-addressed: already written by an earlier export into this directory
+        temp = target.with_name(f".{target.name}.partial")
+        with open(temp, "wb") as out:
+            while chunk := f.read(CHUNK):
+                out.write(chunk)
+        os.replace(temp, target)
+
+    def finish(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        (self.out / "index.json").unlink(missing_ok=True)
+
+
+class TarWriter:
+    def __init__(self, out: Path):
+        self.out = out
+        self.temp = out.with_name(out.name + ".partial")
+        self.tar = tarfile.open(self.temp, "w", format=tarfile.PAX_FORMAT)
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self.add_file(name, io.BytesIO(data), len(data))
+
+    def add_file(self, name: str, f, size: int) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mode = 0o644
+        self.tar.addfile(info, f)
+
+    def finish(self) -> None:
+        self.tar.close()
+        os.replace(self.temp, self.out)
+
+    def abort(self) -> None:
+        self.tar.close()
+        self.temp.unlink(missing_ok=True)
+
+
+# -- reading bundles ---------------------------------------------------------------------------------------------------
+
+class BundleReader:
+    """Read access to a bundle's named entries and blobs, whatever its container."""
+
+    @staticmethod
+    def open(path: Path) -> "BundleReader":
+        path = Path(path)
+        if path.is_dir():
+            return DirBundle(path)
+        if path.is_file():
+            return TarBundle(path)
+        raise UsageError(f"{path}: no such bundle")
+
+    def read_small(self, name: str) -> bytes | None: ...
+
+    def open_blob(self, hex_digest: str, offset: int = 0): ...
+
+    def has_blob(self, hex_digest: str) -> bool: ...
+
+    def index(self) -> dict:
+        data = self.read_small("index.json")
+        if data is None:
+            raise IntegrityError("the bundle has no index.json (an interrupted export?)")
+        try:
+            index = json.loads(data)
+        except ValueError:
+            raise IntegrityError("the bundle's index.json is not JSON") from None
+        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+            raise IntegrityError("the bundle's index.json lists no manifests")
+        return index
+
+    def verified_blob(self, descriptor: dict) -> bytes:
+        """A small blob (manifest, config), checked against its descriptor's size and digest before use."""
+        hex_digest = digest_hex(descriptor.get("digest"))
+        size = descriptor.get("size")
+        if not isinstance(size, int) or not 0 <= size <= MAX_METADATA_BLOB:
+            raise IntegrityError(f"bundle descriptor of {hex_digest} has a bad size {size!r}")
+        if not self.has_blob(hex_digest):
+            raise IntegrityError(f"bundle blob {hex_digest} is missing")
+        with self.open_blob(hex_digest) as f:
+            data = f.read(size + 1)
+        hasher = MultiHasher(set(), len(data))
+        hasher.update(data)
+        if len(data) != size or hasher.hexdigests()["sha256"] != hex_digest:
+            raise IntegrityError(f"bundle blob {hex_digest} does not match its digest or size")
+        return data
+
+    def manifests(self) -> list[tuple[dict, dict]]:
+        """(manifest, config) of every model revision in the bundle, each verified."""
+        out = []
+        for descriptor in self.index()["manifests"]:
+            manifest = _json_object(self.verified_blob(descriptor), "manifest")
+            config = _json_object(self.verified_blob(manifest.get("config") or {}), "config")
+            out.append((manifest, config))
+        return out
+
+    def blob_digests(self) -> set[str]:
+        """Every blob the bundle names (metadata and layers), as hex digests."""
+        digests = set()
+        for descriptor in self.index()["manifests"]:
+            digests.add(digest_hex(descriptor["digest"]))
+        for manifest, _ in self.manifests():
+            digests.add(digest_hex(manifest["config"]["digest"]))
+            digests.update(digest_hex(layer["digest"]) for layer in manifest.get("layers") or [])
+        return digests
+
+
+def _json_object(data: bytes, what: str) -> dict:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise IntegrityError(f"a bundle {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise IntegrityError(f"a bundle {what} is not a JSON object")
+    return value
+
+
+class DirBundle(BundleReader):
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+
+    def _path(self, name: str) -> Path | None:
+        path = self.root / name
+        if path.is_symlink() or not path.is_file():
+            return None
+        if self.root not in path.resolve().parents:
+            raise UnsafePathError(f"bundle entry {name} escapes the bundle directory")
+        return path
+
+    def read_small(self, name: str) -> bytes | None:
+        path = self._path(name)
+        return path.read_bytes()[:MAX_METADATA_BLOB] if path else None
+
+    def has_blob(self, hex_digest: str) -> bool:
+        return self._path(f"blobs/sha256/{hex_digest}") is not None
+
+    def open_blob(self, hex_digest: str, offset: int = 0):
+        f = open(self._path(f"blobs/sha256/{hex_digest}"), "rb")
+        f.seek(offset)
+        return f
+
+
+class TarBundle(BundleReader):
+    """A plain tar; every member is checked up front, and blobs are read in place (no extraction)."""
+
+    ALLOWED = re.compile(r"^(oci-layout|index\.json|index\.json\.sig|blobs|blobs/sha256|blobs/sha256/[0-9a-f]{64})$")
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.members: dict[str, tarfile.TarInfo] = {}
+        try:
+            with tarfile.open(path, "r:") as tar:
+                for info in tar.getmembers():
+                    self._admit(info)
+        except tarfile.ReadError as exc:
+            raise IntegrityError(f"{path}: not a readable plain tar ({exc})") from None
+        size = path.stat().st_size
+        for info in self.members.values():
+            if info.offset_data + info.size > size:
+                raise IntegrityError(f"{path}: truncated (member {info.name} ends past the end of the file)")
+
+    def _admit(self, info: tarfile.TarInfo) -> None:
+        name = info.name[2:] if info.name.startswith("./") else info.name
+        name = name.rstrip("/")
+        if not self.ALLOWED.match(name):
+            raise UnsafePathError(f"{self.path}: unexpected member {info.name!r} (bundles hold only an OCI layout)")
+        if info.isdir():
+            return
+        if not info.isfile() or info.sparse is not None:
+            raise UnsafePathError(f"{self.path}: member {info.name!r} is a link or special file")
+        self.members[name] = info
+
+    def read_small(self, name: str) -> bytes | None:
+        info = self.members.get(name)
+        if info is None:
+            return None
+        with open(self.path, "rb") as f:
+            f.seek(info.offset_data)
+            return f.read(min(info.size, MAX_METADATA_BLOB))
+
+    def has_blob(self, hex_digest: str) -> bool:
+        return f"blobs/sha256/{hex_digest}" in self.members
+
+    def open_blob(self, hex_digest: str, offset: int = 0):
+        info = self.members[f"blobs/sha256/{hex_digest}"]
+        f = open(self.path, "rb")
+        f.seek(info.offset_data + offset)
+        return _Bounded(f, info.size - offset)
+
+
+class _Bounded(io.RawIOBase):
+    """A window of `size` bytes of an open file."""
+
+    def __init__(self, f, size: int):
+        self.f, self.left = f, size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+

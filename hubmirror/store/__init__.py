@@ -1,0 +1,6 @@
+"""The content-addressed blob store: every file kept once, named by its sha256."""
+
+from hubmirror.store.base import BlobInfo, BlobStore, BlobWriter, check_digest
+from hubmirror.store.local import OCI_LAYOUT, LocalBlobStore, LocalBlobWriter
+
+__all__ = ["OCI_LAYOUT", "BlobInfo", "BlobStore", "BlobWriter", "LocalBlobStore", "LocalBlobWriter", "check_digest"]

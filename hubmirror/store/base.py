@@ -1,0 +1,106 @@
+"""The store contract: `BlobStore` and `BlobWriter` are the whole interface the rest of hubmirror uses. Every backend
+(the local directory today, an S3-compatible bucket next) implements these two classes and passes the shared contract
+suite in tests/store_contract.py.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from hubmirror.digests import SHA256_RE
+from hubmirror.errors import IntegrityError
+
+READ_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: str  # hex sha256
+    size: int
+    mtime: float
+
+
+class BlobWriter(ABC):
+    """Receives the bytes of one blob; nothing is visible in the store until `commit` succeeds.
+
+    A writer opened with a resume key starts with the bytes an earlier, interrupted attempt left (`offset` of them);
+    `existing_chunks()` streams them back so the caller can hash them, and `restart()` drops them.
+    """
+
+    offset: int = 0
+
+    @abstractmethod
+    def existing_chunks(self) -> Iterator[bytes]: ...
+
+    @abstractmethod
+    def restart(self) -> None: ...
+
+    @abstractmethod
+    def write(self, chunk: bytes) -> None: ...
+
+    @abstractmethod
+    def commit(self, digest: str) -> None:
+        """Make the written bytes the blob `digest` (which the caller has verified), durably and atomically."""
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Throw the written bytes away (they were wrong)."""
+
+    @abstractmethod
+    def suspend(self) -> None:
+        """Stop writing but keep the bytes so a later writer with the same resume key continues from them."""
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None or issubclass(exc_type, IntegrityError):
+            self.discard()
+        else:
+            self.suspend()
+
+
+class BlobStore(ABC):
+    """Where verified blobs live. Implementations: LocalBlobStore (a directory); an object store later."""
+
+    @abstractmethod
+    def stat(self, digest: str) -> BlobInfo | None: ...
+
+    def exists(self, digest: str) -> bool:
+        return self.stat(digest) is not None
+
+    @abstractmethod
+    def open(self, digest: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def writer(self, resume_key: str | None = None) -> BlobWriter:
+        """A writer for a new blob; with `resume_key`, one that continues where the last writer of that key stopped.
+
+        Writers of the same key exclude each other (a second waits for the first), across processes.
+        """
+
+    @abstractmethod
+    def delete(self, digest: str) -> None: ...
+
+    @abstractmethod
+    def iter_blobs(self) -> Iterator[BlobInfo]: ...
+
+    @abstractmethod
+    def sweep_temporaries(self, older_than: float) -> int:
+        """Remove abandoned partial writes last touched before `older_than` (epoch seconds); return how many."""
+
+    def local_path(self, digest: str) -> Path | None:
+        """A filesystem path to the blob where the backend has one (for links and sendfile), else None."""
+        return None
+
+
+def check_digest(digest: str) -> str:
+    """Return `digest` if it is 64 lower-case hex characters; anything else never becomes a path."""
+    if not isinstance(digest, str) or not SHA256_RE.match(digest):
+        raise IntegrityError(f"not a sha256 digest: {digest!r}")
+    return digest
+
+

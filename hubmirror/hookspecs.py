@@ -20,3 +20,9 @@ def register_sources(register):
 @hookspec
 def register_loaders(register):
     """Call `register(loader)` for each `hubmirror.bench.loader_contract.Loader` this plugin provides (benchmark runner)."""
+
+
+@hookspec(firstresult=True)
+def served_repo_id(model):
+    """The Hugging Face repo id a catalog model (a `models` row as a dict) is served and materialised under, or None
+    to leave it to other plugins and, failing them, to `<source>/<id>` (hubmirror.serving.hub_ids)."""

@@ -223,3 +223,9 @@ class HuggingFaceSource(Source):
 @hookimpl
 def register_sources(register):
     register(HuggingFaceSource())
+
+
+@hookimpl
+def served_repo_id(model):
+    """`hf:` models are served under their own repo id."""
+    return model["model_id"] if model["source"] == HuggingFaceSource.name else None

@@ -140,3 +140,11 @@ class TimmSource(Source):
 @hookimpl
 def register_sources(register):
     register(TimmSource())
+
+
+@hookimpl
+def served_repo_id(model):
+    """timm models are served under their `hf_hub_id`, where `timm.create_model(..., pretrained=True)` asks."""
+    if model["source"] != TimmSource.name:
+        return None
+    return json.loads(model.get("metadata") or "{}").get("hf_hub_id") or None

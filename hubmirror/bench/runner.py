@@ -49,12 +49,12 @@ def choose_loader(loaders: list, model: dict, paths: list[str]):
 
 
 @contextmanager
-def snapshot(mirror: Mirror, key: str, commit: str):
+def snapshot(mirror: Mirror, registry, key: str, commit: str):
     """The revision's files as a folder (hard links into the store), removed afterwards."""
     work = mirror.root / "tmp" / "bench" / uuid.uuid4().hex
     try:
-        materialize(mirror, "dir", work, [(key, commit)])
-        yield work / repo_id(mirror.catalog.model(key))
+        materialize(mirror, registry, "dir", work, [(key, commit)])
+        yield work / repo_id(mirror.catalog.model(key), registry)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -76,8 +76,7 @@ def run_child(spec: dict, timeout: float) -> dict:
     return {"status": "crashed", "error": f"the child died ({how}) with no result: {err[-1200:]}"}
 
 
-def bench_model(mirror: Mirror, loaders: list, key: str, commit: str, settings: BenchSettings,
-                plugin_dirs: list[str] | None = None) -> dict:
+def bench_model(mirror: Mirror, registry, loaders: list, key: str, commit: str, settings: BenchSettings) -> dict:
     """Benchmark one revision; return the catalog row (also recorded)."""
     model = mirror.catalog.model(key)
     files = mirror.catalog.files(key, commit)
@@ -90,10 +89,10 @@ def bench_model(mirror: Mirror, loaders: list, key: str, commit: str, settings: 
         result = {"status": "load_error", "error": reason}
     else:
         batch, note = settings.batch, None
-        with snapshot(mirror, key, commit) as directory:
+        with snapshot(mirror, registry, key, commit) as directory:
             while True:
                 spec = {**settings.__dict__, "batch": batch, "loader": loader.name, "directory": str(directory),
-                        "model": model, "plugin_dirs": plugin_dirs or []}
+                        "model": model, "plugin_dirs": registry.plugin_dirs}
                 result = run_child(spec, settings.timeout)
                 if result["status"] == "oom" and decay_batch(batch) > 0:
                     note = f"batch backed off from {settings.batch} after out-of-memory"
@@ -120,6 +119,6 @@ def bench(mirror: Mirror, registry, selection: list[tuple[str, str]], settings: 
     rows = []
     loaders = registered_loaders(registry)
     for key, commit in selection:
-        rows.append(bench_model(mirror, loaders, key, commit, settings, registry.plugin_dirs))
+        rows.append(bench_model(mirror, registry, loaders, key, commit, settings))
         on_done(rows[-1])
     return rows

@@ -101,7 +101,7 @@ def materialize(state, layout, copy, target, refs, as_json):
     mirror = state.mirror()
     try:
         selection = select_revisions(mirror.catalog, parsed, everything=not parsed, query=None)
-        report = do_materialize(mirror, layout, target, selection, copy=copy)
+        report = do_materialize(mirror, state.registry(), layout, target, selection, copy=copy)
     finally:
         mirror.close()
     if as_json:

@@ -18,7 +18,7 @@ def serve(state, host, port, token):
 
     state.mirror().close()  # fail early, and clearly, where there is no mirror
     click.echo(f"serving {state.root} at http://{host}:{port} (HF_ENDPOINT=http://{host}:{port})", err=True)
-    run_server(state.root, host, port, token)
+    run_server(state.root, host, port, token, state.registry())
 
 
 COMMANDS = [serve]

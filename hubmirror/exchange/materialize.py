@@ -39,8 +39,9 @@ class MaterializeReport:
 class _Placer:
     """Puts store blobs at paths inside the target, refusing any path that would leave it."""
 
-    def __init__(self, mirror: Mirror, target: Path, copy: bool, report: MaterializeReport):
+    def __init__(self, mirror: Mirror, target: Path, copy: bool, report: MaterializeReport, registry):
         self.mirror, self.target, self.copy, self.report = mirror, target.resolve(), copy, report
+        self.registry = registry
 
     def inside(self, relative: str) -> Path:
         path = self.target / check_relative_path(relative)
@@ -79,14 +80,14 @@ class _Placer:
         os.replace(temp, dest)
 
 
-def materialize(mirror: Mirror, layout: str, target: Path, selection: list[tuple[str, str]], *,
+def materialize(mirror: Mirror, registry, layout: str, target: Path, selection: list[tuple[str, str]], *,
                 copy: bool = False) -> MaterializeReport:
     """Write `selection` ((model key, commit) pairs) into `target` in `layout`."""
     if layout not in LAYOUTS:
         raise UsageError(f"unknown layout {layout!r} (one of {', '.join(LAYOUTS)})")
     target.mkdir(parents=True, exist_ok=True)
     report = MaterializeReport()
-    placer = _Placer(mirror, target, copy, report)
+    placer = _Placer(mirror, target, copy, report, registry)
     write = {"hf-cache": _hf_cache, "torch-home": _torch_home, "dir": _plain_dir}[layout]
     for key, commit in selection:
         write(mirror, placer, mirror.catalog.model(key), commit)
@@ -96,7 +97,7 @@ def materialize(mirror: Mirror, layout: str, target: Path, selection: list[tuple
 
 
 def _hf_cache(mirror: Mirror, placer: _Placer, model: dict, commit: str) -> None:
-    repo = repo_id(model)
+    repo = repo_id(model, placer.registry)
     folder = f"models--{repo.replace('/', '--')}"
     sha = hub_commit(model["key"], commit)
     tree = {}
@@ -146,6 +147,6 @@ def _torch_home(mirror: Mirror, placer: _Placer, model: dict, commit: str) -> No
 
 
 def _plain_dir(mirror: Mirror, placer: _Placer, model: dict, commit: str) -> None:
-    repo = repo_id(model)
+    repo = repo_id(model, placer.registry)
     for row in mirror.catalog.files(model["key"], commit):
         placer.place(row["sha256"], f"{repo}/{row['path']}")

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from hubmirror.catalog import Catalog
 from hubmirror.digests import git_blob_sha1
-from hubmirror.serving.hub_ids import hub_commit, lfs_pointer, repo_id, served_file
+from hubmirror.serving.hub_ids import assign_repo_ids, hub_commit, lfs_pointer, served_file
 from hubmirror.store import LocalBlobStore
 
 TREE_PAGE = 1000
@@ -43,7 +43,8 @@ class HubError(Exception):
 class MirrorView:
     """The catalog seen as Hub repositories (refreshed when the catalog changes)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, registry):
+        self.registry = registry
         self.catalog = Catalog(Path(root) / "catalog.db", create=False)
         self.store = LocalBlobStore(root)
         self._version = None
@@ -52,7 +53,7 @@ class MirrorView:
     def repos(self) -> dict[str, dict]:
         version = self.catalog.conn.execute("SELECT count(*), max(updated_at) FROM models WHERE cached = 1").fetchone()
         if version != self._version:
-            self._repos = {repo_id(m): m for m in self.catalog.models(cached_only=True)}
+            self._repos = assign_repo_ids(self.catalog.models(cached_only=True), self.registry)
             self._version = version
         return self._repos
 
@@ -96,7 +97,7 @@ def _split_repo(view: MirrorView, segments: list[str], markers: tuple[str, ...])
     return repo, None, segments[2:]
 
 
-def model_info(view: MirrorView, model: dict, commit: str, sha: str, blobs: bool) -> dict:
+def model_info(view: MirrorView, repo: str, model: dict, commit: str, sha: str, blobs: bool) -> dict:
     extra = json.loads(model["metadata"] or "{}")
     siblings = []
     for f in view.files(model, commit):
@@ -106,7 +107,6 @@ def model_info(view: MirrorView, model: dict, commit: str, sha: str, blobs: bool
             if f.lfs:
                 entry["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": len(lfs_pointer(f.sha256, f.size))}
         siblings.append(entry)
-    repo = repo_id(model)
     return {
         "_id": sha[:24], "id": repo, "modelId": repo, "author": repo.split("/")[0] if "/" in repo else None,
         "sha": sha, "lastModified": model["last_modified"] or model["updated_at"], "private": False, "gated": False,
@@ -131,9 +131,13 @@ def tree(view: MirrorView, model: dict, commit: str, subpath: str, recursive: bo
     return sorted(entries, key=lambda e: (e["type"] != "directory", e["path"]))
 
 
-def create_app(root: Path, token: str | None = None) -> Starlette:
-    """The ASGI application serving the mirror at `root`."""
-    view = MirrorView(root)
+def create_app(root: Path, token: str | None = None, registry=None) -> Starlette:
+    """The ASGI application serving the mirror at `root` (repo ids as `registry`'s plugins claim them)."""
+    if registry is None:
+        from hubmirror.plugin_manager import PluginRegistry
+
+        registry = PluginRegistry()
+    view = MirrorView(root, registry)
 
     async def api(request: Request) -> Response:
         try:
@@ -143,10 +147,10 @@ def create_app(root: Path, token: str | None = None) -> Starlette:
             model = view.model(repo)
             if marker is None and not tail:
                 commit, sha = view.commit(model, None)
-                return JSONResponse(model_info(view, model, commit, sha, request.query_params.get("blobs") == "true"))
+                return JSONResponse(model_info(view, repo, model, commit, sha, request.query_params.get("blobs") == "true"))
             if marker == "revision" and len(tail) == 1:
                 commit, sha = view.commit(model, tail[0])
-                return JSONResponse(model_info(view, model, commit, sha, request.query_params.get("blobs") == "true"))
+                return JSONResponse(model_info(view, repo, model, commit, sha, request.query_params.get("blobs") == "true"))
             if marker == "refs" and not tail:
                 return JSONResponse(_refs(view, model))
             if marker in ("tree", "paths-info") and tail:
@@ -250,8 +254,8 @@ class _BlobFileResponse(FileResponse):
     chunk_size = 4 * 1024 * 1024
 
 
-def serve(root: Path, host: str, port: int, token: str | None) -> None:
+def serve(root: Path, host: str, port: int, token: str | None, registry=None) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(root, token), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(root, token, registry), host=host, port=port, log_level="warning", access_log=False)

@@ -1,31 +1,52 @@
 """How models of every source appear to Hugging Face clients: repo ids and 40-hex commits.
 
-`hf:` models keep their own id and commit. timm models appear under their `hf_hub_id` (so `timm.create_model(...,
-pretrained=True)` finds them). Every other model appears as `<source>/<model id with '/' and ':' turned into '--'>`,
-with a commit derived from its key and upstream revision (a deterministic 40-hex id, as the Hub's clients expect).
+A plugin may claim the repo id its source's models are served under (the `served_repo_id` hook: `hf:` models keep
+their own id, timm models take their `hf_hub_id` so that `timm.create_model(..., pretrained=True)` finds them). Every
+other model appears as `<source>/<model id with '/' and ':' turned into '--'>`. When two models claim one id, the model
+whose own id it is keeps it and the other falls back to its default id, so no model hides another. Commits that are
+not already 40-hex are derived from the model key and upstream revision (deterministic, as the Hub's clients expect).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 from hubmirror.digests import git_blob_sha1
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
-def repo_id(model: dict) -> str:
-    """The Hugging Face repo id a catalog model row is served and materialised under."""
-    if model["source"] == "hf":
-        return model["model_id"]
-    if model["source"] == "timm":
-        hf_hub_id = json.loads(model.get("metadata") or "{}").get("hf_hub_id")
-        if hf_hub_id:
-            return hf_hub_id
-    return f"{model['source']}/" + re.sub(r"[/:]", "--", model["model_id"])[:96]
+def default_repo_id(model: dict) -> str:
+    """`<source>/<model id with '/' and ':' turned into '--'>`: the id of a model no plugin claims another id for."""
+    return f"{model['source']}/" + _mangled(model["model_id"])
+
+
+def _mangled(model_id: str) -> str:
+    return re.sub(r"[/:]", "--", model_id)[:96]
+
+
+def repo_id(model: dict, registry) -> str:
+    """The repo id a catalog model row prefers to be served and materialised under (see `assign_repo_ids`)."""
+    return registry.pm.hook.served_repo_id(model=model) or default_repo_id(model)
+
+
+def assign_repo_ids(models: Iterable[dict], registry) -> dict[str, dict]:
+    """{repo id: model} with every model reachable and none hiding another.
+
+    Models whose preferred id is their own `model_id` (an `hf:` model) take it first; then each other model takes the
+    first free id of: its preferred id, `default_repo_id`, `hubmirror/<source>--<id>`, `hubmirror/<hash of its key>`.
+    """
+    preferred = [(repo_id(m, registry), m) for m in models]
+    assigned: dict[str, dict] = {}
+    for rid, model in sorted(preferred, key=lambda p: (p[0] != p[1]["model_id"], p[1]["key"])):
+        fallbacks = (default_repo_id(model), f"hubmirror/{model['source']}--{_mangled(model['model_id'])}",
+                     "hubmirror/" + hashlib.sha1(model["key"].encode()).hexdigest()[:16])
+        rid = next(c for c in (rid, *fallbacks) if c not in assigned)
+        assigned[rid] = model
+    return assigned
 
 
 def hub_commit(model_key: str, commit: str) -> str:

@@ -65,7 +65,7 @@ def fetch_file(
         bad = mismatches(expected, digests)
         if bad:
             raise IntegrityError(f"{revision.ref}: {file.path}: {bad[0]}; the bytes were refused")
-        writer.commit(digests["sha256"])
+        writer.commit(digests["sha256"], hasher.size)
     return StoredFile(file, digests["sha256"], digests.get("git-sha1"), hasher.size)
 
 

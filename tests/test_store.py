@@ -1,6 +1,5 @@
-"""One suite for every BlobStore backend (restic-style): each backend fixture must pass all of it."""
+"""The local backend: the store contract suite, plus what only a directory of files promises."""
 
-import hashlib
 import os
 import stat
 import time
@@ -8,100 +7,106 @@ import time
 import pytest
 
 from hubmirror.errors import IntegrityError
-from hubmirror.store import LocalBlobStore
+from hubmirror.store import LocalBlobStore, check_digest
+from tests.store_contract import NOT_DIGESTS, StoreContract, put, sha256
 
 
-@pytest.fixture(params=["local"])
-def store(request, tmp_path):
-    s = LocalBlobStore(tmp_path / "store")
-    s.initialise()
-    return s
+class ShortOnce:
+    """A raw file whose first write puts only half the chunk on disk, and says so."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._short = True
+
+    def write(self, chunk):
+        if self._short:
+            self._short = False
+            return self._raw.write(bytes(chunk)[: len(chunk) // 2])
+        return self._raw.write(chunk)
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
 
 
-def put(store, data: bytes, key=None) -> str:
-    digest = hashlib.sha256(data).hexdigest()
-    with store.writer(key) as w:
-        w.write(data)
-        w.commit(digest)
-    return digest
+class TestLocalStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        s = LocalBlobStore(tmp_path / "store")
+        s.initialise()
+        return s
 
+    def test_a_blob_is_a_read_only_file_named_by_its_digest(self, store):
+        digest = put(store, b"hello")
+        path = store.local_path(digest)
+        assert path == store.root / "blobs" / "sha256" / digest
+        assert path.read_bytes() == b"hello"
+        assert not stat.S_IMODE(path.stat().st_mode) & 0o222
+        assert (store.root / "oci-layout").is_file()
 
-def test_commit_makes_a_readonly_blob_named_by_its_digest(store):
-    digest = put(store, b"hello")
-    assert store.exists(digest)
-    with store.open(digest) as f:
-        assert f.read() == b"hello"
-    info = store.stat(digest)
-    assert info.size == 5
-    path = store.local_path(digest)
-    assert path.name == digest and path.parent.name == "sha256"
-    assert not stat.S_IMODE(path.stat().st_mode) & 0o222
+    def test_discard_removes_the_temp_file_and_its_lock(self, store):
+        with pytest.raises(IntegrityError):
+            with store.writer() as w:
+                w.write(b"wrong bytes")
+                raise IntegrityError("mismatch")
+        assert list(store.tmp_dir.iterdir()) == []
 
+    def test_sweep_ages_by_mtime_and_removes_locks_of_finished_writers(self, store):
+        put(store, b"done", key="finished")
+        with pytest.raises(ConnectionError):
+            with store.writer("old") as w:
+                w.write(b"abandoned")
+                raise ConnectionError
+        assert len(list(store.tmp_dir.iterdir())) == 3  # finished's lock, old's bytes and lock
+        old = time.time() - 7200
+        for p in store.tmp_dir.iterdir():
+            os.utime(p, (old, old))
+        assert store.sweep_temporaries(time.time() - 3600) == 1
+        assert list(store.tmp_dir.iterdir()) == []
 
-def test_identical_bytes_are_stored_once(store):
-    a = put(store, b"same bytes")
-    b = put(store, b"same bytes")
-    assert a == b
-    assert [blob.digest for blob in store.iter_blobs()] == [a]
-    assert not [p for p in store.tmp_dir.iterdir() if not p.name.endswith(".lock")]
-
-
-def test_nothing_is_visible_before_commit_and_discard_leaves_nothing(store):
-    with pytest.raises(IntegrityError):
+    def test_a_short_write_never_stores_wrong_bytes_under_the_digest(self, store):
+        data = b"first chunk second chunk"
         with store.writer() as w:
-            w.write(b"wrong bytes")
-            raise IntegrityError("mismatch")
-    assert list(store.iter_blobs()) == []
-    assert list(store.tmp_dir.iterdir()) == []
+            w._file = ShortOnce(w._file)
+            w.write(data[:12])
+            w.write(data[12:])
+            w.commit(sha256(data), len(data))
+        assert store.local_path(sha256(data)).read_bytes() == data
+
+    def test_a_write_that_makes_no_progress_raises(self, store):
+        class Stuck(ShortOnce):
+            def write(self, chunk):
+                return 0
+
+        with pytest.raises(OSError, match="no progress"):
+            with store.writer() as w:
+                w._file = Stuck(w._file)
+                w.write(b"x")
+
+    def test_a_temp_file_changed_behind_the_writer_is_not_stored(self, store):
+        data = b"twenty-four bytes long!!"
+        with pytest.raises(IntegrityError, match="24 bytes hashed, 24 written, 10 on disk"):
+            with store.writer() as w:
+                w.write(data)
+                os.truncate(w.temp_path, 10)
+                w.commit(sha256(data), len(data))
+        assert list(store.iter_blobs()) == []
+        assert list(store.tmp_dir.iterdir()) == []
+
+    def test_a_refused_digest_never_becomes_a_path(self, store, tmp_path):
+        with pytest.raises(IntegrityError):
+            with store.writer() as w:
+                w.write(b"x")
+                w.commit("../../../escaped", 1)
+        assert not (tmp_path / "escaped").exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
 
 
-def test_an_interrupted_writer_is_resumed_by_the_next_one(store):
-    with pytest.raises(ConnectionError):
-        with store.writer("file-key") as w:
-            w.write(b"first half ")
-            raise ConnectionError("network went away")
-    with store.writer("file-key") as w:
-        assert w.offset == len(b"first half ")
-        assert b"".join(w.existing_chunks()) == b"first half "
-        w.write(b"second half")
-        w.commit(hashlib.sha256(b"first half second half").hexdigest())
-    assert store.exists(hashlib.sha256(b"first half second half").hexdigest())
-
-
-def test_restart_drops_the_partial_bytes(store):
-    with pytest.raises(ConnectionError):
-        with store.writer("k") as w:
-            w.write(b"stale")
-            raise ConnectionError
-    with store.writer("k") as w:
-        w.restart()
-        assert w.offset == 0
-        w.write(b"fresh")
-        w.commit(hashlib.sha256(b"fresh").hexdigest())
-    with store.open(hashlib.sha256(b"fresh").hexdigest()) as f:
-        assert f.read() == b"fresh"
-
-
-@pytest.mark.parametrize("digest", ["../../etc/passwd", "A" * 64, "abc", "g" * 64, "/" + "a" * 63])
-def test_a_digest_that_is_not_64_hex_never_becomes_a_path(store, digest):
+@pytest.mark.parametrize("digest", NOT_DIGESTS + [b"a" * 64])
+def test_check_digest_refuses_anything_but_64_lower_case_hex(digest):
     with pytest.raises(IntegrityError):
-        store.stat(digest)
-    with pytest.raises(IntegrityError):
-        with store.writer() as w:
-            w.write(b"x")
-            w.commit(digest)
+        check_digest(digest)
 
 
-def test_delete_and_sweep_of_old_temporaries(store):
-    digest = put(store, b"to delete")
-    store.delete(digest)
-    assert not store.exists(digest)
-    with pytest.raises(ConnectionError):
-        with store.writer("old") as w:
-            w.write(b"abandoned")
-            raise ConnectionError
-    assert store.sweep_temporaries(time.time() - 3600) == 0  # young: kept
-    for p in store.tmp_dir.iterdir():
-        os.utime(p, (time.time() - 7200, time.time() - 7200))
-    assert store.sweep_temporaries(time.time() - 3600) == 1
-    assert list(store.tmp_dir.iterdir()) == []
+def test_check_digest_returns_a_good_digest():
+    digest = sha256(b"x")
+    assert check_digest(digest) is digest

@@ -28,6 +28,7 @@ class BlobWriter(ABC):
 
     A writer opened with a resume key starts with the bytes an earlier, interrupted attempt left (`offset` of them);
     `existing_chunks()` streams them back so the caller can hash them, and `restart()` drops them.
+    Leaving a `with` block normally or with IntegrityError discards what was not committed; any other error suspends.
     """
 
     offset: int = 0
@@ -39,11 +40,17 @@ class BlobWriter(ABC):
     def restart(self) -> None: ...
 
     @abstractmethod
-    def write(self, chunk: bytes) -> None: ...
+    def write(self, chunk: bytes) -> None:
+        """Append all of `chunk`; a backend that can write part of it goes on until the rest is written."""
 
     @abstractmethod
-    def commit(self, digest: str) -> None:
-        """Make the written bytes the blob `digest` (which the caller has verified), durably and atomically."""
+    def commit(self, digest: str, size: int) -> None:
+        """Make the written bytes the blob `digest` (which the caller has verified), durably and atomically.
+
+        `size` is how many bytes the caller hashed, the `offset` bytes it started with included. Unless the writer
+        wrote exactly that many and holds exactly that many, it raises IntegrityError and nothing becomes visible.
+        A digest that is not 64 lower-case hex characters raises IntegrityError too (see `check_digest`).
+        """
 
     @abstractmethod
     def discard(self) -> None:
@@ -83,7 +90,8 @@ class BlobStore(ABC):
         """
 
     @abstractmethod
-    def delete(self, digest: str) -> None: ...
+    def delete(self, digest: str) -> None:
+        """Remove the blob; deleting one that is not there is not an error."""
 
     @abstractmethod
     def iter_blobs(self) -> Iterator[BlobInfo]: ...

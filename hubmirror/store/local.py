@@ -14,6 +14,7 @@ from filelock import FileLock
 
 from hubmirror.crashpoints import crashpoint
 from hubmirror.digests import SHA256_RE
+from hubmirror.errors import IntegrityError
 from hubmirror.store.base import (
     READ_CHUNK,
     BlobInfo,
@@ -109,7 +110,7 @@ class LocalBlobStore(BlobStore):
 
 
 class LocalBlobWriter(BlobWriter):
-    """Writes into a temp file beside the blobs, then fsync, rename, fsync dir, read-only."""
+    """Writes into a temp file beside the blobs, then fsync, size check, rename, fsync dir, read-only."""
 
     def __init__(self, store: LocalBlobStore, temp_path: Path, unique: bool):
         self.store = store
@@ -119,6 +120,7 @@ class LocalBlobWriter(BlobWriter):
         self._lock.acquire()
         self._file = open(temp_path, "ab", buffering=0)
         self.offset = self._file.tell()
+        self._held = self.offset  # bytes this writer has put in the file, counting those it started with
         self._closed = False
         self._done = False  # committed: the temp name may already belong to another writer
 
@@ -136,15 +138,27 @@ class LocalBlobWriter(BlobWriter):
         self._file.truncate(0)
         self._file.seek(0)
         self.offset = 0
+        self._held = 0
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
+        view = memoryview(chunk)
+        while view:  # an unbuffered write may put only part of the chunk on disk
+            written = self._file.write(view)
+            if not written:
+                raise OSError(f"{self.temp_path}: a write made no progress")
+            self._held += written
+            view = view[written:]
 
-    def commit(self, digest: str) -> None:
+    def commit(self, digest: str, size: int) -> None:
         target = self.store.path(digest)
         crashpoint("store.written")
         os.fsync(self._file.fileno())
+        on_disk = os.fstat(self._file.fileno()).st_size
         self._close()
+        if not on_disk == self._held == size:
+            raise IntegrityError(
+                f"blob {digest}: {size} bytes hashed, {self._held} written, {on_disk} on disk; not stored"
+            )
         crashpoint("store.fsynced")
         if target.exists():  # identical bytes already stored: deduplicated
             self.temp_path.unlink()

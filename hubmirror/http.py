@@ -1,15 +1,27 @@
-"""HTTP plumbing shared by the source plugins: sessions, ranged GETs that resume, upstream error mapping."""
+"""HTTP plumbing shared by the source plugins: sessions, JSON API requests, ranged GETs that resume, whole-file
+spooling, and the mapping of failed answers to one-line hubmirror errors.
+
+A source maps its service's error answers with an `ErrorMapper`: it returns the hubmirror error a response means (its
+service's error format: headers, a JSON body), or None; any failed answer it leaves unmapped gets `status_error`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Callable
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 import requests
 
 from hubmirror import __version__
 from hubmirror.download import Download
-from hubmirror.errors import HubmirrorError
+from hubmirror.errors import AccessDeniedError, HubmirrorError, NotFoundError
+
+ErrorMapper = Callable[[requests.Response], HubmirrorError | None]
 
 CHUNK_SIZE = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -36,6 +48,61 @@ def describe_network_error(url: str, exc: Exception) -> HubmirrorError:
     return HubmirrorError(f"fetching {url} failed: {exc}")
 
 
+def status_error(resp: requests.Response) -> HubmirrorError | None:
+    """The generic error for a failed answer (HTTP ≥ 400), naming the URL without its query (it may be signed)."""
+    if resp.status_code < 400:
+        return None
+    parts = urlsplit(resp.url)
+    where = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    if resp.status_code in (401, 403):
+        return AccessDeniedError(f"{where}: access denied (HTTP {resp.status_code})")
+    if resp.status_code == 404:
+        return NotFoundError(f"{where}: not found (HTTP 404)")
+    return HubmirrorError(f"{where}: the server answered HTTP {resp.status_code}")
+
+
+def _raise_for(resp: requests.Response, errors: ErrorMapper | None) -> None:
+    """Raise the error a response means: the source's mapping first, then `status_error`."""
+    error = (errors(resp) if errors else None) or status_error(resp)
+    if error is not None:
+        resp.close()
+        raise error
+
+
+def request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    errors: ErrorMapper,
+    headers: dict[str, str] | None = None,
+    json: Any = None,
+    allow_redirects: bool = True,
+) -> requests.Response:
+    """Send one API request (`json` as its body); a transport failure or a failed answer is a one-line error."""
+    try:
+        resp = session.request(method, url, headers=headers, json=json, timeout=timeout,
+                               allow_redirects=allow_redirects)
+    except requests.RequestException as exc:
+        raise describe_network_error(url, exc) from exc
+    _raise_for(resp, errors)
+    return resp
+
+
+def json_body(resp: requests.Response) -> Any:
+    """The response's JSON value; anything else is a one-line error naming the URL."""
+    try:
+        return resp.json()
+    except ValueError:
+        raise HubmirrorError(f"{resp.url} answered something that is not JSON") from None
+
+
+def request_json(session: requests.Session, method: str, url: str, **kwargs) -> Any:
+    """`request`, then the answer's JSON value (see `json_body`)."""
+    return json_body(request(session, method, url, **kwargs))
+
+
 def open_range(
     session: requests.Session,
     url: str,
@@ -43,16 +110,16 @@ def open_range(
     *,
     headers: dict[str, str] | None = None,
     timeout: float = 60.0,
-    check: Callable[[requests.Response], None] | None = None,
+    errors: ErrorMapper | None = None,
     digests_from: Callable[[requests.Response], dict[str, str]] | None = None,
 ) -> Download:
     """GET `url` from byte `offset` (a Range request when offset > 0), following redirects.
 
     requests drops `Authorization` when a redirect leaves the host, as signed CDN URLs require. A 206 must start at
     `offset`; a 200 means the server ignored the range and the stream starts at 0; a 416 (nothing past `offset`)
-    is retried from 0. `check` raises the source's own errors for a failed response; `digests_from` reads the
-    digests a response announces (they are checked like published ones). A transfer that breaks off mid-body is a
-    one-line error, and what arrived stays for the next pull to resume.
+    is retried from 0. `errors` maps a failed answer to the source's own error (else `status_error`);
+    `digests_from` reads the digests a response announces (they are checked like published ones). A transfer that
+    breaks off mid-body is a one-line error, and what arrived stays for the next pull to resume.
     """
     req_headers = {"Accept-Encoding": "identity", **(headers or {})}
     if offset:
@@ -63,10 +130,8 @@ def open_range(
         raise describe_network_error(url, exc) from exc
     if resp.status_code == 416 and offset:
         resp.close()
-        return open_range(session, url, 0, headers=headers, timeout=timeout, check=check, digests_from=digests_from)
-    if check is not None:
-        check(resp)
-    resp.raise_for_status()
+        return open_range(session, url, 0, headers=headers, timeout=timeout, errors=errors, digests_from=digests_from)
+    _raise_for(resp, errors)
     start = 0
     if resp.status_code == 206:
         match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
@@ -85,3 +150,25 @@ def _guarded(chunks, url: str):
         yield from chunks
     except requests.RequestException as exc:
         raise HubmirrorError(f"{url}: the transfer broke off ({type(exc).__name__}); pull again to resume") from exc
+
+
+def spool(session: requests.Session, url: str, *, timeout: float, directory: Path | None) -> tuple[IO[bytes], str]:
+    """GET `url` whole into an anonymous temp file in `directory` (gone once closed): the file, rewound, and the
+    sha256 of what arrived."""
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    file = tempfile.TemporaryFile(dir=directory)
+    digest = hashlib.sha256()
+    try:
+        download = open_range(session, url, 0, timeout=timeout)
+        try:
+            for chunk in download.chunks:
+                file.write(chunk)
+                digest.update(chunk)
+        finally:
+            download.close()
+    except BaseException:
+        file.close()
+        raise
+    file.seek(0)
+    return file, digest.hexdigest()

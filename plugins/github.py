@@ -14,11 +14,35 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from hubmirror.errors import AccessDeniedError, HubmirrorError, NotFoundError
-from hubmirror.http import describe_network_error
+from hubmirror.http import request_json
 from hubmirror.sources import SourceContext
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 DEFAULT_SERVER = "https://github.com"
+
+
+def github_error(resp: requests.Response, what: str) -> HubmirrorError | None:
+    """The error a failed GitHub API answer means (rate limit, token, missing); its body's `message` when useful."""
+    code = resp.status_code
+    if code == 403 and resp.headers.get("X-RateLimit-Remaining") == "0":
+        return AccessDeniedError(f"{what}: GitHub API rate limit reached; set GITHUB_TOKEN")
+    if code in (401, 403):
+        return AccessDeniedError(f"{what}: GitHub refused access (HTTP {code}); check GITHUB_TOKEN")
+    if code in (404, 422):
+        return NotFoundError(f"{what}: not found on GitHub")
+    if code >= 400:
+        message = _message(resp)
+        return HubmirrorError(f"{what}: GitHub answered HTTP {code}{': ' + message if message else ''}")
+    return None
+
+
+def _message(resp: requests.Response) -> str:
+    """The `message` of a GitHub error body, or ''."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    return " ".join(str(body.get("message") or "").split())[:200] if isinstance(body, dict) else ""
 
 
 @dataclass(frozen=True)
@@ -43,23 +67,9 @@ class GitHub:
         return headers
 
     def get_json(self, path: str, what: str):
-        url = f"{self.api}{path}"
-        try:
-            resp = self.ctx.session().get(url, headers=self._api_headers(), timeout=self.ctx.timeout)
-        except requests.RequestException as exc:
-            raise describe_network_error(url, exc) from exc
-        if resp.status_code == 403 and resp.headers.get("X-RateLimit-Remaining") == "0":
-            raise AccessDeniedError(f"{what}: GitHub API rate limit reached; set GITHUB_TOKEN")
-        if resp.status_code in (401, 403):
-            raise AccessDeniedError(f"{what}: GitHub refused access (HTTP {resp.status_code}); check GITHUB_TOKEN")
-        if resp.status_code in (404, 422):
-            raise NotFoundError(f"{what}: not found on GitHub")
-        if resp.status_code >= 400:
-            raise HubmirrorError(f"{what}: GitHub answered HTTP {resp.status_code}")
-        try:
-            return resp.json()
-        except ValueError:
-            raise HubmirrorError(f"{what}: GitHub answered something that is not JSON") from None
+        """GET an API path's JSON, with GitHub's errors mapped (see `github_error`)."""
+        return request_json(self.ctx.session(), "GET", f"{self.api}{path}", headers=self._api_headers(),
+                            timeout=self.ctx.timeout, errors=lambda resp: github_error(resp, what))
 
     def default_branch(self, owner: str, repo: str) -> str:
         return str(self.get_json(f"/repos/{owner}/{repo}", f"{owner}/{repo}").get("default_branch") or "main")

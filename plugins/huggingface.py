@@ -22,7 +22,7 @@ from hubmirror.errors import (
     UsageError,
 )
 from hubmirror.hookspecs import hookimpl
-from hubmirror.http import describe_network_error, open_range
+from hubmirror.http import json_body, open_range, request
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.sources import Download, Source, SourceContext
 
@@ -49,27 +49,28 @@ def hf_token() -> str | None:
         return None
 
 
-def raise_for_hub_error(resp: requests.Response, what: str) -> None:
-    """Turn the Hub's `X-Error-Code` answers into hubmirror errors that say what to do."""
+def hub_error(resp: requests.Response, what: str) -> HubmirrorError | None:
+    """The error a failed Hub answer means, from its `X-Error-Code` / `X-Error-Message`, saying what to do."""
     if resp.status_code < 400:
-        return
+        return None
     code = resp.headers.get("X-Error-Code", "")
     message = resp.headers.get("X-Error-Message", "")
     if code == "RepoNotFound":
-        raise NotFoundError(f"{what}: repository not found (or private: set HF_TOKEN)")
+        return NotFoundError(f"{what}: repository not found (or private: set HF_TOKEN)")
     if code == "GatedRepo":
-        raise AccessDeniedError(f"{what}: gated repository: accept its terms on the Hub, then set HF_TOKEN")
+        return AccessDeniedError(f"{what}: gated repository: accept its terms on the Hub, then set HF_TOKEN")
     if code == "RevisionNotFound":
-        raise NotFoundError(f"{what}: revision not found")
+        return NotFoundError(f"{what}: revision not found")
     if code == "EntryNotFound":
-        raise NotFoundError(f"{what}: file not found")
+        return NotFoundError(f"{what}: file not found")
     if resp.status_code == 401:
-        raise AccessDeniedError(f"{what}: the Hub refused the credentials (HTTP 401){': ' + message if message else ''}")
+        return AccessDeniedError(f"{what}: the Hub refused the credentials (HTTP 401)"
+                                 f"{': ' + message if message else ''}")
     if resp.status_code == 403:
-        raise AccessDeniedError(f"{what}: access denied (HTTP 403){': ' + message if message else ''}")
+        return AccessDeniedError(f"{what}: access denied (HTTP 403){': ' + message if message else ''}")
     if resp.status_code == 404:
-        raise NotFoundError(f"{what}: not found (HTTP 404)")
-    raise HubmirrorError(f"{what}: the Hub answered HTTP {resp.status_code}{': ' + message if message else ''}")
+        return NotFoundError(f"{what}: not found (HTTP 404)")
+    return HubmirrorError(f"{what}: the Hub answered HTTP {resp.status_code}{': ' + message if message else ''}")
 
 
 def _description_from_card(card: str) -> str | None:
@@ -109,7 +110,8 @@ class HuggingFaceSource(Source):
         url: str | None = f"{self.endpoint(ctx)}/api/models?{params}" + (f"&search={quote(query)}" if query else "")
         count = 0
         while url and count < limit:
-            entries, resp = self._get_json(ctx, url, "hf model listing")
+            resp = self._get(ctx, url, "hf model listing")
+            entries = json_body(resp)
             if not isinstance(entries, list):
                 raise HubmirrorError("hf model listing: the Hub's answer is not a list")
             for info in entries:
@@ -121,21 +123,15 @@ class HuggingFaceSource(Source):
             match = _LINK_NEXT_RE.search(resp.headers.get("Link", ""))
             url = match.group(1) if match else None
 
-    def _get_json(self, ctx: SourceContext, url: str, what: str):
-        try:
-            resp = ctx.session().get(url, headers=self._headers(), timeout=ctx.timeout)
-        except requests.RequestException as exc:
-            raise describe_network_error(url, exc) from exc
-        raise_for_hub_error(resp, what)
-        try:
-            return resp.json(), resp
-        except ValueError:
-            raise HubmirrorError(f"{what}: the Hub answered something that is not JSON") from None
+    def _get(self, ctx: SourceContext, url: str, what: str) -> requests.Response:
+        """GET an API URL with the token, with the Hub's errors mapped (see `hub_error`)."""
+        return request(ctx.session(), "GET", url, headers=self._headers(), timeout=ctx.timeout,
+                       errors=lambda resp: hub_error(resp, what))
 
     def resolve(self, ref: ModelRef, ctx: SourceContext) -> ResolvedRevision:
         base = f"{self.endpoint(ctx)}/api/models/{ref.model_id}"
         info_url = base if ref.revision is None else f"{base}/revision/{quote(ref.revision, safe='')}"
-        info, _ = self._get_json(ctx, info_url, str(ref))
+        info = json_body(self._get(ctx, info_url, str(ref)))
         commit = info.get("sha") if isinstance(info, dict) else None
         if not isinstance(commit, str) or not COMMIT_RE.match(commit):
             raise HubmirrorError(f"{ref}: the Hub's model info carries no commit sha")
@@ -155,7 +151,8 @@ class HuggingFaceSource(Source):
         files: list[RemoteFile] = []
         pages = 0
         while url:
-            entries, resp = self._get_json(ctx, url, what)
+            resp = self._get(ctx, url, what)
+            entries = json_body(resp)
             if not isinstance(entries, list):
                 raise HubmirrorError(f"{what}: the Hub's tree listing is not a list")
             files.extend(self._remote_file(e, what) for e in entries if isinstance(e, dict) and e.get("type") == "file")
@@ -216,7 +213,7 @@ class HuggingFaceSource(Source):
         )
         return open_range(
             ctx.session(), url, offset, headers=self._headers(), timeout=ctx.timeout,
-            check=lambda resp: raise_for_hub_error(resp, f"{revision.ref}: {file.path}"),
+            errors=lambda resp: hub_error(resp, f"{revision.ref}: {file.path}"),
         )
 
 

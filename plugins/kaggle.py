@@ -25,7 +25,7 @@ from hubmirror.errors import (
     UsageError,
 )
 from hubmirror.hookspecs import hookimpl
-from hubmirror.http import describe_network_error, open_range
+from hubmirror.http import json_body, open_range, request
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.sources import Download, Source, SourceContext
 
@@ -108,6 +108,25 @@ def parse_goog_hash(header: str) -> dict[str, str]:
     return {"crc32c": found["crc32c"]} if "crc32c" in found else {}
 
 
+def kaggle_error(resp: requests.Response, what: str) -> HubmirrorError | None:
+    """The error a Kaggle answer means: a failed status, or a JSON body whose `code` is ≥ 400 (even under a 200)."""
+    code, message = resp.status_code, ""
+    if "application/json" in resp.headers.get("Content-Type", ""):
+        try:
+            data = resp.json()
+            if isinstance(data, dict) and isinstance(data.get("code"), int) and data["code"] >= 400:
+                code, message = data["code"], str(data.get("message", ""))
+        except ValueError:
+            pass
+    if code in (401, 403):
+        return AccessDeniedError(f"{what}: Kaggle refused the credentials (HTTP {code}); check {CREDENTIALS_HINT}")
+    if code == 404:
+        return NotFoundError(f"{what}: not found on Kaggle (a private model needs {CREDENTIALS_HINT})")
+    if code >= 400:
+        return HubmirrorError(f"{what}: Kaggle answered HTTP {code}{': ' + message if message else ''}")
+    return None
+
+
 class KaggleSource(Source):
     name = "kaggle"
     description = "Kaggle Models (KAGGLE_API_TOKEN or KAGGLE_USERNAME/KAGGLE_KEY; KAGGLE_API_ENVIRONMENT)"
@@ -120,27 +139,12 @@ class KaggleSource(Source):
         framework_enum(parts[2])
         return ModelRef(self.name, "/".join(parts[:4]), parts[4] if len(parts) == 5 else None)
 
-    def rpc(self, ctx: SourceContext, method: str, body: dict, what: str, **kwargs) -> requests.Response:
-        url = f"{api_base(ctx)}/v1/models.ModelApiService/{method}"
-        try:
-            resp = ctx.session().post(url, json=body, headers=credentials_header(), timeout=ctx.timeout, **kwargs)
-        except requests.RequestException as exc:
-            raise describe_network_error(url, exc) from exc
-        code, message = resp.status_code, ""
-        if "application/json" in resp.headers.get("Content-Type", ""):
-            try:
-                data = resp.json()
-                if isinstance(data, dict) and isinstance(data.get("code"), int) and data["code"] >= 400:
-                    code, message = data["code"], str(data.get("message", ""))
-            except ValueError:
-                pass
-        if code in (401, 403):
-            raise AccessDeniedError(f"{what}: Kaggle refused the credentials (HTTP {code}); check {CREDENTIALS_HINT}")
-        if code == 404:
-            raise NotFoundError(f"{what}: not found on Kaggle (a private model needs {CREDENTIALS_HINT})")
-        if code >= 400:
-            raise HubmirrorError(f"{what}: Kaggle answered HTTP {code}{': ' + message if message else ''}")
-        return resp
+    def rpc(self, ctx: SourceContext, method: str, body: dict, what: str,
+            allow_redirects: bool = True) -> requests.Response:
+        """POST one ModelApiService call, with Kaggle's errors mapped (see `kaggle_error`)."""
+        return request(ctx.session(), "POST", f"{api_base(ctx)}/v1/models.ModelApiService/{method}", json=body,
+                       headers=credentials_header(), timeout=ctx.timeout, allow_redirects=allow_redirects,
+                       errors=lambda resp: kaggle_error(resp, what))
 
     @staticmethod
     def _instance_body(model_id: str) -> dict:
@@ -150,14 +154,14 @@ class KaggleSource(Source):
 
     def resolve(self, ref: ModelRef, ctx: SourceContext) -> ResolvedRevision:
         body = self._instance_body(ref.model_id)
-        instance = self.rpc(ctx, "GetModelInstance", body, str(ref)).json()
+        instance = json_body(self.rpc(ctx, "GetModelInstance", body, str(ref)))
         version = int(ref.revision or instance.get("versionNumber") or 0)
         if version <= 0:
             raise NotFoundError(f"{ref}: Kaggle lists no version")
         files, token = [], ""
         while True:
-            page = self.rpc(ctx, "ListModelInstanceVersionFiles",
-                            {**body, "versionNumber": version, "pageSize": 25, "pageToken": token}, str(ref)).json()
+            page = json_body(self.rpc(ctx, "ListModelInstanceVersionFiles",
+                                      {**body, "versionNumber": version, "pageSize": 25, "pageToken": token}, str(ref)))
             files.extend(RemoteFile(f["name"], f.get("size")) for f in page.get("files") or [] if isinstance(f, dict))
             token = page.get("nextPageToken") or ""
             if not token:
@@ -174,8 +178,8 @@ class KaggleSource(Source):
     def index(self, ctx: SourceContext, query: str | None = None, limit: int | None = None):
         token, count = "", 0
         while limit is None or count < limit:
-            page = self.rpc(ctx, "ListModels", {"search": query or "", "pageSize": 50, "pageToken": token},
-                            "kaggle model listing").json()
+            page = json_body(self.rpc(ctx, "ListModels", {"search": query or "", "pageSize": 50, "pageToken": token},
+                                      "kaggle model listing"))
             for model in page.get("models") or []:
                 owner, slug = model.get("author"), model.get("slug")
                 for inst in model.get("instances") or []:

@@ -26,7 +26,7 @@ from hubmirror.errors import (
     UsageError,
 )
 from hubmirror.hookspecs import hookimpl
-from hubmirror.http import describe_network_error, open_range
+from hubmirror.http import open_range, request_json
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.sources import Download, Source, SourceContext
 
@@ -49,6 +49,41 @@ def sha256_hex(sha256_base64: str, what: str) -> str:
     if len(raw) != 32:
         raise HubmirrorError(f"{what}: NGC published a malformed sha256_base64 {sha256_base64!r}")
     return raw.hex()
+
+
+def _status_description(resp: requests.Response) -> str:
+    """The `requestStatus.statusDescription` NGC puts in its error bodies, or ''."""
+    try:
+        status = resp.json().get("requestStatus") or {}
+        return " ".join(str(status.get("statusDescription") or "").split())[:200]
+    except (ValueError, AttributeError):
+        return ""
+
+
+def ngc_error(resp: requests.Response, what: str, with_token: bool) -> HubmirrorError | None:
+    """The error a failed NGC API answer means, with its `requestStatus` description."""
+    code = resp.status_code
+    if code < 400:
+        return None
+    detail = _status_description(resp)
+    detail = f" ({detail})" if detail else ""
+    if code in (401, 403):
+        hint = "check" if with_token else "set"
+        return AccessDeniedError(f"{what}: NGC refused access (HTTP {code}){detail}; {hint} "
+                                 f"{' / '.join(KEY_VARIABLES)}")
+    if code == 404:
+        return NotFoundError(f"{what}: not found on NGC{detail}")
+    return HubmirrorError(f"{what}: NGC answered HTTP {code}{detail}")
+
+
+def token_exchange_error(resp: requests.Response) -> HubmirrorError | None:
+    """The error a failed key-for-token exchange means (the key itself is never shown)."""
+    if resp.status_code in (401, 403):
+        return AccessDeniedError(f"NGC refused the API key (HTTP {resp.status_code}); check "
+                                 f"{' / '.join(KEY_VARIABLES)}")
+    if resp.status_code >= 400:
+        return HubmirrorError(f"NGC token exchange failed (HTTP {resp.status_code})")
+    return None
 
 
 class NgcSource(Source):
@@ -89,16 +124,9 @@ class NgcSource(Source):
                               [f"group/ngc:{org}"] + ([f"group/ngc:{org}/{team}"] if team else []))
             url = f"{auth}/token?service=ngc&{scopes}"
             basic = base64.b64encode(f"$oauthtoken:{key}".encode()).decode()
-            try:
-                resp = ctx.session().get(url, headers={"Authorization": f"Basic {basic}"}, timeout=ctx.timeout)
-            except requests.RequestException as exc:
-                raise describe_network_error(auth, exc) from exc
-            if resp.status_code in (401, 403):
-                raise AccessDeniedError(f"NGC refused the API key (HTTP {resp.status_code}); check "
-                                        f"{' / '.join(KEY_VARIABLES)}")
-            if resp.status_code >= 400:
-                raise HubmirrorError(f"NGC token exchange failed (HTTP {resp.status_code})")
-            token = resp.json().get("token")
+            answer = request_json(ctx.session(), "GET", url, headers={"Authorization": f"Basic {basic}"},
+                                  timeout=ctx.timeout, errors=token_exchange_error)
+            token = answer.get("token") if isinstance(answer, dict) else None
             if not token:
                 raise HubmirrorError("NGC token exchange answered no token")
             self._tokens[cache_key] = token
@@ -107,24 +135,9 @@ class NgcSource(Source):
     def _get(self, ctx: SourceContext, scope: tuple[str, str | None] | None, path: str, what: str) -> dict:
         """GET an API path, with a token for the (org, team) scope when a key is set."""
         token = self._token(ctx, *scope) if scope else None
-        url = f"{self._base(ctx)}{path}"
-        try:
-            resp = ctx.session().get(url, headers={"Authorization": f"Bearer {token}"} if token else {},
-                                     timeout=ctx.timeout)
-        except requests.RequestException as exc:
-            raise describe_network_error(url, exc) from exc
-        if resp.status_code in (401, 403):
-            hint = "check" if token else "set"
-            raise AccessDeniedError(f"{what}: NGC refused access (HTTP {resp.status_code}); {hint} "
-                                    f"{' / '.join(KEY_VARIABLES)}")
-        if resp.status_code == 404:
-            raise NotFoundError(f"{what}: not found on NGC")
-        if resp.status_code >= 400:
-            raise HubmirrorError(f"{what}: NGC answered HTTP {resp.status_code}")
-        try:
-            return resp.json()
-        except ValueError:
-            raise HubmirrorError(f"{what}: NGC answered something that is not JSON") from None
+        return request_json(ctx.session(), "GET", f"{self._base(ctx)}{path}",
+                            headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=ctx.timeout,
+                            errors=lambda resp: ngc_error(resp, what, with_token=token is not None))
 
     @classmethod
     def _models_path(cls, target: str) -> str:

@@ -4,13 +4,13 @@ server that still speaks TF Hub's compressed protocol.
 tfhub.dev now redirects to Kaggle Models, with no formula and renumbered versions, so a tfhub.dev handle goes through
 a mapping shipped as data (`plugins/data/tfhub_kaggle.json`, extended by the JSON files named in
 `HUBMIRROR_TFHUB_MAP`) to the Kaggle source. A URL, or a handle with `--endpoint`, is fetched with
-`?tf-hub-format=compressed`: the tarball is pinned by its sha256 and unpacked, member by member and safely, into
-individual files (links, devices, absolute or `..` names refused). TF Hub publishes no checksum.
+`?tf-hub-format=compressed`: the tarball is pinned by its sha256 and unpacked, member by member and safely
+(`hubmirror.archives`: links, devices, unsafe names and oversized archives refused), into individual files. TF Hub
+publishes no checksum.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tarfile
@@ -18,11 +18,11 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hubmirror.errors import IntegrityError, NotFoundError, UnsafePathError, UsageError
+from hubmirror.archives import chunks, open_tar
+from hubmirror.errors import NotFoundError, UsageError
 from hubmirror.hookspecs import hookimpl
-from hubmirror.http import open_range
+from hubmirror.http import spool
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.safepath import check_relative_path
 from hubmirror.sources import Delegated, Download, Source, SourceContext, delegate_files
 
 MAPPING_FILE = Path(__file__).parent / "data" / "tfhub_kaggle.json"
@@ -39,19 +39,6 @@ def tfhub_to_kaggle() -> dict[str, dict]:
         except (OSError, ValueError, KeyError) as exc:
             raise UsageError(f"HUBMIRROR_TFHUB_MAP: cannot read {extra}: {exc}") from None
     return mappings
-
-
-def tar_members(archive: tarfile.TarFile, what: str) -> dict[str, tarfile.TarInfo]:
-    """Regular files of a module tarball by path; links, devices and escaping names are refused (PEP 706 'data')."""
-    members = {}
-    for info in archive.getmembers():
-        name = info.name[2:] if info.name.startswith("./") else info.name
-        if info.isdir() or name in ("", "."):
-            continue
-        if not info.isfile():
-            raise UnsafePathError(f"{what}: the tarball holds a link or special file: {info.name!r}")
-        members[check_relative_path(name)] = info
-    return members
 
 
 class TfHubSource(Source):
@@ -96,40 +83,24 @@ class TfHubSource(Source):
                                 delegate_files(kaggle, kaggle_revision, kaggle_revision.files))
 
     def _compressed(self, ref: ModelRef, url: str, ctx: SourceContext) -> ResolvedRevision:
-        """Download the module tarball, pin it by sha256 and list its files."""
-        if ctx.cache_dir is not None:
-            ctx.cache_dir.mkdir(parents=True, exist_ok=True)
-        spool = tempfile.TemporaryFile(dir=ctx.cache_dir)
-        digest = hashlib.sha256()
-        download = open_range(ctx.session(), url + ("&" if "?" in url else "?") + "tf-hub-format=compressed", 0,
-                              timeout=ctx.timeout)
-        try:
-            for chunk in download.chunks:
-                spool.write(chunk)
-                digest.update(chunk)
-        finally:
-            download.close()
-        spool.seek(0)
-        try:
-            archive = tarfile.open(fileobj=spool, mode="r:*")
-            members = tar_members(archive, str(ref))
-            files = [RemoteFile(path, info.size, location=self._unpack(archive, info, ctx))
-                     for path, info in sorted(members.items())]
-        except (tarfile.TarError, EOFError) as exc:
-            raise IntegrityError(f"{ref}: the module tarball is unreadable ({exc})") from None
-        finally:
-            spool.close()
+        """Download the module tarball, pin it by sha256 and unpack its files."""
+        tarball, sha256 = spool(ctx.session(), url + ("&" if "?" in url else "?") + "tf-hub-format=compressed",
+                                timeout=ctx.timeout, directory=ctx.cache_dir)
+        with tarball:
+            archive, members = open_tar(tarball, str(ref))
+            # unpacked in archive order: going back in a compressed stream means inflating it again from the start
+            unpacked = {path: self._unpack(archive, info, str(ref), ctx) for path, info in members.items()}
+        files = [RemoteFile(path, members[path].size, location=unpacked[path]) for path in sorted(members)]
         meta = ModelMetadata(self.name, ref.model_id, library="tensorflow", tags=["tfhub"],
                              description=f"TF Hub module from {urlsplit(url).netloc}",
-                             extra={"tarball_url": url, "tarball_sha256": digest.hexdigest(), "verified_by": "tofu"})
-        return ResolvedRevision(ref, digest.hexdigest(), "latest", meta, files)
+                             extra={"tarball_url": url, "tarball_sha256": sha256, "verified_by": "tofu"})
+        return ResolvedRevision(ref, sha256, "latest", meta, files)
 
     @staticmethod
-    def _unpack(archive: tarfile.TarFile, info: tarfile.TarInfo, ctx: SourceContext):
+    def _unpack(archive: tarfile.TarFile, info: tarfile.TarInfo, what: str, ctx: SourceContext):
         """One member into its own anonymous temp file: a gzip stream cannot be read by several threads at once."""
         member_file = tempfile.TemporaryFile(dir=ctx.cache_dir)
-        source = archive.extractfile(info)
-        while chunk := source.read(_CHUNK):
+        for chunk in chunks(archive.extractfile(info), what):
             member_file.write(chunk)
         return member_file
 

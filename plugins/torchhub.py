@@ -11,13 +11,13 @@ from __future__ import annotations
 import ast
 import re
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 
 from hubmirror.plugins.github import GitHub
 from hubmirror.plugins.urls import url_file
 
+from hubmirror.archives import chunks, open_zip
 from hubmirror.errors import (
     HubmirrorError,
     IntegrityError,
@@ -26,7 +26,7 @@ from hubmirror.errors import (
     UsageError,
 )
 from hubmirror.hookspecs import hookimpl
-from hubmirror.http import open_range
+from hubmirror.http import open_range, spool
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.safepath import check_relative_path
 from hubmirror.sources import Download, Source, SourceContext
@@ -34,7 +34,6 @@ from hubmirror.sources import Download, Source, SourceContext
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9_.][\w.-]*$")
 WEIGHT_URL_RE = re.compile(r"^https?://\S+\.(pth|pt|bin|ckpt|onnx|safetensors|jit|pkl|npz|h5|tar|zip|gz|tgz)$")
 _GIT_SYMLINK, _GIT_SUBMODULE = "120000", "160000"
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -110,27 +109,15 @@ def check_imports(hubconf: Hubconf, repo_paths: list[str]) -> None:
         )
 
 
-def _zip_member_is_symlink(info: zipfile.ZipInfo) -> bool:
-    return (info.external_attr >> 16) & 0o170000 == 0o120000
-
-
-def open_archive(archive: zipfile.ZipFile, what: str) -> dict[str, zipfile.ZipInfo]:
-    """Repository path -> zip member, below the single top folder GitHub adds; refuses links and unsafe names."""
-    members: dict[str, zipfile.ZipInfo] = {}
-    infos = archive.infolist()
-    if not infos:
-        raise IntegrityError(f"{what}: the archive is empty")
-    top = infos[0].filename.split("/")[0] + "/"
-    for info in infos:
-        if _zip_member_is_symlink(info):
-            raise UnsafePathError(f"{what}: the archive holds a symbolic link: {info.filename!r}")
-        if not info.filename.startswith(top):
-            raise UnsafePathError(f"{what}: archive member {info.filename!r} is outside the top folder {top!r}")
-        relative = info.filename[len(top):]
-        if not relative or info.is_dir():
-            continue
-        members[check_relative_path(relative)] = info
-    return members
+def below_top_folder(members: dict[str, zipfile.ZipInfo], what: str) -> dict[str, zipfile.ZipInfo]:
+    """Repository path -> zip member, below the single top folder GitHub's zipball puts every file in."""
+    if not members:
+        raise IntegrityError(f"{what}: the archive holds no files")
+    top = next(iter(members)).split("/")[0] + "/"
+    outside = next((name for name in members if not name.startswith(top)), None)
+    if outside is not None:
+        raise UnsafePathError(f"{what}: archive member {outside!r} is outside the top folder {top!r}")
+    return {name[len(top):]: info for name, info in members.items()}
 
 
 class TorchHubSource(Source):
@@ -165,8 +152,7 @@ class TorchHubSource(Source):
         requested = ref.revision or github.default_branch(owner, name)
         commit = github.commit_sha(owner, name, requested)
         blobs = self._tree_blobs(github, owner, name, commit)
-        archive = self._download_archive(github, owner, name, commit, ctx)
-        members = open_archive(archive, f"{repo}@{commit}")
+        archive, members = self._download_archive(github, owner, name, commit, ctx)
         if set(members) != set(blobs):
             raise IntegrityError(f"{repo}@{commit}: the archive and GitHub's tree list different files")
         if "hubconf.py" not in members:
@@ -218,29 +204,22 @@ class TorchHubSource(Source):
         return blobs
 
     @staticmethod
-    def _download_archive(github: GitHub, owner: str, name: str, commit: str, ctx: SourceContext) -> zipfile.ZipFile:
-        """The zipball, in an anonymous temp file inside the mirror (gone when the pull ends)."""
-        if ctx.cache_dir is not None:
-            ctx.cache_dir.mkdir(parents=True, exist_ok=True)
-        spool = tempfile.TemporaryFile(dir=ctx.cache_dir)
-        download = open_range(ctx.session(), github.archive_url(owner, name, commit), 0, timeout=ctx.timeout)
-        try:
-            for chunk in download.chunks:
-                spool.write(chunk)
-        finally:
-            download.close()
-        spool.seek(0)
-        try:
-            return zipfile.ZipFile(spool)
-        except zipfile.BadZipFile:
-            raise IntegrityError(f"{owner}/{name}@{commit}: the archive is not a valid zip file") from None
+    def _download_archive(github: GitHub, owner: str, name: str, commit: str,
+                          ctx: SourceContext) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
+        """The zipball (in an anonymous temp file inside the mirror, gone when the pull ends) and its files by
+        repository path, every member checked."""
+        what = f"{owner}/{name}@{commit}"
+        file, _ = spool(ctx.session(), github.archive_url(owner, name, commit), timeout=ctx.timeout,
+                        directory=ctx.cache_dir)
+        archive, members = open_zip(file, what)
+        return archive, below_top_folder(members, what)
 
     def open_file(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, offset: int = 0) -> Download:
         if isinstance(file.location, str):
             return open_range(ctx.session(), file.location, offset, timeout=ctx.timeout)
         archive, info = file.location
         member = archive.open(info)
-        return Download(0, iter(lambda: member.read(_CHUNK), b""), member.close)
+        return Download(0, chunks(member, f"{revision.ref}: {file.path}"), member.close)
 
 
 @hookimpl

@@ -12,6 +12,7 @@ import tarfile
 from hashlib import sha256
 from pathlib import Path
 
+from hubmirror.archives import open_tar
 from hubmirror.digests import MultiHasher
 from hubmirror.errors import IntegrityError, UnsafePathError, UsageError
 
@@ -195,34 +196,15 @@ class DirBundle(BundleReader):
 
 
 class TarBundle(BundleReader):
-    """A plain tar; every member is checked up front, and blobs are read in place (no extraction)."""
+    """A plain tar; every member is checked up front (`hubmirror.archives`, with bundles' own name rule), and blobs
+    are read in place (no extraction)."""
 
     ALLOWED = re.compile(r"^(oci-layout|index\.json|index\.json\.sig|blobs|blobs/sha256|blobs/sha256/[0-9a-f]{64})$")
 
     def __init__(self, path: Path):
         self.path = path
-        self.members: dict[str, tarfile.TarInfo] = {}
-        try:
-            with tarfile.open(path, "r:") as tar:
-                for info in tar.getmembers():
-                    self._admit(info)
-        except tarfile.ReadError as exc:
-            raise IntegrityError(f"{path}: not a readable plain tar ({exc})") from None
-        size = path.stat().st_size
-        for info in self.members.values():
-            if info.offset_data + info.size > size:
-                raise IntegrityError(f"{path}: truncated (member {info.name} ends past the end of the file)")
-
-    def _admit(self, info: tarfile.TarInfo) -> None:
-        name = info.name[2:] if info.name.startswith("./") else info.name
-        name = name.rstrip("/")
-        if not self.ALLOWED.match(name):
-            raise UnsafePathError(f"{self.path}: unexpected member {info.name!r} (bundles hold only an OCI layout)")
-        if info.isdir():
-            return
-        if not info.isfile() or info.sparse is not None:
-            raise UnsafePathError(f"{self.path}: member {info.name!r} is a link or special file")
-        self.members[name] = info
+        with open(path, "rb") as f:
+            _, self.members = open_tar(f, f"bundle {path}", allow=self.ALLOWED.match, in_place=True)
 
     def read_small(self, name: str) -> bytes | None:
         info = self.members.get(name)

@@ -85,5 +85,9 @@ def github(monkeypatch):
 
 
 def noise(n: int) -> bytes:
-    """Random bytes that cannot pass for a pickle's PROTO header (admission would rightly call them unscannable)."""
-    return b"\x00" + os.urandom(max(0, n - 1))
+    """Random bytes that cannot pass for a pickle's PROTO header nor a safetensors header (a `{` at byte 8), which
+    admission would rightly judge as such."""
+    data = bytearray(b"\x00" + os.urandom(max(0, n - 1)))
+    if len(data) > 8 and data[8] == ord("{"):
+        data[8] = 0
+    return bytes(data)

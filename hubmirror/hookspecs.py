@@ -26,3 +26,15 @@ def register_loaders(register):
 def served_repo_id(model):
     """The Hugging Face repo id a catalog model (a `models` row as a dict) is served and materialised under, or None
     to leave it to other plugins and, failing them, to `<source>/<id>` (hubmirror.serving.hub_ids)."""
+
+
+@hookspec
+def register_layouts(register):
+    """Call `register(layout)` for each `hubmirror.exchange.materialize.Layout` (a client cache layout `hubmirror
+    materialize --layout NAME` writes) this plugin provides."""
+
+
+@hookspec
+def register_adopters(register):
+    """Call `register(adopter)` for each `hubmirror.adopt.Adopter` (a kind of client cache `hubmirror adopt` brings
+    into the mirror) this plugin provides."""

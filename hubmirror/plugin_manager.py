@@ -21,6 +21,7 @@ from hubmirror.sources import Source
 ENTRY_POINT_GROUP = "hubmirror"
 LOAD_PLUGINS_ENV = "HUBMIRROR_LOAD_PLUGINS"
 DEFAULT_PLUGINS = [
+    "hubmirror.exchange.materialize",  # the core's own `dir` layout
     "hubmirror.plugins.huggingface",
     "hubmirror.plugins.urls",
     "hubmirror.plugins.torchhub",
@@ -31,6 +32,8 @@ DEFAULT_PLUGINS = [
     "hubmirror.plugins.tfhub",
     "hubmirror.plugins.keras_presets",
     "hubmirror.plugins.model_loaders",
+    "hubmirror.plugins.hf_clients",
+    "hubmirror.plugins.torch_clients",
 ]
 
 

@@ -98,3 +98,27 @@ def test_dir_layout_and_copy_mode(hub, run, tmp_path):
     assert out["copied"] == 2 and out["linked"] == 0
     assert (tmp_path / "plain" / "org" / "m" / "sub" / "w.bin").read_bytes() == b"weights"
     assert os.access(tmp_path / "plain" / "org" / "m" / "config.json", os.R_OK)
+
+
+def test_unknown_layouts_and_escaping_paths_are_refused(tmp_path):
+    """The core names the registered layouts when asked for another, and its placer keeps every write inside."""
+    from hubmirror.errors import HubmirrorError, UsageError
+    from hubmirror.exchange.materialize import MaterializeReport, Placer, materialize
+    from hubmirror.mirror import Mirror
+    from hubmirror.plugin_manager import PluginRegistry
+
+    registry = PluginRegistry(load_entry_points=False)
+    mirror = Mirror.open(tmp_path / "mirror", create=True)
+    try:
+        with pytest.raises(UsageError, match=r"unknown layout 'nope' \(registered: dir, hf-cache, torch-home\)"):
+            materialize(mirror, registry, "nope", tmp_path / "out", [])
+        target = tmp_path / "target"
+        target.mkdir()
+        (target / "away").symlink_to(tmp_path)
+        placer = Placer(mirror, registry, target, False, MaterializeReport())
+        for path in ("../escaped", "away/escaped"):
+            with pytest.raises(HubmirrorError, match="escaped"):
+                placer.write_text(path, "no")
+        assert not (tmp_path / "escaped").exists()
+    finally:
+        mirror.close()

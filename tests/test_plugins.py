@@ -1,6 +1,7 @@
 """Built-in plugins load by name, third-party ones from the entry-point group, site-local ones from --plugins-dir;
 hooks are checked and tested."""
 
+import hashlib
 import inspect
 import json
 import textwrap
@@ -14,6 +15,7 @@ from hubmirror.bench.loader_contract import registered_loaders
 from hubmirror.cli import cli
 from hubmirror.errors import UsageError
 from hubmirror.plugin_manager import DEFAULT_PLUGINS, PluginRegistry
+from tests.conftest import noise
 
 SITE_PLUGIN = '''
 from hubmirror.hookspecs import hookimpl
@@ -52,7 +54,7 @@ def test_hook_register_sources(tmp_path, run):
     described = {p["name"]: p for p in json.loads(result.stdout)}
     assert described["localsource"]["sources"] == ["local"]
     assert described["huggingface"]["sources"] == ["hf"]
-    assert described["huggingface"]["hooks"] == ["register_sources"]
+    assert described["huggingface"]["hooks"] == ["register_sources", "served_repo_id"]
     result = CliRunner().invoke(cli, ["--root", str(run.root), "--plugins-dir", str(plugin_dir), "pull", "local:thing"])
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(cli, ["--root", str(run.root), "search", "thing", "--json"])
@@ -186,3 +188,110 @@ def test_hook_register_loaders(tmp_path, hub, run):
     row = json.loads(result.stdout)[0]
     assert row["status"] == "ok" and row["parameters"] == 3
     assert json.loads(row["environment"])["loader"] == "numbers"
+
+
+CLIENTS_PLUGIN = '''
+import hashlib
+
+from hubmirror.adopt import Adopter, AdoptReport
+from hubmirror.exchange.materialize import Layout
+from hubmirror.hookspecs import hookimpl
+from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
+
+
+class FlatLayout(Layout):
+    """Every file in one folder, named <model id>--<path>, '/' turned into '--'."""
+
+    name = "flat"
+
+    def write(self, placer, model, commit):
+        for row in placer.mirror.catalog.files(model["key"], commit):
+            placer.place(row["sha256"], f"{model['model_id']}/{row['path']}".replace("/", "--"))
+
+    def finish(self, placer):
+        placer.write_text("FLAT", "written by the flat layout\\n")
+
+
+class Sha256SumsAdopter(Adopter):
+    """A folder holding a SHA256SUMS (sha256sum's output) is one model, its files checked against it."""
+
+    name = "sha256sums"
+
+    def find(self, path):
+        return sorted(p.parent for p in path.rglob("SHA256SUMS"))
+
+    def adopt(self, found, adoption):
+        report = AdoptReport()
+        listing = (found / "SHA256SUMS").read_text()
+        files = []
+        for line in listing.splitlines():
+            digest, name = line.split(None, 1)
+            path = found / name.lstrip("*")
+            files.append(RemoteFile(path.name, path.stat().st_size, {"sha256": digest}, location=path))
+        ref = ModelRef("sums", found.name)
+        commit = hashlib.sha1(listing.encode()).hexdigest()
+        adoption.store(ResolvedRevision(ref, commit, "sums", ModelMetadata("sums", found.name), files), report)
+        return report
+
+
+@hookimpl
+def register_layouts(register):
+    register(FlatLayout())
+
+
+@hookimpl
+def register_adopters(register):
+    register(Sha256SumsAdopter())
+'''
+
+
+@pytest.fixture
+def clients_plugin(tmp_path):
+    plugin_dir = tmp_path / "client-plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "sitecaches.py").write_text(CLIENTS_PLUGIN)
+    return plugin_dir
+
+
+def test_hook_register_layouts(clients_plugin, hub, run, tmp_path):
+    """A site-local layout is offered by `materialize --layout` and writes through the core's placer."""
+    described = {p["name"]: p for p in run.json("--plugins-dir", str(clients_plugin), "plugins")}
+    assert described["sitecaches"]["layouts"] == ["flat"]
+    assert {n: described[n]["layouts"] for n in ("materialize", "hf_clients", "torch_clients")} == \
+        {"materialize": ["dir"], "hf_clients": ["hf-cache"], "torch_clients": ["torch-home"]}
+    hub.create_repo("org/m", {"config.json": b"{}", "sub/w.bin": b"weights"})
+    assert run("pull", "hf:org/m").exit_code == 0
+    help_text = run("--plugins-dir", str(clients_plugin), "materialize", "--help").output
+    assert "[dir|flat|hf-cache|torch-home]" in help_text
+    out = run.json("--plugins-dir", str(clients_plugin), "materialize", "--layout", "flat", str(tmp_path / "flat"))
+    assert out["files"] == 2 and out["linked"] == 2
+    assert (tmp_path / "flat" / "org--m--sub--w.bin").read_bytes() == b"weights"
+    assert (tmp_path / "flat" / "FLAT").is_file()
+    result = run("materialize", "--layout", "flat", str(tmp_path / "elsewhere"))  # the plugin is not loaded
+    assert result.exit_code == 2 and "'flat' is not one of 'dir', 'hf-cache', 'torch-home'" in result.output
+
+
+def test_hook_register_adopters(clients_plugin, run, tmp_path):
+    """A site-local adopter recognises its folders and brings them in through the core's verified store."""
+    described = {p["name"]: p for p in run.json("--plugins-dir", str(clients_plugin), "plugins")}
+    assert described["sitecaches"]["adopters"] == ["sha256sums"]
+    assert described["hf_clients"]["adopters"] == ["hf-cache"]
+    assert described["torch_clients"]["adopters"] == ["torch-home"]
+    drive = tmp_path / "drive"
+    for name in ("weights", "broken"):
+        (drive / name).mkdir(parents=True)
+        data = {"a.bin": noise(100), "b.bin": noise(200)}
+        for path, content in data.items():
+            (drive / name / path).write_bytes(content)
+        sums = "".join(f"{hashlib.sha256(c).hexdigest()}  {p}\n" for p, c in data.items())
+        (drive / name / "SHA256SUMS").write_text(sums)
+    (drive / "broken" / "b.bin").write_bytes(noise(200))
+    out = run.json("adopt", str(drive))  # without the plugin nothing recognises these folders
+    assert out["adopted"] == [] and "no adopter recognises anything here" in out["skipped"][0]
+    result = run("--plugins-dir", str(clients_plugin), "adopt", str(drive), "--json")
+    out = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert len(out["adopted"]) == 1 and out["adopted"][0].startswith("sums:weights@")
+    assert len(out["corrupt"]) == 1 and out["corrupt"][0].startswith("sums:broken@") and "b.bin" in out["corrupt"][0]
+    assert [m["key"] for m in run.json("list")] == ["sums:weights"]  # the broken revision: whole or not at all
+    assert run.json("verify")["ok"] is True

@@ -18,7 +18,7 @@ from typing import Callable
 
 from hubmirror.bench.child import MARKER
 from hubmirror.bench.loader_contract import registered_loaders
-from hubmirror.exchange.materialize import materialize
+from hubmirror.exchange.materialize import PlainDirLayout, materialize
 from hubmirror.mirror import Mirror
 from hubmirror.serving.hub_ids import repo_id
 
@@ -53,7 +53,7 @@ def snapshot(mirror: Mirror, registry, key: str, commit: str):
     """The revision's files as a folder (hard links into the store), removed afterwards."""
     work = mirror.root / "tmp" / "bench" / uuid.uuid4().hex
     try:
-        materialize(mirror, registry, "dir", work, [(key, commit)])
+        materialize(mirror, registry, PlainDirLayout.name, work, [(key, commit)])
         yield work / repo_id(mirror.catalog.model(key), registry)
     finally:
         shutil.rmtree(work, ignore_errors=True)

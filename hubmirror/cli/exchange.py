@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hubmirror.cli.state import json_option, pass_state
+from hubmirror.cli.state import State, json_option, pass_state
 from hubmirror.errors import UsageError
 
 
@@ -84,15 +84,34 @@ def keygen(state, directory):
     click.echo(f"public key:  {public} (add it to [import] trusted_keys in config.toml)")
 
 
+class RegisteredLayout(click.ParamType):
+    """A choice of the layouts the loaded plugins register (`--plugins-dir` ones included), read when the command line
+    is parsed, since the group's options decide which plugins load."""
+
+    name = "layout"
+
+    @staticmethod
+    def _names(ctx: click.Context) -> list[str]:
+        from hubmirror.exchange.materialize import registered_layouts
+
+        return sorted(registered_layouts(ctx.find_object(State).registry()))
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:  # click < 8.2: no ctx
+        return f"[{'|'.join(self._names(ctx or click.get_current_context()))}]"
+
+    def convert(self, value, param, ctx):
+        return click.Choice(self._names(ctx)).convert(value, param, ctx)
+
+
 @click.command()
-@click.option("--layout", type=click.Choice(["hf-cache", "torch-home", "dir"]), required=True)
+@click.option("--layout", type=RegisteredLayout(), required=True, help="A registered layout (`hubmirror plugins`).")
 @click.option("--copy", is_flag=True, help="Copy blobs instead of linking them (another file system, Windows, NAS).")
 @click.argument("target", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("refs", nargs=-1)
 @json_option
 @pass_state
 def materialize(state, layout, copy, target, refs, as_json):
-    """Write a client cache (HF cache, TORCH_HOME, plain dirs) from the store: REFS, or every cached model."""
+    """Write a client cache (HF cache, TORCH_HOME, plain dirs, ...) from the store: REFS, or every cached model."""
     from hubmirror.exchange.materialize import materialize as do_materialize
     from hubmirror.output import emit_json
     from hubmirror.selection import select_revisions

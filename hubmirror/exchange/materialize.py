@@ -1,31 +1,28 @@
 """`hubmirror materialize`: client cache layouts written from the store, so clients load with no server at all.
 
-- `hf-cache`: `models--org--name/{blobs,snapshots,refs,trees}` as huggingface_hub ≥ 1.22 writes it (blobs named by
-  sha256 or git blob id, snapshot entries as relative symlinks, refs written atomically, `trees/<commit>.json`), for
-  `HF_HUB_OFFLINE=1` clients with `HF_HUB_CACHE` pointing at TARGET. Repo ids follow hubmirror.serving.hub_ids (timm models
-  appear under their `hf_hub_id`).
-- `torch-home`: `hub/{owner}_{repo}_{ref}/…` for PyTorch Hub repos (plus `hub/trusted_list`) and `hub/checkpoints/<name>`
-  for weight files, for `TORCH_HOME=TARGET`.
-- `dir`: `<repo id>/<path>` plain trees.
-Blobs are hard-linked from the store where the file system allows (read-only, like the store), copied otherwise or
-with `copy=True`.
+A plugin registers `Layout` objects through the `register_layouts` hook; each writes a revision through a `Placer`,
+which puts store blobs inside the target only (hard-linked where the file system allows, read-only like the store;
+copied otherwise or with `copy=True`) and leaves out the files the admission scan quarantined. The core registers
+the plain `dir` layout (`<repo id>/<path>`, repo ids as hubmirror.serving.hub_ids serves them); the client caches
+(`hf-cache`, `torch-home`, ...) come from the plugins.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hubmirror.errors import UsageError
-from hubmirror.mirror import Mirror
+from hubmirror.hookspecs import hookimpl
 from hubmirror.safepath import check_relative_path
-from hubmirror.serving.hub_ids import hub_commit, repo_id, served_file
 
-LAYOUTS = ("hf-cache", "torch-home", "dir")
-CACHEDIR_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# hubmirror: a Hugging Face cache materialised from a mirror\n"
+if TYPE_CHECKING:  # imported by the commands that materialise, not by every plugin that registers a layout
+    from hubmirror.mirror import Mirror
+    from hubmirror.plugin_manager import PluginRegistry
 
 
 @dataclass
@@ -36,20 +33,24 @@ class MaterializeReport:
     quarantined: list[str] = field(default_factory=list)  # files left out: the admission scan quarantined them
 
 
-class _Placer:
-    """Puts store blobs at paths inside the target, refusing any path that would leave it."""
+class Placer:
+    """Puts store blobs at paths inside the target, refusing any path that would leave it. Layouts read the catalog
+    through `mirror` and the plugins through `registry`."""
 
-    def __init__(self, mirror: Mirror, target: Path, copy: bool, report: MaterializeReport, registry):
-        self.mirror, self.target, self.copy, self.report = mirror, target.resolve(), copy, report
-        self.registry = registry
+    def __init__(self, mirror: Mirror, registry: PluginRegistry, target: Path, copy: bool,
+                 report: MaterializeReport):
+        self.mirror, self.registry, self.copy, self.report = mirror, registry, copy, report
+        self.target = target.resolve()
 
     def inside(self, relative: str) -> Path:
+        """The path of `relative` in the target; UsageError if it would leave the target."""
         path = self.target / check_relative_path(relative)
         if self.target not in path.parent.resolve().parents and path.parent.resolve() != self.target:
             raise UsageError(f"{relative} would leave {self.target}")
         return path
 
     def place(self, sha256: str, relative: str) -> Path | None:
+        """Put the blob at `relative` (linked, or copied); None if it is quarantined and so left out."""
         if self.mirror.catalog.is_quarantined(sha256):
             self.report.quarantined.append(relative)
             return None
@@ -72,7 +73,21 @@ class _Placer:
         self.report.files += 1
         return dest
 
+    def link(self, relative: str, placed: Path) -> None:
+        """A relative symlink at `relative` to a file already placed; a copy of it where symlinks fail or with copy."""
+        link = self.inside(relative)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        try:
+            if self.copy:
+                raise OSError("copy requested")
+            link.symlink_to(os.path.relpath(placed, link.parent))
+        except OSError:
+            shutil.copyfile(placed, link)
+
     def write_text(self, relative: str, text: str) -> None:
+        """Write a small file of the layout's own (a ref, a listing) atomically."""
         dest = self.inside(relative)
         dest.parent.mkdir(parents=True, exist_ok=True)
         temp = dest.with_name(f".{dest.name}.tmp")
@@ -80,73 +95,52 @@ class _Placer:
         os.replace(temp, dest)
 
 
-def materialize(mirror: Mirror, registry, layout: str, target: Path, selection: list[tuple[str, str]], *,
-                copy: bool = False) -> MaterializeReport:
-    """Write `selection` ((model key, commit) pairs) into `target` in `layout`."""
-    if layout not in LAYOUTS:
-        raise UsageError(f"unknown layout {layout!r} (one of {', '.join(LAYOUTS)})")
+class Layout(ABC):
+    """A client cache layout. Subclasses set `name` (the `--layout` value) and implement `write`."""
+
+    name: str = ""
+    description: str = ""
+
+    @abstractmethod
+    def write(self, placer: Placer, model: dict, commit: str) -> None:
+        """Write one revision (`model` a catalog `models` row) into the target through `placer`."""
+
+    def finish(self, placer: Placer) -> None:
+        """Called once after every revision is written (a marker file, say). Nothing by default."""
+
+
+class PlainDirLayout(Layout):
+    name = "dir"
+    description = "plain trees: <repo id>/<path>"
+
+    def write(self, placer: Placer, model: dict, commit: str) -> None:
+        from hubmirror.serving.hub_ids import repo_id  # not at plugin load: the serving package loads the HTTP app
+
+        repo = repo_id(model, placer.registry)
+        for row in placer.mirror.catalog.files(model["key"], commit):
+            placer.place(row["sha256"], f"{repo}/{row['path']}")
+
+
+@hookimpl
+def register_layouts(register):
+    register(PlainDirLayout())
+
+
+def registered_layouts(registry: PluginRegistry) -> dict[str, Layout]:
+    """{name: layout} for every layout the plugins register (`register_layouts`)."""
+    return {name: layout for name, (layout, _) in registry.collect("register_layouts", Layout, "layout").items()}
+
+
+def materialize(mirror: Mirror, registry: PluginRegistry, layout: str, target: Path,
+                selection: list[tuple[str, str]], *, copy: bool = False) -> MaterializeReport:
+    """Write `selection` ((model key, commit) pairs) into `target` in the registered layout named `layout`."""
+    layouts = registered_layouts(registry)
+    if layout not in layouts:
+        raise UsageError(f"unknown layout {layout!r} (registered: {', '.join(sorted(layouts))})")
     target.mkdir(parents=True, exist_ok=True)
     report = MaterializeReport()
-    placer = _Placer(mirror, target, copy, report, registry)
-    write = {"hf-cache": _hf_cache, "torch-home": _torch_home, "dir": _plain_dir}[layout]
+    placer = Placer(mirror, registry, target, copy, report)
     for key, commit in selection:
-        write(mirror, placer, mirror.catalog.model(key), commit)
-    if layout == "hf-cache":
-        placer.write_text("CACHEDIR.TAG", CACHEDIR_TAG)
+        layouts[layout].write(placer, mirror.catalog.model(key), commit)
+    layouts[layout].finish(placer)
     return report
-
-
-def _hf_cache(mirror: Mirror, placer: _Placer, model: dict, commit: str) -> None:
-    repo = repo_id(model, placer.registry)
-    folder = f"models--{repo.replace('/', '--')}"
-    sha = hub_commit(model["key"], commit)
-    tree = {}
-    for row in mirror.catalog.files(model["key"], commit):
-        served = served_file(row)
-        blob = placer.place(served.sha256, f"{folder}/blobs/{served.etag}")
-        if blob is None:
-            continue
-        link = placer.inside(f"{folder}/snapshots/{sha}/{served.path}")
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        try:
-            if placer.copy:
-                raise OSError("copy requested")
-            link.symlink_to(os.path.relpath(blob, link.parent))
-        except OSError:
-            shutil.copyfile(blob, link)
-        entry = {"size": served.size, "blob_id": served.oid}
-        if served.lfs:
-            entry.update(lfs_sha256=served.sha256, lfs_size=served.size)
-        tree[served.path] = entry
-    placer.write_text(f"{folder}/trees/{sha}.json", json.dumps({"format_version": 1, "files": tree}))
-    names = {r["name"] for r in mirror.catalog.refs(model["key"]) if r["commit_id"] == commit}
-    if model["latest_commit"] == commit:
-        names.add("main")
-    for name in names:
-        placer.write_text(f"{folder}/refs/{name}", sha)
-
-
-def _torch_home(mirror: Mirror, placer: _Placer, model: dict, commit: str) -> None:
-    rows = mirror.catalog.files(model["key"], commit)
-    if model["source"] == "torchhub":
-        owner, name = model["model_id"].split("/")[:2]
-        refs = [r["name"] for r in mirror.catalog.refs(model["key"]) if r["commit_id"] == commit] or [commit]
-        for ref in refs:
-            folder = f"hub/{owner}_{name}_{ref.replace('/', '_')}"
-            for row in rows:
-                if not row["path"].startswith("checkpoints/"):
-                    placer.place(row["sha256"], f"{folder}/{row['path']}")
-        trusted = placer.inside("hub/trusted_list")
-        listed = set(trusted.read_text().split()) if trusted.exists() else set()
-        placer.write_text("hub/trusted_list", "\n".join(sorted(listed | {f"{owner}_{name}"})) + "\n")
-    for row in rows:
-        if row["path"].startswith("checkpoints/") or model["source"] in ("url", "file"):
-            placer.place(row["sha256"], f"hub/checkpoints/{row['path'].rsplit('/', 1)[-1]}")
-
-
-def _plain_dir(mirror: Mirror, placer: _Placer, model: dict, commit: str) -> None:
-    repo = repo_id(model, placer.registry)
-    for row in mirror.catalog.files(model["key"], commit):
-        placer.place(row["sha256"], f"{repo}/{row['path']}")

@@ -3,6 +3,9 @@
     [import]
     trusted_keys = ["keys/site.pub", "MCowBQYDK2VwAyEA..."]   # files (relative to the root) or base64 keys
 
+    [admission]
+    unscanned = "quarantine"   # or "admit": files in formats the scanner does not inspect (HDF5, GGUF, TensorFlow)
+
 With trusted keys set, `import` accepts only bundles whose index.json is signed by one of them.
 """
 
@@ -14,6 +17,11 @@ from pathlib import Path
 from hubmirror.errors import UsageError
 
 CONFIG_NAME = "config.toml"
+# A file the scanner could not look into is not known to be safe: a legacy Keras .h5 can carry Lambda bytecode, a
+# SavedModel graph ops that read and write files, a GGUF a chat template that loaders run. So by default such files
+# are quarantined like any other non-clean verdict (fail closed, as scan errors are), and an operator who mirrors
+# Keras or TF Hub models on purpose opts in with one line, or allows files one by one.
+UNSCANNED_POLICIES = ("quarantine", "admit")
 
 
 def load_config(root: Path) -> dict:
@@ -35,3 +43,12 @@ def trusted_keys(root: Path) -> list:
         path = Path(root) / entry
         keys.append(load_public_key(path.read_text() if path.is_file() else entry))
     return keys
+
+
+def unscanned_policy(root: Path) -> str:
+    """`[admission] unscanned`: whether files with the `unscanned` verdict are quarantined (default) or admitted."""
+    policy = load_config(root).get("admission", {}).get("unscanned", UNSCANNED_POLICIES[0])
+    if policy not in UNSCANNED_POLICIES:
+        raise UsageError(f"{Path(root) / CONFIG_NAME}: [admission] unscanned must be one of "
+                         f"{', '.join(map(repr, UNSCANNED_POLICIES))}, not {policy!r}")
+    return policy

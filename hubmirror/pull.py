@@ -28,6 +28,7 @@ class PullResult:
     files: list[StoredFile]
     reused: int  # files whose bytes were already in the store
     quarantined: list[str] = field(default_factory=list)  # paths of files the admission scan quarantined
+    unscanned: list[str] = field(default_factory=list)  # paths of files in formats it does not inspect (any policy)
 
     @property
     def size(self) -> int:
@@ -123,7 +124,10 @@ def store_revisions(
     scans = judge(mirror.store, mirror.catalog, {f.sha256: f.remote.path for r in results for f in r.files})
     mirror.catalog.record_revisions([(r.revision, r.files) for r in results], plugin, source.description, scans)
     for r in results:
-        r.quarantined = [f.remote.path for f in r.files if mirror.catalog.is_quarantined(f.sha256)]
+        verdicts = mirror.catalog.file_verdicts(r.revision.ref.key, r.revision.commit)
+        judged = [verdicts[f.remote.path] for f in r.files if f.remote.path in verdicts]
+        r.quarantined = [v["path"] for v in judged if v["quarantined"]]
+        r.unscanned = [v["path"] for v in judged if v["verdict"] == "unscanned"]
     return results
 
 

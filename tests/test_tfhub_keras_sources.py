@@ -15,6 +15,13 @@ from tests.fakes.tfhub import FakeTfHub, tarball
 USE_KAGGLE = "google/universal-sentence-encoder/tensorFlow2/universal-sentence-encoder"
 
 
+@pytest.fixture(autouse=True)
+def admit_unscanned(root):
+    """TF Hub models are SavedModels, which the admission scan does not inspect: this mirror's policy admits them."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.toml").write_text('[admission]\nunscanned = "admit"\n')
+
+
 @pytest.fixture
 def kaggle(monkeypatch):
     with FakeKaggle() as fake:

@@ -1,15 +1,23 @@
-"""Admission verdicts in the catalog: what the scanner said of each blob, and which files an operator allowed.
-This module owns the scanner's name: every verdict row is the admission scanner's."""
+"""Admission verdicts in the catalog: what the scanner said of each blob, which files an operator allowed, and which
+are quarantined under the mirror's policy. This module owns the scanner's name: every verdict row is the admission
+scanner's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hubmirror.catalog.connection import utc_now
+from hubmirror.config import unscanned_policy
 
 SCANNER = "hubmirror-admission"
+# Whether a scan row `s` keeps its blob out: any verdict but clean, except `unscanned` where the mirror's policy admits
+# it, unless an operator allowed that blob. Its one parameter: whether the policy admits unscanned files.
+_HELD = ("(s.verdict != 'clean' AND NOT (s.verdict = 'unscanned' AND ?) "
+         "AND s.sha256 NOT IN (SELECT sha256 FROM allowed))")
 
 
 class Verdicts:
-    """Mixin of Catalog: scan verdicts and allowances."""
+    """Mixin of Catalog: scan verdicts, allowances and the quarantine they make."""
 
     def record_scans(self, scans: list[dict], now: str | None = None) -> None:
         """Upsert admission verdicts ({sha256, scanner_version, verdict, details})."""
@@ -21,17 +29,36 @@ class Verdicts:
         """{sha256: scanner version} of every blob the scanner has judged."""
         return dict(self.conn.execute("SELECT sha256, scanner_version FROM scans WHERE scanner = ?", [SCANNER]))
 
+    def _judged(self, where: str, args: list) -> list[dict]:
+        rows = self._rows(
+            "SELECT f.model_key, f.commit_id, f.path, f.sha256, s.verdict, s.details, "
+            f"s.sha256 IN (SELECT sha256 FROM allowed) AS allowed, {_HELD} AS quarantined FROM files f "
+            f"JOIN scans s ON s.sha256 = f.sha256 AND s.scanner = ? WHERE {where} ORDER BY 1, 2, 3",
+            [self._admits_unscanned(), SCANNER, *args])
+        return [{**r, "allowed": bool(r["allowed"]), "quarantined": bool(r["quarantined"])} for r in rows]
+
+    def flagged(self) -> list[dict]:
+        """Referenced files whose verdict is not clean, each saying whether it is quarantined (and allowed)."""
+        return self._judged("s.verdict != 'clean'", [])
+
     def quarantined(self) -> list[dict]:
-        """Referenced files whose verdict is not clean and that no operator allowed."""
-        return self._rows(
-            "SELECT f.model_key, f.commit_id, f.path, f.sha256, s.verdict, s.details FROM files f "
-            "JOIN scans s ON s.sha256 = f.sha256 AND s.scanner = ? "
-            "WHERE s.verdict != 'clean' AND f.sha256 NOT IN (SELECT sha256 FROM allowed) ORDER BY 1, 2, 3", [SCANNER])
+        """Referenced files that the verdict and policy keep out and no operator allowed."""
+        return [r for r in self.flagged() if r["quarantined"]]
+
+    def file_verdicts(self, key: str, commit: str) -> dict[str, dict]:
+        """{path: verdict row} of one revision's judged files."""
+        return {r["path"]: r for r in self._judged("f.model_key = ? AND f.commit_id = ?", [key, commit])}
 
     def is_quarantined(self, sha256: str) -> bool:
         return self.conn.execute(
-            "SELECT 1 FROM scans WHERE sha256 = ? AND scanner = ? AND verdict != 'clean' "
-            "AND sha256 NOT IN (SELECT sha256 FROM allowed)", [sha256, SCANNER]).fetchone() is not None
+            f"SELECT 1 FROM scans s WHERE s.sha256 = ? AND s.scanner = ? AND {_HELD}",
+            [sha256, SCANNER, self._admits_unscanned()]).fetchone() is not None
+
+    def _admits_unscanned(self) -> bool:
+        """The `[admission] unscanned` policy in the config.toml beside catalog.db (read at each question, so an
+        edit applies at once, to the server too)."""
+        path = self.conn.execute("PRAGMA database_list").fetchone()[2]
+        return unscanned_policy(Path(path).parent) == "admit"
 
     def allow(self, sha256: str, reason: str) -> None:
         with self.transaction():
@@ -39,4 +66,3 @@ class Verdicts:
 
     def revoke(self, sha256: str) -> int:
         return self.conn.execute("DELETE FROM allowed WHERE sha256 = ?", [sha256]).rowcount
-

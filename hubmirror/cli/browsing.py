@@ -53,6 +53,11 @@ def show(state, ref, as_json):
                     benchmarks=benchmarks,
                     revisions=catalog.revisions(model_ref.key), commit=commit,
                     files=catalog.files(model_ref.key, commit) if commit else [])
+        verdicts = catalog.file_verdicts(model_ref.key, commit) if commit else {}
+        for f in data["files"]:
+            judged = verdicts.get(f["path"])
+            f["verdict"] = judged["verdict"] if judged else None
+            f["quarantined"] = bool(judged and judged["quarantined"])
     finally:
         mirror.close()
     if as_json:
@@ -70,7 +75,18 @@ def show(state, ref, as_json):
         click.echo("")
         for f in data["files"]:
             f["human_size"] = human_size(f["size"])
-        table(data["files"], [("path", "PATH"), ("human_size", "SIZE"), ("sha256", "SHA256")], max_width=70)
+            f["verdict_text"] = _verdict_text(verdicts.get(f["path"]))
+        table(data["files"], [("path", "PATH"), ("human_size", "SIZE"), ("verdict_text", "VERDICT"),
+                              ("sha256", "SHA256")], max_width=70)
+
+
+def _verdict_text(judged: dict | None) -> str:
+    """`clean`, or a non-clean verdict with what it means here: quarantined, allowed (by an operator) or admitted
+    (an unscanned file, by the mirror's policy); `-` before any scan."""
+    if judged is None or judged["verdict"] == "clean":
+        return judged["verdict"] if judged else "-"
+    state = "quarantined" if judged["quarantined"] else "allowed" if judged["allowed"] else "admitted"
+    return f"{judged['verdict']} ({state})"
 
 
 @click.command()

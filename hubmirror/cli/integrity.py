@@ -69,7 +69,8 @@ def gc(state, grace, dry_run, wait, as_json):
 @json_option
 @pass_state
 def scan(state, refs, force, as_json):
-    """Re-run the admission scan (on REFS or the whole mirror) where rules or engines changed; list quarantined files."""
+    """Re-run the admission scan (on REFS or the whole mirror) where rules or engines changed; list quarantined files
+    and the files in formats the scanner does not inspect (`unscanned`), admitted or not."""
     from hubmirror.output import emit_json
     from hubmirror.scanning.judge import judge
 
@@ -78,15 +79,20 @@ def scan(state, refs, force, as_json):
         rows = mirror.catalog.file_rows(state.revisions(mirror, refs))
         scans = judge(mirror.store, mirror.catalog, {r["sha256"]: r["path"] for r in rows}, force=force)
         mirror.catalog.record_scans(scans)
-        quarantined = mirror.catalog.quarantined()
+        flagged = mirror.catalog.flagged()
     finally:
         mirror.close()
+    quarantined = [q for q in flagged if q["quarantined"]]
+    admitted = [q for q in flagged if q["verdict"] == "unscanned" and not q["quarantined"]]
     if as_json:
-        emit_json({"scanned": len(scans), "quarantined": quarantined})
+        emit_json({"scanned": len(scans), "quarantined": quarantined,
+                   "unscanned": [q for q in flagged if q["verdict"] == "unscanned"]})
         return
-    click.echo(f"scanned {len(scans)} blobs; {len(quarantined)} quarantined file(s)")
-    for q in quarantined:
-        click.echo(f"quarantined: {q['model_key']}@{q['commit_id'][:12]}:{q['path']} {q['sha256']} ({q['verdict']})")
+    click.echo(f"scanned {len(scans)} blobs; {len(quarantined)} quarantined file(s), "
+               f"{len(admitted)} unscanned file(s) admitted")
+    for label, group in (("quarantined", quarantined), ("admitted", admitted)):
+        for q in group:
+            click.echo(f"{label}: {q['model_key']}@{q['commit_id'][:12]}:{q['path']} {q['sha256']} ({q['verdict']})")
 
 
 @click.command()

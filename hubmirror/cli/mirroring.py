@@ -41,29 +41,41 @@ def pull(state, refs, include, exclude, endpoint, workers, as_json):
                 for r in pulled:
                     click.echo(f"{r.revision.ref.key}@{r.revision.commit}: {len(r.files)} files, {human_size(r.size)}"
                                f" ({r.reused} already stored)")
-        quarantine = [q for q in mirror.catalog.quarantined()
-                      if any(q["model_key"] == r.revision.ref.key and q["path"] in r.quarantined for r in results)]
+        flagged = {}
+        for r in results:
+            verdicts = mirror.catalog.file_verdicts(r.revision.ref.key, r.revision.commit)
+            for path in r.quarantined + r.unscanned:
+                flagged[r.revision.ref.key, r.revision.commit, path] = verdicts[path]
     finally:
         mirror.close()
     if as_json:
         emit_json([
             {"model": r.revision.ref.key, "requested": r.revision.requested, "commit": r.revision.commit,
-             "files": len(r.files), "bytes": r.size, "reused": r.reused, "quarantined": r.quarantined}
+             "files": len(r.files), "bytes": r.size, "reused": r.reused, "quarantined": r.quarantined,
+             "unscanned": r.unscanned}
             for r in results
         ])
-    report_quarantine(quarantine)
+    report_quarantine(list(flagged.values()))
 
 
 def report_quarantine(rows: list[dict]) -> None:
-    """Say loudly which files the admission scan quarantined, and fail: they will not be served or exported."""
-
-    if not rows:
-        return
+    """Warn about every file the scanner did not inspect that is admitted anyway; say loudly which files the
+    admission scan quarantined, and fail: they will not be served or exported."""
     for q in rows:
+        if not q["quarantined"]:
+            why = "an operator allowed it" if q["allowed"] else 'config.toml has [admission] unscanned = "admit"'
+            click.echo(f"warning: unscanned, admitted because {why}: {q['model_key']}:{q['path']} "
+                       f"({'; '.join(json.loads(q['details'])['findings'])})", err=True)
+    held = [q for q in rows if q["quarantined"]]
+    if not held:
+        return
+    for q in held:
         findings = "; ".join(json.loads(q["details"])["findings"])
         click.echo(f"quarantined: {q['model_key']}:{q['path']} ({q['verdict']}: {findings})", err=True)
-    click.echo(f"error: {len(rows)} file(s) quarantined by the admission scan; `hubmirror allow SHA256 --reason …` "
-               "admits one after review", err=True)
+    policy = (' (or, for files in formats it does not inspect, [admission] unscanned = "admit" in config.toml)'
+              if any(q["verdict"] == "unscanned" for q in held) else "")
+    click.echo(f"error: {len(held)} file(s) quarantined by the admission scan; `hubmirror allow SHA256 --reason …` "
+               f"admits one after review{policy}", err=True)
     sys.exit(1)
 
 
@@ -102,7 +114,8 @@ def index(state, source, query, limit, endpoint, as_json):
 @json_option
 @pass_state
 def adopt(state, path, allow_unverified, as_json):
-    """Bring an existing Hugging Face cache or TORCH_HOME into the mirror, offline, verifying what it records."""
+    """Bring existing client caches into the mirror, offline, verifying what they record: whatever the registered
+    adopters recognise at PATH (a Hugging Face cache, a TORCH_HOME, ...; `hubmirror plugins` lists them)."""
     from hubmirror.adopt import adopt as do_adopt
     from hubmirror.output import emit_json
 

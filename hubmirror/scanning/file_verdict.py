@@ -1,15 +1,20 @@
 """One file's admission verdict: sniff the format from the leading bytes, run every engine that applies, keep the
-worst verdict. Verdicts: `clean`, `unsafe` (a finding), `error` (could not be scanned — quarantined like unsafe)."""
+worst verdict. Verdicts, best to worst: `clean`; `unscanned` (a format no engine here inspects: HDF5, GGUF, TensorFlow
+files; the mirror's `[admission] unscanned` policy admits or quarantines it); `unsafe` (a finding); `error` (could not
+be scanned: quarantined like unsafe). Files are read as streams, never whole."""
 
 from __future__ import annotations
 
 import io
+import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import BinaryIO
 
-from hubmirror.scanning.formats import npy_problems, onnx_problems, safetensors_problems
+from hubmirror.scanning.formats import hdf5_superblock, keras_lambda_layers, npy_problems, safetensors_problems
 from hubmirror.scanning.pickles import (
     PickleError,
     legacy_torch_pickles,
@@ -17,11 +22,20 @@ from hubmirror.scanning.pickles import (
     pickle_imports,
     unsafe_imports,
 )
+from hubmirror.scanning.protobuf import location_problems, onnx_model
 
-SCANNER_VERSION = "1"  # bump when a rule changes, so `hubmirror scan` re-scans everything
-_RANK = {"clean": 0, "unsafe": 1, "error": 2}
-MAX_PICKLE_BYTES = 512 * 1024 * 1024
+SCANNER_VERSION = "2"  # bump when a rule changes, so `hubmirror scan` re-scans everything
+VERDICTS = ("clean", "unscanned", "unsafe", "error")  # best to worst
 MAX_ZIP_MEMBERS = 100_000
+MAX_KERAS_CONFIG = 8 * 1024 * 1024  # a .keras archive's config.json is parsed whole to look for Lambda layers
+ZIP_SEEK_READ = 1024 * 1024  # a zip member seeks forward by reading (zipfile's default: 16 MiB at a time)
+NOT_INSPECTED = {
+    "hdf5": "HDF5 (Keras .h5/.weights.h5) is not inspected: a legacy Keras model's Lambda layers are code",
+    "gguf": "GGUF is not inspected: its chat template is a Jinja program that some loaders run",
+}
+# TensorFlow files by name: a SavedModel's or frozen graph's protobuf (graphs hold ops that read and write files),
+# and the variables / checkpoint tensor bundles that the graph restores.
+_TENSORFLOW_NAME = re.compile(r"\.pb(txt)?$|(^|/)(variables|[^/]*\.ckpt(-\d+)?)\.(index|data-\d+-of-\d+)$")
 
 
 @dataclass
@@ -32,12 +46,8 @@ class Verdict:
 
     def worse(self, verdict: str, finding: str) -> None:
         self.findings.append(finding)
-        if _RANK[verdict] > _RANK[self.verdict]:
+        if VERDICTS.index(verdict) > VERDICTS.index(self.verdict):
             self.verdict = verdict
-
-    @property
-    def quarantined(self) -> bool:
-        return self.verdict != "clean"
 
 
 def scanner_versions() -> str:
@@ -50,7 +60,7 @@ def scanner_versions() -> str:
 
 
 def sniff(head: bytes) -> str:
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
     if head.startswith(b"7z\xbc\xaf\x27\x1c"):
         return "7z"
@@ -67,32 +77,32 @@ def sniff(head: bytes) -> str:
     return "unknown"
 
 
-def _scan_pickle(data: bytes, label: str, verdict: Verdict, torchscript: bool = False) -> None:
-    """Two engines: the allowlist walk (default deny) and picklescan in strict mode; the worse verdict wins.
-    A legacy torch.save file is several pickles followed by raw tensor bytes: each pickle is scanned."""
+def _scan_pickle(stream: BinaryIO, head: bytes, label: str, verdict: Verdict, torchscript: bool = False) -> None:
+    """Two engines: the allowlist walk (default deny) over the stream, then picklescan in strict mode over the walk's
+    skeleton (the same opcodes, tensor bytes left out); the worse verdict wins. A legacy torch.save file is several
+    pickles followed by raw tensor bytes: each pickle is scanned, the bytes are not."""
     try:
-        imports, end = pickle_imports(data, legacy_torch_pickles(data))
-        bad = unsafe_imports(imports, torchscript)
+        imports, skeleton = pickle_imports(stream, legacy_torch_pickles(head))
     except PickleError as exc:
         verdict.worse("error", f"{label}: {exc}")
         return
-    data = data[:end]
-    for name in bad:
+    for name in unsafe_imports(imports, torchscript):
         verdict.worse("unsafe", f"{label}: imports {name}, which is not on the allowlist")
     try:
-        from picklescan.scanner import scan_bytes
+        from picklescan.scanner import scan_pickle_bytes
     except ImportError:
         verdict.worse("error", f"{label}: picklescan is not installed")
         return
-    result = scan_bytes(io.BytesIO(data), label, "pkl", strict=not torchscript)
+    result = scan_pickle_bytes(io.BytesIO(skeleton), label, multiple_pickles=True, strict=not torchscript)
     if result.scan_err:
         verdict.worse("error", f"{label}: picklescan could not parse it")
     elif result.infected_files or result.issues_count:
         verdict.worse("unsafe", f"{label}: picklescan flags {result.issues_count} dangerous import(s)")
 
 
-def _scan_zip(f, verdict: Verdict) -> None:
-    """Scan every member by content (torch.save's zip format holds data.pkl; TorchScript holds several pickles)."""
+def _scan_zip(f: BinaryIO, verdict: Verdict) -> None:
+    """Scan every member by content (torch.save's zip format holds data.pkl; TorchScript holds several pickles; a
+    .keras archive holds config.json and HDF5 weights)."""
     try:
         with zipfile.ZipFile(f) as archive:
             infos = archive.infolist()
@@ -103,26 +113,78 @@ def _scan_zip(f, verdict: Verdict) -> None:
                 i.filename.endswith("/constants.pkl") for i in infos)
             if torchscript:
                 verdict.format = "torchscript"
+            elif "config.json" in {i.filename for i in infos}:
+                verdict.format = "keras"
+                _scan_keras_config(archive, verdict)
             for info in infos:
-                if info.is_dir():
-                    continue
-                with archive.open(info) as member:
-                    head = member.read(64)
-                with archive.open(info) as member:
-                    is_pickle = info.filename.endswith(".pkl") or sniff(head) == "pickle" or looks_like_pickle(member)
-                if is_pickle:
-                    if info.file_size > MAX_PICKLE_BYTES:
-                        verdict.worse("error", f"{info.filename}: pickle too large to scan")
-                        continue
-                    _scan_pickle(archive.read(info), info.filename, verdict, torchscript)
-                elif sniff(head) in ("zip", "7z"):
-                    verdict.worse("error", f"{info.filename}: nested archive")
+                if not info.is_dir():
+                    with archive.open(info) as member:
+                        member.MAX_SEEK_READ = ZIP_SEEK_READ
+                        _scan_member(member, info.filename, verdict, torchscript)
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
         verdict.worse("error", f"zip could not be read: {exc}")
 
 
+def _scan_member(member: BinaryIO, name: str, verdict: Verdict, torchscript: bool) -> None:
+    head = member.read(64)
+    member.seek(0)
+    kind = sniff(head)
+    if name.endswith(".pkl") or kind == "pickle" or looks_like_pickle(member):
+        member.seek(0)
+        _scan_pickle(member, head, name, verdict, torchscript)
+    elif kind in ("zip", "7z"):
+        verdict.worse("error", f"{name}: nested archive")
+    elif kind == "numpy":
+        member.seek(0)
+        for problem in npy_problems(member.read(4096 + 10)):
+            verdict.worse("unsafe", f"{name}: {problem}")
+    elif kind in NOT_INSPECTED:
+        verdict.worse("unscanned", f"{name}: {NOT_INSPECTED[kind]}")
+
+
+def _scan_keras_config(archive: zipfile.ZipFile, verdict: Verdict) -> None:
+    with archive.open("config.json") as member:
+        data = member.read(MAX_KERAS_CONFIG + 1)
+    if len(data) > MAX_KERAS_CONFIG:
+        verdict.worse("error", f"config.json: over {MAX_KERAS_CONFIG >> 20} MiB, too large to check for Lambda layers")
+        return
+    try:
+        config = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        verdict.worse("error", f"config.json is not readable JSON: {exc}")
+        return
+    for name in keras_lambda_layers(config):
+        verdict.worse("unsafe", f"config.json: Lambda layer {name!r} (its function is code that loading runs)")
+
+
+def _scan_protobuf(f: BinaryIO, size: int, name: str, verdict: Verdict) -> None:
+    try:
+        has_graph, locations = onnx_model(f, size)
+    except ValueError as exc:
+        if name.endswith(".onnx"):
+            verdict.worse("error", f"ONNX model could not be parsed: {exc}")
+        return
+    if not has_graph:
+        verdict.format = "protobuf"
+        verdict.worse("unscanned", "a protobuf message with no ONNX graph (a TensorFlow SavedModel?) is not inspected")
+        return
+    verdict.format = "onnx"
+    for problem in location_problems(locations):
+        verdict.worse("unsafe", f"onnx: {problem}")
+
+
+def _not_inspected(f: BinaryIO, size: int, name: str, verdict: Verdict) -> None:
+    """What content routing misses: HDF5 behind a user block, and TensorFlow files known by name."""
+    offset = hdf5_superblock(f, size) if verdict.format != "hdf5" else None
+    if offset is not None:
+        verdict.worse("unscanned", f"HDF5 after a {offset}-byte user block: {NOT_INSPECTED['hdf5']}")
+    if verdict.verdict == "clean" and _TENSORFLOW_NAME.search(name):
+        verdict.format = "tensorflow"
+        verdict.worse("unscanned", "TensorFlow SavedModel, graph or checkpoint file: not inspected")
+
+
 def scan_file(path: Path, name: str) -> Verdict:
-    """The admission verdict of the file at `path` (its repo name is used only to spot ONNX models)."""
+    """The admission verdict of the file at `path` (its repo name is used only to spot ONNX and TensorFlow files)."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(64)
@@ -136,32 +198,20 @@ def scan_file(path: Path, name: str) -> Verdict:
         elif kind == "7z":
             verdict.worse("error", "7z archive: its members cannot be scanned (7z-wrapped pickles are an attack)")
         elif kind == "pickle":
-            if size > MAX_PICKLE_BYTES:
-                verdict.worse("error", "pickle too large to scan")
-            else:
-                _scan_pickle(f.read(), name, verdict)
+            _scan_pickle(f, head, name, verdict)
         elif kind == "safetensors":
             for problem in safetensors_problems(f, size):
                 verdict.worse("unsafe", f"safetensors: {problem}")
         elif kind == "numpy":
             for problem in npy_problems(f.read(4096 + 10)):
                 verdict.worse("unsafe", problem)
-        elif name.endswith(".onnx") or (head[:1] == b"\x08" and size < 2 << 30):
-            _scan_onnx(f, name, verdict)
-        elif kind == "unknown" and size <= MAX_PICKLE_BYTES and looks_like_pickle(f):
+        elif kind in NOT_INSPECTED:
+            verdict.worse("unscanned", NOT_INSPECTED[kind])
+        elif name.endswith(".onnx") or head[:1] == b"\x08":
+            _scan_protobuf(f, size, name, verdict)
+        elif looks_like_pickle(f):
             verdict.format = "pickle"  # protocol 0/1: no magic, so parse to tell
             f.seek(0)
-            _scan_pickle(f.read(), name, verdict)
+            _scan_pickle(f, head, name, verdict)
+        _not_inspected(f, size, name, verdict)
     return verdict
-
-
-def _scan_onnx(f, name: str, verdict: Verdict) -> None:
-    try:
-        problems = onnx_problems(f.read())
-    except ValueError as exc:
-        if name.endswith(".onnx"):
-            verdict.worse("error", f"ONNX model could not be parsed: {exc}")
-        return
-    verdict.format = "onnx"
-    for problem in problems:
-        verdict.worse("unsafe", f"onnx: {problem}")

@@ -1,13 +1,12 @@
-"""Format checks that need no unpickling: safetensors headers, NumPy headers, ONNX external-data paths."""
+"""Format checks that need no unpickling: safetensors and NumPy headers, HDF5 behind a user block, Keras Lambda
+layers."""
 
 from __future__ import annotations
 
 import json
 import re
 import struct
-
-from hubmirror.errors import UnsafePathError
-from hubmirror.safepath import check_relative_path
+from typing import BinaryIO
 
 MAX_SAFETENSORS_HEADER = 100_000_000
 _DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
@@ -76,61 +75,31 @@ def npy_problems(data: bytes) -> list[str]:
     return ["NumPy array of Python objects (loading it unpickles)"] if "O" in match.group(1) else []
 
 
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        if i >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        b = buf[i]
-        value |= (b & 0x7F) << shift
-        i += 1
-        if not b & 0x80:
-            return value, i
-        shift += 7
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def _fields(buf: bytes):
-    """(field number, wire type, value) of a protobuf message; length-delimited values as bytes."""
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-        elif wire == 2:
-            length, i = _varint(buf, i)
-            if i + length > len(buf):
-                raise ValueError("truncated field")
-            value, i = buf[i:i + length], i + length
-        elif wire == 1:
-            value, i = buf[i:i + 8], i + 8
-        elif wire == 5:
-            value, i = buf[i:i + 4], i + 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        yield number, wire, value
+def hdf5_superblock(f: BinaryIO, size: int) -> int | None:
+    """Where an HDF5 superblock starts: at 0, or after a user block of 512, 1024, 2048... bytes (h5py and Keras open
+    such a file whatever its first bytes hold), or None."""
+    offset = 0
+    while offset + len(HDF5_SIGNATURE) <= size:
+        f.seek(offset)
+        if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+            return offset
+        offset = offset * 2 or 512
+    return None
 
 
-def onnx_external_locations(model: bytes) -> list[str]:
-    """The `location` of every external-data initializer (ModelProto.graph.initializer[].external_data)."""
-    locations = []
-    for number, wire, graph in _fields(model):
-        if number == 7 and wire == 2:  # ModelProto.graph
-            for g_number, g_wire, tensor in _fields(graph):
-                if g_number == 5 and g_wire == 2:  # GraphProto.initializer
-                    for t_number, t_wire, entry in _fields(tensor):
-                        if t_number == 13 and t_wire == 2:  # TensorProto.external_data
-                            kv = {n: v for n, w, v in _fields(entry) if w == 2}
-                            if kv.get(1) == b"location":
-                                locations.append(kv.get(2, b"").decode("utf-8", "replace"))
-    return locations
-
-
-def onnx_problems(model: bytes) -> list[str]:
-    problems = []
-    for location in onnx_external_locations(model):
-        try:
-            check_relative_path(location)
-        except UnsafePathError:
-            problems.append(f"external data location {location!r} escapes the model's folder")
-    return problems
+def keras_lambda_layers(config: object) -> list[str]:
+    """The names of the Lambda layers in a Keras model config (config.json of a .keras archive): a Lambda layer's
+    function is Python code that loading the model runs."""
+    names, todo = [], [config]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                names.append(str((node.get("config") or {}).get("name", "?")))
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return names

@@ -13,7 +13,8 @@ from hubmirror.store import BlobStore
 
 
 def judge(store: BlobStore, catalog: Catalog, files: dict[str, str], *, force: bool = False) -> list[dict]:
-    """Scan rows for the blobs in `files` ({sha256: a path naming it}) not yet judged by the current scanners."""
+    """Scan rows for the blobs in `files` ({sha256: a path naming it}) not yet judged by the current scanners.
+    Four files at a time, each streamed: memory is bounded by the scanners' caps, not by the files' sizes."""
     current = scanner_versions()
     known = catalog.scan_versions()
     todo = [(sha, name) for sha, name in files.items() if force or known.get(sha) != current]
@@ -26,9 +27,3 @@ def judge(store: BlobStore, catalog: Catalog, files: dict[str, str], *, force: b
 
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="scan") as pool:
         return list(pool.map(one, todo))
-
-
-def findings(scans: list[dict]) -> list[str]:
-    """One line per non-clean verdict."""
-    return [f"{s['sha256'][:12]} {s['verdict']}: {'; '.join(json.loads(s['details'])['findings'])}"
-            for s in scans if s["verdict"] != "clean"]

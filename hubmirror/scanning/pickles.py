@@ -1,10 +1,14 @@
 """Pickle scanning without unpickling: every import a pickle makes (GLOBAL, STACK_GLOBAL, INST) must be on an
-allowlist of what tensor checkpoints need (default deny, as the Hub's proposed design and fickling's ML mode)."""
+allowlist of what tensor checkpoints need (default deny, as the Hub's proposed design and fickling's ML mode).
+Opcodes are read from the stream, never the whole file: long arguments (tensor bytes) are skipped by seeking."""
 
 from __future__ import annotations
 
 import io
 import pickletools
+import struct
+from collections.abc import Iterator
+from typing import BinaryIO
 
 # What torch.save / numpy pickles import; anything else (os.system, builtins.eval, getattr, pkgutil.resolve_name,
 # torch.load inside a pickle, ...) is refused.
@@ -39,57 +43,121 @@ _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHOR
 _GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
 _PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
 
+# Memory caps. A longer length-prefixed argument (tensor bytes, long strings) is seeked over, never read; module and
+# class names are far shorter. Protocol-0 arguments end at a newline, so they cannot be skipped: a longer one is an
+# error. The skeleton (the opcodes with skipped arguments emptied) is what picklescan reads, and picklescan keeps
+# every opcode of a pickle in memory (100-200 bytes each): past either cap the pickle is an error, not clean.
+MAX_KEPT_ARGUMENT = 1024
+MAX_LINE = 64 * 1024
+MAX_OPCODES = 500_000
+MAX_SKELETON_BYTES = 16 * 1024 * 1024
+_LENGTH_FORMATS = {pickletools.TAKEN_FROM_ARGUMENT1: "<B", pickletools.TAKEN_FROM_ARGUMENT4: "<i",
+                   pickletools.TAKEN_FROM_ARGUMENT4U: "<I", pickletools.TAKEN_FROM_ARGUMENT8U: "<Q"}
+SKIPPED = object()  # the argument of an opcode whose argument was seeked over
+_OTHER = object()  # any value on the stack but a string
+
 
 class PickleError(Exception):
-    """The data is not a readable pickle."""
+    """The data is not a readable pickle (or, as OverCapsError, is beyond the scanning caps)."""
 
 
-def pickle_imports(data: bytes, count: int = 1) -> tuple[list[str], int]:
-    """Every `module.name` the first `count` pickles in `data` import, and where the last one ends. Opcodes are walked,
-    never executed (the memo and STACK_GLOBAL's string arguments are tracked, as picklescan does). Raises PickleError
-    when the opcodes do not parse."""
+class OverCapsError(PickleError):
+    """A pickle, as far as it was read, that is beyond the scanning caps."""
+
+
+def opcodes(stream: BinaryIO) -> Iterator[tuple[str, object, bytes]]:
+    """One pickle's opcodes up to its STOP, as (name, argument, skeleton bytes); the stream is left just after STOP.
+    The same parse as pickletools.genops, except that long arguments are SKIPPED (and emptied in the skeleton)."""
+    while True:
+        code = stream.read(1)
+        op = pickletools.code2op.get(code.decode("latin-1")) if code else None
+        if op is None:
+            raise PickleError(f"unknown opcode {code!r}" if code else "the data ends before STOP")
+        try:
+            argument, raw = _argument(stream, op.arg)
+        except PickleError:
+            raise
+        except Exception as exc:  # pickletools' readers raise ValueError and others on malformed input
+            raise PickleError(f"{op.name}: {exc}") from None
+        yield op.name, argument, code + raw
+        if op.name == "STOP":
+            return
+
+
+def _argument(stream: BinaryIO, descriptor) -> tuple[object, bytes]:
+    if descriptor is None:
+        return None, b""
+    if descriptor.n == pickletools.UP_TO_NEWLINE:
+        raw = b"".join(_line(stream) for _ in range(2 if descriptor.name == "stringnl_noescape_pair" else 1))
+    elif descriptor.n >= 0:
+        raw = stream.read(descriptor.n)
+    else:
+        fmt = _LENGTH_FORMATS[descriptor.n]
+        prefix = stream.read(struct.calcsize(fmt))
+        (length,) = struct.unpack(fmt, prefix)
+        if length < 0:
+            raise PickleError(f"negative argument length {length}")
+        if length > MAX_KEPT_ARGUMENT:
+            stream.seek(length - 1, io.SEEK_CUR)
+            if len(stream.read(1)) != 1:
+                raise PickleError("an argument runs past the end of the data")
+            return SKIPPED, struct.pack(fmt, 0)
+        raw = prefix + stream.read(length)
+    return descriptor.reader(io.BytesIO(raw)), raw
+
+
+def _line(stream: BinaryIO) -> bytes:
+    line = stream.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise OverCapsError(f"a protocol-0 argument longer than {MAX_LINE} bytes")
+    if not line.endswith(b"\n"):
+        raise PickleError("a protocol-0 argument without its newline")
+    return line
+
+
+def pickle_imports(stream: BinaryIO, count: int = 1) -> tuple[list[str], bytes]:
+    """Every `module.name` the first `count` pickles on `stream` import (the memo and STACK_GLOBAL's string arguments
+    are tracked, as picklescan does), and their skeleton for a second engine. Raises PickleError when the opcodes do
+    not parse or pass the caps."""
     imports: list[str] = []
-    stream = io.BytesIO(data)
+    skeleton = io.BytesIO()
+    seen = 0
     for _ in range(count):
-        imports.extend(_one_pickle_imports(stream))
-    return imports, stream.tell()
+        memo: dict[int, object] = {}
+        recent: list[object] = []  # the values most recently pushed (strings, and a marker for anything else)
+        for name, arg, raw in opcodes(stream):
+            seen += 1
+            skeleton.write(raw)
+            if seen > MAX_OPCODES or skeleton.tell() > MAX_SKELETON_BYTES:
+                raise OverCapsError(f"over the scanning caps ({MAX_OPCODES} opcodes, "
+                                    f"{MAX_SKELETON_BYTES >> 20} MiB of opcodes and short arguments)")
+            _track(name, arg, memo, recent, imports)
+    return imports, skeleton.getvalue()
 
 
-def _one_pickle_imports(stream: io.BytesIO) -> list[str]:
-    imports: list[str] = []
-    memo: dict[int, object] = {}
-    recent: list[object] = []  # the values most recently pushed (strings, and a marker for anything else)
-    other = object()
-    try:
-        for opcode, arg, pos in pickletools.genops(stream):
-            name = opcode.name
-            if name in ("GLOBAL", "INST"):
-                module, _, attr = str(arg).partition(" ")
-                imports.append(f"{module}.{attr}")
-                recent.append(other)
-            elif name == "STACK_GLOBAL":
-                if len(recent) < 2 or not all(isinstance(v, str) for v in recent[-2:]):
-                    imports.append("<unresolvable STACK_GLOBAL>")
-                else:
-                    imports.append(f"{recent[-2]}.{recent[-1]}")
-                recent[-2:] = [other]
-            elif name in _STRING_OPS:
-                recent.append(arg)
-            elif name in _PUT_OPS:
-                memo[arg] = recent[-1] if recent else other
-            elif name == "MEMOIZE":
-                memo[len(memo)] = recent[-1] if recent else other
-            elif name in _GET_OPS:
-                recent.append(memo.get(arg, other))
-            elif name == "STOP":
-                stream.seek(pos + 1)
-                break
-            else:
-                recent.append(other)
-            del recent[:-16]
-    except Exception as exc:  # pickletools raises ValueError and others on malformed input
-        raise PickleError(f"not a readable pickle: {exc}") from None
-    return imports
+def _track(name: str, arg: object, memo: dict[int, object], recent: list[object], imports: list[str]) -> None:
+    """Follow one opcode: record the import it makes, and the strings that STACK_GLOBAL may take from the stack."""
+    if name in ("GLOBAL", "INST"):
+        module, _, attr = str(arg).partition(" ")
+        imports.append(f"{module}.{attr}")
+        recent.append(_OTHER)
+    elif name == "STACK_GLOBAL":
+        if len(recent) < 2 or not all(isinstance(v, str) for v in recent[-2:]):
+            imports.append("<unresolvable STACK_GLOBAL>")
+        else:
+            imports.append(f"{recent[-2]}.{recent[-1]}")
+        recent[-2:] = [_OTHER]
+    elif name in _STRING_OPS:
+        recent.append(arg)  # SKIPPED when too long: not a string, so a STACK_GLOBAL on it is unresolvable
+    elif name in _PUT_OPS:
+        memo[arg] = recent[-1] if recent else _OTHER
+    elif name == "MEMOIZE":
+        memo[len(memo)] = recent[-1] if recent else _OTHER
+    elif name in _GET_OPS:
+        recent.append(memo.get(arg, _OTHER))
+    else:
+        recent.append(_OTHER)
+    del recent[:-16]
 
 
 def unsafe_imports(imports: list[str], torchscript: bool = False) -> list[str]:
@@ -108,29 +176,28 @@ def unsafe_imports(imports: list[str], torchscript: bool = False) -> list[str]:
 LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 
 
-def legacy_torch_pickles(data: bytes) -> int:
+def legacy_torch_pickles(head: bytes) -> int:
     """How many leading pickles hold the objects of a legacy (pre-zip) torch.save file — magic number, protocol,
-    system info, then the data — or 1 for any other pickle. The raw tensor bytes after them are not pickle."""
+    system info, then the data — or 1 for any other pickle; `head` is the file's first 64 bytes. The raw tensor
+    bytes after those pickles are not pickle."""
     try:
-        opcodes = list(pickletools.genops(io.BytesIO(data[:64])))
+        ops = list(pickletools.genops(io.BytesIO(head[:64])))
     except Exception:
         return 1
-    return 4 if any(op.name in ("LONG1", "LONG") and arg == LEGACY_TORCH_MAGIC for op, arg, _ in opcodes) else 1
+    return 4 if any(op.name in ("LONG1", "LONG") and arg == LEGACY_TORCH_MAGIC for op, arg, _ in ops) else 1
 
 
-def looks_like_pickle(stream) -> bool:
+def looks_like_pickle(stream: BinaryIO) -> bool:
     """Protocol 2+ starts with PROTO; protocol 0/1 has no magic, so walk the opcodes from the (seekable) stream and
-    require a clean STOP: other binaries fail on their first bytes, without being read whole."""
+    require a clean STOP (or a cap reached on the way, which the scan then reports): other binaries fail on their
+    first bytes, without being read whole."""
     head = stream.read(2)
     if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
         return True
     stream.seek(0)
     try:
-        last, count = None, 0
-        for opcode, _, _ in pickletools.genops(stream):
-            last, count = opcode.name, count + 1
-            if last == "STOP":
-                break
-        return last == "STOP" and count > 1
-    except Exception:
+        return sum(1 for _ in opcodes(stream)) > 1
+    except OverCapsError:
+        return True
+    except PickleError:
         return False

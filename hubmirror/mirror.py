@@ -52,3 +52,9 @@ class Mirror:
 
     def close(self) -> None:
         self.catalog.close()
+
+    def __enter__(self) -> "Mirror":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from tests.conftest import noise
 
 from hubmirror.scanning import scan_file
+from tests.conftest import noise
 from tests.fakes.mirror_server import MirrorServer
 from tests.fakes.model_files import facenet_files, minilm_files, silero_files
+from tests.fakes.protobuf_bytes import field
 
 
 class Reduce:
@@ -101,22 +102,11 @@ def test_safetensors_header_rules(tmp_path, case):
 
 
 def _onnx_with_external(location: str) -> bytes:
-    def field(number, payload):
-        return bytes([number << 3 | 2]) + _varint(len(payload)) + payload
-
     entry = field(1, b"location") + field(2, location.encode())
     tensor = field(8, b"w") + field(13, entry)
     graph = field(5, tensor)
     return b"\x08\x08" + field(7, graph)
 
-
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
 
 
 def test_numpy_object_arrays_and_escaping_onnx_external_data(tmp_path):

@@ -14,27 +14,17 @@ import pytest
 from hubmirror.mirror import Mirror
 from hubmirror.scanning import scan_file
 from tests.conftest import noise
+from tests.fakes.protobuf_bytes import field
 
 HDF5 = b"\x89HDF\r\n\x1a\n" + noise(2000)
 GGUF = b"GGUF" + struct.pack("<IQQ", 3, 0, 0) + noise(2000)
 
 
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 # A SavedModel's protobuf: saved_model_schema_version = 1 (byte 0x08, like ONNX's ir_version), then a MetaGraphDef
 # whose GraphDef holds a ReadFile node. It has no ONNX graph (field 7), so it is not an ONNX model.
-SAVED_MODEL = b"\x08\x01" + _field(2, _field(2, _field(1, _field(1, b"read") + _field(2, b"ReadFile"))))
+SAVED_MODEL = b"\x08\x01" + field(2, field(2, field(1, field(1, b"read") + field(2, b"ReadFile"))))
 
 
 def _keras(config: dict) -> bytes:
@@ -88,22 +78,22 @@ def test_inspected_formats_keep_their_verdicts(tmp_path):
 
 
 def _onnx(graph: bytes) -> bytes:
-    return b"\x08\x08" + _field(7, graph)
+    return b"\x08\x08" + field(7, graph)
 
 
 def _tensor(location: str) -> bytes:
-    return _field(1, b"w") + _field(13, _field(1, b"location") + _field(2, location.encode()))
+    return field(1, b"w") + field(13, field(1, b"location") + field(2, location.encode()))
 
 
 @pytest.mark.parametrize("where", ["node attribute", "subgraph", "sparse initializer"])
 def test_onnx_external_data_is_found_wherever_a_tensor_can_be(tmp_path, where):
     def node(op: bytes, attribute_field: int, payload: bytes) -> bytes:  # NodeProto.op_type, .attribute
-        return _field(1, _field(4, op) + _field(5, _field(1, b"attr") + _field(attribute_field, payload)))
+        return field(1, field(4, op) + field(5, field(1, b"attr") + field(attribute_field, payload)))
 
     graph = {
         "node attribute": lambda t: node(b"Constant", 5, t),  # AttributeProto.t
-        "subgraph": lambda t: node(b"If", 6, _field(5, t)),  # AttributeProto.g, whose initializer
-        "sparse initializer": lambda t: _field(15, _field(1, t)),  # GraphProto.sparse_initializer.values
+        "subgraph": lambda t: node(b"If", 6, field(5, t)),  # AttributeProto.g, whose initializer
+        "sparse initializer": lambda t: field(15, field(1, t)),  # GraphProto.sparse_initializer.values
     }[where]
     for location, expected in (("../../etc/passwd", "unsafe"), ("m.onnx.data", "clean")):
         path = _write(tmp_path, "m.onnx", _onnx(graph(_tensor(location))))

@@ -8,22 +8,12 @@ import zipfile
 import pytest
 
 from hubmirror.scanning import scan_file
+from tests.fakes.protobuf_bytes import field, varint
 
 BIG = 200 * 1024 * 1024 + 12345  # bytes of one tensor-like argument: far above any cap the scanner keeps in memory
 PAYLOAD_AT = 64  # the big argument starts within the first bytes of each generated file
 
 
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _pickle_parts(hostile: bool) -> tuple[bytes, bytes]:
@@ -35,12 +25,12 @@ def _pickle_parts(hostile: bool) -> tuple[bytes, bytes]:
 
 def _onnx_parts(location: str) -> tuple[bytes, bytes]:
     """An ONNX ModelProto whose one initializer holds BIG bytes of raw_data, then an external-data `location`."""
-    entry = _field(13, _field(1, b"location") + _field(2, location.encode()))
-    raw_key = _varint(9 << 3 | 2) + _varint(BIG)
-    name = _field(1, b"w")
+    entry = field(13, field(1, b"location") + field(2, location.encode()))
+    raw_key = varint(9 << 3 | 2) + varint(BIG)
+    name = field(1, b"w")
     tensor_len = len(name) + len(raw_key) + BIG + len(entry)
-    initializer = _varint(5 << 3 | 2) + _varint(tensor_len)
-    graph = _varint(7 << 3 | 2) + _varint(len(initializer) + tensor_len)
+    initializer = varint(5 << 3 | 2) + varint(tensor_len)
+    graph = varint(7 << 3 | 2) + varint(len(initializer) + tensor_len)
     return b"\x08\x08" + graph + initializer + name + raw_key, entry
 
 

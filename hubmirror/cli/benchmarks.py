@@ -34,8 +34,7 @@ def bench_cmd(state, refs, everything, query, device, batch, dtype, timeout, war
         raise UsageError("bench takes exactly one of: REF..., --all, --query")
     settings = BenchSettings(device, batch, dtype, timeout, warmup, min_iters, min_seconds)
     parsed = [state.parse_ref(r) for r in refs]
-    mirror = state.mirror()
-    try:
+    with state.mirror() as mirror:
         if everything:  # the newest revision of each model
             selection = [(m["key"], m["latest_commit"]) for m in mirror.catalog.models(cached_only=True)]
         else:
@@ -49,8 +48,6 @@ def bench_cmd(state, refs, everything, query, device, batch, dtype, timeout, war
                      on_done=lambda row: bar.update(1) if bar else None)
         if bar:
             bar.close()
-    finally:
-        mirror.close()
     if as_json:
         emit_json(rows)
         return

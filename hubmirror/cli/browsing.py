@@ -39,8 +39,7 @@ def show(state, ref, as_json):
     from hubmirror.output import emit_json, human_size, table
 
     model_ref = state.parse_ref(ref)
-    mirror = state.mirror()
-    try:
+    with state.mirror() as mirror:
         catalog = mirror.catalog
         model = catalog.model(model_ref.key)
         if model is None:
@@ -58,8 +57,6 @@ def show(state, ref, as_json):
             judged = verdicts.get(f["path"])
             f["verdict"] = judged["verdict"] if judged else None
             f["quarantined"] = bool(judged and judged["quarantined"])
-    finally:
-        mirror.close()
     if as_json:
         emit_json(data)
         return

@@ -30,14 +30,11 @@ def export_cmd(state, out, refs, everything, query, since, signing_key, as_json)
     if sum(map(bool, (refs, everything, query is not None))) != 1:
         raise UsageError("export takes exactly one of: REF..., --all, --query")
     parsed = [state.parse_ref(r) for r in refs]
-    mirror = state.mirror()
-    try:
+    with state.mirror() as mirror:
         selection = select_revisions(mirror.catalog, parsed, everything, query)
         if not selection:
             raise UsageError("nothing to export")
         report = export_bundle(mirror, selection, out, since=since, signing_key=signing_key)
-    finally:
-        mirror.close()
     if as_json:
         emit_json(report.__dict__)
     else:
@@ -58,11 +55,8 @@ def import_cmd(state, bundle, as_json):
     from hubmirror.exchange.bundle_import import import_bundle
     from hubmirror.output import emit_json
 
-    mirror = state.mirror(create=True)
-    try:
+    with state.mirror(create=True) as mirror:
         report = import_bundle(mirror, bundle, trusted_keys(mirror.root))
-    finally:
-        mirror.close()
     if as_json:
         emit_json(report.__dict__)
     else:
@@ -117,12 +111,9 @@ def materialize(state, layout, copy, target, refs, as_json):
     from hubmirror.selection import select_revisions
 
     parsed = [state.parse_ref(r) for r in refs]
-    mirror = state.mirror()
-    try:
+    with state.mirror() as mirror:
         selection = select_revisions(mirror.catalog, parsed, everything=not parsed, query=None)
         report = do_materialize(mirror, state.registry(), layout, target, selection, copy=copy)
-    finally:
-        mirror.close()
     if as_json:
         emit_json(report.__dict__)
     else:

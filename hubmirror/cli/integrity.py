@@ -20,11 +20,8 @@ def verify(state, refs, workers, as_json):
     from hubmirror.output import emit_json, human_size
     from hubmirror.verify import verify as do_verify
 
-    mirror = state.mirror()
-    try:
+    with state.mirror() as mirror:
         report = do_verify(mirror.store, mirror.catalog.file_rows(state.revisions(mirror, refs)), workers=workers)
-    finally:
-        mirror.close()
     if as_json:
         emit_json({"ok": report.ok, "blobs": report.blobs_checked, "bytes": report.bytes_checked,
                    "problems": [p.__dict__ for p in report.problems]})
@@ -49,12 +46,9 @@ def gc(state, grace, dry_run, wait, as_json):
     from hubmirror.gc import collect
     from hubmirror.output import emit_json, human_size
 
-    mirror = state.mirror()
-    try:
+    with state.mirror() as mirror:
         with mirror.exclusive_lock("gc", timeout=wait):
             report = collect(mirror.catalog, mirror.store, grace_seconds=grace, dry_run=dry_run)
-    finally:
-        mirror.close()
     if as_json:
         emit_json(report.__dict__)
         return
@@ -74,14 +68,11 @@ def scan(state, refs, force, as_json):
     from hubmirror.output import emit_json
     from hubmirror.scanning.judge import judge
 
-    mirror = state.mirror()
-    try:
+    with state.mirror() as mirror:
         rows = mirror.catalog.file_rows(state.revisions(mirror, refs))
         scans = judge(mirror.store, mirror.catalog, {r["sha256"]: r["path"] for r in rows}, force=force)
         mirror.catalog.record_scans(scans)
         flagged = mirror.catalog.flagged()
-    finally:
-        mirror.close()
     quarantined = [q for q in flagged if q["quarantined"]]
     admitted = [q for q in flagged if q["verdict"] == "unscanned" and not q["quarantined"]]
     if as_json:
@@ -107,14 +98,11 @@ def allow(state, sha256, reason, revoke):
     check_digest(sha256)
     if not revoke and not reason:
         raise UsageError("allow needs --reason: say why this file may be trusted")
-    mirror = state.mirror()
-    try:
+    with state.mirror() as mirror:
         if revoke:
             mirror.catalog.revoke(sha256)
         else:
             mirror.catalog.allow(sha256, reason)
-    finally:
-        mirror.close()
     click.echo(f"{'revoked' if revoke else 'allowed'} {sha256}")
 
 

@@ -26,9 +26,8 @@ def pull(state, refs, include, exclude, endpoint, workers, as_json):
     from hubmirror.pull import pull as do_pull
 
     parsed = [state.parse_ref(r) for r in refs]
-    mirror = state.mirror(create=True)
     results = []
-    try:
+    with state.mirror(create=True) as mirror:
         for ref in parsed:
             with TransferProgress(str(ref), state.quiet) as progress:
                 pulled = do_pull(
@@ -46,8 +45,6 @@ def pull(state, refs, include, exclude, endpoint, workers, as_json):
             verdicts = mirror.catalog.file_verdicts(r.revision.ref.key, r.revision.commit)
             for path in r.quarantined + r.unscanned:
                 flagged[r.revision.ref.key, r.revision.commit, path] = verdicts[path]
-    finally:
-        mirror.close()
     if as_json:
         emit_json([
             {"model": r.revision.ref.key, "requested": r.revision.requested, "commit": r.revision.commit,
@@ -94,14 +91,11 @@ def index(state, source, query, limit, endpoint, as_json):
 
     registry = state.registry()
     src, plugin = registry.source(source)
-    mirror = state.mirror(create=True)
-    try:
+    with state.mirror(create=True) as mirror:
         started = time.perf_counter()
         ctx = mirror.source_context(registry, endpoint)
         count = mirror.catalog.record_index(src.index(ctx, query=query, limit=limit), plugin, src.description)
         seconds = time.perf_counter() - started
-    finally:
-        mirror.close()
     if as_json:
         emit_json({"source": source, "models": count, "seconds": round(seconds, 3)})
     else:
@@ -119,11 +113,8 @@ def adopt(state, path, allow_unverified, as_json):
     from hubmirror.adopt import adopt as do_adopt
     from hubmirror.output import emit_json
 
-    mirror = state.mirror(create=True)
-    try:
+    with state.mirror(create=True) as mirror:
         report = do_adopt(mirror, state.registry(), path, allow_unverified=allow_unverified)
-    finally:
-        mirror.close()
     if as_json:
         emit_json(report.__dict__)
     else:
@@ -149,11 +140,8 @@ def sync(state, spec, dry_run, as_json):
     from hubmirror.spec import sync as do_sync
 
     entries = load_spec(spec)
-    mirror = state.mirror(create=True)
-    try:
+    with state.mirror(create=True) as mirror:
         changes = do_sync(mirror, state.registry(), entries, state.parse_ref, dry_run=dry_run)
-    finally:
-        mirror.close()
     if as_json:
         emit_json([c.__dict__ for c in changes])
         return
@@ -172,8 +160,7 @@ def rm(state, ref):
     from hubmirror.errors import NotFoundError
 
     model_ref = state.parse_ref(ref)
-    mirror = state.mirror()
-    try:
+    with state.mirror() as mirror:
         commit = None
         if model_ref.revision:
             commit = mirror.catalog.commit_for(model_ref.key, model_ref.revision)
@@ -182,8 +169,6 @@ def rm(state, ref):
         elif mirror.catalog.model(model_ref.key) is None:
             raise NotFoundError(f"{model_ref.key} is not in the catalog")
         removed = mirror.catalog.remove(model_ref.key, commit)
-    finally:
-        mirror.close()
     click.echo(f"removed {model_ref} ({removed} file rows); run `hubmirror gc` to free the space")
 
 

@@ -41,17 +41,15 @@ class State:
         return self._registry
 
     def mirror(self, *, create: bool = False):
+        """The mirror at --root (a context manager that closes it); with `create`, made there if there is none."""
         from hubmirror.mirror import Mirror
 
         return Mirror.open(self.root, create=create)
 
     def read(self, query):
         """Open the existing mirror, return `query(mirror)`, close it."""
-        mirror = self.mirror()
-        try:
+        with self.mirror() as mirror:
             return query(mirror)
-        finally:
-            mirror.close()
 
     def revisions(self, mirror, refs: tuple[str, ...]):
         """(model key, commit) of each REF in the mirror, or None for no REF (the whole mirror)."""

@@ -24,14 +24,26 @@ CONFIG_NAME = "config.toml"
 UNSCANNED_POLICIES = ("quarantine", "admit")
 
 
+_parsed: dict[Path, tuple[tuple[int, int], dict]] = {}  # path -> ((mtime_ns, size), settings): re-read on change
+
+
 def load_config(root: Path) -> dict:
+    """The settings in `root`/config.toml ({} without one); parsed again only when the file changes."""
     path = Path(root) / CONFIG_NAME
-    if not path.exists():
-        return {}
     try:
-        return tomllib.loads(path.read_text())
+        st = path.stat()
+    except FileNotFoundError:
+        return {}
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _parsed.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        settings = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: {exc}") from None
+    _parsed[path] = (stamp, settings)
+    return settings
 
 
 def trusted_keys(root: Path) -> list:

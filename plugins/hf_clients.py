@@ -25,6 +25,7 @@ from hubmirror.exchange.materialize import Layout, Placer
 from hubmirror.hookspecs import hookimpl
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.safepath import check_relative_path
+from hubmirror.serving.hub_ids import hub_commit, repo_id, served_file
 
 CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
                "# hubmirror: a Hugging Face cache materialised from a mirror\n")
@@ -36,7 +37,6 @@ class HfCacheLayout(Layout):
     description = "a Hugging Face hub cache (HF_HUB_CACHE=TARGET, HF_HUB_OFFLINE=1)"
 
     def write(self, placer: Placer, model: dict, commit: str) -> None:
-        from hubmirror.serving.hub_ids import hub_commit, repo_id, served_file  # the serving package loads the HTTP app
 
         catalog = placer.mirror.catalog
         folder = REPO_PREFIX + repo_id(model, placer.registry).replace("/", "--")

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.conftest import noise
 
+from tests.conftest import noise
 from tests.fakes.model_files import MINILM_REPO_ID
 
 hf = pytest.importorskip("huggingface_hub")

@@ -4,8 +4,8 @@ all-MiniLM-L6-v2, facenet weights; failures (timeout, crash, no loader, quaranti
 import json
 
 import pytest
-from tests.conftest import Cli
 
+from tests.conftest import Cli
 from tests.fakes.model_files import (
     MINILM_REPO_ID,
     facenet_files,

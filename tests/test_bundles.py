@@ -7,8 +7,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tests.conftest import Cli, noise
 
+from tests.conftest import Cli, noise
 from tests.fakes.model_files import MINILM_REPO_ID
 
 LFS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"

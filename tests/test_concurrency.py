@@ -8,8 +8,8 @@ import threading
 import time
 
 import requests
-from tests.conftest import noise
 
+from tests.conftest import noise
 from tests.fakes.invariants import mirror_problems
 from tests.fakes.mirror_server import MirrorServer
 

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import noise
 
 from hubmirror.crashpoints import POINTS
+from tests.conftest import noise
 from tests.fakes.invariants import mirror_problems
 
 LFS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"

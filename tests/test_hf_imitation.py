@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from tests.conftest import TOKEN
 
+from tests.conftest import TOKEN
 from tests.fakes.model_files import MINILM_REPO_ID
 
 hf = pytest.importorskip("huggingface_hub")

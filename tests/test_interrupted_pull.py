@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+
 from tests.conftest import noise
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from tests.conftest import noise
 
+from tests.conftest import noise
 from tests.fakes.kaggle import FakeKaggle
 from tests.fakes.model_files import facenet_files
 

@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.conftest import TOKEN, noise
 
+from tests.conftest import TOKEN, noise
 from tests.fakes.model_files import MINILM_REPO_ID, silero_files, silero_onnx_files
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"

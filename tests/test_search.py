@@ -2,8 +2,8 @@
 
 import pytest
 
-from hubmirror.catalog import search as catalog_module
 from hubmirror.catalog import Catalog
+from hubmirror.catalog import search as catalog_module
 from hubmirror.records import ModelMetadata
 
 

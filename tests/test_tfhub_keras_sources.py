@@ -6,8 +6,8 @@ import json
 import tarfile
 
 import pytest
-from tests.conftest import noise
 
+from tests.conftest import noise
 from tests.fakes.kaggle import FakeKaggle
 from tests.fakes.model_files import facenet_files, silero_onnx_files
 from tests.fakes.tfhub import FakeTfHub, tarball

@@ -9,9 +9,9 @@ import sys
 import zipfile
 
 import pytest
-from tests.conftest import noise
 from hubmirror.plugins.torchhub import parse_hubconf
 
+from tests.conftest import noise
 from tests.fakes.model_files import SILERO_HUBCONF, silero_hub_repo
 
 REPO = "snakers4/silero-vad"

@@ -3,8 +3,8 @@
 import hashlib
 
 import pytest
-from tests.conftest import noise
 
+from tests.conftest import noise
 from tests.fakes.model_files import silero_files
 
 

@@ -11,7 +11,7 @@ from typing import Iterable
 from hubmirror.errors import NoMirrorError
 
 CATALOG_NAME = "catalog.db"
-SCHEMA_VERSION = 2  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
+SCHEMA_VERSION = 3  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
 
 
 def utc_now() -> str:
@@ -22,7 +22,7 @@ class CatalogConnection:
     """One connection to catalog.db. Writes are whole transactions; readers never see half a pull."""
 
     def __init__(self, path: Path | str, *, create: bool = True):
-        path = Path(path)
+        path = self.path = Path(path)
         if not create and not path.exists():
             raise NoMirrorError(f"no mirror at {path.parent} ({CATALOG_NAME} not found): pull something first or pass --root")
         self.conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)

@@ -104,3 +104,10 @@ def m001_initial(db: Database) -> None:
 def m002_quarantine_allowances(db: Database) -> None:
     """Files an operator allows despite their admission verdict, one by one."""
     db["allowed"].create({"sha256": str, "reason": str, "allowed_at": str}, pk="sha256")
+
+
+@migrations()
+def m003_file_basename_index(db: Database) -> None:
+    """Files by exact base name (what `serve` answers `/torch/checkpoints/{name}` with): the path after its last '/'.
+    rtrim strips the characters of the name, leaving the directory; replace drops that prefix."""
+    db.execute("CREATE INDEX files_basename ON files(replace(path, rtrim(path, replace(path, '/', '')), ''))")

@@ -8,6 +8,11 @@ from typing import Iterable
 class ModelReads:
     """Mixin of Catalog: lookups by key."""
 
+    # The expression is the one migration m003 indexes: the planner uses the index only for that exact expression.
+    NEWEST_FILE_NAMED = (
+        "SELECT sha256, size FROM files WHERE replace(path, rtrim(path, replace(path, '/', '')), '') = ? "
+        "AND EXISTS (SELECT 1 FROM models WHERE key = files.model_key AND cached = 1) ORDER BY rowid DESC LIMIT 1")
+
     def model(self, key: str) -> dict | None:
         rows = self._rows("SELECT * FROM models WHERE key = ?", [key])
         return rows[0] if rows else None
@@ -33,6 +38,29 @@ class ModelReads:
 
     def files(self, key: str, commit: str) -> list[dict]:
         return self._rows("SELECT * FROM files WHERE model_key = ? AND commit_id = ? ORDER BY path", [key, commit])
+
+    def file(self, key: str, commit: str, path: str) -> dict | None:
+        """One file row of a revision (a primary-key lookup)."""
+        rows = self._rows("SELECT * FROM files WHERE model_key = ? AND commit_id = ? AND path = ?", [key, commit, path])
+        return rows[0] if rows else None
+
+    def files_under(self, key: str, commit: str, directory: str) -> list[dict]:
+        """File rows of a revision below `directory` ('' for all), read as one range of the primary key."""
+        if not directory:
+            return self.files(key, commit)
+        # every path that starts with "dir/" sorts between "dir/" and "dir0" ('0' follows '/')
+        return self._rows("SELECT * FROM files WHERE model_key = ? AND commit_id = ? AND path > ? AND path < ? "
+                          "ORDER BY path", [key, commit, f"{directory}/", f"{directory}0"])
+
+    def has_files_under(self, key: str, commit: str, directory: str) -> bool:
+        """Whether `directory` holds a file of the revision (one step into the primary key)."""
+        return self.conn.execute("SELECT 1 FROM files WHERE model_key = ? AND commit_id = ? AND path > ? AND path < ? "
+                                 "LIMIT 1", [key, commit, f"{directory}/", f"{directory}0"]).fetchone() is not None
+
+    def newest_file_named(self, name: str) -> dict | None:
+        """The newest file of a cached model whose base name is exactly `name` (case-sensitive; by index)."""
+        rows = self._rows(self.NEWEST_FILE_NAMED, [name])
+        return rows[0] if rows else None
 
     def commit_for(self, key: str, revision: str | None) -> str | None:
         """The commit a revision name (ref or commit, or the newest when None) points at in this mirror."""

@@ -4,8 +4,6 @@ scanner's."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hubmirror.catalog.connection import utc_now
 from hubmirror.config import unscanned_policy
 
@@ -57,8 +55,7 @@ class Verdicts:
     def _admits_unscanned(self) -> bool:
         """The `[admission] unscanned` policy in the config.toml beside catalog.db (read at each question, so an
         edit applies at once, to the server too)."""
-        path = self.conn.execute("PRAGMA database_list").fetchone()[2]
-        return unscanned_policy(Path(path).parent) == "admit"
+        return unscanned_policy(self.path.parent) == "admit"
 
     def allow(self, sha256: str, reason: str) -> None:
         with self.transaction():

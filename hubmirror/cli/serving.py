@@ -14,7 +14,7 @@ from hubmirror.cli.state import pass_state
 @pass_state
 def serve(state, host, port, token):
     """Serve the mirror over the Hugging Face Hub protocol (point HF_ENDPOINT here)."""
-    from hubmirror.serving import serve as run_server
+    from hubmirror.serving.app import serve as run_server
 
     state.mirror().close()  # fail early, and clearly, where there is no mirror
     click.echo(f"serving {state.root} at http://{host}:{port} (HF_ENDPOINT=http://{host}:{port})", err=True)

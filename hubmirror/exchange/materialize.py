@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from hubmirror.errors import UsageError
 from hubmirror.hookspecs import hookimpl
 from hubmirror.safepath import check_relative_path
+from hubmirror.serving.hub_ids import repo_id
 
 if TYPE_CHECKING:  # imported by the commands that materialise, not by every plugin that registers a layout
     from hubmirror.mirror import Mirror
@@ -114,7 +115,6 @@ class PlainDirLayout(Layout):
     description = "plain trees: <repo id>/<path>"
 
     def write(self, placer: Placer, model: dict, commit: str) -> None:
-        from hubmirror.serving.hub_ids import repo_id  # not at plugin load: the serving package loads the HTTP app
 
         repo = repo_id(model, placer.registry)
         for row in placer.mirror.catalog.files(model["key"], commit):

@@ -1,5 +1,5 @@
-"""Serving the mirror over HTTP: the Hugging Face Hub protocol (hf_api), with repo ids and commits from hub_ids."""
+"""Serving the mirror over HTTP with the Hugging Face Hub protocol: the server (app), the catalog seen as Hub
+repositories (view), the Hub's documents (hf_api), and repo ids and commits (hub_ids).
 
-from hubmirror.serving.hf_api import create_app, serve
-
-__all__ = ["create_app", "serve"]
+The server is `hubmirror.serving.app` (`create_app`, `serve`); importing this package alone loads no HTTP stack.
+"""

@@ -1,0 +1,116 @@
+"""The catalog seen as Hub repositories: repo ids, revisions and lookups by key, safe to call from many threads.
+
+Every method blocks on SQLite, so the server calls them from worker threads. Each call borrows a read connection
+of its own from a pool (a sqlite3 connection is never used by two threads at once). The repo-id map is the one cache:
+it is rebuilt whenever another connection has committed anything (`PRAGMA data_version`), so a pull, an `rm` or a
+metadata refresh shows at the next request.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from hubmirror.catalog import CATALOG_NAME, Catalog
+from hubmirror.serving.hub_ids import (
+    ServedFile,
+    assign_repo_ids,
+    hub_commit,
+    served_file,
+)
+from hubmirror.store import LocalBlobStore
+
+
+class MirrorView:
+    """The mirror at `root` as Hub repositories, with repo ids as `registry`'s plugins claim them."""
+
+    def __init__(self, root: Path, registry):
+        self.registry = registry
+        self.store = LocalBlobStore(root)
+        self._path = Path(root) / CATALOG_NAME
+        self._watch = Catalog(self._path, create=False)  # opened first: it brings the schema up to date
+        self._lock = threading.Lock()  # guards the watch connection, the map and the list of connections
+        self._version: int | None = None
+        self._repos: dict[str, dict] = {}
+        self._idle: queue.SimpleQueue[Catalog] = queue.SimpleQueue()
+        self._opened: list[Catalog] = [self._watch]
+
+    def repos(self) -> dict[str, dict]:
+        """{repo id: model row} of every cached model, as of the last commit to the catalog."""
+        with self._lock:
+            version = self._watch.conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:
+                self._repos = assign_repo_ids(self._watch.models(cached_only=True), self.registry)
+                self._version = version
+            return self._repos
+
+    def commit(self, model: dict, revision: str | None) -> tuple[str, str] | None:
+        """(catalog commit, served 40-hex commit) that a ref, a catalog commit or a served commit names; None and
+        `main` (unless a ref has that name) name the newest revision."""
+        key = model["key"]
+        with self._catalog() as catalog:
+            if revision in (None, "main") and not catalog.commit_for(key, "main"):
+                revision = None
+            commit = catalog.commit_for(key, revision)
+            if commit is None:
+                commit = next((r["commit_id"] for r in catalog.revisions(key)
+                               if hub_commit(key, r["commit_id"]) == revision), None)
+        return None if commit is None else (commit, hub_commit(key, commit))
+
+    def file(self, model: dict, commit: str, path: str) -> ServedFile | None:
+        with self._catalog() as catalog:
+            row = catalog.file(model["key"], commit, path)
+        return None if row is None else served_file(row)
+
+    def files(self, model: dict, commit: str, directory: str = "") -> list[ServedFile]:
+        """The files of a revision, or those below `directory`, by path."""
+        with self._catalog() as catalog:
+            return [served_file(r) for r in catalog.files_under(model["key"], commit, directory)]
+
+    def paths(self, model: dict, commit: str, wanted: list[str]) -> tuple[list[ServedFile], list[str]]:
+        """The files and the directories among `wanted` paths of a revision, each found by key."""
+        files, directories = [], []
+        with self._catalog() as catalog:
+            for path in dict.fromkeys(wanted):
+                row = catalog.file(model["key"], commit, path)
+                if row is not None:
+                    files.append(served_file(row))
+                elif path and catalog.has_files_under(model["key"], commit, path):
+                    directories.append(path)
+        return files, directories
+
+    def refs(self, model: dict) -> list[dict]:
+        with self._catalog() as catalog:
+            return catalog.refs(model["key"])
+
+    def newest_file_named(self, name: str) -> dict | None:
+        """{sha256, size} of the newest cached file whose base name is exactly `name`."""
+        with self._catalog() as catalog:
+            return catalog.newest_file_named(name)
+
+    def is_quarantined(self, sha256: str) -> bool:
+        with self._catalog() as catalog:
+            return catalog.is_quarantined(sha256)
+
+    def close(self) -> None:
+        with self._lock:
+            for catalog in self._opened:
+                catalog.close()
+            self._opened.clear()
+
+    @contextmanager
+    def _catalog(self) -> Iterator[Catalog]:
+        """A read connection for this thread alone until the block ends (then back to the pool)."""
+        try:
+            catalog = self._idle.get_nowait()
+        except queue.Empty:
+            catalog = Catalog(self._path, create=False)
+            with self._lock:
+                self._opened.append(catalog)
+        try:
+            yield catalog
+        finally:
+            self._idle.put(catalog)

@@ -64,3 +64,26 @@ def report(name: str, ours: float, baseline: float, baseline_name: str, target: 
     """One result line: both figures and the ratio (ours / baseline)."""
     print(f"{name}: hubmirror {ours:.3f} {unit}, {baseline_name} {baseline:.3f} {unit}, "
           f"ratio {ours / baseline:.2f}x (target {target})", flush=True)
+
+
+# The official client as the pull benchmarks run it: plain HTTP (no Xet), no telemetry, no progress bars.
+HF_ENV = {"HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+          "PATH": "/usr/bin:/bin"}
+
+
+def snapshot_download_cmd(repo: str, endpoint: str, cache: Path) -> list[str]:
+    """`huggingface_hub.snapshot_download` of `repo` from `endpoint` into a cache dir, in its own interpreter."""
+    code = ("import sys; from huggingface_hub import snapshot_download; "
+            "snapshot_download(sys.argv[1], endpoint=sys.argv[2], cache_dir=sys.argv[3])")
+    return [sys.executable, "-c", code, repo, endpoint, str(cache)]
+
+
+def require_free_space(directory: Path, need: int) -> None:
+    """Stop the benchmark, saying so, unless `directory`'s file system has `need` bytes free."""
+    import shutil
+
+    directory.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory).free
+    if free < need:
+        raise SystemExit(f"{directory}: {free / (1 << 30):.1f} GiB free, {need / (1 << 30):.1f} GiB needed; "
+                         "use --gib to scale down or --work to write elsewhere")

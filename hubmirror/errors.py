@@ -31,3 +31,20 @@ class UnsafePathError(HubmirrorError):
 
 class NoMirrorError(HubmirrorError):
     """The root directory holds no catalog."""
+
+
+class Cancelled(HubmirrorError):
+    """Another file of the same pull failed for good, or the user interrupted it; partial bytes are kept for resume."""
+
+
+class TransferBrokenError(HubmirrorError):
+    """A download broke off mid-body (reset, stalled past the read timeout, short): resumable from the bytes held.
+    `reason` says how, in a few words."""
+
+    def __init__(self, message: str, reason: str = "broken"):
+        super().__init__(message)
+        self.reason = reason
+
+
+class DiskFullError(HubmirrorError):
+    """The mirror's disk (or quota) is full: nothing half-written becomes visible; partial downloads stay in tmp/."""

@@ -1,30 +1,252 @@
 """HTTP plumbing shared by the source plugins: sessions, JSON API requests, ranged GETs that resume, whole-file
-spooling, and the mapping of failed answers to one-line hubmirror errors.
+spooling, retries, and the mapping of failed answers to one-line hubmirror errors.
 
 A source maps its service's error answers with an `ErrorMapper`: it returns the hubmirror error a response means (its
 service's error format: headers, a JSON body), or None; any failed answer it leaves unmapped gets `status_error`.
+
+Retries (`RetryPolicy`, `Retrier`): an answer of 429, 500, 502, 503 or 504 and a transport failure (refused or reset
+connection, connect or read timeout) are tried again after a wait: exponential backoff with full jitter
+(uniform(0, min(max_wait, base * 2**n))), or the server's `Retry-After` (seconds or an HTTP date) when it sends one,
+up to `retry_after_max`. The budget is `retries` failures in a row (bytes arriving reset the count) and `budget`
+seconds of waiting in all, per request, or per file while `retrying` holds a file's retrier (a download's requests,
+its redirects and its mid-body resumes share it); then the last error is raised, saying so. Only idempotent requests
+are retried: GET, HEAD and OPTIONS, and any request whose caller says `idempotent=True` (Kaggle's ModelApiService
+calls are POSTed reads). Other 4xx answers are never retried. Each retry is logged (logger `hubmirror.retry`, level
+INFO: one line, what, why, attempt n/N, wait), which `hubmirror --verbose` prints on stderr.
+
+Settings: `HUBMIRROR_RETRIES` (5), `HUBMIRROR_RETRY_BASE` (1 s), `HUBMIRROR_RETRY_MAX_WAIT` (30 s),
+`HUBMIRROR_RETRY_AFTER_MAX` (300 s), `HUBMIRROR_RETRY_BUDGET` (600 s), `HUBMIRROR_TIMEOUT` (connect and read
+timeout, the seconds without a byte after which a stalled connection is dropped and resumed; default: the caller's,
+60 s); the CLI's global `--retries` and `--read-timeout` override them (`configure`).
 """
 
 from __future__ import annotations
 
+import contextvars
+import copy
+import email.utils
+import errno
 import hashlib
+import logging
+import os
+import random
 import re
 import tempfile
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from hubmirror import __version__
 from hubmirror.download import Download
-from hubmirror.errors import AccessDeniedError, HubmirrorError, NotFoundError
+from hubmirror.errors import (
+    AccessDeniedError,
+    Cancelled,
+    DiskFullError,
+    HubmirrorError,
+    NotFoundError,
+    TransferBrokenError,
+    UsageError,
+)
 
 ErrorMapper = Callable[[requests.Response], HubmirrorError | None]
 
 CHUNK_SIZE = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+log = logging.getLogger("hubmirror.retry")
+
+
+# -- retry policy ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: see the module's docstring. Every field can be set by environment or CLI."""
+
+    retries: int = 5  # failures in a row tolerated (so up to retries + 1 attempts without progress)
+    base: float = 1.0  # seconds: the cap of the first backoff, doubling with each failure in a row
+    max_wait: float = 30.0  # seconds: the cap of one backoff
+    retry_after_max: float = 300.0  # seconds: the longest Retry-After honoured; asked for longer, give up
+    budget: float = 600.0  # seconds of waiting in all, per request or per file
+    timeout: float | None = None  # connect and read timeout overriding the caller's (None: the caller's)
+
+
+_ENV = {
+    "retries": "HUBMIRROR_RETRIES",
+    "base": "HUBMIRROR_RETRY_BASE",
+    "max_wait": "HUBMIRROR_RETRY_MAX_WAIT",
+    "retry_after_max": "HUBMIRROR_RETRY_AFTER_MAX",
+    "budget": "HUBMIRROR_RETRY_BUDGET",
+    "timeout": "HUBMIRROR_TIMEOUT",
+}
+_overrides: dict[str, Any] = {}
+
+
+def retry_policy() -> RetryPolicy:
+    """The policy in force: the defaults, then the environment, then `configure` (the CLI's options)."""
+    values: dict[str, Any] = {}
+    for f in fields(RetryPolicy):
+        raw = os.environ.get(_ENV[f.name], "").strip()
+        if raw:
+            values[f.name] = _setting(_ENV[f.name], raw, int if f.name == "retries" else float)
+    return replace(RetryPolicy(), **values, **_overrides)
+
+
+def _setting(name: str, raw: str, kind: type) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = -1
+    positive = name == _ENV["timeout"]
+    if value < 0 or (positive and value == 0):
+        raise UsageError(f"{name}={raw!r}: expected a {'count' if kind is int else 'number of seconds'} "
+                         f"{'> 0' if positive else '≥ 0'}")
+    return value
+
+
+def configure(**settings: Any) -> Callable[[], None]:
+    """Override policy fields for this process (the CLI's `--retries`, `--read-timeout`); returns the undo."""
+    before = dict(_overrides)
+    _overrides.update({k: v for k, v in settings.items() if v is not None})
+
+    def undo() -> None:
+        _overrides.clear()
+        _overrides.update(before)
+
+    return undo
+
+
+def _timeout(timeout: float) -> float:
+    return retry_policy().timeout or timeout
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A `Retry-After` header's wait in seconds: delay-seconds or an HTTP date (past dates: 0); None if absent or
+    unreadable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class Retrier:
+    """One operation's retry budget (a request, or one file's download with its resumes): see `RetryPolicy`.
+
+    `retry(error, why)` waits before the next attempt, or raises `error` (saying why it gave up) once the budget is
+    spent. `held` tells it how many bytes the operation holds: more than at the last failure is progress, which
+    resets the count of failures in a row. With `cancel` set, a wait ends early in `Cancelled`."""
+
+    def __init__(self, what: str, policy: RetryPolicy | None = None, cancel: threading.Event | None = None,
+                 sleep: Callable[[float], None] | None = None):
+        self.what = what
+        self.policy = policy or retry_policy()
+        self.cancel = cancel
+        self.failures = 0  # in a row, since the last progress
+        self.attempts = 1  # made so far, in all
+        self.waited = 0.0
+        self._held = 0
+        self._sleep = sleep
+
+    def retry(self, error: HubmirrorError, why: str, *, retry_after: float | None = None,
+              held: int | None = None) -> None:
+        policy = self.policy
+        if held is not None:
+            if held > self._held:
+                self.failures = 0
+            self._held = held
+        self.failures += 1
+        if self.failures > policy.retries:
+            raise _annotated(error, f"gave up after {self.attempts} attempt{'s' if self.attempts > 1 else ''}")
+        if retry_after is not None:
+            if retry_after > policy.retry_after_max:
+                raise _annotated(error, f"the server asks to retry after {retry_after:.0f} s, longer than "
+                                        f"{_ENV['retry_after_max']} ({policy.retry_after_max:.0f} s)")
+            wait = retry_after
+        else:
+            wait = random.uniform(0.0, min(policy.max_wait, policy.base * 2 ** (self.failures - 1)))
+        if self.waited + wait > policy.budget:
+            raise _annotated(error, f"gave up after {self.attempts} attempts: the retry budget of "
+                                    f"{policy.budget:.0f} s of waiting ({_ENV['budget']}) is spent")
+        log.info("retry %d/%d in %.2f s: %s: %s", self.failures + 1, policy.retries + 1, wait, self.what, why)
+        self._wait(wait)
+        self.waited += wait
+        self.attempts += 1
+
+    def _wait(self, seconds: float) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        elif self.cancel is not None:
+            if self.cancel.wait(seconds):
+                raise Cancelled("pull cancelled")
+        elif seconds > 0:
+            time.sleep(seconds)
+
+
+def _annotated(error: HubmirrorError, note: str) -> HubmirrorError:
+    """`error` (same class, same exit code) with `note` added to its one line."""
+    new = copy.copy(error)
+    new.args = (f"{error} ({note})",)
+    return new
+
+
+_current: contextvars.ContextVar[Retrier | None] = contextvars.ContextVar("hubmirror_retrier", default=None)
+
+
+@contextmanager
+def retrying(what: str, *, cancel: threading.Event | None = None) -> Iterator[Retrier]:
+    """A retrier for one operation (a file's download), shared by every request made under it in this thread."""
+    retrier = Retrier(what, cancel=cancel)
+    token = _current.set(retrier)
+    try:
+        yield retrier
+    finally:
+        _current.reset(token)
+
+
+def _retrier(what: str) -> Retrier:
+    return _current.get() or Retrier(what)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A transport failure worth another try: connection refused, reset or dropped, a timeout; not a bad URL, a
+    certificate that does not verify or a redirect loop."""
+    if isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                        requests.exceptions.MissingSchema, requests.exceptions.InvalidHeader,
+                        requests.exceptions.TooManyRedirects)):
+        return False
+    return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                            requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
+
+
+def _where(url: str) -> str:
+    """`url` without its query (it may be signed) or fragment."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _status_why(resp: requests.Response) -> str:
+    after = resp.headers.get("Retry-After")
+    return f"HTTP {resp.status_code}" + (f" (Retry-After: {after})" if after else "")
 
 
 def new_session() -> requests.Session:
@@ -52,8 +274,7 @@ def status_error(resp: requests.Response) -> HubmirrorError | None:
     """The generic error for a failed answer (HTTP ≥ 400), naming the URL without its query (it may be signed)."""
     if resp.status_code < 400:
         return None
-    parts = urlsplit(resp.url)
-    where = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    where = _where(resp.url)
     if resp.status_code in (401, 403):
         return AccessDeniedError(f"{where}: access denied (HTTP {resp.status_code})")
     if resp.status_code == 404:
@@ -61,9 +282,14 @@ def status_error(resp: requests.Response) -> HubmirrorError | None:
     return HubmirrorError(f"{where}: the server answered HTTP {resp.status_code}")
 
 
+def _error_for(resp: requests.Response, errors: ErrorMapper | None) -> HubmirrorError | None:
+    """The error a response means: the source's mapping first, then `status_error`."""
+    return (errors(resp) if errors else None) or status_error(resp)
+
+
 def _raise_for(resp: requests.Response, errors: ErrorMapper | None) -> None:
-    """Raise the error a response means: the source's mapping first, then `status_error`."""
-    error = (errors(resp) if errors else None) or status_error(resp)
+    """Raise the error a response means (see `_error_for`)."""
+    error = _error_for(resp, errors)
     if error is not None:
         resp.close()
         raise error
@@ -79,15 +305,32 @@ def request(
     headers: dict[str, str] | None = None,
     json: Any = None,
     allow_redirects: bool = True,
+    idempotent: bool | None = None,
 ) -> requests.Response:
-    """Send one API request (`json` as its body); a transport failure or a failed answer is a one-line error."""
-    try:
-        resp = session.request(method, url, headers=headers, json=json, timeout=timeout,
-                               allow_redirects=allow_redirects)
-    except requests.RequestException as exc:
-        raise describe_network_error(url, exc) from exc
-    _raise_for(resp, errors)
-    return resp
+    """Send one API request (`json` as its body); a transport failure or a failed answer is a one-line error.
+
+    Retried (see the module's docstring) when idempotent: GET, HEAD and OPTIONS are; another method only when the
+    caller says `idempotent=True` (a POST that only reads)."""
+    if idempotent is None:
+        idempotent = method.upper() in IDEMPOTENT_METHODS
+    retrier = _retrier(f"{method} {_where(url)}") if idempotent else None
+    while True:
+        try:
+            resp = session.request(method, url, headers=headers, json=json, timeout=_timeout(timeout),
+                                   allow_redirects=allow_redirects)
+        except requests.RequestException as exc:
+            error = describe_network_error(url, exc)
+            if retrier is None or not _transient(exc):
+                raise error from exc
+            retrier.retry(error, type(exc).__name__)
+            continue
+        if retrier is not None and resp.status_code in RETRY_STATUSES:
+            error = _error_for(resp, errors)
+            resp.close()
+            retrier.retry(error, _status_why(resp), retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
+            continue
+        _raise_for(resp, errors)
+        return resp
 
 
 def json_body(resp: requests.Response) -> Any:
@@ -112,63 +355,122 @@ def open_range(
     timeout: float = 60.0,
     errors: ErrorMapper | None = None,
     digests_from: Callable[[requests.Response], dict[str, str]] | None = None,
+    retrier: Retrier | None = None,
 ) -> Download:
     """GET `url` from byte `offset` (a Range request when offset > 0), following redirects.
 
     requests drops `Authorization` when a redirect leaves the host, as signed CDN URLs require. A 206 must start at
     `offset`; a 200 means the server ignored the range and the stream starts at 0; a 416 (nothing past `offset`)
     is retried from 0. `errors` maps a failed answer to the source's own error (else `status_error`);
-    `digests_from` reads the digests a response announces (they are checked like published ones). A transfer that
-    breaks off mid-body is a one-line error, and what arrived stays for the next pull to resume.
+    `digests_from` reads the digests a response announces (they are checked like published ones). Opening is
+    retried (see the module's docstring) under `retrier`, else the file's (`retrying`), else one of its own. A
+    transfer that breaks off mid-body raises `TransferBrokenError`; `fetch_file` resumes it from the bytes held.
     """
+    retrier = retrier or _retrier(f"GET {_where(url)}")
     req_headers = {"Accept-Encoding": "identity", **(headers or {})}
-    if offset:
-        req_headers["Range"] = f"bytes={offset}-"
-    try:
-        resp = session.get(url, headers=req_headers, stream=True, timeout=timeout, allow_redirects=True)
-    except requests.RequestException as exc:
-        raise describe_network_error(url, exc) from exc
-    if resp.status_code == 416 and offset:
-        resp.close()
-        return open_range(session, url, 0, headers=headers, timeout=timeout, errors=errors, digests_from=digests_from)
+    while True:
+        if offset:
+            req_headers["Range"] = f"bytes={offset}-"
+        else:
+            req_headers.pop("Range", None)
+        try:
+            resp = session.get(url, headers=req_headers, stream=True, timeout=_timeout(timeout), allow_redirects=True)
+        except requests.RequestException as exc:
+            error = describe_network_error(url, exc)
+            if not _transient(exc):
+                raise error from exc
+            retrier.retry(error, type(exc).__name__)
+            continue
+        if resp.status_code == 416 and offset:
+            resp.close()
+            offset = 0
+            continue
+        if resp.status_code in RETRY_STATUSES:
+            error = _error_for(resp, errors)
+            resp.close()
+            retrier.retry(error, _status_why(resp), retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
+            continue
+        break
     _raise_for(resp, errors)
     start = 0
     if resp.status_code == 206:
         match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
         if not match or int(match.group(1)) != offset:
             resp.close()
-            raise HubmirrorError(f"{url}: server answered a range request with a different range")
+            raise HubmirrorError(f"{_where(url)}: server answered a range request with a different range")
         start = offset
     digests = digests_from(resp) if digests_from else {}
-    return Download(start=start, chunks=_guarded(resp.iter_content(CHUNK_SIZE), url), close=resp.close,
-                    digests=digests)
+    return Download(start=start, chunks=stream_body(resp, _where(url)), close=resp.close, digests=digests)
 
 
-def _guarded(chunks, url: str):
-    """The body's chunks, with a broken connection turned into a hubmirror error."""
+_BROKEN = (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+
+
+def stream_body(resp: requests.Response, what: str) -> Iterator[bytes]:
+    """The body of a streamed response in chunks of about CHUNK_SIZE, every byte that arrived handed on before a
+    broken connection (reset, read timeout, a body shorter than its Content-Length) is raised as a
+    `TransferBrokenError`, so that a resume starts exactly after them (`iter_content` drops a partial chunk)."""
+    raw = resp.raw
+    pending = bytearray()
     try:
-        yield from chunks
-    except requests.RequestException as exc:
-        raise HubmirrorError(f"{url}: the transfer broke off ({type(exc).__name__}); pull again to resume") from exc
+        while True:
+            piece = raw.read1(CHUNK_SIZE - len(pending), decode_content=True)
+            if not piece:
+                break
+            pending += piece
+            if len(pending) >= CHUNK_SIZE:
+                yield bytes(pending)
+                pending.clear()
+    except _BROKEN as exc:
+        if pending:
+            yield bytes(pending)
+        reason = _cause(exc)
+        raise TransferBrokenError(f"{what}: the transfer broke off ({reason})", reason) from exc
+    if pending:
+        yield bytes(pending)
+
+
+def _cause(exc: BaseException) -> str:
+    """The kind of a transport failure, naming a read timeout (which may come wrapped in a ConnectionError)."""
+    if isinstance(exc, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)) \
+            or "Read timed out" in str(exc):
+        return "read timeout: the connection stalled"
+    if isinstance(exc, urllib3.exceptions.ProtocolError) and exc.args and isinstance(exc.args[-1], BaseException):
+        return type(exc.args[-1]).__name__  # the socket's own error (ConnectionResetError, IncompleteRead)
+    return type(exc).__name__
 
 
 def spool(session: requests.Session, url: str, *, timeout: float, directory: Path | None) -> tuple[IO[bytes], str]:
     """GET `url` whole into an anonymous temp file in `directory` (gone once closed): the file, rewound, and the
-    sha256 of what arrived."""
+    sha256 of what arrived. A body that breaks off is resumed with a Range request, within the retry budget."""
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
     file = tempfile.TemporaryFile(dir=directory)
     digest = hashlib.sha256()
+    held = 0
+    retrier = _retrier(f"GET {_where(url)}")
     try:
-        download = open_range(session, url, 0, timeout=timeout)
-        try:
-            for chunk in download.chunks:
-                file.write(chunk)
-                digest.update(chunk)
-        finally:
-            download.close()
-    except BaseException:
+        while True:
+            download = open_range(session, url, held, timeout=timeout, retrier=retrier)
+            try:
+                if download.start != held:  # the server ignored the range: start again
+                    file.seek(0)
+                    file.truncate()
+                    digest, held = hashlib.sha256(), 0
+                for chunk in download.chunks:
+                    file.write(chunk)
+                    digest.update(chunk)
+                    held += len(chunk)
+                break
+            except TransferBrokenError as exc:
+                retrier.retry(exc, f"the transfer broke off ({exc.reason}); resuming from byte {held}", held=held)
+            finally:
+                download.close()
+    except BaseException as exc:
         file.close()
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"disk full while downloading {_where(url)} into {directory or 'a temp file'} "
+                                f"({exc.strerror})") from exc
         raise
     file.seek(0)
     return file, digest.hexdigest()

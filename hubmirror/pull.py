@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
+import logging
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable
 
 from hubmirror.catalog import StoredFile
 from hubmirror.digests import is_valid_digest
-from hubmirror.errors import IntegrityError, UsageError
+from hubmirror.errors import Cancelled, DiskFullError, HubmirrorError, IntegrityError, UsageError
 from hubmirror.mirror import Mirror
 from hubmirror.plugin_manager import PluginRegistry
 from hubmirror.records import ModelRef, RemoteFile, ResolvedRevision
@@ -20,6 +21,7 @@ from hubmirror.sources import Source, SourceContext
 from hubmirror.transfer import fetch_file
 
 DEFAULT_WORKERS = 8
+log = logging.getLogger("hubmirror.pull")
 
 
 @dataclass
@@ -153,18 +155,40 @@ def _store_files(mirror, source, selections, ctx, workers, on_start, on_bytes) -
             for key, revision, f in todo
         }
         try:
-            done, _ = wait(list(futures.values()), return_when=FIRST_EXCEPTION)
-            failed = [fut for fut in done if fut.exception() is not None]
-            if failed:
-                stop.set()
-                for fut in futures.values():
-                    fut.cancel()
-                raise failed[0].exception()
+            for fut in as_completed(futures.values()):
+                exc = None if fut.cancelled() else fut.exception()
+                if exc is None or isinstance(exc, Cancelled):
+                    continue
+                if isinstance(exc, DiskFullError) or not isinstance(exc, HubmirrorError):
+                    stop.set()  # the disk is full, or something unforeseen: the other files stop too (kept)
+                    for other in futures.values():
+                        other.cancel()
+                else:
+                    log.info("failed: %s; the other files of the pull go on", exc)
         except BaseException:
             stop.set()
+            for other in futures.values():
+                other.cancel()
             raise
+    failed = [fut.exception() for fut in futures.values() if not fut.cancelled() and fut.exception() is not None]
+    real = [exc for exc in failed if not isinstance(exc, Cancelled)] or failed
+    if real:
+        raise _one_error(real)
     stored.update({key: fut.result() for key, fut in futures.items()})
     return stored
+
+
+def _one_error(errors: list[BaseException]) -> BaseException:
+    """One error for the files that failed: the error itself for one file, else one line naming every one (the
+    first's class and exit code). Files that did not fail are stored by then, and resumable or reused next time."""
+    first = errors[0]
+    if len(errors) == 1 or not isinstance(first, HubmirrorError):
+        return first
+    combined = type(first).__new__(type(first))
+    combined.__dict__.update(first.__dict__)
+    shown = "; ".join(str(e) for e in errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+    combined.args = (f"{len(errors)} files failed: {shown}",)
+    return combined
 
 
 def _already_stored(mirror: Mirror, f: RemoteFile) -> StoredFile | None:

@@ -1,20 +1,48 @@
 """Hugging Face Hub source: `hf:org/name[@branch|tag|commit]`.
 
-Speaks the Hub's download protocol directly (model info, recursive tree with pagination, resolve with redirects to a
-CDN) so that resume, digests and errors stay under hubmirror's control. The endpoint comes from `--endpoint`, else
-`HF_ENDPOINT`; the token from `HF_TOKEN`, else the token file huggingface_hub writes. The token is sent to the Hub
-only, never to a CDN host, and is never stored.
+Metadata goes through huggingface_hub's own `HfApi` (endpoint and token passed explicitly), so the source asks the
+Hub exactly what `snapshot_download` asks; bytes go through hubmirror's ranged GET (`hubmirror.http.open_range`),
+which resumes, and whose output the core hashes against the tree's digests (`huggingface_hub` checks sizes only). The
+endpoint comes from `--endpoint`, else `HF_ENDPOINT`; the token from `HF_TOKEN`, else the token file huggingface_hub
+writes. The token is sent to the Hub only, never to a CDN host, and is never stored.
+
+The requests this source sends, and no others. Each is the request of an official `huggingface_hub` call (2.x), with
+its path, query and headers; `{rev}` is quoted with `safe=""` and `{path}` with `safe="/"`, as the client does.
+
+1. `GET {endpoint}/api/models/{repo_id}/revision/{rev}`, no query: `HfApi.model_info(repo_id, revision=rev)`, with
+   `rev` the requested revision or `"main"` when none is given (`constants.DEFAULT_REVISION`), exactly the
+   `repo_info` call `snapshot_download` resolves a branch or tag with. Sent for a 40-hex commit too, for the model
+   card metadata. Never the bare `/api/models/{repo_id}`, which the download path of the client never sends.
+2. `GET {endpoint}/api/models/{repo_id}/tree/{commit}?recursive=true&expand=false`, then every `Link: <…>;
+   rel="next"` URL verbatim: `HfApi.list_repo_tree(repo_id, recursive=True, revision=commit)`, the listing
+   `snapshot_download` takes its files from. Its `oid` / `lfs.oid` are the digests every file is checked against.
+3. `GET {endpoint}/{repo_id}/resolve/{commit}/{path}`, no query: the download GET of `hf_hub_download`
+   (`file_download.http_get`, also `HfFileSystem`'s reads), following the 302 to the storage host. For the README
+   (model description) and every file pulled. Headers: `Accept-Encoding: identity`; `Range: bytes={n}-` when
+   resuming (as `http_get`), `Range: bytes={a}-{b}` for each piece of a large file fetched over several connections
+   (`open_range`, as `HfFileSystemFile._fetch_range` asks); `user-agent` and `authorization` as `build_hf_headers`
+   makes them. requests drops `Authorization` when a redirect leaves the Hub's host, as the client does for signed
+   CDN URLs.
+4. `index hf` only: `GET {endpoint}/api/models?search={q}&sort=downloads&limit={n}&full=true` (`search` only with a
+   query, `limit` only up to 1000), then every `Link` next URL verbatim:
+   `HfApi.list_models(search=q, sort="downloads", limit=n, full=True)`.
+
+Requests 1, 2 and 4 carry huggingface_hub's own headers: `user-agent: hubmirror/{version}; hf_hub/{version}; …`,
+`authorization: Bearer {token}` when there is a token, and its `X-Amzn-Trace-Id` request id. huggingface_hub retries
+2 and 4 on 408/429/5xx and network errors (its `http_backoff`); hubmirror sends 1 again after a 429/5xx answer or a
+transport failure, under its own retry policy (`hubmirror.http.RetryPolicy`), and retries 3 as every download.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from urllib.parse import quote
 
-import requests
-
+from hubmirror import __version__
 from hubmirror.errors import (
     AccessDeniedError,
     HubmirrorError,
@@ -22,20 +50,26 @@ from hubmirror.errors import (
     UsageError,
 )
 from hubmirror.hookspecs import hookimpl
-from hubmirror.http import json_body, open_range, request
+from hubmirror.http import open_range
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.sources import Download, Source, SourceContext
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+DEFAULT_REVISION = "main"  # huggingface_hub.constants.DEFAULT_REVISION
 REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_LINK_NEXT_RE = re.compile(r'<([^>]+)>;\s*rel="next"')
 _README_MAX = 512 * 1024
 DEFAULT_INDEX_LIMIT = 1000
+_LIST_PAGE_MAX = 1000  # the largest `limit` sent to /api/models; beyond it the listing is cut here
+_TREE_MAX_ENTRIES = 10_000_000  # a tree listing longer than this is refused (a server whose Link never ends)
+# What a malformed answer makes huggingface_hub's parsers raise (a missing field, a wrong type, bad JSON or dates).
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 def hf_token() -> str | None:
-    """The token huggingface_hub would use: `HF_TOKEN`, else `HF_TOKEN_PATH` or `$HF_HOME/token`."""
+    """The token huggingface_hub would use: `HF_TOKEN`, else `HF_TOKEN_PATH` or `$HF_HOME/token`.
+
+    Read here at each call (huggingface_hub reads `HF_HOME` once, at import) and passed to it explicitly."""
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     if token:
         return token.strip()
@@ -49,12 +83,11 @@ def hf_token() -> str | None:
         return None
 
 
-def hub_error(resp: requests.Response, what: str) -> HubmirrorError | None:
-    """The error a failed Hub answer means, from its `X-Error-Code` / `X-Error-Message`, saying what to do."""
-    if resp.status_code < 400:
+def _status_error(status: int, code: str, message: str, what: str) -> HubmirrorError | None:
+    """The error a failed Hub answer means, from its status and `X-Error-Code` / `X-Error-Message`, saying what to do."""
+    if status < 400:
         return None
-    code = resp.headers.get("X-Error-Code", "")
-    message = resp.headers.get("X-Error-Message", "")
+    detail = f": {message}" if message else ""
     if code == "RepoNotFound":
         return NotFoundError(f"{what}: repository not found (or private: set HF_TOKEN)")
     if code == "GatedRepo":
@@ -63,14 +96,66 @@ def hub_error(resp: requests.Response, what: str) -> HubmirrorError | None:
         return NotFoundError(f"{what}: revision not found")
     if code == "EntryNotFound":
         return NotFoundError(f"{what}: file not found")
-    if resp.status_code == 401:
-        return AccessDeniedError(f"{what}: the Hub refused the credentials (HTTP 401)"
-                                 f"{': ' + message if message else ''}")
-    if resp.status_code == 403:
-        return AccessDeniedError(f"{what}: access denied (HTTP 403){': ' + message if message else ''}")
-    if resp.status_code == 404:
+    if message == "Access to this resource is disabled.":
+        return AccessDeniedError(f"{what}: access to this repository is disabled on the Hub")
+    if status == 401:
+        return AccessDeniedError(f"{what}: the Hub refused the credentials (HTTP 401){detail}")
+    if status == 403:
+        return AccessDeniedError(f"{what}: access denied (HTTP 403){detail}")
+    if status == 404:
         return NotFoundError(f"{what}: not found (HTTP 404)")
-    return HubmirrorError(f"{what}: the Hub answered HTTP {resp.status_code}{': ' + message if message else ''}")
+    if status == 429:
+        return HubmirrorError(f"{what}: the Hub is rate-limiting this client (HTTP 429): try again later{detail}")
+    if status >= 500:
+        return HubmirrorError(f"{what}: the Hub answered HTTP {status} (a server error): try again later{detail}")
+    return HubmirrorError(f"{what}: the Hub answered HTTP {status}{detail}")
+
+
+def hub_error(resp, what: str) -> HubmirrorError | None:
+    """The error a failed `requests` answer from the Hub means (the byte transfer's error mapper)."""
+    return _status_error(resp.status_code, resp.headers.get("X-Error-Code", ""),
+                         resp.headers.get("X-Error-Message", ""), what)
+
+
+def hf_api_error(exc: BaseException, what: str, endpoint: str) -> HubmirrorError | None:
+    """The one-line error an exception out of a huggingface_hub call means, or None for one it does not explain."""
+    import httpx2
+    from huggingface_hub import errors
+
+    if isinstance(exc, HubmirrorError):
+        return exc
+    if isinstance(exc, errors.GatedRepoError):  # before RepositoryNotFoundError, its base class
+        return _status_error(401, "GatedRepo", "", what)
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return _status_error(404, "RepoNotFound", "", what)
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return _status_error(404, "RevisionNotFound", "", what)
+    if isinstance(exc, errors.RemoteEntryNotFoundError):
+        return _status_error(404, "EntryNotFound", "", what)
+    if isinstance(exc, errors.HfHubHTTPError):
+        resp = exc.response
+        return _status_error(resp.status_code, resp.headers.get("X-Error-Code", ""),
+                             resp.headers.get("X-Error-Message", ""), what)
+    if isinstance(exc, errors.OfflineModeIsEnabled):
+        return HubmirrorError(f"{what}: HF_HUB_OFFLINE is set, so huggingface_hub sends no request: unset it to pull")
+    if isinstance(exc, errors.HFValidationError):
+        return UsageError(f"{what}: {str(exc).splitlines()[0]}")
+    if isinstance(exc, httpx2.HTTPError):  # transport failures: worded as hubmirror.http words requests' own
+        try:
+            url = str(exc.request.url.copy_with(query=None, fragment=None))
+        except (AttributeError, RuntimeError):  # an exception raised before its request was set
+            url = endpoint
+        if isinstance(exc, httpx2.TooManyRedirects):
+            return HubmirrorError(f"too many redirects (a redirect loop?) fetching {url}")
+        if isinstance(exc, httpx2.TimeoutException):
+            return HubmirrorError(f"timed out fetching {url}")
+        if isinstance(exc, httpx2.TransportError):
+            return HubmirrorError(f"cannot reach {url}: {type(exc).__name__}")
+        return HubmirrorError(f"fetching {url} failed: {type(exc).__name__}")
+    if isinstance(exc, _MALFORMED):
+        return HubmirrorError(f"{what}: {endpoint} answered something huggingface_hub cannot read "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
+    return None
 
 
 def _description_from_card(card: str) -> str | None:
@@ -86,6 +171,26 @@ def _description_from_card(card: str) -> str | None:
     return None
 
 
+def _hub_time(value) -> str | None:
+    """A datetime as the Hub writes it (`2024-11-01T00:00:00.000Z`), which huggingface_hub parses back."""
+    if not isinstance(value, datetime):
+        return value if isinstance(value, str) else None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _card_dict(card_data) -> dict | None:
+    """The model card's front matter as a dict (huggingface_hub parses it into `ModelCardData`)."""
+    if isinstance(card_data, dict) and not hasattr(card_data, "to_dict"):
+        return card_data
+    try:
+        card = card_data.to_dict() if card_data is not None else None
+    except _MALFORMED:  # a card huggingface_hub parsed but cannot write back: keep the model, drop the card
+        return None
+    return card if isinstance(card, dict) else None
+
+
 class HuggingFaceSource(Source):
     name = "hf"
     description = "Hugging Face Hub models (HF_ENDPOINT, HF_TOKEN)"
@@ -93,9 +198,28 @@ class HuggingFaceSource(Source):
     def endpoint(self, ctx: SourceContext) -> str:
         return (ctx.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
+    def _api(self, ctx: SourceContext):
+        """huggingface_hub's client for this endpoint and token (imported here: `--help` and `search` never load it)."""
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.endpoint(ctx), token=hf_token() or False, library_name="hubmirror",
+                     library_version=__version__)
+
     def _headers(self) -> dict[str, str]:
-        token = hf_token()
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        """huggingface_hub's own headers (`user-agent`, `authorization`) for the byte transfer."""
+        from huggingface_hub.utils import build_hf_headers
+
+        return build_hf_headers(token=hf_token() or False, library_name="hubmirror", library_version=__version__)
+
+    def _call(self, ctx: SourceContext, what: str, fn, *args, **kwargs):
+        """`fn(*args, **kwargs)`, a huggingface_hub call, with its exceptions turned into one-line errors."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            error = hf_api_error(exc, what, self.endpoint(ctx))
+            if error is None or error is exc:
+                raise
+            raise error from exc
 
     def parse(self, spec: str) -> ModelRef:
         ref = super().parse(spec)
@@ -104,101 +228,127 @@ class HuggingFaceSource(Source):
         return ref
 
     def index(self, ctx: SourceContext, query: str | None = None, limit: int | None = None):
-        """The Hub's model listing (`/api/models`, most downloaded first), `limit` models (default 1000)."""
+        """The Hub's model listing (`HfApi.list_models`, most downloaded first), `limit` models (default 1000)."""
         limit = limit or DEFAULT_INDEX_LIMIT
-        params = f"limit={min(limit, 1000)}&sort=downloads&direction=-1&full=true"
-        url: str | None = f"{self.endpoint(ctx)}/api/models?{params}" + (f"&search={quote(query)}" if query else "")
+        api = self._api(ctx)
+        listing = self._call(ctx, "hf model listing", api.list_models, search=query or None, sort="downloads",
+                             limit=limit if limit <= _LIST_PAGE_MAX else None, full=True)
+        models = iter(listing)
         count = 0
-        while url and count < limit:
-            resp = self._get(ctx, url, "hf model listing")
-            entries = json_body(resp)
-            if not isinstance(entries, list):
-                raise HubmirrorError("hf model listing: the Hub's answer is not a list")
-            for info in entries:
-                if count >= limit:
-                    return
-                if isinstance(info, dict) and isinstance(info.get("id"), str) and REPO_ID_RE.match(info["id"]):
-                    count += 1
-                    yield self._metadata(ModelRef(self.name, info["id"]), info)
-            match = _LINK_NEXT_RE.search(resp.headers.get("Link", ""))
-            url = match.group(1) if match else None
-
-    def _get(self, ctx: SourceContext, url: str, what: str) -> requests.Response:
-        """GET an API URL with the token, with the Hub's errors mapped (see `hub_error`)."""
-        return request(ctx.session(), "GET", url, headers=self._headers(), timeout=ctx.timeout,
-                       errors=lambda resp: hub_error(resp, what))
+        while count < limit:
+            info = self._call(ctx, "hf model listing", next, models, None)
+            if info is None:
+                return
+            if isinstance(info.id, str) and REPO_ID_RE.match(info.id):
+                count += 1
+                yield self._metadata(ModelRef(self.name, info.id), info)
 
     def resolve(self, ref: ModelRef, ctx: SourceContext) -> ResolvedRevision:
-        base = f"{self.endpoint(ctx)}/api/models/{ref.model_id}"
-        info_url = base if ref.revision is None else f"{base}/revision/{quote(ref.revision, safe='')}"
-        info = json_body(self._get(ctx, info_url, str(ref)))
-        commit = info.get("sha") if isinstance(info, dict) else None
+        what = str(ref)
+        api = self._api(ctx)
+        requested = ref.revision or DEFAULT_REVISION  # as snapshot_download: `revision or DEFAULT_REVISION`
+        info = self._model_info(ctx, api, ref, requested)
+        commit = info.sha
         if not isinstance(commit, str) or not COMMIT_RE.match(commit):
             raise HubmirrorError(f"{ref}: the Hub's model info carries no commit sha")
-        files = self._list_tree(ctx, base, commit, str(ref))
+        files = self._list_tree(ctx, api, ref.model_id, commit, what)
         revision = ResolvedRevision(
             ref=ref,
             commit=commit,
-            requested=ref.revision or "main",
+            requested=requested,
             metadata=self._metadata(ref, info),
             files=files,
         )
         revision.metadata.description = self._read_description(ctx, revision)
         return revision
 
-    def _list_tree(self, ctx: SourceContext, base: str, commit: str, what: str) -> list[RemoteFile]:
-        url: str | None = f"{base}/tree/{commit}?recursive=true&expand=false"
-        files: list[RemoteFile] = []
-        pages = 0
-        while url:
-            resp = self._get(ctx, url, what)
-            entries = json_body(resp)
-            if not isinstance(entries, list):
-                raise HubmirrorError(f"{what}: the Hub's tree listing is not a list")
-            files.extend(self._remote_file(e, what) for e in entries if isinstance(e, dict) and e.get("type") == "file")
-            match = _LINK_NEXT_RE.search(resp.headers.get("Link", ""))
-            url = match.group(1) if match else None
-            pages += 1
-            if pages > 100_000:
-                raise HubmirrorError(f"{what}: the tree listing does not end")
-        return files
+    def _model_info(self, ctx: SourceContext, api, ref: ModelRef, revision: str):
+        """Request 1, `HfApi.model_info(repo_id, revision=revision)`. huggingface_hub sends it once; it is sent
+        again, as hubmirror retries every idempotent request (`hubmirror.http.RetryPolicy`), after a 429 or 5xx
+        answer (honouring `Retry-After`) or a transport failure. The tree and the listing are retried by
+        huggingface_hub itself (`http_backoff`)."""
+        import httpx2
+        from huggingface_hub.errors import HfHubHTTPError
+
+        from hubmirror.http import RETRY_STATUSES, Retrier, retry_after_seconds
+
+        what = str(ref)
+        retrier = Retrier(f"GET model info of {ref}")
+        while True:
+            try:
+                return api.model_info(ref.model_id, revision=revision, timeout=ctx.timeout)
+            except (HfHubHTTPError, httpx2.TransportError) as exc:
+                error = hf_api_error(exc, what, self.endpoint(ctx))
+                if isinstance(exc, HfHubHTTPError):
+                    status = exc.response.status_code
+                    if status not in RETRY_STATUSES:
+                        raise error from exc
+                    retrier.retry(error, f"HTTP {status}",
+                                  retry_after=retry_after_seconds(exc.response.headers.get("Retry-After")))
+                else:
+                    retrier.retry(error, type(exc).__name__)
+            except Exception as exc:
+                error = hf_api_error(exc, what, self.endpoint(ctx))
+                if error is None or error is exc:
+                    raise
+                raise error from exc
+
+    def _list_tree(self, ctx: SourceContext, api, repo_id: str, commit: str, what: str) -> list[RemoteFile]:
+        """snapshot_download's listing: `list_repo_tree(recursive=True, revision=commit)`, every Link page."""
+        from huggingface_hub.hf_api import RepoFile
+
+        def listing() -> list:
+            entries = list(islice(api.list_repo_tree(repo_id, recursive=True, revision=commit),
+                                  _TREE_MAX_ENTRIES + 1))
+            if len(entries) > _TREE_MAX_ENTRIES:
+                raise HubmirrorError(f"{what}: the tree listing does not end (over {_TREE_MAX_ENTRIES} entries)")
+            return entries
+
+        entries = self._call(ctx, what, listing)
+        return [self._remote_file(e, what) for e in entries if isinstance(e, RepoFile)]
 
     @staticmethod
-    def _remote_file(entry: dict, what: str) -> RemoteFile:
-        path, size, oid, lfs = entry.get("path"), entry.get("size"), entry.get("oid"), entry.get("lfs")
+    def _remote_file(entry, what: str) -> RemoteFile:
+        """A tree file (`huggingface_hub.hf_api.RepoFile`): LFS files by content sha256, others by git blob id."""
+        path, size, oid, lfs = entry.path, entry.size, entry.blob_id, entry.lfs
         if not isinstance(path, str) or not isinstance(oid, str):
-            raise HubmirrorError(f"{what}: malformed tree entry {entry!r:.200}")
-        if isinstance(lfs, dict):
-            return RemoteFile(path, lfs.get("size", size), {"sha256": str(lfs.get("oid"))}, etag=oid, lfs=True)
+            raise HubmirrorError(f"{what}: malformed tree entry {path!r:.200}")
+        if lfs is not None:
+            return RemoteFile(path, lfs.size, {"sha256": str(lfs.sha256)}, etag=oid, lfs=True)
         return RemoteFile(path, size, {"git-sha1": oid}, etag=oid)
 
     @staticmethod
-    def _metadata(ref: ModelRef, info: dict) -> ModelMetadata:
-        card = info.get("cardData") or {}
-        tags = [t for t in info.get("tags") or [] if isinstance(t, str)]
-        license_ = card.get("license") if isinstance(card.get("license"), str) else None
+    def _metadata(ref: ModelRef, info) -> ModelMetadata:
+        """Catalog metadata from a `huggingface_hub.hf_api.ModelInfo`."""
+        card = _card_dict(info.card_data)
+        tags = [t for t in info.tags if isinstance(t, str)] if isinstance(info.tags, list) else []
+        license_ = card.get("license") if card and isinstance(card.get("license"), str) else None
         if license_ is None:
             license_ = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
-        config = info.get("config") or {}
-        architectures = config.get("architectures") or []
+        config = info.config if isinstance(info.config, dict) else {}
+        architectures = config.get("architectures")
+        architectures = [a for a in architectures if isinstance(a, str)] if isinstance(architectures, list) else []
+        model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
+        extra = {"cardData": card, "config": info.config, "createdAt": _hub_time(info.created_at),
+                 "private": info.private}
         return ModelMetadata(
             source="hf",
-            model_id=info.get("id") or ref.model_id,
-            task=info.get("pipeline_tag"),
-            library=info.get("library_name"),
-            architecture=architectures[0] if architectures else config.get("model_type"),
+            model_id=info.id if isinstance(info.id, str) else ref.model_id,
+            task=info.pipeline_tag if isinstance(info.pipeline_tag, str) else None,
+            library=info.library_name if isinstance(info.library_name, str) else None,
+            architecture=architectures[0] if architectures else model_type,
             license=license_,
             tags=tags,
-            downloads=info.get("downloads"),
-            likes=info.get("likes"),
-            last_modified=info.get("lastModified"),
-            gated=bool(info.get("gated")),
-            extra={k: info[k] for k in ("cardData", "config", "createdAt", "private") if k in info},
+            downloads=info.downloads if isinstance(info.downloads, int) else None,
+            likes=info.likes if isinstance(info.likes, int) else None,
+            last_modified=_hub_time(info.last_modified),
+            gated=bool(info.gated),
+            extra={k: v for k, v in extra.items() if v is not None},
         )
 
     def _read_description(self, ctx: SourceContext, revision: ResolvedRevision) -> str | None:
         readme = next((f for f in revision.files if f.path == "README.md"), None)
-        if readme is None or (readme.size or 0) > _README_MAX:
+        if readme is None or not isinstance(readme.size, int) or readme.size > _README_MAX:
             return None
         download = self.open_file(revision, readme, ctx)
         try:
@@ -207,14 +357,30 @@ class HuggingFaceSource(Source):
             download.close()
         return _description_from_card(card)
 
-    def open_file(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, offset: int = 0) -> Download:
-        url = (
-            f"{self.endpoint(ctx)}/{revision.ref.model_id}/resolve/{revision.commit}/{quote(file.path, safe='/')}"
+    def _file_url(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext) -> str:
+        return (
+            f"{self.endpoint(ctx)}/{revision.ref.model_id}/resolve/{quote(revision.commit, safe='')}/"
+            f"{quote(file.path, safe='/')}"
         )
-        return open_range(
+
+    def open_file(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, offset: int = 0) -> Download:
+        """Request 3: `GET /{repo}/resolve/{commit}/{path}` (Range when resuming), the redirect followed."""
+        url = self._file_url(revision, file, ctx)
+        return ctx.limited(url, lambda: open_range(
             ctx.session(), url, offset, headers=self._headers(), timeout=ctx.timeout,
             errors=lambda resp: hub_error(resp, f"{revision.ref}: {file.path}"),
-        )
+        ))
+
+    def open_range(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, start: int,
+                   end: int) -> Download | None:
+        """Request 3 for one piece of a large file: `Range: bytes={start}-{end - 1}`."""
+        from hubmirror.ranged_download import open_bounded
+
+        url = self._file_url(revision, file, ctx)
+        return ctx.limited(url, lambda: open_bounded(
+            ctx.session(), url, start, end, headers=self._headers(), timeout=ctx.timeout,
+            errors=lambda resp: hub_error(resp, f"{revision.ref}: {file.path}"),
+        ))
 
 
 @hookimpl

@@ -4,6 +4,14 @@ Built-in preset names resolve to their `kaggle_handle` from the installed keras-
 read with `ast` (keras-hub is never imported, so no Keras or backend is needed), and are mirrored whole through the
 Kaggle source (keeping the framework segment as written) or the Hugging Face source. `index keras` catalogues every
 built-in preset offline.
+
+The requests a pull sends are the delegate source's, and no others: for a `kaggle://` handle (every built-in preset)
+those of `hubmirror.plugins.kaggle` (kagglesdk's GetModelInstance, ListModelInstanceVersionFiles, one
+DownloadModelInstanceVersion per file and the signed storage GETs), which is what keras-hub's `get_file` makes
+kagglehub send, `model_download(handle, path)` once per file; for an `hf://` handle those of
+`hubmirror.plugins.huggingface` (what `hf_hub_download` sends). Where keras-hub probes optional files one by one (a
+404 meaning absent), hubmirror takes the version's file list and fetches what is there. `index keras` sends nothing:
+it reads keras-hub's preset tables from the installed package.
 """
 
 from __future__ import annotations

@@ -7,6 +7,18 @@ a mapping shipped as data (`plugins/data/tfhub_kaggle.json`, extended by the JSO
 `?tf-hub-format=compressed`: the tarball is pinned by its sha256 and unpacked, member by member and safely
 (`hubmirror.archives`: links, devices, unsafe names and oversized archives refused), into individual files. TF Hub
 publishes no checksum.
+
+The requests a pull sends:
+
+- A tfhub.dev handle (through the mapping): none of its own; the Kaggle source's requests for the mapped handle
+  (GetModelInstance, ListModelInstanceVersionFiles, DownloadModelInstanceVersion per file, the signed storage GETs;
+  see `hubmirror.plugins.kaggle`), which is what `hub.load("https://www.kaggle.com/models/…")` leads kagglehub to.
+- A URL, or a handle with `--endpoint`: `GET <handle>?tf-hub-format=compressed`, the handle's own query kept and the
+  parameter appended as tensorflow_hub's `_append_format_query` does (`parse_qsl` + `urlencode`), following redirects
+  to where the tarball is stored: `HttpCompressedFileResolver`'s one request (tensorflow_hub 0.16). Headers: the
+  session's `User-Agent: hubmirror/<version>` and `Accept-Encoding: identity` (the tarball's bytes as sent, which are
+  what gets pinned), plus `Range: bytes=N-` only to resume a tarball cut off at byte N (`hubmirror.http.spool`),
+  which tensorflow_hub cannot. Never `?tf-hub-format=uncompressed` (a 303 to a `gs://` path) nor any other format.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from hubmirror.archives import chunks, open_tar
 from hubmirror.errors import NotFoundError, UsageError
@@ -28,6 +40,13 @@ from hubmirror.sources import Delegated, Download, Source, SourceContext, delega
 MAPPING_FILE = Path(__file__).parent / "data" / "tfhub_kaggle.json"
 TFHUB_HOSTS = ("tfhub.dev", "www.tfhub.dev")
 _CHUNK = 1 << 20
+
+
+def compressed_url(handle: str) -> str:
+    """`handle` with `tf-hub-format=compressed` appended to its query, as tensorflow_hub builds it."""
+    parts = urlsplit(handle)
+    query = parse_qsl(parts.query) + [("tf-hub-format", "compressed")]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def tfhub_to_kaggle() -> dict[str, dict]:
@@ -84,8 +103,7 @@ class TfHubSource(Source):
 
     def _compressed(self, ref: ModelRef, url: str, ctx: SourceContext) -> ResolvedRevision:
         """Download the module tarball, pin it by sha256 and unpack its files."""
-        tarball, sha256 = spool(ctx.session(), url + ("&" if "?" in url else "?") + "tf-hub-format=compressed",
-                                timeout=ctx.timeout, directory=ctx.cache_dir)
+        tarball, sha256 = spool(ctx.session(), compressed_url(url), timeout=ctx.timeout, directory=ctx.cache_dir)
         with tarball:
             archive, members = open_tar(tarball, str(ref))
             # unpacked in archive order: going back in a compressed stream means inflating it again from the start

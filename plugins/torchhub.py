@@ -4,6 +4,19 @@ Fetches the repository the way torch.hub does (the GitHub zipball of the ref's c
 the git blob id GitHub's tree API publishes. `hubconf.py` is parsed, never imported: its entrypoints (each becomes a
 catalog model), `dependencies`, docstrings, and the weight URLs the entrypoints download (`load_state_dict_from_url` /
 `download_url_to_file` style URLs, mirrored as `checkpoints/<name>` and checked against their hash prefix).
+
+The requests a pull sends, in order (headers and the reasons for each in `hubmirror.plugins.github`):
+
+1. `GET {web}/{o}/{r}/tree/main/` — only without a ref: 200 means `main`, 404 `master` (torch.hub `_parse_repo_info`).
+2. `GET {api}/repos/{o}/{r}/branches?per_page=100&page=N`, then `/tags?per_page=100&page=N`, until the ref is found
+   (torch.hub `_validate_not_a_forked_repo`, with its `Accept` and `Authorization: token` headers). The match pins
+   the ref to a commit; a ref no branch or tag names or heads is refused, as torch.hub refuses it.
+3. `GET {api}/repos/{o}/{r}/git/trees/{sha}?recursive=1` — GitHub REST "Get a tree", which torch.hub does not call:
+   the git blob id of every file, the only digest GitHub publishes for a repository's files.
+4. `GET {web}/{o}/{r}/zipball/{sha}`, following its redirect to codeload (torch.hub `_git_archive_link` +
+   `download_url_to_file`, which name the ref where hubmirror names the commit it resolved to).
+5. For each weight URL an entrypoint names: what `hubmirror.plugins.urls` sends for it (a GitHub release asset's
+   release JSON, then the GET of the URL that `load_state_dict_from_url` would make).
 """
 
 from __future__ import annotations
@@ -150,7 +163,7 @@ class TorchHubSource(Source):
         repo, wanted = f"{owner}/{name}", (entry[0] if entry else None)
         github = GitHub(ctx)
         requested = ref.revision or github.default_branch(owner, name)
-        commit = github.commit_sha(owner, name, requested)
+        commit = github.ref_commit(owner, name, requested)
         blobs = self._tree_blobs(github, owner, name, commit)
         archive, members = self._download_archive(github, owner, name, commit, ctx)
         if set(members) != set(blobs):

@@ -4,6 +4,18 @@ For download.pytorch.org-style names (`resnet50-0676ba61.pth`) the hex after the
 prefix, as torch.hub's `check_hash` does. For GitHub release assets the release API's `digest` and `size` are
 checked. A `#sha256=` fragment adds the user's own expectation. With none of these, the first download's sha256 pins
 the revision (trust on first use, recorded in the model's metadata).
+
+The requests a pull sends:
+
+1. Only for a GitHub release asset (`{web}/{o}/{r}/releases/download/{tag}/{name}`, `web` as `GITHUB_SERVER_URL`):
+   `GET {api}/repos/{o}/{r}/releases/tags/{tag}` — GitHub REST "Get a release by tag name", with the headers GitHub's
+   REST documentation specifies (`Accept: application/vnd.github+json`, `X-GitHub-Api-Version: 2022-11-28`,
+   `Authorization: Bearer $GITHUB_TOKEN` when set). torch.hub does not make it: it is the only place GitHub
+   publishes an asset's sha256 (`digest`, since 2025-06) and size; see `hubmirror.plugins.github`.
+2. `GET <the URL>`, following redirects (a release download's 302 to signed storage; requests drops any
+   `Authorization` off the original host, and none is sent to it anyway): what torch.hub's `download_url_to_file`
+   (`load_state_dict_from_url`) sends, plus `Accept-Encoding: identity`, and `Range: bytes=N-` to resume a file cut
+   off at byte N, which torch.hub cannot.
 """
 
 from __future__ import annotations

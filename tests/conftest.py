@@ -20,6 +20,8 @@ def isolated_env(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HUBMIRROR_RETRY_BASE", "0.01")  # retries keep their count; tests need not sleep through them
+    monkeypatch.setenv("HUBMIRROR_RETRY_MAX_WAIT", "0.05")
 
 
 @pytest.fixture

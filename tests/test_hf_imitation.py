@@ -112,3 +112,77 @@ def test_list_models_pages_like_the_hub(hub):
     assert sorted(m.id for m in listed) == [f"org/m{i}" for i in range(6)]
     assert {m.pipeline_tag for m in listed} == {"fill-mask"}
     assert [m.id for m in api.list_models(limit=5)] == [f"org/m{i}" for i in range(5)]
+
+
+def test_every_official_client_call_is_accepted(minilm_hub, minilm, tmp_path):
+    """The imitation's refusals never catch huggingface_hub itself: every call the tests and hubmirror rely on, with
+    the parameters each can send, passes."""
+    hub = minilm_hub
+    api = hf.HfApi(endpoint=hub.url)
+    repo = MINILM_REPO_ID
+    api.model_info(repo)
+    api.model_info(repo, revision="main", files_metadata=True, securityStatus=True)
+    api.model_info(repo, expand=["sha", "siblings", "cardData", "model-index"])
+    list(api.list_repo_tree(repo, recursive=True, expand=True))
+    list(api.list_repo_tree(repo, "1_Pooling"))
+    api.get_paths_info(repo, ["config.json", "1_Pooling"], expand=True)
+    api.list_repo_refs(repo, include_pull_requests=True)
+    list(api.list_models(search="MiniLM", sort="likes", limit=2, cardData=True, fetch_config=True, full=True))
+    list(api.list_models(filter=["sentence-similarity", "license:apache-2.0"], author="sentence-transformers",
+                         pipeline_tag="sentence-similarity", gated=False, expand=["downloads", "tags"]))
+    assert api.file_exists(repo, "config.json") and not api.file_exists(repo, "nope.json")
+    hf.hf_hub_download(repo, "config.json", endpoint=hub.url, cache_dir=tmp_path / "c")
+    hf.snapshot_download(repo, endpoint=hub.url, cache_dir=tmp_path / "c", allow_patterns=["*.json"])
+    assert hub.refused == []
+
+
+@pytest.mark.parametrize("method, path, why", [
+    ("GET", "/api/models?limit=10&sort=downloads&direction=-1&full=true", "unknown query parameter 'direction'"),
+    ("GET", "/api/models?sort=downloads_desc", "sort='downloads_desc' is never sent"),
+    ("GET", "/api/models?full=true&expand=downloads", "refuses to send that combination"),
+    ("GET", "/api/models?full=false", "full='false' is never sent"),
+    ("GET", "/api/models?limit=ten", "limit='ten' is never sent"),
+    ("POST", "/api/models", "never sends POST"),
+    ("GET", "/api/models/org/m?blobs=true&expand=sha", "refuses to send that combination"),
+    ("GET", "/api/models/org/m/revision/main?blobs=1", "blobs='1' is never sent"),
+    ("GET", "/api/models/org/m/revision/main?direction=-1", "unknown query parameter 'direction'"),
+    ("HEAD", "/api/models/org/m", "never sends HEAD"),
+    ("GET", "/api/models/org/m/tree/main", "'recursive' missing"),
+    ("GET", "/api/models/org/m/tree/main?recursive=true&expand=false&limit=5", "unknown query parameter 'limit'"),
+    ("GET", "/api/models/org/m/tree/main?recursive=1&expand=false", "recursive='1' is never sent"),
+    ("GET", "/api/models/org/m/paths-info/main", "never sends GET"),
+    ("GET", "/api/models/org/m/refs?include_prs=true", "include_prs='true' is never sent"),
+    ("GET", "/org/m/resolve/main/a.txt?download=true", "unknown query parameter 'download'"),
+    ("POST", "/org/m/resolve/main/a.txt", "never sends POST"),
+])
+def test_requests_no_official_client_sends_are_refused(hub, method, path, why):
+    hub.create_repo("org/m", {"a.txt": b"a"})
+    resp = requests.request(method, hub.url + path)
+    assert resp.status_code == (405 if "never sends" in why else 400)
+    assert why in resp.headers["X-Error-Message"] and "X-Error-Code" not in resp.headers
+    assert len(hub.refused) == 1 and why in hub.refused[0]
+    with pytest.raises(hf.errors.HfHubHTTPError):  # the official client reads it as a failed call
+        hf.utils.hf_raise_for_status(hf.utils.get_session().request(method, hub.url + path))
+
+
+def test_paths_info_takes_only_the_clients_form(hub):
+    hub.create_repo("org/m", {"a.txt": b"a"})
+    url = f"{hub.url}/api/models/org/m/paths-info/main"
+    assert requests.post(url, data={"paths": ["a.txt"], "expand": "false"}).json()[0]["path"] == "a.txt"
+    assert requests.post(url, json={"paths": ["a.txt"], "expand": False}).status_code == 400
+    assert requests.post(url, data={"paths": ["a.txt"]}).status_code == 400  # the client always sends expand
+    assert requests.post(url, data={"paths": ["a.txt"], "expand": "false", "recursive": "true"}).status_code == 400
+    assert requests.post(f"{url}?expand=true", data={"paths": ["a.txt"], "expand": "false"}).status_code == 400
+    assert len(hub.refused) == 4
+
+
+def test_bare_model_info_is_answered_as_the_hub_does(hub):
+    """The real Hub answers `GET /api/models/{repo}` (model_info without a revision sends it) with the default branch;
+    `answer_bare_model_info = False` imitates a server that does not (olah), which the download path never needs."""
+    repo = hub.create_repo("org/m", {"a.txt": b"a"})
+    api = hf.HfApi(endpoint=hub.url)
+    assert api.model_info("org/m").sha == repo.branches["main"]
+    hub.answer_bare_model_info = False
+    with pytest.raises(hf.errors.RepositoryNotFoundError):
+        api.model_info("org/m")
+    assert api.model_info("org/m", revision="main").sha == repo.branches["main"]

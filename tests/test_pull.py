@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOKEN, noise
+from tests.fakes.hf_hub import NOT_SET
 from tests.fakes.model_files import MINILM_REPO_ID, silero_files, silero_onnx_files
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
@@ -196,3 +197,75 @@ def test_index_lists_hub_models_through_the_paginated_listing_api(hub, run):
     assert run.json("index", "hf", "--query", "model-3")["models"] == 1
     assert run.json("index", "hf", "--limit", "5")["models"] == 5
     assert len([r for r in hub.requests if r["path"].startswith("/api/models?")]) >= 3
+
+
+def _api_requests(hub, since: int = 0) -> list[tuple[str, str]]:
+    return [(r["method"], r["path"]) for r in hub.requests[since:] if r["path"].startswith("/api/")]
+
+
+def test_default_revision_resolves_as_snapshot_download_does(hub, run, tmp_path):
+    """The issue's regression, on the imitation: `pull hf:REPO` without a revision asks `/revision/main`, as
+    snapshot_download does (`revision or DEFAULT_REVISION`), never the bare `/api/models/{repo}`: an independent server
+    (olah) answers that 401 RepoNotFound, which the imitation does here too."""
+    hf = pytest.importorskip("huggingface_hub")
+    repo = hub.create_repo("org/m", {".gitattributes": LFS_ATTRS, "config.json": b"{}", "w.bin": noise(5000),
+                                     "sub/a.txt": b"a", "README.md": b"# m\n\nA model.\n"})
+    commit = repo.branches["main"]
+    hub.answer_bare_model_info = False
+    result = run("pull", "hf:org/m")
+    assert result.exit_code == 0, result.output
+    ours = _api_requests(hub)
+    assert ours[0] == ("GET", "/api/models/org/m/revision/main")
+    assert ours[1] == ("GET", f"/api/models/org/m/tree/{commit}?recursive=true&expand=false")
+    assert all(path.startswith(f"/api/models/org/m/tree/{commit}?") for _, path in ours[2:])  # Link pages
+    assert not any(path.split("?")[0] == "/api/models/org/m" for _, path in ours)
+    # exactly the API requests of the official client's snapshot_download, in the same order
+    mark = len(hub.requests)
+    hf.snapshot_download("org/m", endpoint=hub.url, cache_dir=tmp_path / "c")
+    assert _api_requests(hub, mark) == ours
+    # and file requests among the resolve URLs the official client asks (it HEADs each, then GETs)
+    theirs = {r["path"] for r in hub.requests[mark:] if "/resolve/" in r["path"]}
+    assert {r["path"] for r in hub.requests[:mark] if "/resolve/" in r["path"]} <= theirs
+    assert hub.refused == [] and hub.cdn_violations == []
+
+
+def test_index_sends_list_models_parameters_only(hub, run):
+    """`index hf` is `HfApi.list_models(search=, sort="downloads", limit=, full=True)`: no `direction=-1`, which the
+    official client dropped and the imitation refuses."""
+    hf = pytest.importorskip("huggingface_hub")
+    hub.create_repo("org/model-1", {"README.md": b"---\nlicense: mit\n---\n"})
+    assert run.json("index", "hf", "--query", "model", "--limit", "3")["models"] == 1
+    (listing,) = [p for _, p in _api_requests(hub)]
+    assert listing == "/api/models?search=model&sort=downloads&limit=3&full=true"
+    mark = len(hub.requests)
+    list(hf.HfApi(endpoint=hub.url).list_models(search="model", sort="downloads", limit=3, full=True))
+    assert _api_requests(hub, mark) == [("GET", listing)]
+    assert hub.refused == []
+
+
+def test_model_info_is_retried_after_429_and_5xx_then_fails_in_one_line(hub, run):
+    hub.create_repo("org/m", {"a.txt": b"a"})
+    hub.faults.status_queue["api"] = [(503, {"Retry-After": "0"}), (429, {"Retry-After": "0"})]
+    result = run("pull", "hf:org/m")
+    assert result.exit_code == 0, result.output
+    assert [p for _, p in _api_requests(hub)][:3] == ["/api/models/org/m/revision/main"] * 3
+    hub.faults.status_queue["api"] = [(429, {"Retry-After": "0"})] * 3
+    result = run("pull", "hf:org/m@main", env={"HUBMIRROR_RETRIES": "1"})
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: hf:org/m@main: the Hub is rate-limiting this client (HTTP 429)"), line
+
+
+def test_unusable_hub_answers_are_one_line_errors(hub, run):
+    hub.create_repo("org/m", {"a.txt": b"a"})
+    hub.faults.info_override = {"id": "org/m", "sha": "0" * 40, "siblings": [{"no": "rfilename"}]}
+    result = run("pull", "hf:org/m")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "cannot read" in result.output
+    hub.faults.info_override = NOT_SET
+    hub.faults.tree_override = [{"type": "file", "path": "a.txt", "size": 1, "oid": "x", "lfs": {"oid": "y"}}]
+    result = run("pull", "hf:org/m")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "cannot read" in result.output
+    result = run("pull", "hf:org/a--b")  # huggingface_hub's repo id rules
+    assert result.exit_code == 2 and result.output.startswith("error: hf:org/a--b: ")

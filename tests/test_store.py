@@ -110,3 +110,81 @@ def test_check_digest_refuses_anything_but_64_lower_case_hex(digest):
 def test_check_digest_returns_a_good_digest():
     digest = sha256(b"x")
     assert check_digest(digest) is digest
+
+
+class TestLocalPositionalWrites:
+    """What the directory backend does beyond the contract for pieces: a range log beside the partial file."""
+
+    @pytest.fixture
+    def store(self, tmp_path):
+        s = LocalBlobStore(tmp_path / "store")
+        s.initialise()
+        return s
+
+    def test_pieces_survive_the_writer_exactly(self, store):
+        with pytest.raises(ConnectionError):
+            with store.writer("k") as w:
+                w.write_at(0, b"a" * 10)
+                w.write_at(30, b"c" * 10)
+                w.write_at(10, b"b" * 5)
+                raise ConnectionError
+        with store.writer("k") as w:
+            assert w.held() == [(0, 15), (30, 40)]
+            assert w.offset == 15
+
+    def test_a_torn_log_line_is_not_held(self, store):
+        with pytest.raises(ConnectionError):
+            with store.writer("k") as w:
+                w.write_at(0, b"a" * 10)
+                w.write_at(20, b"c" * 10)
+                raise ConnectionError
+        log = next(store.tmp_dir.glob("*.ranges"))
+        log.write_text("0 10\n20 3")  # killed in the middle of the second line
+        with store.writer("k") as w:
+            assert w.held() == [(0, 10)]
+
+    def test_logged_ranges_beyond_the_file_are_not_held(self, store):
+        with pytest.raises(ConnectionError):
+            with store.writer("k") as w:
+                w.write_at(0, b"a" * 100)
+                raise ConnectionError
+        partial = next(p for p in store.tmp_dir.iterdir() if p.suffix == "")
+        os.truncate(partial, 40)  # the bytes were lost, the log line was not
+        with store.writer("k") as w:
+            assert w.held() == [(0, 40)]
+            w.write_at(40, b"a" * 60)
+            w.commit(sha256(b"a" * 100), 100)
+        assert list(p for p in store.tmp_dir.iterdir() if p.suffix != ".lock") == []
+
+    def test_a_short_pwrite_never_stores_wrong_bytes(self, store, monkeypatch):
+        real = os.pwrite
+        calls = []
+
+        def short_once(fd, data, offset):
+            calls.append(offset)
+            if len(calls) == 1:
+                return real(fd, bytes(data)[: len(data) // 2], offset)
+            return real(fd, data, offset)
+
+        monkeypatch.setattr("hubmirror.store.local.os.pwrite", short_once)
+        data = b"0123456789abcdef"
+        with store.writer() as w:
+            w.write_at(8, data[8:])
+            w.write_at(0, data[:8])
+            w.commit(sha256(data), len(data))
+        assert store.local_path(sha256(data)).read_bytes() == data
+        assert calls == [8, 12, 0]
+
+    def test_a_pwrite_that_makes_no_progress_raises(self, store, monkeypatch):
+        monkeypatch.setattr("hubmirror.store.local.os.pwrite", lambda fd, data, offset: 0)
+        with pytest.raises(OSError, match="no progress"):
+            with store.writer() as w:
+                w.write_at(0, b"x")
+
+    def test_commit_names_the_gaps(self, store):
+        with pytest.raises(IntegrityError, match="20 bytes hashed, 10 written in 2 separate ranges, 20 on disk"):
+            with store.writer() as w:
+                w.write_at(0, b"a" * 5)
+                w.write_at(15, b"b" * 5)
+                w.commit(sha256(b"x" * 20), 20)
+        assert list(store.tmp_dir.iterdir()) == []

@@ -6,6 +6,7 @@ import json
 import tarfile
 
 import pytest
+import requests
 
 from tests.conftest import noise
 from tests.fakes.kaggle import FakeKaggle
@@ -151,3 +152,37 @@ def test_index_keras_is_offline_and_complete(run):
     out = run.json("index", "keras")
     assert out["models"] > 400
     assert run.json("search", "bert tiny", "--source", "keras")[0]["key"] == "keras:bert_tiny_en_uncased"
+
+
+def test_compressed_protocol_sends_exactly_tensorflow_hubs_request(run, tfhub):
+    tfhub.add_module("silero/vad/1", {"saved_model.pb": b"a graph"})
+    assert run("pull", "tfhub:silero/vad/1", "--endpoint", tfhub.url).exit_code == 0
+    assert tfhub.requests == ["/silero/vad/1?tf-hub-format=compressed", "/storage/silero/vad/1.tar.gz"]
+    # a handle's own query is kept, the format appended after it (tensorflow_hub's _append_format_query)
+    assert run("pull", f"tfhub:{tfhub.url}/silero/vad/1?variant=a+b").exit_code == 0
+    assert tfhub.requests[2] == "/silero/vad/1?variant=a+b&tf-hub-format=compressed"
+    assert tfhub.refused == []
+
+
+def test_the_tfhub_imitation_refuses_what_tensorflow_hub_never_sends(tfhub):
+    tfhub.add_module("silero/vad/1", {"saved_model.pb": b"a graph"})
+    handle = f"{tfhub.url}/silero/vad/1"
+    assert requests.get(f"{handle}?tf-hub-format=compressed", timeout=10, allow_redirects=False).status_code == 302
+    refused = [requests.get(handle, timeout=10),
+               requests.get(f"{handle}?tf-hub-format=compressed&tf-hub-format=compressed", timeout=10),
+               requests.get(f"{handle}?tf-hub-format=zip", timeout=10),
+               requests.post(f"{handle}?tf-hub-format=compressed", timeout=10)]
+    assert [r.status_code for r in refused] == [400] * 4 and len(tfhub.refused) == 4
+
+
+def test_a_keras_preset_pull_sends_only_kagglesdk_requests(via_kaggle, kaggle):
+    files = {"config.json": b"{}", "model.weights.h5": b"weights", "metadata.json": b"{}"}
+    kaggle.add_instance("keras/bert/keras/bert_tiny_en_uncased", {3: files})
+    assert via_kaggle("pull", "keras:bert_tiny_en_uncased").exit_code == 0
+    calls = [(r["path"].rsplit("/", 1)[-1], json.loads(r["body"])) for r in kaggle.requests if r["host"] == "api"]
+    instance = {"ownerSlug": "keras", "modelSlug": "bert", "framework": "MODEL_FRAMEWORK_KERAS",
+                "instanceSlug": "bert_tiny_en_uncased"}
+    assert calls[:2] == [("GetModelInstance", instance),
+                         ("ListModelInstanceVersionFiles", {**instance, "versionNumber": 3, "pageSize": 25})]
+    assert sorted(c[1]["path"] for c in calls[2:]) == sorted(files)
+    assert {c[0] for c in calls[2:]} == {"DownloadModelInstanceVersion"} and kaggle.refused == []

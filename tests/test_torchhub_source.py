@@ -9,6 +9,7 @@ import sys
 import zipfile
 
 import pytest
+import requests
 from hubmirror.plugins.torchhub import parse_hubconf
 
 from tests.conftest import noise
@@ -154,3 +155,102 @@ def test_torch_hub_loads_silero_from_the_imitation(github, silero, tmp_path):
     assert entrypoints == repr(SILERO_ENTRYPOINTS)
     assert list(parse_hubconf(SILERO_HUBCONF).entrypoints) == SILERO_ENTRYPOINTS
     assert 0.0 <= float(prob) <= 1.0
+
+
+def _requests(github, since=0):
+    """(host, method, path) of what the imitation received."""
+    return [(r["host"], r["method"], r["path"]) for r in github.requests[since:]]
+
+
+def test_a_pull_sends_exactly_the_documented_requests(github, run, monkeypatch):
+    """plugins/torchhub.py's list: torch.hub's default-branch probe and fork check (which pins the ref), GitHub's
+    tree (the digests), torch.hub's zipball, then the weight URL; each with its own client's headers."""
+    weights = noise(3000)
+    url = github.add_file(f"tiny-{sha256(weights)[:8]}.pth", weights)
+    hubconf = f"dependencies = ['torch']\ndef tiny():\n    return '{url}'\n".encode()
+    repo = github.create_repo("me/tiny", {"hubconf.py": hubconf})
+    sha = repo.branches["main"]
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
+    assert run("pull", "torchhub:me/tiny").exit_code == 0
+    assert _requests(github) == [
+        ("web", "GET", "/me/tiny/tree/main/"),
+        ("api", "GET", "/repos/me/tiny/branches?per_page=100&page=1"),
+        ("api", "GET", f"/repos/me/tiny/git/trees/{sha}?recursive=1"),
+        ("web", "GET", f"/me/tiny/zipball/{sha}"),
+        ("storage", "GET", f"/me/tiny/legacy.zip/{sha}"),
+        ("storage", "GET", f"/models/tiny-{sha256(weights)[:8]}.pth"),
+    ]
+    fork_check, tree = github.requests[1], github.requests[2]
+    assert (fork_check["accept"], fork_check["api_version"], fork_check["authorization"]) == \
+        ("application/vnd.github.v3+json", None, "token ghp_secret")  # torch.hub's headers
+    assert (tree["accept"], tree["api_version"], tree["authorization"]) == \
+        ("application/vnd.github+json", "2022-11-28", "Bearer ghp_secret")  # GitHub's REST docs
+    assert all(r["user_agent"].startswith("hubmirror/") for r in github.requests)
+    assert all(r["authorization"] is None for r in github.requests if r["host"] != "api")
+    assert github.refused == []
+    # a tag: the fork check walks the branches (page 1, then an empty page 2) before the tags, as torch.hub does
+    repo.tags["v1"] = sha
+    start = len(github.requests)
+    assert run("pull", "torchhub:me/tiny:v1").exit_code == 0
+    assert _requests(github, start)[:3] == [
+        ("api", "GET", "/repos/me/tiny/branches?per_page=100&page=1"),
+        ("api", "GET", "/repos/me/tiny/branches?per_page=100&page=2"),
+        ("api", "GET", "/repos/me/tiny/tags?per_page=100&page=1"),
+    ]
+
+
+def test_refs_that_head_no_branch_or_tag_are_refused_like_torch_hub_does(github, run):
+    repo = github.create_repo("me/tiny", {"hubconf.py": b"def m():\n    pass\n"})
+    first = repo.branches["main"]
+    repo.commit({"hubconf.py": b"def m():\n    return 2\n"}, branch="main")
+    assert run("pull", f"torchhub:me/tiny:{repo.branches['main'][:7]}").exit_code == 0  # a head's short sha
+    result = run("pull", f"torchhub:me/tiny:{first}")  # an older commit: torch.hub's fork check refuses it
+    assert result.exit_code == 1 and "no branch or tag" in result.output
+
+
+def test_master_when_there_is_no_main(github, run):
+    github.create_repo("me/old", {"hubconf.py": b"def m():\n    pass\n"}, branch="master")
+    out = run.json("pull", "torchhub:me/old")
+    assert out[0]["requested"] == "master"
+
+
+def test_the_imitation_refuses_what_neither_torch_hub_nor_the_rest_docs_send(github):
+    github.create_repo("me/tiny", {"hubconf.py": b"def m():\n    pass\n"})
+    api = f"{github.api.url}/repos/me/tiny"
+    rest = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+    assert requests.get(f"{api}/branches?per_page=100&page=1", headers={"Accept": "application/vnd.github.v3+json"},
+                        timeout=10).status_code == 200
+    refused = [
+        requests.get(f"{api}/branches?per_page=100&page=1", timeout=10),  # requests' Accept: */*
+        requests.get(f"{api}/branches", headers={"Accept": "application/json"}, timeout=10),
+        requests.get(f"{api}/branches?per_page=1000", headers=rest, timeout=10),  # past GitHub's 100
+        requests.get(f"{api}/git/trees/main?recursive=1&ref=main", headers=rest, timeout=10),  # not a parameter
+        requests.get(f"{api}/branches", headers={**rest, "X-GitHub-Api-Version": "2099-01-01"}, timeout=10),
+        requests.get(f"{api}/branches", headers={**rest, "Authorization": "Basic eDp5"}, timeout=10),
+        requests.get(f"{github.web.url}/me/tiny/zipball/main?token=x", timeout=10, allow_redirects=False),
+        requests.get(f"{github.web.url}/me/tiny/zipball/main", headers={"Authorization": "Bearer t"}, timeout=10,
+                     allow_redirects=False),
+    ]
+    assert [r.status_code for r in refused] == [400] * len(refused)
+    assert len(github.refused) == len(refused)
+
+
+def test_torch_hubs_own_fork_check_passes_the_imitation(github, silero):
+    """torch.hub's `_validate_not_a_forked_repo` (its headers, its paging), aimed at the imitation's API."""
+    pytest.importorskip("torch")
+    code = (
+        "import sys, torch.hub as hub\n"
+        "read = hub._read_url\n"
+        "def aimed(req):\n"
+        "    req.full_url = req.full_url.replace('https://api.github.com', sys.argv[1])\n"
+        "    return read(req)\n"
+        "hub._read_url = aimed\n"
+        "hub._validate_not_a_forked_repo('snakers4', 'silero-vad', 'main')\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, github.api.url], check=False, capture_output=True, text=True,
+                          timeout=240, env={**os.environ, "GITHUB_TOKEN": "ghp_x"})
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+    assert github.refused == []
+    assert [(r["accept"], r["authorization"]) for r in github.requests] == \
+        [("application/vnd.github.v3+json", "token ghp_x")]

@@ -85,3 +85,28 @@ def test_torch_hub_loads_the_same_url_with_its_own_hash_check(github, tmp_path, 
     github.corrupt = {f"silero_vad-{sha256(weights)[:8]}.jit"}
     with pytest.raises(RuntimeError, match="invalid hash value"):
         torch.hub.download_url_to_file(url, str(tmp_path / "bad.jit"), hash_prefix=sha256(weights)[:8], progress=False)
+
+
+def test_a_release_asset_pull_sends_exactly_the_documented_requests(github, run, monkeypatch, weights):
+    """plugins/urls.py's list: GitHub REST "Get a release by tag name" (the digest), then the download URL that
+    torch.hub would GET, redirected to storage; the token only to the API."""
+    github.create_repo("snakers4/silero-vad", {"README.md": b"# silero"})
+    github.add_release("snakers4/silero-vad", "v6.2", {"silero_vad.jit": weights})
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
+    assert run("pull", f"url:{github.release_url('snakers4/silero-vad', 'v6.2', 'silero_vad.jit')}").exit_code == 0
+    assert [(r["host"], r["method"], r["path"].split("?")[0]) for r in github.requests] == [
+        ("api", "GET", "/repos/snakers4/silero-vad/releases/tags/v6.2"),
+        ("web", "GET", "/snakers4/silero-vad/releases/download/v6.2/silero_vad.jit"),
+        ("storage", "GET", "/releases/snakers4/silero-vad/v6.2/silero_vad.jit"),
+    ]
+    api = github.requests[0]
+    assert (api["accept"], api["api_version"], api["authorization"]) == \
+        ("application/vnd.github+json", "2022-11-28", "Bearer ghp_secret")
+    assert "?" not in github.requests[0]["path"] and "?" not in github.requests[1]["path"]
+    assert [r["authorization"] for r in github.requests[1:]] == [None, None]
+    assert github.refused == []
+    start = len(github.requests)
+    plain = github.add_file(f"silero_vad-{sha256(weights)[:8]}.jit", weights)
+    assert run("pull", f"url:{plain}").exit_code == 0  # a plain URL: one GET, nothing asked of the API
+    assert [(r["host"], r["path"]) for r in github.requests[start:]] == \
+        [("storage", f"/models/silero_vad-{sha256(weights)[:8]}.jit")]

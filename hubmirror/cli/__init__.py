@@ -17,11 +17,26 @@ from hubmirror.cli.state import HubmirrorGroup, State
 @click.option("--plugins-dir", multiple=True, type=click.Path(file_okay=False), envvar="HUBMIRROR_PLUGINS_DIR",
               help="Also load every *.py in this directory as a plugin (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("-v", "--verbose", is_flag=True, help="Say on stderr, one line each, what is retried, why, and the wait.")
+@click.option("--retries", type=click.IntRange(min=0), metavar="N",
+              help="Failures in a row tolerated per request or file before giving up. Default: $HUBMIRROR_RETRIES, "
+                   "else 5.")
+@click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Seconds without a byte before a connection counts as stalled and is resumed. Default: "
+                   "$HUBMIRROR_TIMEOUT, else 60.")
 @click.version_option(package_name="hubmirror")
 @click.pass_context
-def cli(ctx, root, plugins_dir, quiet):
+def cli(ctx, root, plugins_dir, quiet, verbose, retries, read_timeout):
     """Mirror pretrained models from every hub into one verified, searchable, offline store."""
-    ctx.obj = State((root or Path(".")).resolve(), plugins_dir, quiet)
+    ctx.obj = State((root or Path(".")).resolve(), plugins_dir, quiet, verbose)
+    if verbose:
+        from hubmirror.progress import report_lines
+
+        ctx.call_on_close(report_lines())
+    if retries is not None or read_timeout is not None:
+        from hubmirror.http import configure
+
+        ctx.call_on_close(configure(retries=retries, timeout=read_timeout))
 
 
 for _module in (mirroring, exchange, serving, integrity, browsing, benchmarks):

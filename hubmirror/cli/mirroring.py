@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -17,9 +18,12 @@ from hubmirror.cli.state import json_option, pass_state
 @click.option("--exclude", multiple=True, help="Skip files matching this glob (repeatable).")
 @click.option("--endpoint", help="Upstream base URL (default: the source's own, e.g. $HF_ENDPOINT).")
 @click.option("--workers", default=8, show_default=True, help="Files downloaded in parallel.")
+@click.option("--connections", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Connections per large file (>= 64 MiB, from a source that serves byte ranges), fetched in pieces; "
+                   "at most 16 to one host in all.")
 @json_option
 @pass_state
-def pull(state, refs, include, exclude, endpoint, workers, as_json):
+def pull(state, refs, include, exclude, endpoint, workers, connections, as_json):
     """Mirror models: SOURCE:ID[@REVISION], e.g. hf:sentence-transformers/all-MiniLM-L6-v2."""
     from hubmirror.output import emit_json, human_size
     from hubmirror.progress import TransferProgress
@@ -30,8 +34,10 @@ def pull(state, refs, include, exclude, endpoint, workers, as_json):
     with state.mirror(create=True) as mirror:
         for ref in parsed:
             with TransferProgress(str(ref), state.quiet) as progress:
+                ctx = mirror.source_context(state.registry(), endpoint)
+                ctx.connections = replace(ctx.connections, per_file=connections)
                 pulled = do_pull(
-                    mirror, state.registry(), ref, mirror.source_context(state.registry(), endpoint),
+                    mirror, state.registry(), ref, ctx,
                     include=list(include) or None, exclude=list(exclude) or None, workers=workers,
                     on_start=progress.start, on_bytes=progress.advance,
                 )

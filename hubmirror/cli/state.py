@@ -27,10 +27,11 @@ class HubmirrorGroup(click.Group):
 class State:
     """What the group options set up, opened lazily by the commands that need it."""
 
-    def __init__(self, root: Path, plugin_dirs: tuple[str, ...], quiet: bool):
+    def __init__(self, root: Path, plugin_dirs: tuple[str, ...], quiet: bool, verbose: bool = False):
         self.root = root
         self.plugin_dirs = [Path(p) for p in plugin_dirs]
         self.quiet = quiet
+        self.verbose = verbose  # retries and other goings-on, one line each on stderr (see progress.report_lines)
         self._registry = None
 
     def registry(self):

@@ -26,29 +26,47 @@ class BlobInfo:
 class BlobWriter(ABC):
     """Receives the bytes of one blob; nothing is visible in the store until `commit` succeeds.
 
-    A writer opened with a resume key starts with the bytes an earlier, interrupted attempt left (`offset` of them);
-    `existing_chunks()` streams them back so the caller can hash them, and `restart()` drops them.
-    Leaving a `with` block normally or with IntegrityError discards what was not committed; any other error suspends.
+    Bytes arrive either in order (`write`) or as pieces at their offsets (`write_at`, for parallel ranged downloads;
+    pieces may come in any order, from several threads at once). A writer opened with a resume key starts with the
+    bytes an earlier, interrupted attempt left: `held()` says which byte ranges, `offset` is how many of them run
+    unbroken from byte 0, `existing_chunks()` streams those back so the caller can hash them, and `restart()` drops
+    everything. Leaving a `with` block normally or with IntegrityError discards what was not committed; any other
+    error suspends.
     """
 
-    offset: int = 0
+    offset: int = 0  # at open: the bytes held from 0 up to the first byte not held
 
     @abstractmethod
-    def existing_chunks(self) -> Iterator[bytes]: ...
+    def existing_chunks(self, start: int = 0) -> Iterator[bytes]:
+        """The held bytes from `start` up to the first byte not held (at open, from 0: `offset` of them)."""
 
     @abstractmethod
     def restart(self) -> None: ...
 
     @abstractmethod
     def write(self, chunk: bytes) -> None:
-        """Append all of `chunk`; a backend that can write part of it goes on until the rest is written."""
+        """Append all of `chunk` after the bytes held from 0 (held bytes beyond a gap are dropped first); a backend
+        that can write part of it goes on until the rest is written."""
+
+    @abstractmethod
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Put all of `data` at bytes [offset, offset + len(data)) of the blob, whatever was written before.
+
+        Safe from several threads for disjoint ranges. Once it returns, the range counts in `held()`, also for a
+        later writer of the same resume key (a backend that cannot remember pieces across writers holds none then).
+        """
+
+    @abstractmethod
+    def held(self) -> list[tuple[int, int]]:
+        """The byte ranges [start, end) this writer holds (left by earlier attempts or written since), sorted and
+        merged."""
 
     @abstractmethod
     def commit(self, digest: str, size: int) -> None:
         """Make the written bytes the blob `digest` (which the caller has verified), durably and atomically.
 
         `size` is how many bytes the caller hashed, the `offset` bytes it started with included. Unless the writer
-        wrote exactly that many and holds exactly that many, it raises IntegrityError and nothing becomes visible.
+        holds exactly bytes [0, size), no gap and nothing beyond, it raises IntegrityError and nothing becomes visible.
         A digest that is not 64 lower-case hex characters raises IntegrityError too (see `check_digest`).
         """
 

@@ -6,6 +6,12 @@ Three servers, as on the real service: `web` (github.com: `/{o}/{r}/zipball/{ref
 (api.github.com: `/repos/{o}/{r}`, `/commits/{ref}`, `/git/trees/{sha}?recursive=1`, `/branches`, `/tags`,
 `/releases/tags/{tag}` with asset `digest`), and `storage` (codeload archives with a `{o}-{r}-{sha7}/` top folder,
 release assets and plain weight URLs such as download.pytorch.org's, with Range; it refuses `Authorization`).
+
+It refuses (400, logged in `refused`) what neither torch.hub nor GitHub's REST documentation would send: on the API,
+no `User-Agent`, an `Accept` that is not `application/vnd.github+json` (the docs) or `application/vnd.github.v3+json`
+(torch.hub), an `X-GitHub-Api-Version` GitHub does not have, an `Authorization` that is neither `Bearer` nor `token`,
+a query parameter the endpoint does not document, a `per_page` outside 1–100; on the web host, a query string or an
+`Authorization` header (tokens go to the API only).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class FakeGitHub:
         self.corrupt: set[str] = set()  # names of assets/files whose first byte is flipped on the wire
         self.requests: list[dict] = []
         self.storage_violations: list[str] = []
+        self.refused: list[str] = []  # requests neither torch.hub nor GitHub's REST docs would send (answered 400)
         self.web = LoopbackServer(WebHandler, self)
         self.api = LoopbackServer(ApiHandler, self)
         self.storage = LoopbackServer(StorageHandler, self)
@@ -76,7 +83,10 @@ class FakeGitHub:
     def log(self, handler: Handler, host: str) -> None:
         self.requests.append({"host": host, "method": handler.command, "path": handler.path,
                               "range": handler.headers.get("Range"),
-                              "authorization": handler.headers.get("Authorization")})
+                              "authorization": handler.headers.get("Authorization"),
+                              "accept": handler.headers.get("Accept"),
+                              "api_version": handler.headers.get("X-GitHub-Api-Version"),
+                              "user_agent": handler.headers.get("User-Agent")})
 
     def __enter__(self) -> "FakeGitHub":
         for server in (self.web, self.api, self.storage):
@@ -92,12 +102,51 @@ def _not_found(handler: Handler) -> None:
     handler.send_json(404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
 
 
+API_VERSIONS = {"2022-11-28", "2026-03-10"}  # the REST API versions GitHub serves
+API_ACCEPTS = {"application/vnd.github+json", "application/vnd.github.v3+json"}
+# the query parameters each endpoint documents (docs.github.com/rest)
+API_QUERY = {"repo": set(), "commits": {"per_page", "page"}, "trees": {"recursive"}, "branches": {"per_page", "page",
+             "protected"}, "tags": {"per_page", "page"}, "release": set()}
+
+
+def _refuse(handler: Handler, host: str, why: str) -> None:
+    handler.owner.refused.append(f"{host} {handler.command} {handler.path}: {why}")
+    handler.send_json(400, {"message": f"Bad request: {why}", "documentation_url": "https://docs.github.com/rest"})
+
+
+def api_violation(headers, route: str, query: dict) -> str | None:
+    """Why neither torch.hub nor a client following GitHub's REST docs would send this API request, or None."""
+    if not headers.get("User-Agent"):
+        return "no User-Agent (GitHub refuses requests without one)"
+    if headers.get("Accept") not in API_ACCEPTS:
+        return f"Accept {headers.get('Accept')!r} is not a GitHub JSON media type"
+    version = headers.get("X-GitHub-Api-Version")
+    if version is not None and version not in API_VERSIONS:
+        return f"unsupported X-GitHub-Api-Version {version!r}"
+    auth = headers.get("Authorization")
+    if auth is not None and not auth.startswith(("Bearer ", "token ")):
+        return "an Authorization that is neither 'Bearer <token>' nor 'token <token>'"
+    unknown = sorted(set(query) - API_QUERY[route])
+    if unknown:
+        return f"query parameters {unknown} are not documented for this endpoint"
+    for name in ("per_page", "page"):
+        values = query.get(name)
+        if values is not None and (len(values) != 1 or not values[0].isdigit() or int(values[0]) < 1 or
+                                   (name == "per_page" and int(values[0]) > 100)):
+            return f"{name}={values} (one integer, per_page at most 100)"
+    return None
+
+
 class WebHandler(Handler):
     owner: FakeGitHub
 
     def do_GET(self):
         gh = self.owner
         gh.log(self, "web")
+        if urlsplit(self.path).query:
+            return _refuse(self, "web", "a query string (torch.hub and browsers send none here)")
+        if self.headers.get("Authorization"):
+            return _refuse(self, "web", "Authorization sent to the web host (tokens go to the API only)")
         parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
         if len(parts) < 3:
             return _not_found(self)
@@ -141,6 +190,13 @@ class ApiHandler(Handler):
         full_name = f"{parts[1]}/{parts[2]}"
         repo = gh.repos.get(full_name)
         rest = parts[3:]
+        route = ("repo" if not rest else "release" if rest[:2] == ["releases", "tags"] else
+                 "trees" if rest[:2] == ["git", "trees"] else rest[0] if rest[0] in API_QUERY else None)
+        if route is None:
+            return _not_found(self)
+        problem = api_violation(self.headers, route, query)
+        if problem:
+            return _refuse(self, "api", problem)
         if rest[:2] == ["releases", "tags"] and len(rest) == 3:
             assets = gh.releases.get((full_name, rest[2]))
             if assets is None:

@@ -4,20 +4,58 @@ Implements: model info with and without `/revision/` (and `?blobs=true`), the re
 paths-info, refs, resolve HEAD/GET (regular files answered directly with their git blob id as ETag; LFS files
 redirected with a 302 that carries `X-Linked-Etag`/`X-Linked-Size` to a second "CDN" server, which refuses any
 `Authorization` header), Range/206/416, and `X-Error-Code` errors (RepoNotFound, GatedRepo, RevisionNotFound,
-EntryNotFound with `X-Repo-Commit`). No Xet. Tests can corrupt, throttle or break what it sends.
+EntryNotFound with `X-Repo-Commit`). No Xet. Tests can corrupt, throttle or break what it sends (`Faults`): scripted
+429 (with `Retry-After`) and 5xx answers, a connection reset or stalled after N bytes, throttling.
+
+It refuses what the real Hub's official client (huggingface_hub 2.x) never sends, so that a client of the imitation
+cannot pass here with requests the Hub's clients never make (as `direction=-1` on `/api/models` once did): a method an
+endpoint is never called with (405), a query parameter the client never puts on that endpoint, a value it never sends,
+or a combination it refuses to build (`expand` with `blobs`/`securityStatus`/`full`/`cardData`/`config`), a tree
+listing without its `recursive` and `expand`, any query on `/resolve/`, a paths-info body that is not the client's
+form (400, `X-Error-Message` saying what and why). Each refusal is also kept in `FakeHub.refused`. The accepted
+parameters are those of `HfApi.list_models`, `model_info`, `list_repo_tree`, `get_paths_info`, `list_repo_refs` and
+`hf_hub_download`, plus the imitation's own pagination `cursor`, which its `Link` headers carry.
+
+The bare `GET /api/models/{repo}` is answered as the real Hub answers it (the default branch), since `model_info`
+without a revision sends it; `answer_bare_model_info = False` makes it answer 401 RepoNotFound instead, as an
+independent server (olah) does, which nothing on the download path may depend on.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from tests.fakes.httpserver import Handler, LoopbackServer
+from tests.fakes.httpserver import Handler, LoopbackServer, parse_range
 from tests.fakes.repo import FakeRepo, RepoFile, tree_oid
 
 NOT_SET = object()
+
+# -- what huggingface_hub 2.x sends (hf_api.py, file_download.py), endpoint by endpoint ----------------------------
+# A parameter spec: (accepted values, may it repeat). Accepted values: a set of strings, or "any", or "int".
+MODEL_EXPAND = frozenset({
+    "author", "baseModels", "cardData", "childrenModelCount", "config", "createdAt", "disabled", "downloads",
+    "downloadsAllTime", "evalResults", "gated", "gguf", "inference", "inferenceProviderMapping", "lastModified",
+    "library_name", "likes", "mask_token", "model-index", "pipeline_tag", "private", "resourceGroup", "safetensors",
+    "sha", "siblings", "spaces", "tags", "transformersInfo", "trendingScore", "usedStorage", "widgetData",
+})
+TRUE = frozenset({"true"})  # booleans the client sends only when set (`if full: params["full"] = True`)
+BOOL = frozenset({"true", "false"})  # booleans it always sends (httpx writes True/False as true/false)
+LIST_MODELS_PARAMS = {  # HfApi.list_models
+    "filter": ("any", True), "author": ("any", False), "apps": ("any", True), "gated": (BOOL, False),
+    "inference": (frozenset({"warm"}), False), "inference_provider": ("any", True), "pipeline_tag": ("any", False),
+    "num_parameters": ("any", False), "search": ("any", False),
+    "sort": (frozenset({"createdAt", "downloads", "lastModified", "likes", "trendingScore"}), False),
+    "limit": ("int", False), "full": (TRUE, False), "config": (TRUE, False), "cardData": (TRUE, False),
+    "expand": (MODEL_EXPAND, True), "cursor": ("int", False),
+}
+MODEL_INFO_PARAMS = {"securityStatus": (TRUE, False), "blobs": (TRUE, False), "expand": (MODEL_EXPAND, True)}
+TREE_PARAMS = {"recursive": (BOOL, False), "expand": (BOOL, False), "cursor": ("int", False)}  # list_repo_tree
+REFS_PARAMS = {"include_prs": (frozenset({"1"}), False)}  # list_repo_refs
+PATHS_INFO_FORM = {"paths": ("any", True), "expand": (BOOL, False)}  # get_paths_info's form body
 
 
 @dataclass
@@ -29,6 +67,30 @@ class Faults:
     ignore_range: bool = False  # answer Range requests with the whole file (200)
     tree_override: object = NOT_SET  # a JSON value sent instead of every tree page (hostile metadata)
     info_override: object = NOT_SET  # a JSON value sent instead of the model info
+    # Answers sent instead of the real one, one per request, in order: (status, headers), e.g.
+    # (429, {"Retry-After": "1"}) or (503, {}). Keyed by a file's path (its download, on the Hub or the CDN), by a
+    # request path ("/api/models/org/m"), or "api" (every /api/ request).
+    status_queue: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    # Per file: after this many body bytes of a response, reset the connection (TCP RST) / stop sending on a
+    # connection kept open (until the client hangs up, or `stall_seconds`). An int applies to one response; a list,
+    # one item per response, in order. Each response counts from its own first byte (a Range answer's too).
+    reset_after: dict[str, int | list[int]] = field(default_factory=dict)
+    stall_after: dict[str, int | list[int]] = field(default_factory=dict)
+    stall_seconds: float = 30.0
+
+    def take(self, lock: threading.Lock, table: dict, key: str):
+        """The next scripted fault of `table` for `key` (consumed), or None."""
+        with lock:
+            planned = table.get(key)
+            if planned is None:
+                return None
+            if not isinstance(planned, list):
+                del table[key]
+                return planned
+            value = planned.pop(0) if planned else None
+            if not planned:
+                del table[key]
+            return value
 
 
 class FakeHub:
@@ -39,8 +101,11 @@ class FakeHub:
         self.tree_page_size = tree_page_size
         self.tokens = tokens or set()
         self.faults = Faults()
+        self.refused: list[str] = []  # requests refused as no official client sends them (see the module docstring)
+        self.answer_bare_model_info = True  # False: `GET /api/models/{repo}` answers 401 RepoNotFound, as olah does
         self.requests: list[dict] = []
         self.cdn_violations: list[str] = []
+        self.in_flight = self.max_in_flight = 0  # file bodies being sent at once (both servers): connections
         self._lock = threading.Lock()
         self.hub = LoopbackServer(HubHandler, self)
         self.cdn = LoopbackServer(CdnHandler, self)
@@ -66,7 +131,7 @@ class FakeHub:
         with self._lock:
             self.requests.append(
                 {"method": handler.command, "path": handler.path, "range": handler.headers.get("Range"),
-                 "authorization": handler.headers.get("Authorization")}
+                 "authorization": handler.headers.get("Authorization"), "at": time.monotonic()}
             )
 
     def blob(self, sha256: str) -> RepoFile | None:
@@ -119,13 +184,18 @@ class HubHandler(Handler):
         hub.log(self)
         url = urlsplit(self.path)
         path = url.path
-        query = parse_qs(url.query)
+        query = parse_qs(url.query, keep_blank_values=True)
+        if path.startswith("/api/") and scripted_status(self, "api", path):
+            return
         try:
-            if path == "/api/models" and self.command == "GET":
+            if path == "/api/models":
+                self._expect("list_models", ("GET",), query, LIST_MODELS_PARAMS,
+                             exclusive=("expand", ("full", "cardData", "config")))
                 self._list_models(query)
             elif path.startswith("/api/models/"):
                 self._api(path[len("/api/models/"):], query)
-            elif "/resolve/" in path and self.command in ("GET", "HEAD"):
+            elif "/resolve/" in path:
+                self._expect("hf_hub_download", ("GET", "HEAD"), query, {})
                 self._resolve(path)
             else:
                 raise HubError(404, None, "Not Found")
@@ -134,6 +204,47 @@ class HubHandler(Handler):
             if err.code:
                 headers["X-Error-Code"] = err.code
             self.send_json(err.status, {"error": err.message}, headers)
+
+    # -- refusing what no official client sends ------------------------------------------------------------------
+
+    def _refuse(self, status: int, why: str, headers: dict[str, str] | None = None) -> None:
+        message = f"imitation Hub: {self.command} {urlsplit(self.path).path}: {why}"
+        with self.owner._lock:
+            self.owner.refused.append(message)
+        raise HubError(status, None, message, headers)
+
+    def _expect(self, call: str, methods: tuple[str, ...], query: dict, params: dict, *,
+                required: tuple[str, ...] = (), exclusive: tuple[str, tuple[str, ...]] | None = None,
+                where: str = "query parameter") -> None:
+        """Refuse the request unless huggingface_hub's `call` could have sent it: its method, and `query` (parsed,
+        blank values kept) within `params` (see LIST_MODELS_PARAMS), with the `required` ones present and `exclusive`
+        = (name, others) not combined."""
+        if self.command not in methods:
+            self._refuse(405, f"huggingface_hub ({call}) never sends {self.command} here, only {', '.join(methods)}",
+                         {"Allow": ", ".join(methods)})
+        for name, values in query.items():
+            if name not in params:
+                sent = ", ".join(sorted(params)) or "none"
+                self._refuse(400, f"unknown {where} {name!r}: huggingface_hub ({call}) never sends it "
+                                  f"(it sends: {sent})")
+            accepted, repeats = params[name]
+            if len(values) > 1 and not repeats:
+                self._refuse(400, f"{where} {name!r} given {len(values)} times; huggingface_hub ({call}) sends it once")
+            for value in values:
+                if accepted == "int":
+                    ok = value.isdigit()
+                else:
+                    ok = accepted == "any" or value in accepted
+                if not ok:
+                    self._refuse(400, f"{where} {name}={value!r} is never sent by huggingface_hub ({call})")
+        for name in required:
+            if name not in query:
+                self._refuse(400, f"{where} {name!r} missing: huggingface_hub ({call}) always sends it")
+        if exclusive and exclusive[0] in query:
+            clash = [other for other in exclusive[1] if other in query]
+            if clash:
+                self._refuse(400, f"{exclusive[0]!r} together with {', '.join(map(repr, clash))}: huggingface_hub "
+                                  f"({call}) refuses to send that combination")
 
     # -- lookups -----------------------------------------------------------------------------------------------------
 
@@ -169,15 +280,29 @@ class HubHandler(Handler):
 
     def _api(self, rest: str, query: dict) -> None:
         repo_id, marker, tail = self._split_repo(rest, ("revision", "tree", "paths-info", "refs"))
+        if marker in (None, "revision"):
+            self._expect("model_info", ("GET",), query, MODEL_INFO_PARAMS,
+                         exclusive=("expand", ("blobs", "securityStatus")))
+        elif marker == "tree":
+            self._expect("list_repo_tree", ("GET",), query, TREE_PARAMS, required=("recursive", "expand"))
+        elif marker == "refs":
+            self._expect("list_repo_refs", ("GET",), query, REFS_PARAMS)
+        elif marker == "paths-info":
+            self._expect("get_paths_info", ("POST",), query, {})
         repo = self._repo(repo_id, for_files=False)
         if self.owner.faults.info_override is not NOT_SET and marker in (None, "revision"):
             return self.send_json(200, self.owner.faults.info_override)
         if marker is None:
+            if not self.owner.answer_bare_model_info:
+                raise HubError(401, "RepoNotFound", f"Repository Not Found for url: {self.path}.")
             return self.send_json(200, self._model_info(repo, repo.branches["main"], query))
         if marker == "revision" and len(tail) == 1:
             return self.send_json(200, self._model_info(repo, self._commit(repo, unquote(tail[0])), query))
         if marker == "refs" and not tail:
-            return self.send_json(200, self._refs(repo))
+            refs = self._refs(repo)
+            if "include_prs" in query:  # only then does the Hub list them
+                refs["pullRequests"] = []
+            return self.send_json(200, refs)
         if marker not in ("tree", "paths-info") or not tail:
             raise HubError(404, None, "Not Found")
         commit = self._commit(repo, unquote(tail[0]))
@@ -188,7 +313,12 @@ class HubHandler(Handler):
             return self._tree(repo, commit, subpath, query)
         if marker == "paths-info" and self.command == "POST":
             length = int(self.headers.get("Content-Length") or 0)
-            form = parse_qs(self.rfile.read(length).decode())
+            body = self.rfile.read(length).decode()
+            if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+                self._refuse(400, "huggingface_hub (get_paths_info) sends a form (application/x-www-form-urlencoded)")
+            form = parse_qs(body, keep_blank_values=True)
+            self._expect("get_paths_info", ("POST",), form, PATHS_INFO_FORM, required=("paths", "expand"),
+                         where="form field")
             wanted = set(form.get("paths", []))
             entries = [e for e in self._entries(repo, commit, recursive=True) if e["path"] in wanted]
             return self.send_json(200, entries)
@@ -205,8 +335,8 @@ class HubHandler(Handler):
         page = repos[start : start + min(limit, hub.tree_page_size)]
         headers = {}
         if start + len(page) < len(repos) and len(page) < limit:
-            nxt = {k: v[0] for k, v in query.items()} | {"cursor": str(start + len(page))}
-            qs = "&".join(f"{k}={quote(v)}" for k, v in sorted(nxt.items()))
+            nxt = {k: v for k, v in query.items()} | {"cursor": [str(start + len(page))]}
+            qs = "&".join(f"{k}={quote(v)}" for k, vs in sorted(nxt.items()) for v in vs)
             headers["Link"] = f'<{hub.url}/api/models?{qs}>; rel="next"'
         body = []
         for repo in page:
@@ -330,17 +460,60 @@ class HubHandler(Handler):
         serve_file(self, entry, {**common, "ETag": f'"{entry.git_sha1}"', "Content-Type": "application/octet-stream"})
 
 
+def scripted_status(handler: Handler, *keys: str) -> bool:
+    """Answer with the next scripted status for the first of `keys` that has one (see `Faults.status_queue`)."""
+    hub = handler.owner
+    for key in keys:
+        planned = hub.faults.take(hub._lock, hub.faults.status_queue, key)
+        if planned is not None:
+            status, headers = planned
+            handler.send_status(status, headers)
+            return True
+    return False
+
+
 def serve_file(handler: Handler, entry: RepoFile, headers: dict[str, str]) -> None:
     """Send a repo file, applying the hub's faults for it."""
-    faults = handler.owner.faults
+    hub = handler.owner
+    faults = hub.faults
+    if handler.command == "GET" and scripted_status(handler, entry.path):
+        return
     transform = None
     if entry.path in faults.corrupt:
         def transform(offset: int, chunk: bytes) -> bytes:
             return bytes([chunk[0] ^ 0xFF]) + chunk[1:] if offset == 0 and chunk else chunk
-    handler.send_content(
-        entry.size, entry.read, headers, sendfile_path=entry.disk_path, honour_range=not faults.ignore_range,
-        bytes_per_second=faults.throttle.get(entry.path), transform=transform,
-    )
+    get = handler.command == "GET"
+    # Count the body as in flight until its last bytes are read for sending (a throttled sender still sleeps after
+    # them while the client, done, may already open its next connection).
+    rng = parse_range(handler.headers.get("Range"), entry.size) if not faults.ignore_range else None
+    last = rng[1] if isinstance(rng, tuple) else entry.size
+    done = threading.Event()
+
+    def finish() -> None:
+        with hub._lock:
+            if not done.is_set():
+                done.set()
+                hub.in_flight -= 1
+
+    def read(start: int, end: int) -> bytes:
+        chunk = entry.read(start, end)
+        if end >= last:
+            finish()
+        return chunk
+
+    with hub._lock:
+        hub.in_flight += 1
+        hub.max_in_flight = max(hub.max_in_flight, hub.in_flight)
+    try:
+        handler.send_content(
+            entry.size, read, headers, sendfile_path=entry.disk_path, honour_range=not faults.ignore_range,
+            bytes_per_second=faults.throttle.get(entry.path), transform=transform,
+            reset_after=faults.take(hub._lock, faults.reset_after, entry.path) if get else None,
+            stall_after=faults.take(hub._lock, faults.stall_after, entry.path) if get else None,
+            stall_seconds=faults.stall_seconds,
+        )
+    finally:
+        finish()
 
 
 class CdnHandler(Handler):

@@ -1,9 +1,14 @@
-"""A small threaded HTTP/1.1 server base for the imitation hubs: routing helpers, JSON, Range, sendfile."""
+"""A small threaded HTTP/1.1 server base for the imitation hubs: routing helpers, JSON, Range, sendfile, and the
+network faults a test may ask for (throttling, a connection reset or stalled after N bytes)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
+import socket
+import struct
 import sys
 import threading
 import time
@@ -96,11 +101,16 @@ class Handler(BaseHTTPRequestHandler):
         honour_range: bool = True,
         bytes_per_second: float | None = None,
         transform: Callable[[int, bytes], bytes] | None = None,
+        reset_after: int | None = None,
+        stall_after: int | None = None,
+        stall_seconds: float = 30.0,
     ) -> None:
         """Answer GET/HEAD for content of `size` bytes with 200, 206 or 416, streaming `read(start, end)`.
 
         `sendfile_path` sends from disk with zero copy; `bytes_per_second` throttles; `transform(offset, chunk)`
-        lets a test corrupt what goes on the wire.
+        lets a test corrupt what goes on the wire; `reset_after` bytes of the body, the connection is reset (TCP RST);
+        `stall_after` bytes, nothing more is sent on a connection kept open, until the client hangs up (or
+        `stall_seconds` pass).
         """
         rng = parse_range(self.headers.get("Range"), size) if honour_range else None
         if rng == "unsatisfiable":
@@ -120,17 +130,47 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        if sendfile_path is not None and bytes_per_second is None and transform is None:
+        cuts = [x for x in (reset_after, stall_after) if x is not None]
+        cut = min(cuts) if cuts else None
+        if sendfile_path is not None and bytes_per_second is None and transform is None and cut is None:
             with open(sendfile_path, "rb") as f:
                 self.connection.sendfile(f, start, end - start)
             return
+        limit = end if cut is None else min(end, start + cut)
         step = 64 * 1024 if bytes_per_second else 1024 * 1024
         offset = start
-        while offset < end:
-            chunk = read(offset, min(end, offset + step))
+        while offset < limit:
+            chunk = read(offset, min(limit, offset + step))
             if transform is not None:
                 chunk = transform(offset, chunk)
             self.wfile.write(chunk)
             offset += len(chunk)
             if bytes_per_second:
                 time.sleep(len(chunk) / bytes_per_second)
+        if limit < end:  # cut short: reset or stall, whichever comes first
+            if reset_after == cut:
+                self.reset_connection()
+            else:
+                self.stall(stall_seconds)
+
+    def reset_connection(self, grace: float = 0.1) -> None:
+        """Drop the connection with a TCP reset (SO_LINGER 0, then close), as a dying peer or a middlebox does.
+        A reset discards what the client's socket holds unread, so the client gets `grace` seconds to read what was
+        sent first ("reset after N bytes" then means N bytes arrived)."""
+        time.sleep(grace)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        os.close(self.connection.detach())
+        self.close_connection = True
+
+    def stall(self, seconds: float) -> None:
+        """Send nothing more on an open connection until the client hangs up or `seconds` pass, then close it."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable:  # the client closed (or sent something, which a stalled server would not read either)
+                break
+        self.close_connection = True
+
+    def send_status(self, status: int, headers: dict[str, str] | None = None) -> None:
+        """An error answer a test scripted (429 with Retry-After, 503, ...), as JSON with `headers`."""
+        self.send_json(status, {"error": f"imitated HTTP {status}"}, headers)

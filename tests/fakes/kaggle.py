@@ -4,8 +4,14 @@ that kagglehub ≥ 0.4 and kaggle 2.x speak, and the signed "GCS" storage its do
 API (`POST {/api,}/v1/models.ModelApiService/{Method}`, camelCase JSON, framework enums by name):
 GetModelInstance, ListModelInstanceVersionFiles (pageSize/pageToken), DownloadModelInstanceVersion (302 to storage,
 one file with `path`, else the whole version as a tar.gz), ListModels. Errors are HTTP statuses with a
-`{code, message}` JSON body. Auth: Bearer access token or Basic username:key; private instances need one, and wrong
-credentials are a 401. Storage: `x-goog-hash: crc32c=…,md5=…` (base64), `Accept-Ranges`, Range; it rejects
+`{code, message}` JSON body.
+
+It refuses, with a 400, what kagglesdk never sends (so a hand-written client's drift shows): another HTTP method than
+POST, a Content-Type other than `application/json`, no User-Agent, a body that is not a JSON object, a field the
+method's kagglesdk request class does not have (snake_case names included), a value of the wrong type or an unknown
+enum name, a non-optional field at its default value (kagglesdk's `to_dict` leaves those out), a query string.
+
+Auth: Bearer access token or Basic username:key; private instances need one, and wrong credentials are a 401. Storage: `x-goog-hash: crc32c=…,md5=…` (base64), `Accept-Ranges`, Range; it rejects
 `Authorization`. Faults: corrupt bytes, truncated bodies, no md5 (a composite object).
 """
 
@@ -22,6 +28,13 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import google_crc32c
+from kagglesdk.kaggle_object import EnumSerializer, PredefinedSerializer
+from kagglesdk.models.types.model_api_service import (  # the official SDK's request classes define what is valid
+    ApiDownloadModelInstanceVersionRequest,
+    ApiGetModelInstanceRequest,
+    ApiListModelInstanceVersionFilesRequest,
+    ApiListModelsRequest,
+)
 from kagglesdk.models.types.model_enums import (
     ModelFramework,  # the real service's enum, from the official SDK
 )
@@ -30,6 +43,35 @@ from tests.fakes.httpserver import Handler, LoopbackServer
 from tests.fakes.repo import RepoFile
 
 _PREFIX = "models.ModelApiService/"
+REQUEST_CLASSES = {
+    "GetModelInstance": ApiGetModelInstanceRequest,
+    "ListModelInstanceVersionFiles": ApiListModelInstanceVersionFilesRequest,
+    "DownloadModelInstanceVersion": ApiDownloadModelInstanceVersionRequest,
+    "ListModels": ApiListModelsRequest,
+}
+
+
+def protocol_violation(method: str, body) -> str | None:
+    """Why kagglesdk could never have sent `body` for `method`, or None: checked field by field against the request
+    class's own field metadata (names, types, enums, defaults left out)."""
+    if not isinstance(body, dict):
+        return "the request body must be a JSON object"
+    fields = {f.json_name: f for f in REQUEST_CLASSES[method]._fields}
+    for name, value in body.items():
+        field_ = fields.get(name)
+        if field_ is None:
+            return f"unknown field {name!r} for {method}"
+        if isinstance(field_.serializer, EnumSerializer):
+            if not isinstance(value, str) or value not in field_.field_type.__members__:
+                return f"invalid enum value {value!r} for {name}"
+            value = field_.field_type[value]
+        elif isinstance(field_.serializer, PredefinedSerializer):
+            kind = field_.field_type
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                return f"field {name} must be {kind.__name__}, not {type(value).__name__}"
+        if not field_.optional and value == field_.default_value:
+            return f"field {name} sent at its default value {field_.default_value!r} (kagglesdk leaves it out)"
+    return None
 
 
 def framework_enum(framework: str) -> str:
@@ -68,6 +110,8 @@ class FakeKaggle:
         self.no_md5 = False
         self.requests: list[dict] = []
         self.storage_violations: list[str] = []
+        self.refused: list[str] = []  # API requests kagglesdk could never have sent, answered with a 400
+        self.api_faults: list[int] = []  # statuses the next valid API calls answer with, one each (503: overloaded)
         self.api = LoopbackServer(ApiHandler, self, port)
         self.storage = LoopbackServer(StorageHandler, self)
 
@@ -99,19 +143,52 @@ class FakeKaggle:
 class ApiHandler(Handler):
     owner: FakeKaggle
 
+    def _refuse_method(self):
+        """kagglesdk sends every call as a POST."""
+        self.owner.requests.append({"host": "api", "method": self.command, "path": self.path,
+                                    "authorization": self.headers.get("Authorization")})
+        self.owner.refused.append(f"{self.command} {self.path}: not a POST")
+        return self._error(400, f"{self.command} is not how the API is called: kagglesdk POSTs every method")
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = _refuse_method
+
+    def do_HEAD(self):
+        self.owner.refused.append(f"HEAD {self.path}: not a POST")
+        self.send_response(400)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_POST(self):
         kaggle = self.owner
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        kaggle.requests.append({"path": self.path, "authorization": self.headers.get("Authorization"), "body": raw})
-        path = urlsplit(self.path).path
-        method = path.split(_PREFIX, 1)[1] if _PREFIX in path and path.startswith(("/api/v1/", "/v1/")) else None
+        kaggle.requests.append({"host": "api", "method": "POST", "path": self.path,
+                                "authorization": self.headers.get("Authorization"),
+                                "content_type": self.headers.get("Content-Type"),
+                                "user_agent": self.headers.get("User-Agent"), "body": raw})
+        url = urlsplit(self.path)
+        method = url.path.split(_PREFIX, 1)[1] if _PREFIX in url.path and url.path.startswith(("/api/v1/", "/v1/")) \
+            else None
         if method is None:
             return self._error(404, "Not found")
+        if method not in REQUEST_CLASSES:
+            return self._error(404, f"Unknown method {method}")
         try:
-            body = json.loads(raw or b"{}")
+            body = json.loads(raw)
         except ValueError:
-            return self._error(400, "Invalid JSON")
+            body = None
+        problem = (
+            "a query string (kagglesdk sends none)" if url.query else
+            f"Content-Type {self.headers.get('Content-Type')!r} (kagglesdk sends application/json)"
+            if self.headers.get("Content-Type") != "application/json" else
+            "no User-Agent (kagglesdk always sends one)" if self.headers.get("User-Agent") is None else
+            "a body that is not JSON" if body is None else protocol_violation(method, body)
+        )
+        if problem:
+            kaggle.refused.append(f"{method}: {problem}")
+            return self._error(400, f"Invalid request: {problem}")
+        if kaggle.api_faults:
+            return self._error(kaggle.api_faults.pop(0), "Service temporarily unavailable")
         auth_state = self._auth()
         if auth_state == "invalid":
             return self._error(401, "Unauthenticated: invalid credentials")
@@ -132,7 +209,7 @@ class ApiHandler(Handler):
         if files is None:
             return self._error(404, "Model instance version not found")
         if method == "ListModelInstanceVersionFiles":
-            size = int(body.get("pageSize") or 25)
+            size = int(body.get("pageSize") or 20)
             start = int(body.get("pageToken") or 0)
             names = sorted(files)
             page = [{"name": n, "size": files[n].size, "creationDate": "2024-01-01T00:00:00Z"}
@@ -204,8 +281,8 @@ class StorageHandler(Handler):
 
     def do_GET(self):
         kaggle = self.owner
-        kaggle.requests.append({"path": self.path, "authorization": self.headers.get("Authorization"),
-                                "range": self.headers.get("Range")})
+        kaggle.requests.append({"host": "storage", "method": "GET", "path": self.path,
+                                "authorization": self.headers.get("Authorization"), "range": self.headers.get("Range")})
         if self.headers.get("Authorization"):
             kaggle.storage_violations.append(self.path)
             return self.send_json(400, {"error": "Authorization header sent to a signed URL"})
@@ -232,6 +309,7 @@ class StorageHandler(Handler):
             self.send_response(200)
             for name, value in headers.items():
                 self.send_header(name, value)
+            self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body[: len(body) // 2])

@@ -3,15 +3,24 @@
 Three loopback hosts, as the real service: auth (`GET /token?service=ngc&scope=group/ngc:{org}` with
 `Basic base64("$oauthtoken:" + key)` → `{token, expires_in}`), API (`/v2/org/{org}[/team/{team}]/models/{name}`,
 `…/versions/{ver}`, `…/versions/{ver}/files` with `sha256_base64` and page-number paging, `…/{name}/{ver}/files?path=`
-→ presigned URLs, `/v2/search/catalog/resources/MODEL?q=`), and storage (presigned URLs, Range, no Authorization
-accepted). Public models answer without a token; private ones need a Bearer token from the exchange. Errors carry
-`requestStatus`.
+→ presigned URLs, the guest forms `/v2/models/{org}[/{team}]/{name}…` and `/v2/models/org/{org}[/team/{t}]/{name}/{ver}/
+files`, `/v2/search/catalog/resources/MODEL?q=`), and storage (presigned URLs, Range, no Authorization accepted).
+Public models answer guests; private ones need a Bearer token: one from the exchange, or a scoped key (`nvapi-…`)
+itself. Errors carry `requestStatus`.
+
+It refuses (400, logged in `refused`) what the ngc CLI (ngcsdk 4.37) never sends: no User-Agent or no
+`Content-Type: application/json`; neither `Authorization` nor `X-NGC-Guest-Token`, or both; a guest token on an org
+path or a bearer token on a guest path; a query parameter the CLI does not put on that path; a token request whose
+query is not the CLI's unencoded `service=ngc&scope=group/ngc:…`, or that exchanges a scoped key; a search `q` that is
+not the CLI's JSON.
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +54,8 @@ class FakeNgc:
         self.tokens: dict[str, str] = {}  # token -> org scope
         self.page_size = page_size
         self.corrupt: set[str] = set()
+        self.version_status: dict[str, str] = {}  # version -> status other than UPLOAD_COMPLETE
+        self.refused: list[str] = []  # requests the ngc CLI never sends (answered 400)
         self.requests: list[dict] = []
         self.storage_violations: list[str] = []
         self.auth = LoopbackServer(AuthHandler, self)
@@ -80,19 +91,46 @@ def _status(handler: Handler, code: int, status: str, description: str) -> None:
                                                "requestId": secrets.token_hex(8)}})
 
 
+TOKEN_QUERY = re.compile(r"^service=ngc&(scope=group/ngc:[\w.-]+(/[\w.-]+)?(&scope=group/ngc:[\w.-]+(/[\w.-]+)?)?)?$")
+SEARCH_KEYS = {"fields", "filters", "orderBy", "page", "pageSize", "query", "queryFields"}  # ngcbase/api/search.py
+
+
+def _refuse(handler: Handler, host: str, why: str) -> None:
+    handler.owner.refused.append(f"{host} {handler.path}: {why}")
+    _status(handler, 400, "INVALID_REQUEST", why)
+
+
+def _cli_headers_problem(headers) -> str | None:
+    """The ngc CLI's `default_headers` are on every auth and API request."""
+    if not headers.get("User-Agent"):
+        return "no User-Agent"
+    if headers.get("Content-Type") != "application/json":
+        return f"Content-Type {headers.get('Content-Type')!r} (the ngc CLI sends application/json)"
+    return None
+
+
 class AuthHandler(Handler):
     owner: FakeNgc
 
     def do_GET(self):
         ngc = self.owner
-        ngc.requests.append({"host": "auth", "path": self.path})
+        url = urlsplit(self.path)
+        ngc.requests.append({"host": "auth", "path": self.path, "authorization": self.headers.get("Authorization")})
         header = self.headers.get("Authorization", "")
         user, _, key = base64.b64decode(header[6:]).decode(errors="replace").partition(":") \
             if header.startswith("Basic ") else ("", "", "")
-        if urlsplit(self.path).path != "/token" or user != "$oauthtoken" or key not in ngc.api_keys:
+        problem = _cli_headers_problem(self.headers) or (
+            "not the token endpoint" if url.path != "/token" else
+            f"query {url.query!r} is not the CLI's service=ngc&scope=group/ngc:ORG[&scope=group/ngc:ORG/TEAM]"
+            if not TOKEN_QUERY.match(url.query) else
+            "a scoped key (nvapi-…) is never exchanged: the CLI sends it as the bearer token"
+            if key.startswith("nvapi-") else None)
+        if problem:
+            return _refuse(self, "auth", problem)
+        if user != "$oauthtoken" or key not in ngc.api_keys:
             return _status(self, 401, "UNAUTHORIZED", "Invalid API key")
         token = secrets.token_hex(16)
-        ngc.tokens[token] = ",".join(parse_qs(urlsplit(self.path).query).get("scope", []))
+        ngc.tokens[token] = ",".join(parse_qs(url.query).get("scope", []))
         return self.send_json(200, {"token": token, "expires_in": 600})
 
 
@@ -103,24 +141,32 @@ class ApiHandler(Handler):
         ngc = self.owner
         url = urlsplit(self.path)
         query = parse_qs(url.query)
-        ngc.requests.append({"host": "api", "path": self.path, "authorization": self.headers.get("Authorization")})
-        auth = self.headers.get("Authorization", "")
-        if auth and not (auth.startswith("Bearer ") and auth[7:] in ngc.tokens):
+        auth, guest = self.headers.get("Authorization"), self.headers.get("X-NGC-Guest-Token")
+        ngc.requests.append({"host": "api", "path": self.path, "authorization": auth, "guest_token": guest,
+                             "content_type": self.headers.get("Content-Type"),
+                             "user_agent": self.headers.get("User-Agent")})
+        problem = _cli_headers_problem(self.headers) or (
+            "neither Authorization nor X-NGC-Guest-Token (the CLI sends one of them)" if not auth and not guest else
+            "both Authorization and X-NGC-Guest-Token" if auth and guest else None)
+        if problem:
+            return _refuse(self, "api", problem)
+        if auth and not (auth.startswith("Bearer ") and
+                         (auth[7:] in ngc.tokens or (auth[7:].startswith("nvapi-") and auth[7:] in ngc.api_keys))):
             return _status(self, 401, "UNAUTHORIZED", "Invalid token")
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
         if parts[:4] == ["v2", "search", "catalog", "resources"]:
             return self._search(query)
-        if parts[:2] != ["v2", "org"] or "models" not in parts:
-            return _status(self, 404, "NOT_FOUND", "Not found")
-        i = parts.index("models")
-        scope = parts[2:i]
-        target = "/".join([scope[0]] + ([scope[2]] if len(scope) == 3 and scope[1] == "team" else []) + [parts[i + 1]]) \
-            if len(parts) > i + 1 else ""
-        model = ngc.models.get(target)
-        if model is None or (not model.public and not auth):
-            return _status(self, 404 if model is None else 401, "NOT_FOUND" if model is None else "UNAUTHORIZED",
-                           f"Model '{target}' could not be found" if model is None else "Authentication required")
-        rest = parts[i + 2:]
+        found = self._route(parts, guest=bool(guest))
+        if isinstance(found, str):
+            return _refuse(self, "api", found) if found.startswith("!") else _status(self, 404, "NOT_FOUND", found)
+        model, rest = found
+        if not model.public and not auth:
+            return _status(self, 401, "UNAUTHORIZED", "Authentication required")
+        allowed = ({"resolve-labels"} if not rest else set() if len(rest) == 2 and rest[0] == "versions" else
+                   {"page-size", "page-number"} if rest[-1:] == ["files"] and rest[0] == "versions" else
+                   {"path", "page-number"})
+        if set(query) - allowed:
+            return _refuse(self, "api", f"query parameters {sorted(set(query) - allowed)} the ngc CLI never sends here")
         if not rest:
             return self.send_json(200, {"model": self._model(model), "requestStatus": {"statusCode": "SUCCESS"}})
         if rest[0] == "versions" and len(rest) >= 2:
@@ -143,6 +189,41 @@ class ApiHandler(Handler):
                                         "sha256_base64": [_b64(files[wanted].sha256)]})
         return _status(self, 404, "NOT_FOUND", "Not found")
 
+    def _route(self, parts: list[str], guest: bool) -> tuple[NgcModel, list[str]] | str:
+        """(model, the path after its name) for an authenticated (`/v2/org/{org}[/team/{t}]/models/{name}/…`) or a
+        guest (`/v2/models/{org}[/{team}]/{name}/…`, `/v2/models/org/{org}[/team/{t}]/{name}/{ver}/files`) path; else
+        why not: a message for a 404, or one starting with '!' for a form the CLI never sends (guest paths are what
+        it sends without a key, and only then)."""
+        models = self.owner.models
+        if parts[:2] == ["v2", "org"] and "models" in parts:
+            if guest:
+                return "!an org path with a guest token (without a key the CLI uses /v2/models/…)"
+            i = parts.index("models")
+            scope = parts[2:i]
+            if len(parts) <= i + 1 or not (len(scope) == 1 or (len(scope) == 3 and scope[1] == "team")):
+                return "Not found"
+            target = "/".join([scope[0]] + scope[2:] + [parts[i + 1]])
+            model = models.get(target)
+            return (model, parts[i + 2:]) if model else f"Model '{target}' could not be found"
+        if parts[:2] == ["v2", "models"]:
+            if not guest:
+                return "!a guest path with a bearer token (with a key the CLI uses /v2/org/…)"
+            rest = parts[2:]
+            if rest[:1] == ["org"]:  # the guest download-URL form: org/{org}[/team/{team}]/{name}/{ver}/files
+                scope = rest[1:2] + (rest[3:4] if rest[2:3] == ["team"] else [])
+                rest = rest[2 + (2 if rest[2:3] == ["team"] else 0):]
+                if len(rest) != 3 or rest[2] != "files":
+                    return "!not a download-URL path"
+                target = "/".join(scope + rest[:1])
+                model = models.get(target)
+                return (model, rest[1:]) if model else f"Model '{target}' could not be found"
+            for cut in (3, 2):
+                model = models.get("/".join(rest[:cut]))
+                if model and (rest[cut:cut + 1] in ([], ["versions"])):
+                    return model, rest[cut:]
+            return f"Model '{'/'.join(rest[:3])}' could not be found"
+        return "Not found"
+
     def _model(self, model: NgcModel) -> dict:
         latest = sorted(model.versions)[-1]
         return {"name": model.name, "displayName": model.name, "orgName": model.org, "teamName": model.team,
@@ -151,10 +232,10 @@ class ApiHandler(Handler):
                 "labels": model.labels, "latestVersionIdStr": latest, "isPublic": model.public,
                 "canGuestDownload": model.public, "latestVersionSizeInBytes": sum(f.size for f in model.versions[latest].values())}
 
-    @staticmethod
-    def _version(version: str, files: dict[str, RepoFile]) -> dict:
-        return {"versionId": version, "status": "UPLOAD_COMPLETE", "totalFileCount": len(files),
-                "totalSizeInBytes": sum(f.size for f in files.values()), "isSigned": False}
+    def _version(self, version: str, files: dict[str, RepoFile]) -> dict:
+        return {"versionId": version, "status": self.owner.version_status.get(version, "UPLOAD_COMPLETE"),
+                "totalFileCount": len(files), "totalSizeInBytes": sum(f.size for f in files.values()),
+                "isSigned": False}
 
     def _files(self, model: NgcModel, version: str, files: dict[str, RepoFile], query: dict) -> None:
         page = int((query.get("page-number") or ["0"])[0])
@@ -170,14 +251,21 @@ class ApiHandler(Handler):
             "requestStatus": {"statusCode": "SUCCESS"}})
 
     def _search(self, query: dict) -> None:
-        q = json.loads((query.get("q") or ["{}"])[0])
-        text = str(q.get("query", "")).lower().replace("resourceid:*", "")
+        if set(query) != {"q"}:
+            return _refuse(self, "api", f"search parameters {sorted(query)} (the CLI sends q only)")
+        try:
+            q = json.loads(query["q"][0])
+        except ValueError:
+            return _refuse(self, "api", "q is not JSON")
+        if not isinstance(q, dict) or set(q) != SEARCH_KEYS or not str(q.get("query", "")).startswith("resourceId:"):
+            return _refuse(self, "api", f"q {q!r} is not the CLI's search parameters")
+        pattern = str(q["query"])[len("resourceId:"):].lower()
         resources = [
             {"resourceId": m.target, "name": m.name, "displayName": m.name, "orgName": m.org, "teamName": m.team,
              "description": m.description, "labels": [{"key": "general", "values": m.labels}],
              "attributes": [{"key": "latestVersionIdStr", "value": sorted(m.versions)[-1]},
                             {"key": "framework", "value": m.framework}], "dateModified": "2024-01-01T00:00:00Z"}
-            for m in self.owner.models.values() if m.public and text.strip("* ") in m.target.lower()
+            for m in self.owner.models.values() if m.public and fnmatch.fnmatchcase(m.target.lower(), pattern)
         ]
         page, size = int(q.get("page") or 0), int(q.get("pageSize") or 25)
         chunk = resources[page * size : (page + 1) * size]
@@ -195,7 +283,8 @@ class StorageHandler(Handler):
 
     def do_GET(self):
         ngc = self.owner
-        ngc.requests.append({"host": "storage", "path": self.path, "range": self.headers.get("Range")})
+        ngc.requests.append({"host": "storage", "path": self.path, "range": self.headers.get("Range"),
+                             "authorization": self.headers.get("Authorization")})
         if self.headers.get("Authorization"):
             ngc.storage_violations.append(self.path)
             return self.send_json(400, {"error": "Authorization header sent to a presigned URL"})

@@ -1,6 +1,9 @@
 """An imitation of a server that still speaks TF Hub's compressed-model protocol (tensorflow_hub 0.16.1,
 `compressed_module_resolver.py`): `GET /{publisher}/{model}/{version}?tf-hub-format=compressed` → a 302 to storage,
-which sends the tar.gz of the SavedModel folder; `?tf-hub-format=uncompressed` → 303 with a `gs://` path as body."""
+which sends the tar.gz of the SavedModel folder; `?tf-hub-format=uncompressed` → 303 with a `gs://` path as body.
+
+It refuses (400, logged in `refused`) what tensorflow_hub never sends: a request for a handle without exactly one
+`tf-hub-format` of a format it knows, another method than GET, no User-Agent."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ class FakeTfHub:
     def __init__(self):
         self.modules: dict[str, bytes] = {}  # "publisher/model/version" -> tarball bytes
         self.requests: list[str] = []
+        self.refused: list[str] = []
         self.server = LoopbackServer(TfHubHandler, self)
 
     @property
@@ -48,17 +52,32 @@ class FakeTfHub:
 class TfHubHandler(Handler):
     owner: FakeTfHub
 
+    def _refuse(self, why: str) -> None:
+        self.owner.refused.append(f"{self.command} {self.path}: {why}")
+        self.send_json(400, {"error": why})
+
+    def _not_get(self):
+        self.owner.requests.append(self.path)
+        self._refuse(f"{self.command}: tensorflow_hub only GETs")
+
+    do_POST = do_PUT = do_DELETE = _not_get
+
     def do_GET(self):
         hub = self.owner
         hub.requests.append(self.path)
         url = urlsplit(self.path)
-        fmt = (parse_qs(url.query).get("tf-hub-format") or [""])[0]
+        formats = parse_qs(url.query).get("tf-hub-format") or []
+        fmt = formats[0] if len(formats) == 1 else ""
+        if not self.headers.get("User-Agent"):
+            return self._refuse("no User-Agent (urllib always sends one)")
         if url.path.startswith("/storage/"):
             data = hub.modules.get(url.path[len("/storage/"):-len(".tar.gz")])
             if data is None:
                 return self.send_json(404, {"error": "not found"})
             return self.send_content(len(data), lambda a, b: data[a:b], {"Content-Type": "application/x-tar"})
         handle = url.path.strip("/")
+        if fmt not in ("compressed", "uncompressed"):
+            return self._refuse(f"tf-hub-format={formats} (tensorflow_hub sends one: compressed or uncompressed)")
         if handle not in hub.modules:
             return self.send_json(404, {"error": f"Module {handle} not found"})
         if fmt == "compressed":
@@ -74,4 +93,4 @@ class TfHubHandler(Handler):
             self.end_headers()
             self.wfile.write(body)
             return None
-        return self.send_json(200, {"handle": handle})
+        return None

@@ -1,0 +1,338 @@
+"""One large file over several connections: bounded Range requests for its pieces, each written at its offset
+(`BlobWriter.write_at`), the whole file hashed once in order as its unbroken prefix grows (read back from the writer,
+or taken as it arrives by the piece at the front), then verified and committed.
+
+Used by `hubmirror.transfer.fetch_file` for a file of at least `Connections.threshold` bytes whose source serves
+bounded ranges (`Source.open_range`); anything else streams sequentially. The first piece is asked for before the
+others: an upstream that answers it with the whole file (no Range support) sends the file back to the sequential
+path. Pieces are resumed across processes: the writer remembers which byte ranges it holds (see the store contract),
+so an interrupted pull asks only for the missing ones next time. Each piece has its own retry budget
+(`hubmirror.http.retrying`): its request is retried like any ranged GET (429, 5xx, transport failures), and a piece
+that breaks off mid-body is asked for again from where it broke. A piece that fails for good stops the others and
+fails the file with one line, keeping what arrived for the next pull. Wrong bytes are IntegrityError, nothing stored.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from hubmirror.catalog import StoredFile
+from hubmirror.crashpoints import crashpoint
+from hubmirror.digests import SHA256_PREFIX, MultiHasher, mismatches
+from hubmirror.errors import Cancelled, HubmirrorError, IntegrityError, TransferBrokenError
+from hubmirror.records import RemoteFile, ResolvedRevision
+from hubmirror.sources import Download, Source, SourceContext
+from hubmirror.store import BlobStore, BlobWriter
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
+CHUNK_SIZE = 1024 * 1024
+
+
+def wanted(source: Source, file: RemoteFile, ctx: SourceContext) -> bool:
+    """Whether `file` goes over several connections: large enough, and its source can serve bounded ranges."""
+    limits = ctx.connections
+    return (
+        limits.per_file > 1
+        and isinstance(file.size, int)
+        and file.size >= max(1, limits.threshold)
+        and file.size > limits.piece_size
+        and type(source).open_range is not Source.open_range
+    )
+
+
+def missing_pieces(held: list[tuple[int, int]], size: int, piece_size: int) -> list[tuple[int, int]]:
+    """The byte ranges of [0, size) not in `held` (sorted, disjoint), cut into pieces of at most `piece_size`."""
+    pieces = []
+    position = 0
+    for start, end in [*held, (size, size)]:
+        while position < min(start, size):
+            stop = min(start, size, position + piece_size)
+            pieces.append((position, stop))
+            position = stop
+        position = max(position, end)
+    return pieces
+
+
+def fetch_ranged(
+    source: Source,
+    revision: ResolvedRevision,
+    file: RemoteFile,
+    store: BlobStore,
+    ctx: SourceContext,
+    key: str,
+    *,
+    on_bytes: Callable[[int], None] = lambda n: None,
+    stop: threading.Event | None = None,
+) -> StoredFile | None:
+    """Store `file` from pieces fetched at once over `ctx.connections.per_file` connections, resuming the pieces
+    the writer of `key` holds; None (nothing fetched, partial bytes kept) when the upstream will not serve ranges."""
+    writer = store.writer(key)
+    try:
+        stored = _fetch(source, revision, file, store, ctx, writer, on_bytes, stop)
+    except IntegrityError:
+        writer.discard()
+        raise
+    except BaseException:
+        writer.suspend()
+        raise
+    if stored is None:
+        writer.suspend()
+    return stored
+
+
+def _fetch(source, revision, file, store, ctx, writer: BlobWriter, on_bytes, stop) -> StoredFile | None:
+    size = file.size
+    if file.sha256 and store.exists(file.sha256):  # another process stored it while we waited for the writer
+        writer.discard()
+        on_bytes(size)
+        return StoredFile(file, file.sha256, file.digests.get("git-sha1"), store.stat(file.sha256).size)
+    held = writer.held()
+    if held and held[-1][1] > size:
+        writer.restart()
+        held = []
+    pieces = missing_pieces(held, size, ctx.connections.piece_size)
+    run = _Run(source, revision, file, ctx, writer, on_bytes, stop)
+    first = None
+    if pieces:
+        first = source.open_range(revision, file, ctx, *pieces[0])
+        if first is None:
+            return None
+        try:
+            run.adopt_digests(first)
+        except BaseException:
+            first.close()
+            raise
+    on_bytes(size - sum(end - start for start, end in pieces))
+    hasher = run.hasher = MultiHasher(_algorithms(file), size)
+    run.start(pieces, first)
+    try:
+        while True:
+            seen = run.progress
+            with run.hashing:  # the file in order, as its unbroken prefix grows (what no piece hashed as it came)
+                for chunk in writer.existing_chunks(hasher.size):
+                    hasher.update(chunk)
+            if hasher.size >= size or run.failed():
+                break
+            if run.finished():
+                if run.progress == seen:  # nothing was written since the read: the file is as whole as it gets
+                    break
+                continue
+            run.wait(seen)
+    finally:
+        run.close()
+    run.raise_failure()
+    if hasher.size < size:
+        raise HubmirrorError(f"{file.path}: transfer ended after {hasher.size} of {size} bytes")
+    expected = {alg: value.lower() for alg, value in file.digests.items()}
+    digests = hasher.hexdigests()
+    if _algorithms(file) - set(digests) - {"git-sha1"}:  # a digest announced by a later piece: one more pass
+        rehash = MultiHasher(_algorithms(file), size)
+        for chunk in writer.existing_chunks():
+            rehash.update(chunk)
+        digests = rehash.hexdigests()
+    bad = mismatches(expected, digests)
+    if bad:
+        raise IntegrityError(f"{revision.ref}: {file.path}: {bad[0]}; the bytes were refused")
+    writer.commit(digests["sha256"], hasher.size)
+    return StoredFile(file, digests["sha256"], digests.get("git-sha1"), hasher.size)
+
+
+def _algorithms(file: RemoteFile) -> set[str]:
+    return set(file.digests) - {SHA256_PREFIX}
+
+
+class _Run:
+    """The pieces of one file in flight: a pool of `per_file` threads, each fetching one piece at a time."""
+
+    def __init__(self, source, revision, file, ctx, writer, on_bytes, stop):
+        self.source, self.revision, self.file, self.ctx = source, revision, file, ctx
+        self.writer, self.on_bytes, self.stop = writer, on_bytes, stop
+        self.progress = 0  # bumped after every write: the hashing thread waits on it
+        self.hasher: MultiHasher | None = None
+        self.hashing = threading.Lock()  # held while the hasher takes bytes, by the hashing thread or a piece
+        self._cond = threading.Condition()
+        self._halt = threading.Event()
+        self._digests_lock = threading.Lock()
+        self._futures = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    def adopt_digests(self, download: Download) -> None:
+        """Take the digests a response announces (as `transfer` does); two different values for one is refused."""
+        with self._digests_lock:
+            for alg, value in download.digests.items():
+                if self.file.digests.get(alg, value).lower() != value.lower():
+                    raise IntegrityError(f"{self.revision.ref}: {self.file.path}: the upstream announces two "
+                                         f"different {alg} digests")
+                self.file.digests[alg] = value
+
+    def start(self, pieces: list[tuple[int, int]], first: Download | None) -> None:
+        if not pieces:
+            return
+        workers = min(self.ctx.connections.per_file, len(pieces))
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="piece")
+        self._futures = [self._pool.submit(self._piece, start, end, first if i == 0 else None)
+                         for i, (start, end) in enumerate(pieces)]
+        for future in self._futures:
+            future.add_done_callback(self._done)
+
+    def _done(self, future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._halt.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self.progress += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.progress != seen, timeout=1.0)
+
+    def finished(self) -> bool:
+        return all(f.done() for f in self._futures)
+
+    def failed(self) -> bool:
+        return self._halt.is_set() or (self.stop is not None and self.stop.is_set())
+
+    def close(self) -> None:
+        """Stop what is still running (after a failure) and wait for the threads."""
+        if self._pool is not None:
+            if not self.finished():
+                self._halt.set()
+            for future in self._futures:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+
+    def raise_failure(self) -> None:
+        """Raise the first real failure of a piece (not the Cancelled of the pieces it stopped), if any."""
+        errors = [f.exception() for f in self._futures if not f.cancelled() and f.exception() is not None]
+        real = [e for e in errors if not isinstance(e, Cancelled)]
+        if real:
+            raise real[0]
+        if errors or (self.stop is not None and self.stop.is_set()):
+            raise Cancelled("pull cancelled")
+
+    def _hash_in_stream(self, position: int, chunk: bytes) -> None:
+        """Hash `chunk` (written at `position`) at once if the hash has reached it and nobody else is hashing:
+        the piece at the front saves the hashing thread reading its bytes back."""
+        hasher = self.hasher
+        if hasher is not None and hasher.size == position and self.hashing.acquire(blocking=False):
+            try:
+                if hasher.size == position:
+                    hasher.update(chunk)
+            finally:
+                self.hashing.release()
+
+    def _check(self) -> None:
+        if self._halt.is_set() or (self.stop is not None and self.stop.is_set()):
+            raise Cancelled("pull cancelled")
+
+    def _piece(self, start: int, end: int, download: Download | None) -> None:
+        """Fetch bytes [start, end) into the writer, asking again from where a broken transfer stopped."""
+        from hubmirror.http import retrying
+
+        what = f"{self.revision.ref}: {self.file.path}: bytes {start}-{end - 1}"
+        position = start
+        try:
+            with retrying(what, cancel=self._halt) as retrier:  # open_bounded, in this thread, retries under it
+                while position < end:
+                    self._check()
+                    if download is None:
+                        download = self.source.open_range(self.revision, self.file, self.ctx, position, end)
+                        if download is None:
+                            raise HubmirrorError(f"{what}: the upstream stopped answering range requests")
+                        self.adopt_digests(download)
+                    try:
+                        for chunk in download.chunks:
+                            self._check()
+                            if position + len(chunk) > end:
+                                raise IntegrityError(f"{what}: the upstream sent more bytes than asked for; "
+                                                     "the bytes were refused")
+                            self.writer.write_at(position, chunk)
+                            crashpoint("transfer.chunk")
+                            self._hash_in_stream(position, chunk)
+                            position += len(chunk)
+                            self.on_bytes(len(chunk))
+                            self._notify()
+                        if position < end:
+                            raise TransferBrokenError(f"{what}: the transfer ended at byte {position}", "short")
+                    except TransferBrokenError as exc:
+                        retrier.retry(exc if what in str(exc) else TransferBrokenError(f"{what}: {exc}", exc.reason),
+                                      f"the transfer broke off ({exc.reason}); resuming from byte {position}",
+                                      held=position)
+                    finally:
+                        download.close()
+                        download = None
+        finally:
+            if download is not None:  # handed over, never read: cancelled before its turn
+                download.close()
+
+
+def open_bounded(
+    session,
+    url: str,
+    start: int,
+    end: int,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    errors=None,
+) -> Download | None:
+    """GET bytes [start, end) of `url` with `Range: bytes=start-(end-1)`, following redirects: a bounded
+    `hubmirror.http.open_range`, retried the same way (under the thread's `retrying` budget, else its own); None (the
+    response closed) when the server answers with the whole file (200) instead of a 206 of exactly that range.
+
+    `errors` maps a failed answer to the source's own error (else `status_error`). A transfer that breaks off
+    mid-body raises `TransferBrokenError`; what arrived stays written.
+    """
+    import requests
+
+    from hubmirror import http
+
+    retrier = http._retrier(f"GET {http._where(url)}")
+    req_headers = {"Accept-Encoding": "identity", **(headers or {}), "Range": f"bytes={start}-{end - 1}"}
+    while True:
+        try:
+            resp = session.get(url, headers=req_headers, stream=True, timeout=http._timeout(timeout),
+                               allow_redirects=True)
+        except requests.RequestException as exc:
+            error = http.describe_network_error(url, exc)
+            if not http._transient(exc):
+                raise error from exc
+            retrier.retry(error, type(exc).__name__)
+            continue
+        if resp.status_code in http.RETRY_STATUSES:
+            error = http._error_for(resp, errors)
+            resp.close()
+            retrier.retry(error, http._status_why(resp),
+                          retry_after=http.retry_after_seconds(resp.headers.get("Retry-After")))
+            continue
+        break
+    if resp.status_code == 200:
+        resp.close()
+        return None
+    http._raise_for(resp, errors)
+    match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+    if resp.status_code != 206 or not match or (int(match.group(1)), int(match.group(2))) != (start, end - 1):
+        resp.close()
+        raise HubmirrorError(f"{http._where(url)}: the server answered the request for bytes {start}-{end - 1} with "
+                             f"HTTP {resp.status_code} {resp.headers.get('Content-Range', '')!r}")
+    return Download(start=start, chunks=_body(resp, http._where(url)), close=resp.close)
+
+
+def _body(resp, what: str):
+    """The response's body in chunks of `CHUNK_SIZE` (read whole by urllib3: a third of the CPU of
+    `hubmirror.http.stream_body`, which hands on every byte before a break; a piece loses at most the chunk in
+    flight, and asks again from the last byte written); a broken connection is a `TransferBrokenError`."""
+    import requests
+    import urllib3
+
+    try:
+        yield from resp.iter_content(CHUNK_SIZE)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
+        reason = "read timeout: the connection stalled" if "timed out" in str(exc).lower() else type(exc).__name__
+        raise TransferBrokenError(f"{what}: the transfer broke off ({reason})", reason) from exc

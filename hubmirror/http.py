@@ -223,7 +223,8 @@ def retrying(what: str, *, cancel: threading.Event | None = None) -> Iterator[Re
         _current.reset(token)
 
 
-def _retrier(what: str) -> Retrier:
+def current_retrier(what: str) -> Retrier:
+    """The retry budget of the file being fetched (see `retrying`), else a new one for `what`."""
     return _current.get() or Retrier(what)
 
 
@@ -238,7 +239,7 @@ def _transient(exc: BaseException) -> bool:
                             requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
 
 
-def _where(url: str) -> str:
+def redacted(url: str) -> str:
     """`url` without its query (it may be signed) or fragment."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
@@ -274,7 +275,7 @@ def status_error(resp: requests.Response) -> HubmirrorError | None:
     """The generic error for a failed answer (HTTP ≥ 400), naming the URL without its query (it may be signed)."""
     if resp.status_code < 400:
         return None
-    where = _where(resp.url)
+    where = redacted(resp.url)
     if resp.status_code in (401, 403):
         return AccessDeniedError(f"{where}: access denied (HTTP {resp.status_code})")
     if resp.status_code == 404:
@@ -287,7 +288,7 @@ def _error_for(resp: requests.Response, errors: ErrorMapper | None) -> Hubmirror
     return (errors(resp) if errors else None) or status_error(resp)
 
 
-def _raise_for(resp: requests.Response, errors: ErrorMapper | None) -> None:
+def raise_for(resp: requests.Response, errors: ErrorMapper | None) -> None:
     """Raise the error a response means (see `_error_for`)."""
     error = _error_for(resp, errors)
     if error is not None:
@@ -313,7 +314,7 @@ def request(
     caller says `idempotent=True` (a POST that only reads)."""
     if idempotent is None:
         idempotent = method.upper() in IDEMPOTENT_METHODS
-    retrier = _retrier(f"{method} {_where(url)}") if idempotent else None
+    retrier = current_retrier(f"{method} {redacted(url)}") if idempotent else None
     while True:
         try:
             resp = session.request(method, url, headers=headers, json=json, timeout=_timeout(timeout),
@@ -329,7 +330,7 @@ def request(
             resp.close()
             retrier.retry(error, _status_why(resp), retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
             continue
-        _raise_for(resp, errors)
+        raise_for(resp, errors)
         return resp
 
 
@@ -366,41 +367,50 @@ def open_range(
     retried (see the module's docstring) under `retrier`, else the file's (`retrying`), else one of its own. A
     transfer that breaks off mid-body raises `TransferBrokenError`; `fetch_file` resumes it from the bytes held.
     """
-    retrier = retrier or _retrier(f"GET {_where(url)}")
+    retrier = retrier or current_retrier(f"GET {redacted(url)}")
     req_headers = {"Accept-Encoding": "identity", **(headers or {})}
     while True:
         if offset:
             req_headers["Range"] = f"bytes={offset}-"
         else:
             req_headers.pop("Range", None)
+        resp = get_streaming(session, url, req_headers, timeout=timeout, errors=errors, retrier=retrier)
+        if resp.status_code == 416 and offset:
+            resp.close()
+            offset = 0
+            continue
+        break
+    raise_for(resp, errors)
+    start = 0
+    if resp.status_code == 206:
+        match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+        if not match or int(match.group(1)) != offset:
+            resp.close()
+            raise HubmirrorError(f"{redacted(url)}: server answered a range request with a different range")
+        start = offset
+    digests = digests_from(resp) if digests_from else {}
+    return Download(start=start, chunks=stream_body(resp, redacted(url)), close=resp.close, digests=digests)
+
+
+def get_streaming(session: requests.Session, url: str, headers: dict[str, str], *, timeout: float,
+                  errors: ErrorMapper | None, retrier: Retrier) -> requests.Response:
+    """A streamed GET of `url` (redirects followed), retried under `retrier` on transport failures and on the
+    statuses in RETRY_STATUSES (honouring Retry-After); any other answer is returned as it is."""
+    while True:
         try:
-            resp = session.get(url, headers=req_headers, stream=True, timeout=_timeout(timeout), allow_redirects=True)
+            resp = session.get(url, headers=headers, stream=True, timeout=_timeout(timeout), allow_redirects=True)
         except requests.RequestException as exc:
             error = describe_network_error(url, exc)
             if not _transient(exc):
                 raise error from exc
             retrier.retry(error, type(exc).__name__)
             continue
-        if resp.status_code == 416 and offset:
-            resp.close()
-            offset = 0
-            continue
         if resp.status_code in RETRY_STATUSES:
             error = _error_for(resp, errors)
             resp.close()
             retrier.retry(error, _status_why(resp), retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
             continue
-        break
-    _raise_for(resp, errors)
-    start = 0
-    if resp.status_code == 206:
-        match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-        if not match or int(match.group(1)) != offset:
-            resp.close()
-            raise HubmirrorError(f"{_where(url)}: server answered a range request with a different range")
-        start = offset
-    digests = digests_from(resp) if digests_from else {}
-    return Download(start=start, chunks=stream_body(resp, _where(url)), close=resp.close, digests=digests)
+        return resp
 
 
 _BROKEN = (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
@@ -448,7 +458,7 @@ def spool(session: requests.Session, url: str, *, timeout: float, directory: Pat
     file = tempfile.TemporaryFile(dir=directory)
     digest = hashlib.sha256()
     held = 0
-    retrier = _retrier(f"GET {_where(url)}")
+    retrier = current_retrier(f"GET {redacted(url)}")
     try:
         while True:
             download = open_range(session, url, held, timeout=timeout, retrier=retrier)
@@ -469,7 +479,7 @@ def spool(session: requests.Session, url: str, *, timeout: float, directory: Pat
     except BaseException as exc:
         file.close()
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(f"disk full while downloading {_where(url)} into {directory or 'a temp file'} "
+            raise DiskFullError(f"disk full while downloading {redacted(url)} into {directory or 'a temp file'} "
                                 f"({exc.strerror})") from exc
         raise
     file.seek(0)

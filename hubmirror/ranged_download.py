@@ -289,39 +289,22 @@ def open_bounded(
     `errors` maps a failed answer to the source's own error (else `status_error`). A transfer that breaks off
     mid-body raises `TransferBrokenError`; what arrived stays written.
     """
-    import requests
-
     from hubmirror import http
 
-    retrier = http._retrier(f"GET {http._where(url)}")
-    req_headers = {"Accept-Encoding": "identity", **(headers or {}), "Range": f"bytes={start}-{end - 1}"}
-    while True:
-        try:
-            resp = session.get(url, headers=req_headers, stream=True, timeout=http._timeout(timeout),
-                               allow_redirects=True)
-        except requests.RequestException as exc:
-            error = http.describe_network_error(url, exc)
-            if not http._transient(exc):
-                raise error from exc
-            retrier.retry(error, type(exc).__name__)
-            continue
-        if resp.status_code in http.RETRY_STATUSES:
-            error = http._error_for(resp, errors)
-            resp.close()
-            retrier.retry(error, http._status_why(resp),
-                          retry_after=http.retry_after_seconds(resp.headers.get("Retry-After")))
-            continue
-        break
+    where = http.redacted(url)
+    headers = {"Accept-Encoding": "identity", **(headers or {}), "Range": f"bytes={start}-{end - 1}"}
+    resp = http.get_streaming(session, url, headers, timeout=timeout, errors=errors,
+                              retrier=http.current_retrier(f"GET {where}"))
     if resp.status_code == 200:
         resp.close()
         return None
-    http._raise_for(resp, errors)
+    http.raise_for(resp, errors)
     match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
     if resp.status_code != 206 or not match or (int(match.group(1)), int(match.group(2))) != (start, end - 1):
         resp.close()
-        raise HubmirrorError(f"{http._where(url)}: the server answered the request for bytes {start}-{end - 1} with "
+        raise HubmirrorError(f"{where}: the server answered the request for bytes {start}-{end - 1} with "
                              f"HTTP {resp.status_code} {resp.headers.get('Content-Range', '')!r}")
-    return Download(start=start, chunks=_body(resp, http._where(url)), close=resp.close)
+    return Download(start=start, chunks=_body(resp, where), close=resp.close)
 
 
 def _body(resp, what: str):

@@ -260,15 +260,24 @@ def new_session() -> requests.Session:
     return session
 
 
+def transport_error(url: str, kind: str, detail: str) -> HubmirrorError:
+    """The one-line error for a transport failure of `kind` (`redirects`, `unreachable`, `timeout`, else any)."""
+    return HubmirrorError({
+        "redirects": f"too many redirects (a redirect loop?) fetching {url}",
+        "unreachable": f"cannot reach {url}: {detail}",
+        "timeout": f"timed out fetching {url}",
+    }.get(kind, f"fetching {url} failed: {detail}"))
+
+
 def describe_network_error(url: str, exc: Exception) -> HubmirrorError:
-    """A one-line error for a transport failure (refused connection, timeout, redirect loop)."""
+    """A one-line error for a transport failure of requests (refused connection, timeout, redirect loop)."""
     if isinstance(exc, requests.TooManyRedirects):
-        return HubmirrorError(f"too many redirects (a redirect loop?) fetching {url}")
+        return transport_error(url, "redirects", "")
     if isinstance(exc, requests.ConnectionError):
-        return HubmirrorError(f"cannot reach {url}: {type(exc).__name__}")
+        return transport_error(url, "unreachable", type(exc).__name__)
     if isinstance(exc, requests.Timeout):
-        return HubmirrorError(f"timed out fetching {url}")
-    return HubmirrorError(f"fetching {url} failed: {exc}")
+        return transport_error(url, "timeout", "")
+    return transport_error(url, "other", str(exc))
 
 
 def status_error(resp: requests.Response) -> HubmirrorError | None:

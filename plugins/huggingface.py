@@ -50,7 +50,7 @@ from hubmirror.errors import (
     UsageError,
 )
 from hubmirror.hookspecs import hookimpl
-from hubmirror.http import open_range
+from hubmirror.http import open_range, transport_error
 from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.sources import Download, Source, SourceContext
 
@@ -145,13 +145,10 @@ def hf_api_error(exc: BaseException, what: str, endpoint: str) -> HubmirrorError
             url = str(exc.request.url.copy_with(query=None, fragment=None))
         except (AttributeError, RuntimeError):  # an exception raised before its request was set
             url = endpoint
-        if isinstance(exc, httpx2.TooManyRedirects):
-            return HubmirrorError(f"too many redirects (a redirect loop?) fetching {url}")
-        if isinstance(exc, httpx2.TimeoutException):
-            return HubmirrorError(f"timed out fetching {url}")
-        if isinstance(exc, httpx2.TransportError):
-            return HubmirrorError(f"cannot reach {url}: {type(exc).__name__}")
-        return HubmirrorError(f"fetching {url} failed: {type(exc).__name__}")
+        kind = ("redirects" if isinstance(exc, httpx2.TooManyRedirects) else
+                "timeout" if isinstance(exc, httpx2.TimeoutException) else
+                "unreachable" if isinstance(exc, httpx2.TransportError) else "other")
+        return transport_error(url, kind, type(exc).__name__)
     if isinstance(exc, _MALFORMED):
         return HubmirrorError(f"{what}: {endpoint} answered something huggingface_hub cannot read "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")

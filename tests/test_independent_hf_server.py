@@ -103,13 +103,19 @@ def test_bare_model_info_needs_the_seeded_index(minilm, tmp_path):
 
 
 def test_pull_verify_serve_snapshot_download(olah, minilm, tmp_path):
-    run = Cli(tmp_path / "mirror", olah)
+    pull_verify_serve_download(olah, minilm, tmp_path)
+
+
+def pull_verify_serve_download(hub_url, minilm, tmp_path):
+    """`hubmirror pull hf:REPO` (no revision) from the server at `hub_url` → verify → serve → snapshot_download:
+    the client gets the served commit and every file byte-identical."""
+    run = Cli(tmp_path / "mirror", hub_url)
     pulled = run("pull", f"hf:{MINILM_REPO_ID}")
     assert pulled.exit_code == 0, pulled.output
     assert run.json("verify")["ok"] is True
     with MirrorServer(tmp_path / "mirror") as served:
         folder = hf.snapshot_download(MINILM_REPO_ID, endpoint=served.url, cache_dir=tmp_path / "c")
-    assert Path(folder).name == olah.commit
+    assert Path(folder).name == hub_url.commit
     assert tree_digests(folder) == {name: sha256(path) for name, path in minilm.items()}
 
 
@@ -118,11 +124,4 @@ def test_default_revision_pull_from_unseeded_olah(minilm, tmp_path):
     newest-commit index, so its bare `GET /api/models/{repo}` answers 401 RepoNotFound). The source must resolve
     the default revision as snapshot_download does (`/revision/main`), then verify, serve and download byte-identical."""
     with olah_hub(MINILM_REPO_ID, minilm, seed_latest_commit=False, base_dir=tmp_path) as url:
-        run = Cli(tmp_path / "mirror", url)
-        pulled = run("pull", f"hf:{MINILM_REPO_ID}")
-        assert pulled.exit_code == 0, pulled.output
-    assert run.json("verify")["ok"] is True
-    with MirrorServer(tmp_path / "mirror") as served:
-        folder = hf.snapshot_download(MINILM_REPO_ID, endpoint=served.url, cache_dir=tmp_path / "c")
-    assert Path(folder).name == url.commit
-    assert tree_digests(folder) == {name: sha256(path) for name, path in minilm.items()}
+        pull_verify_serve_download(url, minilm, tmp_path)

@@ -1,0 +1,58 @@
+"""One place that turns `s3://bucket/prefix` into a boto3 client and key prefix.
+
+Endpoint, credentials and region come from the standard AWS chain (`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3`,
+`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, `AWS_DEFAULT_REGION`, ...): hubmirror never stores,
+logs or exports them. Path-style addressing, which self-hosted servers (MinIO, Ceph RGW, moto) need.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from hubmirror.errors import UsageError
+
+_clients = threading.local()
+
+
+@dataclass(frozen=True)
+class BucketLocation:
+    """A bucket and the key prefix (no leading or trailing slash; may be empty) a mirror lives under."""
+
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> "BucketLocation":
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+            raise UsageError(f"store URL {url!r}: expected s3://BUCKET[/PREFIX]")
+        return cls(parts.netloc, parts.path.strip("/"))
+
+    def key(self, *parts: str) -> str:
+        """The object key of `parts` under the prefix."""
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+_CHAIN = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
+          "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def client():
+    """A boto3 S3 client for this thread (boto3 sessions are not thread-safe: one per thread), made again when the
+    AWS environment changes."""
+    settings = tuple(os.environ.get(name) for name in _CHAIN)
+    cached = getattr(_clients, "cached", None)
+    if cached is None or cached[0] != settings:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
+                        max_pool_connections=32)
+        cached = _clients.cached = (settings, boto3.session.Session().client("s3", config=config))
+    return cached[1]

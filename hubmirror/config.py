@@ -6,6 +6,10 @@
     [admission]
     unscanned = "quarantine"   # or "admit": files in formats the scanner does not inspect (HDF5, GGUF, TensorFlow)
 
+    [store]
+    url = "s3://bucket/prefix"   # blobs in a bucket instead of blobs/ (overridden by --store and HUBMIRROR_STORE);
+                                 # endpoint and credentials come from the AWS chain, never from this file
+
 With trusted keys set, `import` accepts only bundles whose index.json is signed by one of them.
 """
 
@@ -64,3 +68,11 @@ def unscanned_policy(root: Path) -> str:
         raise UsageError(f"{Path(root) / CONFIG_NAME}: [admission] unscanned must be one of "
                          f"{', '.join(map(repr, UNSCANNED_POLICIES))}, not {policy!r}")
     return policy
+
+
+def store_url(root: Path) -> str | None:
+    """`[store] url`: where the blobs live (None: the local `blobs/`)."""
+    url = load_config(root).get("store", {}).get("url")
+    if url is not None and not isinstance(url, str):
+        raise UsageError(f"{Path(root) / CONFIG_NAME}: [store] url must be a string, not {url!r}")
+    return url or None

@@ -12,12 +12,18 @@ _TARGET, _, _COUNT = (os.environ.get("HUBMIRROR_CRASH_AT") or "").partition(":")
 _hits = 0
 _lock = threading.Lock()
 
-# Every point the harness may name, in the order a write goes through them.
+# Every point the harness may name, in the order a write goes through them (a local store passes the `store.*`
+# points, an S3 store the `s3.*` ones).
 POINTS = (
     "transfer.chunk",        # after a chunk is appended to a partial download
     "store.written",         # all bytes written, before fsync
     "store.fsynced",         # fsynced, before the rename into blobs/
     "store.renamed",         # renamed, before the directory fsync
+    "s3.part_uploaded",      # S3 store: a part object of an upload is stored (more may be in flight)
+    "s3.written",            # S3 store: commit checked the bytes held, before anything is written under blobs/
+    "s3.parts_copied",       # S3 store: every part copied into the final key's multipart upload, before completing it
+    "s3.stored",             # S3 store: the final key exists (or already did), before the temporaries go
+    "s3.cleaned",            # S3 store: temporaries and lease deleted, before the caller catalogues
     "catalog.before_commit",  # rows written inside the transaction, before COMMIT
     "catalog.after_commit",
     "gc.deleting",           # before a blob is deleted

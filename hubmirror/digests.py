@@ -9,7 +9,7 @@ from typing import Callable
 _HEX = {"sha256": 64, "git-sha1": 40, "sha1": 40, "md5": 32, "crc32c": 8}
 # Not a hash of its own: the leading hex digits of the sha256, as torch.hub file names carry them (name-<hex>.pth).
 SHA256_PREFIX = "sha256-prefix"
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")  # \Z, not $: "$" also matches before a trailing newline
 
 
 def _git_blob_sha1(size: int):

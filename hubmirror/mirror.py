@@ -7,16 +7,45 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubmirror.catalog import CATALOG_NAME, Catalog
+from hubmirror.errors import UsageError
 from hubmirror.locks import mirror_lock
 from hubmirror.sources import SourceContext
 from hubmirror.store import BlobStore, LocalBlobStore
 
 HOME_ENV = "HUBMIRROR_HOME"
+STORE_ENV = "HUBMIRROR_STORE"
 
 
 def default_root() -> Path:
     """`$HUBMIRROR_HOME`, else the current directory."""
     return Path(os.environ.get(HOME_ENV) or ".").resolve()
+
+
+def store_url_for(root: Path, store_url: str | None = None) -> str | None:
+    """The store URL in force: `store_url` (`--store`), else `$HUBMIRROR_STORE`, else `[store] url` in
+    `root`/config.toml; None means the local `blobs/` under `root`."""
+    if store_url:
+        return store_url
+    if os.environ.get(STORE_ENV):
+        return os.environ[STORE_ENV]
+    from hubmirror.config import store_url as configured
+
+    return configured(root)
+
+
+def open_store(root: Path, store_url: str | None = None) -> BlobStore:
+    """The blob store of the mirror at `root` (see `store_url_for`). Only the URL is read here: endpoint,
+    credentials and region come from the AWS chain when the store is used, and are never written anywhere."""
+    url = store_url_for(root, store_url)
+    if not url:
+        return LocalBlobStore(root)
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme == "s3":
+        from hubmirror.s3client import BucketLocation
+        from hubmirror.store.s3 import S3BlobStore
+
+        return S3BlobStore(BucketLocation.parse(url))
+    raise UsageError(f"store URL {url!r}: unknown scheme; expected s3://BUCKET[/PREFIX]")
 
 
 @dataclass
@@ -26,12 +55,14 @@ class Mirror:
     store: BlobStore
 
     @classmethod
-    def open(cls, root: Path, *, create: bool = False) -> "Mirror":
-        """Open the mirror at `root`; with `create`, make one there first if there is none."""
+    def open(cls, root: Path, *, create: bool = False, store_url: str | None = None) -> "Mirror":
+        """Open the mirror at `root`; with `create`, make one there first if there is none. The blob store is
+        `store_url` (`--store`), else `$HUBMIRROR_STORE`, else `[store] url` in the mirror's config.toml, else the
+        local `blobs/` under `root` (see `open_store`)."""
         root = Path(root).resolve()
         if create:
             root.mkdir(parents=True, exist_ok=True)
-        store = LocalBlobStore(root)
+        store = open_store(root, store_url)
         catalog = Catalog(root / CATALOG_NAME, create=create)
         if create:
             store.initialise()

@@ -110,6 +110,22 @@ def store_revisions(
 ) -> list[PullResult]:
     """Store the selected files of checked revisions (each distinct file once, verified), then catalogue the
     revisions in one transaction. The caller holds the mirror's shared lock."""
+    from hubmirror import sitelog  # a bucket-backed mirror publishes to the bucket (a no-op lease for a local one)
+
+    upfront = [f.sha256 for _, files in selections for f in files]
+    with sitelog.lease(mirror, upfront) as lease:  # before asking which blobs exist: gc on any host spares them
+        results = _store_and_catalogue(mirror, source, plugin, selections, ctx, workers, on_start, on_bytes, lease)
+    for r in results:
+        verdicts = mirror.catalog.file_verdicts(r.revision.ref.key, r.revision.commit)
+        judged = [verdicts[f.remote.path] for f in r.files if f.remote.path in verdicts]
+        r.quarantined = [v["path"] for v in judged if v["quarantined"]]
+        r.unscanned = [v["path"] for v in judged if v["verdict"] == "unscanned"]
+    return results
+
+
+def _store_and_catalogue(mirror, source, plugin, selections, ctx, workers, on_start, on_bytes, lease):
+    from hubmirror import sitelog
+
     stored = _store_files(mirror, source, selections, ctx, workers, on_start, on_bytes)
     for revision, files in selections:
         if revision.commit is None:  # content-addressed revision: pinned by what was stored (one file)
@@ -120,17 +136,26 @@ def store_revisions(
         PullResult(rev, [stored[id(f)] for f in files], reused=sum(stored[id(f)].reused for f in files))
         for rev, files in selections
     ]
+    if lease is not None:  # every digest now, then whatever a gc on another host took before it saw them, again
+        lease.extend(f.sha256 for r in results for f in r.files)
+        _restore_missing(mirror, source, results, ctx, workers, on_start, on_bytes)
     missing = [f.remote.path for r in results for f in r.files if not mirror.store.exists(f.sha256)]
     if missing:
         raise IntegrityError(f"blobs vanished before cataloguing: {', '.join(missing)}")
     scans = judge(mirror.store, mirror.catalog, {f.sha256: f.remote.path for r in results for f in r.files})
-    mirror.catalog.record_revisions([(r.revision, r.files) for r in results], plugin, source.description, scans)
-    for r in results:
-        verdicts = mirror.catalog.file_verdicts(r.revision.ref.key, r.revision.commit)
-        judged = [verdicts[f.remote.path] for f in r.files if f.remote.path in verdicts]
-        r.quarantined = [v["path"] for v in judged if v["quarantined"]]
-        r.unscanned = [v["path"] for v in judged if v["verdict"] == "unscanned"]
+    sitelog.record_revisions(mirror, [(r.revision, r.files) for r in results], plugin, source.description, scans)
+    if lease is not None:  # a gc on another host that raced the lease: store again what it took
+        _restore_missing(mirror, source, results, ctx, workers, on_start, on_bytes)
     return results
+
+
+def _restore_missing(mirror, source, results, ctx, workers, on_start, on_bytes) -> None:
+    """Store again the blobs of `results` that are gone (a gc on another host deleted them before the lease named
+    them); the lease now protects them."""
+    gone = [(r.revision, [f.remote]) for r in results for f in r.files if not mirror.store.exists(f.sha256)]
+    if gone:
+        log.warning("%d blobs vanished during the pull (a concurrent gc); storing them again", len(gone))
+        _store_files(mirror, source, gone, ctx, workers, on_start, on_bytes)
 
 
 def _store_files(mirror, source, selections, ctx, workers, on_start, on_bytes) -> dict[int, StoredFile]:

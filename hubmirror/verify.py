@@ -37,10 +37,16 @@ def hash_blob(store: BlobStore, digest: str) -> tuple[str, int]:
     size = 0
     buf = bytearray(_BUFFER)
     view = memoryview(buf)
-    with store.open(digest) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-            size += n
+    with store.open(digest) as f:  # a local file, or a backend's streaming reader (ranged GETs on a bucket)
+        readinto = getattr(f, "readinto", None)
+        if readinto is None:  # a reader with only `read`
+            while chunk := f.read(_BUFFER):
+                h.update(chunk)
+                size += len(chunk)
+        else:
+            while n := readinto(buf):
+                h.update(view[:n])
+                size += n
     return h.hexdigest(), size
 
 
@@ -57,6 +63,8 @@ def verify(store: BlobStore, file_rows: list[dict], *, workers: int | None = Non
         rows = by_digest[digest]
         expected_size = rows[0]["size"]
         try:
+            if store.stat(digest) is None:  # the contract's answer, whichever backend (open may fail lazily)
+                raise FileNotFoundError(digest)
             actual, size = hash_blob(store, digest)
         except FileNotFoundError:
             return 0, BlobProblem(digest, "missing", "blob is missing from the store", rows)

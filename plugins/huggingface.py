@@ -56,8 +56,8 @@ from hubmirror.sources import Download, Source, SourceContext
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"  # huggingface_hub.constants.DEFAULT_REVISION
-REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}\Z")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
 _README_MAX = 512 * 1024
 DEFAULT_INDEX_LIMIT = 1000
 _LIST_PAGE_MAX = 1000  # the largest `limit` sent to /api/models; beyond it the listing is cut here

@@ -76,7 +76,7 @@ CREDENTIALS_HINT = "KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, or ~/.k
 FILES_PAGE_SIZE = 25  # what kagglehub asks for
 MODELS_PAGE_SIZE = 50
 CHUNK_SIZE = 1024 * 1024
-_SLUG = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+_SLUG = re.compile(r"^[A-Za-z0-9][\w.-]*\Z")
 
 
 def _model_framework():

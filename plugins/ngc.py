@@ -74,8 +74,8 @@ SEARCH_QUERY_FIELDS = ["name", "displayName", "description", "all"]
 SEARCH_FIELDS = ["attributes", "createdBy", "dateCreated", "dateModified", "description", "displayName",
                  "guestAccess", "isPublic", "labels", "latestVersionId", "name", "orgName", "sharedWithOrgs",
                  "sharedWithTeams", "teamName"]
-_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
-_JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*\Z")
+_JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\Z")
 _GUEST_TOKEN = str(uuid.uuid4())  # the CLI keeps one per installation; hubmirror writes nothing, so one per run
 
 

@@ -44,8 +44,8 @@ from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevis
 from hubmirror.safepath import check_relative_path
 from hubmirror.sources import Download, Source, SourceContext
 
-REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9_.][\w.-]*$")
-WEIGHT_URL_RE = re.compile(r"^https?://\S+\.(pth|pt|bin|ckpt|onnx|safetensors|jit|pkl|npz|h5|tar|zip|gz|tgz)$")
+REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9_.][\w.-]*\Z")
+WEIGHT_URL_RE = re.compile(r"^https?://\S+\.(pth|pt|bin|ckpt|onnx|safetensors|jit|pkl|npz|h5|tar|zip|gz|tgz)\Z")
 _GIT_SYMLINK, _GIT_SUBMODULE = "120000", "160000"
 
 

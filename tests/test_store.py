@@ -101,6 +101,18 @@ class TestLocalStore(StoreContract):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
 
 
+class TestS3Store(StoreContract):
+    """The same contract against a bucket (moto's S3 server on 127.0.0.1)."""
+
+    @pytest.fixture
+    def store(self, monkeypatch):
+        from hubmirror.store.s3 import S3BlobStore
+        from tests.fakes.s3 import moto_s3
+
+        with moto_s3(monkeypatch) as url:
+            yield S3BlobStore(url)
+
+
 @pytest.mark.parametrize("digest", NOT_DIGESTS + [b"a" * 64])
 def test_check_digest_refuses_anything_but_64_lower_case_hex(digest):
     with pytest.raises(IntegrityError):

@@ -50,7 +50,8 @@ def choose_loader(loaders: list, model: dict, paths: list[str]):
 
 @contextmanager
 def snapshot(mirror: Mirror, registry, key: str, commit: str):
-    """The revision's files as a folder (hard links into the store), removed afterwards."""
+    """The revision's files as a folder (hard links into the store, or copies fetched from a store with no local
+    files), removed afterwards."""
     work = mirror.root / "tmp" / "bench" / uuid.uuid4().hex
     try:
         materialize(mirror, registry, PlainDirLayout.name, work, [(key, commit)])
@@ -109,7 +110,9 @@ def bench_model(mirror: Mirror, registry, loaders: list, key: str, commit: str, 
         "environment": json.dumps({**{k: v for k, v in result.items() if k not in row and k != "environment"},
                                    **result.get("environment", {})}, default=str),
     })
-    mirror.catalog.record_benchmark(row)
+    from hubmirror import sitelog
+
+    sitelog.record_benchmark(mirror, row)  # every host's catalog, on a bucket
     return row
 
 

@@ -111,3 +111,11 @@ def m003_file_basename_index(db: Database) -> None:
     """Files by exact base name (what `serve` answers `/torch/checkpoints/{name}` with): the path after its last '/'.
     rtrim strips the characters of the name, leaving the directory; replace drops that prefix."""
     db.execute("CREATE INDEX files_basename ON files(replace(path, rtrim(path, replace(path, '/', '')), ''))")
+
+
+@migrations()
+def m004_site_log(db: Database) -> None:
+    """A mirror whose store is a bucket shared by many hosts keeps this catalog as a derived index of the bucket's
+    records (hubmirror/sitelog): the log entries already applied, and which bucket record each revision came from."""
+    db["site_log"].create({"name": str, "applied_at": str}, pk="name")
+    db["site_revisions"].create({"model_key": str, "commit_id": str, "record": str}, pk=("model_key", "commit_id"))

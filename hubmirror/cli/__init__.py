@@ -14,6 +14,10 @@ from hubmirror.cli.state import HubmirrorGroup, State
 @click.group(cls=HubmirrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), envvar="HUBMIRROR_HOME",
               help="Mirror directory (catalog.db at its root). Default: $HUBMIRROR_HOME, else the current directory.")
+@click.option("--store", "store_url", metavar="URL", envvar="HUBMIRROR_STORE",
+              help="Keep the blobs at URL (s3://BUCKET[/PREFIX]) instead of the mirror's blobs/. Default: "
+                   "$HUBMIRROR_STORE, else [store] url in the mirror's config.toml. Endpoint and credentials come "
+                   "from the AWS chain (AWS_ENDPOINT_URL, AWS_PROFILE, ...), never from hubmirror.")
 @click.option("--plugins-dir", multiple=True, type=click.Path(file_okay=False), envvar="HUBMIRROR_PLUGINS_DIR",
               help="Also load every *.py in this directory as a plugin (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -26,9 +30,9 @@ from hubmirror.cli.state import HubmirrorGroup, State
                    "$HUBMIRROR_TIMEOUT, else 60.")
 @click.version_option(package_name="hubmirror")
 @click.pass_context
-def cli(ctx, root, plugins_dir, quiet, verbose, retries, read_timeout):
+def cli(ctx, root, store_url, plugins_dir, quiet, verbose, retries, read_timeout):
     """Mirror pretrained models from every hub into one verified, searchable, offline store."""
-    ctx.obj = State((root or Path(".")).resolve(), plugins_dir, quiet, verbose)
+    ctx.obj = State((root or Path(".")).resolve(), plugins_dir, quiet, verbose, store_url=store_url)
     if verbose:
         from hubmirror.progress import report_lines
 

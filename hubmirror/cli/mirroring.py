@@ -174,7 +174,9 @@ def rm(state, ref):
                 raise NotFoundError(f"{model_ref}: no such revision in the mirror")
         elif mirror.catalog.model(model_ref.key) is None:
             raise NotFoundError(f"{model_ref.key} is not in the catalog")
-        removed = mirror.catalog.remove(model_ref.key, commit)
+        from hubmirror import sitelog
+
+        removed = sitelog.remove(mirror, model_ref.key, commit)  # every host's catalog, on a bucket
     click.echo(f"removed {model_ref} ({removed} file rows); run `hubmirror gc` to free the space")
 
 

@@ -11,14 +11,22 @@ from hubmirror.cli.state import pass_state
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=8970, show_default=True)
 @click.option("--token", envvar="HUBMIRROR_SERVE_TOKEN", help="Require `Authorization: Bearer TOKEN`.")
+@click.option("--redirect", is_flag=True,
+              help="Answer LFS file downloads with a 302 to a short-lived presigned URL of the store (an S3 bucket) "
+                   "instead of streaming the bytes through this server; stores without such URLs stream as before.")
 @pass_state
-def serve(state, host, port, token):
+def serve(state, host, port, token, redirect):
     """Serve the mirror over the Hugging Face Hub protocol (point HF_ENDPOINT here)."""
     from hubmirror.serving.app import serve as run_server
 
-    state.mirror().close()  # fail early, and clearly, where there is no mirror
-    click.echo(f"serving {state.root} at http://{host}:{port} (HF_ENDPOINT=http://{host}:{port})", err=True)
-    run_server(state.root, host, port, token, state.registry())
+    with state.mirror() as mirror:  # fail early, and clearly, where there is no mirror
+        store = mirror.store  # whichever backend the mirror keeps its blobs in
+    from hubmirror.sitelog import start_refresher
+
+    start_refresher(state.mirror)  # a bucket shared by many hosts: what the others publish shows within seconds
+    how = " (LFS files redirected to presigned URLs)" if redirect else ""
+    click.echo(f"serving {state.root} at http://{host}:{port} (HF_ENDPOINT=http://{host}:{port}){how}", err=True)
+    run_server(state.root, host, port, token, state.registry(), store=store, redirect=redirect)
 
 
 COMMANDS = [serve]

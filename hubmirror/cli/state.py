@@ -27,8 +27,10 @@ class HubmirrorGroup(click.Group):
 class State:
     """What the group options set up, opened lazily by the commands that need it."""
 
-    def __init__(self, root: Path, plugin_dirs: tuple[str, ...], quiet: bool, verbose: bool = False):
+    def __init__(self, root: Path, plugin_dirs: tuple[str, ...], quiet: bool, verbose: bool = False,
+                 store_url: str | None = None):
         self.root = root
+        self.store_url = store_url  # --store / $HUBMIRROR_STORE; None: [store] url in config.toml, else blobs/
         self.plugin_dirs = [Path(p) for p in plugin_dirs]
         self.quiet = quiet
         self.verbose = verbose  # retries and other goings-on, one line each on stderr (see progress.report_lines)
@@ -43,9 +45,18 @@ class State:
 
     def mirror(self, *, create: bool = False):
         """The mirror at --root (a context manager that closes it); with `create`, made there if there is none."""
-        from hubmirror.mirror import Mirror
+        from hubmirror.mirror import Mirror, store_url_for
+        from hubmirror.sitelog import refresh
 
-        return Mirror.open(self.root, create=create)
+        # On a bucket, the local catalog is an index of it: an empty --root makes one and fills it from the bucket.
+        shared = (store_url_for(self.root, self.store_url) or "").lower().startswith("s3://")
+        mirror = Mirror.open(self.root, create=create or shared, store_url=self.store_url)
+        try:
+            refresh(mirror)  # a store shared by many hosts: catch up with what the others published (one LIST)
+        except BaseException:
+            mirror.close()
+            raise
+        return mirror
 
     def read(self, query):
         """Open the existing mirror, return `query(mirror)`, close it."""

@@ -2,9 +2,10 @@
 
 A plugin registers `Layout` objects through the `register_layouts` hook; each writes a revision through a `Placer`,
 which puts store blobs inside the target only (hard-linked where the file system allows, read-only like the store;
-copied otherwise or with `copy=True`) and leaves out the files the admission scan quarantined. The core registers
-the plain `dir` layout (`<repo id>/<path>`, repo ids as hubmirror.serving.hub_ids serves them); the client caches
-(`hf-cache`, `torch-home`, ...) come from the plugins.
+copied otherwise or with `copy=True`, and from a store with no local files, a bucket, through `store.open`) and
+leaves out the files the admission scan quarantined. The core registers the plain `dir` layout (`<repo id>/<path>`,
+repo ids as hubmirror.serving.hub_ids serves them); the client caches (`hf-cache`, `torch-home`, ...) come from the
+plugins.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from hubmirror.serving.hub_ids import repo_id
 if TYPE_CHECKING:  # imported by the commands that materialise, not by every plugin that registers a layout
     from hubmirror.mirror import Mirror
     from hubmirror.plugin_manager import PluginRegistry
+
+
+COPY_CHUNK = 4 * 1024 * 1024  # a copy from a store with no local file reads this much at a time
 
 
 @dataclass
@@ -63,14 +67,19 @@ class Placer:
         temp = dest.with_name(f".{dest.name}.tmp")
         temp.unlink(missing_ok=True)
         try:
-            if self.copy:
-                raise OSError("copy requested")
-            os.link(source, temp)
-            self.report.linked += 1
-        except OSError:
-            shutil.copyfile(source, temp)
-            self.report.copied += 1
-        os.replace(temp, dest)
+            if not self.copy and source is not None and _hard_link(source, temp):
+                self.report.linked += 1
+            else:
+                if source is not None:
+                    shutil.copyfile(source, temp)
+                else:  # a store with no local files (a bucket): copy what its reader streams
+                    with self.mirror.store.open(sha256) as blob, open(temp, "wb") as out:
+                        shutil.copyfileobj(blob, out, COPY_CHUNK)
+                self.report.copied += 1
+            os.replace(temp, dest)
+        except BaseException:
+            temp.unlink(missing_ok=True)  # no half-written file stays behind
+            raise
         self.report.files += 1
         return dest
 
@@ -119,6 +128,15 @@ class PlainDirLayout(Layout):
         repo = repo_id(model, placer.registry)
         for row in placer.mirror.catalog.files(model["key"], commit):
             placer.place(row["sha256"], f"{repo}/{row['path']}")
+
+
+def _hard_link(source: Path, link: Path) -> bool:
+    """Hard-link `link` to `source`; False where the file system refuses (another device, no links)."""
+    try:
+        os.link(source, link)
+    except OSError:
+        return False
+    return True
 
 
 @hookimpl

@@ -23,7 +23,7 @@ CONFIG_MT = "application/vnd.hubmirror.model.config.v1+json"
 LAYER_MT = "application/octet-stream"
 TITLE = "org.opencontainers.image.title"
 REF_NAME = "org.opencontainers.image.ref.name"
-DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
+DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})\Z")
 MAX_METADATA_BLOB = 64 * 1024 * 1024
 CHUNK = 1 << 20
 
@@ -199,7 +199,7 @@ class TarBundle(BundleReader):
     """A plain tar; every member is checked up front (`hubmirror.archives`, with bundles' own name rule), and blobs
     are read in place (no extraction)."""
 
-    ALLOWED = re.compile(r"^(oci-layout|index\.json|index\.json\.sig|blobs|blobs/sha256|blobs/sha256/[0-9a-f]{64})$")
+    ALLOWED = re.compile(r"^(oci-layout|index\.json|index\.json\.sig|blobs|blobs/sha256|blobs/sha256/[0-9a-f]{64})\Z")
 
     def __init__(self, path: Path):
         self.path = path

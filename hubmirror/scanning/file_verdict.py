@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -183,35 +184,43 @@ def _not_inspected(f: BinaryIO, size: int, name: str, verdict: Verdict) -> None:
         verdict.worse("unscanned", "TensorFlow SavedModel, graph or checkpoint file: not inspected")
 
 
-def scan_file(path: Path, name: str) -> Verdict:
-    """The admission verdict of the file at `path` (its repo name is used only to spot ONNX and TensorFlow files)."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(64)
-        kind = sniff(head)
-        if kind == "unknown" and name.endswith(".safetensors"):
-            kind = "safetensors"  # whatever it holds, it must pass as one
-        verdict = Verdict(format=kind)
+def scan_file(source: Path | str | BinaryIO, name: str) -> Verdict:
+    """The admission verdict of the file at `source`, a path or an open, seekable binary file (a store backend's
+    `open`, which the caller closes); its repo name is used only to spot ONNX and TensorFlow files."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            return _scan_stream(f, name)
+    return _scan_stream(source, name)
+
+
+def _scan_stream(f: BinaryIO, name: str) -> Verdict:
+    size = f.seek(0, io.SEEK_END)
+    f.seek(0)
+    head = f.read(64)
+    kind = sniff(head)
+    if kind == "unknown" and name.endswith(".safetensors"):
+        kind = "safetensors"  # whatever it holds, it must pass as one
+    verdict = Verdict(format=kind)
+    f.seek(0)
+    if kind == "zip":
+        _scan_zip(f, verdict)
+    elif kind == "7z":
+        verdict.worse("error", "7z archive: its members cannot be scanned (7z-wrapped pickles are an attack)")
+    elif kind == "pickle":
+        _scan_pickle(f, head, name, verdict)
+    elif kind == "safetensors":
+        for problem in safetensors_problems(f, size):
+            verdict.worse("unsafe", f"safetensors: {problem}")
+    elif kind == "numpy":
+        for problem in npy_problems(f.read(4096 + 10)):
+            verdict.worse("unsafe", problem)
+    elif kind in NOT_INSPECTED:
+        verdict.worse("unscanned", NOT_INSPECTED[kind])
+    elif name.endswith(".onnx") or head[:1] == b"\x08":
+        _scan_protobuf(f, size, name, verdict)
+    elif looks_like_pickle(f):
+        verdict.format = "pickle"  # protocol 0/1: no magic, so parse to tell
         f.seek(0)
-        if kind == "zip":
-            _scan_zip(f, verdict)
-        elif kind == "7z":
-            verdict.worse("error", "7z archive: its members cannot be scanned (7z-wrapped pickles are an attack)")
-        elif kind == "pickle":
-            _scan_pickle(f, head, name, verdict)
-        elif kind == "safetensors":
-            for problem in safetensors_problems(f, size):
-                verdict.worse("unsafe", f"safetensors: {problem}")
-        elif kind == "numpy":
-            for problem in npy_problems(f.read(4096 + 10)):
-                verdict.worse("unsafe", problem)
-        elif kind in NOT_INSPECTED:
-            verdict.worse("unscanned", NOT_INSPECTED[kind])
-        elif name.endswith(".onnx") or head[:1] == b"\x08":
-            _scan_protobuf(f, size, name, verdict)
-        elif looks_like_pickle(f):
-            verdict.format = "pickle"  # protocol 0/1: no magic, so parse to tell
-            f.seek(0)
-            _scan_pickle(f, head, name, verdict)
-        _not_inspected(f, size, name, verdict)
+        _scan_pickle(f, head, name, verdict)
+    _not_inspected(f, size, name, verdict)
     return verdict

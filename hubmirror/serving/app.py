@@ -4,44 +4,64 @@ from it with `HF_ENDPOINT` pointing here. Starlette on uvicorn.
 
 - `GET /api/models/{repo}` and `…/revision/{rev}` (`?blobs=true`), `…/tree/{rev}[/{path}]` (recursive, paged with a
   `Link` to this server), `POST …/paths-info/{rev}`, `…/refs`.
-- `HEAD|GET /{repo}/resolve/{rev}/{path}`: 200 (never a redirect), `X-Repo-Commit`, `ETag` (git blob id, or sha256
-  for LFS-style files with `X-Linked-Etag`/`X-Linked-Size`), `Accept-Ranges`, Range → 206/416. No Xet, ever.
-- `GET /torch/checkpoints/{name}`: weight files by exact base name, for torch.hub-style URLs.
+- `HEAD|GET /{repo}/resolve/{rev}/{path}`: 200, `X-Repo-Commit`, `ETag` (git blob id, or sha256 for LFS-style files
+  with `X-Linked-Etag`/`X-Linked-Size`), `Accept-Ranges`, Range → 206/416. No Xet, ever. With `redirect` (`serve
+  --redirect`), an LFS-style file whose store offers a presigned URL (a bucket) is a 302 there instead, carrying the
+  same headers as the real Hub's redirect to its CDN: the client takes the metadata from the 302 and, the host being
+  another, sends its `Authorization` no further. Regular (git) files, and every file of a store with no presigned
+  URLs, are answered here.
+- `GET /torch/checkpoints/{name}`: weight files by exact base name, for torch.hub-style URLs (never redirected).
 - Errors carry `X-Error-Code`/`X-Error-Message` (EntryNotFound with `X-Repo-Commit`). With `--token`, every request
   needs `Authorization: Bearer <token>`.
 
 Paths are read from the raw request path, each segment decoded once (`refs%2Fpr%2F1` is one revision, `a%2520b`
 names `a%20b`). Catalog work runs in worker threads (hubmirror.serving.view), never on the event loop; file bodies
-stream from blobs the catalog references.
+stream from blobs the catalog references: sendfile from a local file, else 4 MiB reads of `store.open_range` in worker
+threads (a bucket: no local disk needed for blobs, so any number of servers can answer for one mirror). Quarantined
+blobs are a 403 however they would have been sent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
+import re
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import parse_qs, quote, unquote_to_bytes
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from hubmirror.serving import hf_api
 from hubmirror.serving.hf_api import HubError
 from hubmirror.serving.view import MirrorView
+from hubmirror.store import BlobStore
 
 API_MARKERS = ("revision", "tree", "paths-info", "refs")
+REDIRECT_EXPIRES = 900  # seconds a presigned URL of `--redirect` stays good (a client's in-download resumes reuse it)
+STREAM_CHUNK = 4 * 1024 * 1024  # bytes per read of a blob streamed from a store with no local file
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII)
 
 
-def create_app(root: Path, token: str | None = None, registry=None) -> Starlette:
-    """The ASGI application serving the mirror at `root` (repo ids as `registry`'s plugins claim them)."""
+def create_app(root: Path, token: str | None = None, registry=None, *, store: BlobStore | None = None,
+               redirect: bool = False) -> Starlette:
+    """The ASGI application serving the mirror at `root` (repo ids as `registry`'s plugins claim them) with its
+    blobs in `store` (by default the store `Mirror.open(root)` finds: whatever backend the mirror uses); with
+    `redirect`, LFS-style files are 302s to the store's presigned URLs where it has them."""
     if registry is None:
         from hubmirror.plugin_manager import PluginRegistry
 
         registry = PluginRegistry()
-    view = MirrorView(root, registry)
+    if store is None:
+        from hubmirror.mirror import Mirror
+
+        with Mirror.open(root) as mirror:
+            store = mirror.store
+    view = MirrorView(root, registry, store)
     expected = f"Bearer {token}".encode() if token else None
 
     async def api(request: Request) -> Response:
@@ -53,7 +73,7 @@ def create_app(root: Path, token: str | None = None, registry=None) -> Starlette
     async def files(request: Request) -> Response:
         if refused := _refused(request, expected):
             return refused
-        return await run_in_threadpool(_answer, _files, request, view)
+        return await run_in_threadpool(_answer, _files, request, view, redirect)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -66,11 +86,13 @@ def create_app(root: Path, token: str | None = None, registry=None) -> Starlette
     return app
 
 
-def serve(root: Path, host: str, port: int, token: str | None, registry=None) -> None:
+def serve(root: Path, host: str, port: int, token: str | None, registry=None, *, store: BlobStore | None = None,
+          redirect: bool = False) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(root, token, registry), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(root, token, registry, store=store, redirect=redirect), host=host, port=port,
+                log_level="warning", access_log=False)
 
 
 def _refused(request: Request, expected: bytes | None) -> Response | None:
@@ -162,7 +184,7 @@ def _tree_page(request: Request, view: MirrorView, model: dict, commit: str, sha
     return JSONResponse(page, headers=headers)
 
 
-def _files(request: Request, view: MirrorView, segments: list[str]) -> Response:
+def _files(request: Request, view: MirrorView, segments: list[str], redirect: bool) -> Response:
     """`/{repo}/resolve/{rev}/{path}` and `/torch/checkpoints/{name}`."""
     if segments[:2] == ["torch", "checkpoints"] and len(segments) == 3:
         return _checkpoint(request, view, segments[2])
@@ -175,7 +197,8 @@ def _files(request: Request, view: MirrorView, segments: list[str]) -> Response:
     served = view.file(model, commit, path)
     if served is None:
         raise HubError(404, "EntryNotFound", f"{path} does not exist on {sha}", {"X-Repo-Commit": sha})
-    return _blob_response(request, view, served.sha256, served.size, hf_api.file_headers(served, sha))
+    return _blob_response(request, view, served.sha256, served.size, hf_api.file_headers(served, sha),
+                          redirect=redirect and served.lfs)  # the Hub redirects LFS files only (§4: X-Linked-Size)
 
 
 def _checkpoint(request: Request, view: MirrorView, name: str) -> Response:
@@ -186,15 +209,75 @@ def _checkpoint(request: Request, view: MirrorView, name: str) -> Response:
                           {"ETag": f'"{found["sha256"]}"', "Accept-Ranges": "bytes"})
 
 
-def _blob_response(request: Request, view: MirrorView, sha256: str, size: int, headers: dict) -> Response:
+def _blob_response(request: Request, view: MirrorView, sha256: str, size: int, headers: dict, *,
+                   redirect: bool = False) -> Response:
+    """The blob's bytes (or, with `redirect`, a 302 to the store's presigned URL for them) under `headers`."""
     if view.is_quarantined(sha256):
         raise HubError(403, None, "quarantined by hubmirror's admission scan (an operator can allow it)")
-    path = view.store.path(sha256)  # validated digest: only the store's own files
-    if not path.is_file():
+    store = view.store
+    path = store.local_path(sha256)  # validated digest: only the store's own files
+    info = None if path is not None else store.stat(sha256)
+    if (path is not None and not path.is_file()) or (path is None and info is None):
         raise HubError(404, "EntryNotFound", "the blob is missing from the store (run hubmirror verify)")
+    if redirect and (url := store.presigned_url(sha256, REDIRECT_EXPIRES)) is not None:
+        return Response(status_code=302, headers={**headers, "Location": url})
     if request.method == "HEAD":
         return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
-    return _BlobFileResponse(path, headers=headers, media_type="application/octet-stream")
+    if path is not None:
+        return _BlobFileResponse(path, headers=headers, media_type="application/octet-stream")
+    return _streamed(request, store, sha256, info.size, headers)
+
+
+def _streamed(request: Request, store: BlobStore, sha256: str, size: int, headers: dict) -> Response:
+    """A blob with no local file, from `store.open_range` in STREAM_CHUNK reads (each in a worker thread), a single
+    Range passed through: 206 with `Content-Range`, 416 when it lies beyond the blob. Several ranges, a malformed one
+    or a stale `If-Range` get the whole blob (RFC 9110 §14.2 lets a server ignore Range)."""
+    span = _byte_range(request, size, headers.get("ETag"))
+    if span is None:
+        return StreamingResponse(_chunks(store, sha256, 0, size), headers={**headers, "Content-Length": str(size)},
+                                 media_type="application/octet-stream")
+    start, end = span
+    if start >= end:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    return StreamingResponse(_chunks(store, sha256, start, end), status_code=206, media_type="application/octet-stream",
+                             headers={**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}",
+                                      "Content-Length": str(end - start)})
+
+
+def _byte_range(request: Request, size: int, etag: str | None) -> tuple[int, int] | None:
+    """[start, end) of the request's single byte range (start >= end: unsatisfiable), or None for the whole blob."""
+    header = request.headers.get("range")
+    if header is None:
+        return None
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range != etag:
+        return None
+    match = _RANGE.fullmatch(header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first:
+        start = int(first)
+        if last and int(last) < start:
+            return None  # not a valid range: ignored
+        end = min(int(last) + 1, size) if last else size
+        return (start, end) if start < size else (size, size)
+    suffix = int(last)
+    return (max(size - suffix, 0), size) if suffix else (size, size)
+
+
+def _chunks(store: BlobStore, sha256: str, start: int, end: int) -> Iterator[bytes]:
+    """Bytes [start, end) of the blob; a store that ends early breaks the response (its length was promised)."""
+    if start >= end:
+        return
+    with store.open_range(sha256, start, end) as f:
+        left = end - start
+        while left > 0:
+            chunk = f.read(min(STREAM_CHUNK, left))
+            if not chunk:
+                raise OSError(f"blob {sha256} ended {left} bytes early")
+            left -= len(chunk)
+            yield chunk
 
 
 class _BlobFileResponse(FileResponse):

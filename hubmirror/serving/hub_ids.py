@@ -16,7 +16,7 @@ from typing import Iterable
 
 from hubmirror.digests import git_blob_sha1
 
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}\Z")
 
 
 def default_repo_id(model: dict) -> str:

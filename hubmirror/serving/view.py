@@ -21,15 +21,16 @@ from hubmirror.serving.hub_ids import (
     hub_commit,
     served_file,
 )
-from hubmirror.store import LocalBlobStore
+from hubmirror.store import BlobStore, LocalBlobStore
 
 
 class MirrorView:
-    """The mirror at `root` as Hub repositories, with repo ids as `registry`'s plugins claim them."""
+    """The mirror at `root` as Hub repositories, with repo ids as `registry`'s plugins claim them, and its blobs in
+    `store` (the mirror's own: the local directory at `root` by default)."""
 
-    def __init__(self, root: Path, registry):
+    def __init__(self, root: Path, registry, store: BlobStore | None = None):
         self.registry = registry
-        self.store = LocalBlobStore(root)
+        self.store = store if store is not None else LocalBlobStore(root)  # the blobs, local or in a bucket
         self._path = Path(root) / CATALOG_NAME
         self._watch = Catalog(self._path, create=False)  # opened first: it brings the schema up to date
         self._lock = threading.Lock()  # guards the watch connection, the map and the list of connections

@@ -5,6 +5,7 @@ suite in tests/store_contract.py.
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,48 @@ class BlobStore(ABC):
     def local_path(self, digest: str) -> Path | None:
         """A filesystem path to the blob where the backend has one (for links and sendfile), else None."""
         return None
+
+    def open_range(self, digest: str, start: int, end: int) -> BinaryIO:
+        """A readable stream (a context manager; need not seek) of bytes [start, end) of the blob, which the caller
+        has checked lie within it. By default `open`, seek and read no further; a remote backend overrides it with
+        one streamed ranged read (`serve` sends a response's bytes from one of these)."""
+        f = self.open(digest)
+        try:
+            f.seek(start)
+        except BaseException:
+            f.close()
+            raise
+        return _Slice(f, end - start)
+
+    def presigned_url(self, digest: str, expires: int) -> str | None:
+        """A URL from which anyone holding it may GET the blob (Range too) for the next `expires` seconds, no other
+        credential needed; None where the backend has no such thing (the default; the local directory). `serve
+        --redirect` sends clients there."""
+        return None
+
+
+class _Slice(io.RawIOBase):
+    """At most `length` bytes of an open file, from where it stands; closing it closes the file."""
+
+    def __init__(self, f: BinaryIO, length: int):
+        self._f, self._left = f, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        want = min(len(buffer), self._left)
+        if want <= 0:
+            return 0
+        data = self._f.read(want)
+        buffer[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+        super().close()
 
 
 def check_digest(digest: str) -> str:

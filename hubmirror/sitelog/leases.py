@@ -1,0 +1,142 @@
+"""Bucket-side gc safety: leases that pulls in flight hold, and a gc that respects them and every record.
+
+A host-local flock protects nothing when many hosts share one bucket, so:
+
+- A pull (import, adopt, sync) writes `leases/<ms>-<host>-<uuid>.json` ({digests, expires}) BEFORE it asks the store
+  which blobs already exist, re-writes it with every digest it stored or reused once the files are in (so blobs that
+  grew older than the grace during a long pull stay protected), keeps renewing it while it runs, and deletes it only
+  after its record and log entry are in the bucket. After publishing, it checks again that every blob it referenced
+  exists and stores again any that vanished.
+- gc (any host) lists live leases, refreshes its catalog from the whole log, lists blobs, and deletes a blob only if
+  no record references it, no live lease names it, and it is older than the grace. Candidates go in batches: before
+  each batch it re-lists leases and then refreshes from the log again (a lease gone means its record is in the log
+  by then), and before each delete it HEADs the blob for its age.
+
+What remains: a pull that writes its lease, finds an old unreferenced blob and publishes a record naming it, all
+between gc's last lease listing and its DELETE of that blob (one HEAD and one DELETE apart), is caught by the pull's
+post-publish check, which stores the blob again; only a pull that also finishes that check inside the same gap could
+leave a record naming a missing blob, which `verify` reports and a re-pull repairs. S3 has no portable conditional
+DELETE on age that would close it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from hubmirror.crashpoints import crashpoint
+from hubmirror.sitelog.bucket import Bucket, encode
+
+LEASE_TTL_ENV = "HUBMIRROR_LEASE_TTL"
+DEFAULT_LEASE_TTL = 900.0  # renewed every third of it while the pull runs; a killed pull's lease lapses after it
+GC_BATCH = 100
+
+
+class Lease:
+    """The digests a pull is about to reference, held in the bucket until its records are published."""
+
+    def __init__(self, bucket: Bucket, host: str, digests, ttl: float | None = None):
+        self.bucket = bucket
+        self.ttl = float(ttl or os.environ.get(LEASE_TTL_ENV) or DEFAULT_LEASE_TTL)
+        self.key = bucket.key("leases", f"{int(time.time() * 1000):013d}-{host}-{uuid.uuid4().hex[:12]}.json")
+        self.host = host
+        self.digests = {d for d in digests if d}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _write(self) -> None:
+        with self._lock:
+            body = {"host": self.host, "expires": time.time() + self.ttl, "digests": sorted(self.digests)}
+            self.bucket.put(self.key, encode(body))
+
+    def extend(self, digests) -> None:
+        """Name more digests (and renew)."""
+        with self._lock:
+            self.digests.update(d for d in digests if d)
+        self._write()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                self._write()
+            except Exception:  # noqa: BLE001, S110 - a missed renewal is retried; the lease lapses only after a whole TTL without one
+                pass
+
+    def __enter__(self) -> Lease:
+        self._write()
+        self._renewer = threading.Thread(target=self._renew, name="lease-renewer", daemon=True)
+        self._renewer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        try:
+            self.bucket.delete(self.key)
+        except Exception:  # noqa: BLE001, S110 - it lapses by itself
+            pass
+
+
+def live_lease_digests(bucket: Bucket, now: float | None = None) -> set[str]:
+    """Digests named by every lease that has not expired."""
+    now = time.time() if now is None else now
+    digests: set[str] = set()
+    for obj in bucket.list("leases/"):
+        body = bucket.get_json(obj["Key"])
+        if body and float(body.get("expires") or 0) > now:
+            digests.update(d for d in body.get("digests") or [] if isinstance(d, str))
+    return digests
+
+
+@dataclass
+class SiteGcReport:
+    blobs_removed: int
+    bytes_freed: int
+    blobs_kept_young: int
+    temporaries_removed: int
+    dry_run: bool
+    blobs_kept_leased: int = 0
+
+
+def collect_site(site, catalog, store, *, grace_seconds: float, dry_run: bool = False) -> SiteGcReport:
+    """gc for a store many hosts share (see the module's docstring for the protocol)."""
+    cutoff = time.time() - grace_seconds
+    leased = live_lease_digests(site.bucket)
+    site.refresh(catalog, full=True)
+    marked = catalog.referenced_digests()
+    candidates, young = [], 0
+    for blob in list(store.iter_blobs()):
+        if blob.digest in marked:
+            continue
+        if blob.mtime >= cutoff:
+            young += 1
+        else:
+            candidates.append(blob)
+    removed = freed = kept_leased = 0
+    for i in range(0, len(candidates), GC_BATCH):
+        leased |= live_lease_digests(site.bucket)  # first the leases, then the log: a lease gone is a record logged
+        site.refresh(catalog)
+        marked = catalog.referenced_digests()
+        for blob in candidates[i:i + GC_BATCH]:
+            if blob.digest in marked:
+                continue
+            if blob.digest in leased:
+                kept_leased += 1
+                continue
+            info = store.stat(blob.digest)
+            if info is None:
+                continue
+            if info.mtime >= cutoff:
+                young += 1
+                continue
+            if not dry_run:
+                crashpoint("gc.deleting")
+                store.delete(blob.digest)
+                crashpoint("gc.deleted")
+            removed += 1
+            freed += info.size
+    temporaries = 0 if dry_run else store.sweep_temporaries(cutoff)
+    return SiteGcReport(removed, freed, young, temporaries, dry_run, kept_leased)

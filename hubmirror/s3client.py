@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from hubmirror.errors import UsageError
 
-_clients = threading.local()
+_lock = threading.Lock()
+_cached = None  # (AWS settings, client)
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,19 @@ _CHAIN = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_S
 
 
 def client():
-    """A boto3 S3 client for this thread (boto3 sessions are not thread-safe: one per thread), made again when the
-    AWS environment changes."""
+    """The boto3 S3 client for the current AWS environment, shared by every thread (low-level clients are
+    thread-safe; making one is not, and costs tens of milliseconds): made once, again when the environment changes."""
+    global _cached
     settings = tuple(os.environ.get(name) for name in _CHAIN)
-    cached = getattr(_clients, "cached", None)
+    cached = _cached
     if cached is None or cached[0] != settings:
-        import boto3
-        from botocore.config import Config
+        with _lock:
+            if _cached is None or _cached[0] != settings:
+                import boto3
+                from botocore.config import Config
 
-        config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
-                        max_pool_connections=32)
-        cached = _clients.cached = (settings, boto3.session.Session().client("s3", config=config))
+                config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
+                                max_pool_connections=64)
+                _cached = (settings, boto3.session.Session().client("s3", config=config))
+            cached = _cached
     return cached[1]

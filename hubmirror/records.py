@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,18 @@ class ModelMetadata:
     @property
     def key(self) -> str:
         return f"{self.source}:{self.model_id}"
+
+    @classmethod
+    def from_row(cls, row: dict) -> "ModelMetadata":
+        """The metadata a catalog `models` row holds (as bundles and site records carry it)."""
+        extra = json.loads(row.get("metadata") or "{}")
+        return cls(
+            source=row["source"], model_id=row["model_id"], task=row.get("task"), library=row.get("library"),
+            architecture=row.get("architecture"), license=row.get("license"), tags=(row.get("tags") or "").split(),
+            description=row.get("description"), downloads=row.get("downloads"), likes=row.get("likes"),
+            last_modified=row.get("last_modified"), gated=bool(row.get("gated")),
+            extra=extra if isinstance(extra, dict) else {},
+        )
 
 
 @dataclass

@@ -5,7 +5,6 @@ are checked before anything reaches the catalog, and the revisions are published
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,14 +65,7 @@ def revisions_of(manifest: dict, config: dict) -> list[ResolvedRevision]:
         digests = {alg: v for alg, v in upstream.items() if isinstance(v, str)} | {"sha256": hex_digest}
         files.append(RemoteFile(row["path"], row["size"], digests, etag=row.get("etag"), lfs=bool(row.get("lfs")),
                                 location=hex_digest))
-    extra = json.loads(model.get("metadata") or "{}")
-    meta = ModelMetadata(
-        source=source, model_id=model_id, task=model.get("task"), library=model.get("library"),
-        architecture=model.get("architecture"), license=model.get("license"),
-        tags=(model.get("tags") or "").split(), description=model.get("description"),
-        downloads=model.get("downloads"), likes=model.get("likes"), last_modified=model.get("last_modified"),
-        gated=bool(model.get("gated")), extra=extra if isinstance(extra, dict) else {},
-    )
+    meta = ModelMetadata.from_row(model)
     return [ResolvedRevision(ModelRef(source, model_id), commit, name, meta, files)
             for name in (config.get("refs") or [commit])]
 

@@ -25,14 +25,12 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 
-from hubmirror.crashpoints import crashpoint
+from hubmirror.gc import GcReport, collect
 from hubmirror.sitelog.bucket import Bucket, encode
 
 LEASE_TTL_ENV = "HUBMIRROR_LEASE_TTL"
 DEFAULT_LEASE_TTL = 900.0  # renewed every third of it while the pull runs; a killed pull's lease lapses after it
-GC_BATCH = 100
 
 
 class Lease:
@@ -91,52 +89,15 @@ def live_lease_digests(bucket: Bucket, now: float | None = None) -> set[str]:
     return digests
 
 
-@dataclass
-class SiteGcReport:
-    blobs_removed: int
-    bytes_freed: int
-    blobs_kept_young: int
-    temporaries_removed: int
-    dry_run: bool
-    blobs_kept_leased: int = 0
-
-
-def collect_site(site, catalog, store, *, grace_seconds: float, dry_run: bool = False) -> SiteGcReport:
+def collect_site(site, catalog, store, *, grace_seconds: float, dry_run: bool = False) -> GcReport:
     """gc for a store many hosts share (see the module's docstring for the protocol)."""
-    cutoff = time.time() - grace_seconds
-    leased = live_lease_digests(site.bucket)
-    site.refresh(catalog, full=True)
-    marked = catalog.referenced_digests()
-    candidates, young = [], 0
-    for blob in list(store.iter_blobs()):
-        if blob.digest in marked:
-            continue
-        if blob.mtime >= cutoff:
-            young += 1
-        else:
-            candidates.append(blob)
-    removed = freed = kept_leased = 0
-    for i in range(0, len(candidates), GC_BATCH):
-        leased |= live_lease_digests(site.bucket)  # first the leases, then the log: a lease gone is a record logged
-        site.refresh(catalog)
-        marked = catalog.referenced_digests()
-        for blob in candidates[i:i + GC_BATCH]:
-            if blob.digest in marked:
-                continue
-            if blob.digest in leased:
-                kept_leased += 1
-                continue
-            info = store.stat(blob.digest)
-            if info is None:
-                continue
-            if info.mtime >= cutoff:
-                young += 1
-                continue
-            if not dry_run:
-                crashpoint("gc.deleting")
-                store.delete(blob.digest)
-                crashpoint("gc.deleted")
-            removed += 1
-            freed += info.size
-    temporaries = 0 if dry_run else store.sweep_temporaries(cutoff)
-    return SiteGcReport(removed, freed, young, temporaries, dry_run, kept_leased)
+    full = True
+
+    def guard() -> set[str]:
+        nonlocal full
+        leased = live_lease_digests(site.bucket)  # first the leases, then the log: a lease gone is a record logged
+        site.refresh(catalog, full=full)
+        full = False
+        return leased
+
+    return collect(catalog, store, grace_seconds=grace_seconds, dry_run=dry_run, guard=guard)

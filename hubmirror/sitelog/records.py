@@ -43,13 +43,7 @@ def parse_record(record: dict) -> tuple[ResolvedRevision, list[StoredFile], str,
     source, model_id, commit = model.get("source"), model.get("model_id"), record.get("commit")
     if not all(isinstance(v, str) and v for v in (source, model_id, commit)):
         raise IntegrityError("a site record names no model or commit")
-    extra = json.loads(model.get("metadata") or "{}")
-    meta = ModelMetadata(
-        source=source, model_id=model_id, task=model.get("task"), library=model.get("library"),
-        architecture=model.get("architecture"), license=model.get("license"),
-        tags=(model.get("tags") or "").split(), description=model.get("description"),
-        downloads=model.get("downloads"), likes=model.get("likes"), last_modified=model.get("last_modified"),
-        gated=bool(model.get("gated")), extra=extra if isinstance(extra, dict) else {})
+    meta = ModelMetadata.from_row(model)
     remotes, stored = [], []
     for row in record.get("files") or []:
         digest = check_digest(row.get("sha256"))

@@ -14,8 +14,19 @@ from hubmirror.cli.state import pass_state
 @click.option("--redirect", is_flag=True,
               help="Answer LFS file downloads with a 302 to a short-lived presigned URL of the store (an S3 bucket) "
                    "instead of streaming the bytes through this server; stores without such URLs stream as before.")
+@click.option("--upstream", is_flag=False, flag_value="", default=None, metavar="[URL]",
+              help="Pull what the mirror lacks from this Hugging Face endpoint before answering (without URL: "
+                   "HF_ENDPOINT, else https://huggingface.co), with the server's own HF_TOKEN.")
+@click.option("--ref-ttl", default=300.0, show_default=True, type=click.FloatRange(min=0),
+              help="With --upstream: seconds before a branch or tag name is resolved upstream again.")
+@click.option("--upstream-timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="With --upstream: seconds a request waits for a pull before a 504 (the pull goes on).")
+@click.option("--allow", multiple=True, metavar="PATTERN",
+              help="With --upstream: fetch only repo ids matching this org/name glob (repeatable).")
+@click.option("--deny", multiple=True, metavar="PATTERN",
+              help="With --upstream: never fetch repo ids matching this org/name glob (repeatable).")
 @pass_state
-def serve(state, host, port, token, redirect):
+def serve(state, host, port, token, redirect, upstream, ref_ttl, upstream_timeout, allow, deny):
     """Serve the mirror over the Hugging Face Hub protocol (point HF_ENDPOINT here)."""
     from hubmirror.serving.app import serve as run_server
 
@@ -25,8 +36,15 @@ def serve(state, host, port, token, redirect):
 
     start_refresher(state.mirror)  # a bucket shared by many hosts: what the others publish shows within seconds
     how = " (LFS files redirected to presigned URLs)" if redirect else ""
+    proxy = None
+    if upstream is not None:
+        import os
+
+        endpoint = upstream or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+        proxy = {"endpoint": endpoint, "ref_ttl": ref_ttl, "timeout": upstream_timeout, "allow": allow, "deny": deny}
+        how += f" (pulling what it lacks from {endpoint})"
     click.echo(f"serving {state.root} at http://{host}:{port} (HF_ENDPOINT=http://{host}:{port}){how}", err=True)
-    run_server(state.root, host, port, token, state.registry(), store=store, redirect=redirect)
+    run_server(state.root, host, port, token, state.registry(), store=store, redirect=redirect, upstream=proxy)
 
 
 COMMANDS = [serve]

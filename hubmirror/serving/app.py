@@ -14,6 +14,9 @@ from it with `HF_ENDPOINT` pointing here. Starlette on uvicorn.
 - Errors carry `X-Error-Code`/`X-Error-Message` (EntryNotFound with `X-Repo-Commit`). With `--token`, every request
   needs `Authorization: Bearer <token>`.
 
+With `serve --upstream`, a repo or revision the mirror lacks is pulled from a Hugging Face endpoint before the
+request is answered (hubmirror.serving.proxy); every answer still comes from the catalog.
+
 Paths are read from the raw request path, each segment decoded once (`refs%2Fpr%2F1` is one revision, `a%2520b`
 names `a%20b`). Catalog work runs in worker threads (hubmirror.serving.view), never on the event loop; file bodies
 stream from blobs the catalog references: sendfile from a local file, else 4 MiB reads of `store.open_range` in worker
@@ -48,10 +51,12 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII)
 
 
 def create_app(root: Path, token: str | None = None, registry=None, *, store: BlobStore | None = None,
-               redirect: bool = False) -> Starlette:
+               redirect: bool = False, upstream: dict | None = None) -> Starlette:
     """The ASGI application serving the mirror at `root` (repo ids as `registry`'s plugins claim them) with its
     blobs in `store` (by default the store `Mirror.open(root)` finds: whatever backend the mirror uses); with
-    `redirect`, LFS-style files are 302s to the store's presigned URLs where it has them."""
+    `redirect`, LFS-style files are 302s to the store's presigned URLs where it has them. With `upstream` (the
+    keyword arguments of `hubmirror.serving.proxy.Upstream`: `endpoint`, `ref_ttl`, `timeout`, `allow`, `deny`),
+    what the mirror lacks is pulled from that Hugging Face endpoint first."""
     if registry is None:
         from hubmirror.plugin_manager import PluginRegistry
 
@@ -62,6 +67,10 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
         with Mirror.open(root) as mirror:
             store = mirror.store
     view = MirrorView(root, registry, store)
+    if upstream is not None:
+        from hubmirror.serving.proxy import Upstream
+
+        view.upstream = Upstream(root, registry, **upstream)
     expected = f"Bearer {token}".encode() if token else None
 
     async def api(request: Request) -> Response:
@@ -87,12 +96,12 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
 
 
 def serve(root: Path, host: str, port: int, token: str | None, registry=None, *, store: BlobStore | None = None,
-          redirect: bool = False) -> None:
+          redirect: bool = False, upstream: dict | None = None) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(root, token, registry, store=store, redirect=redirect), host=host, port=port,
-                log_level="warning", access_log=False)
+    uvicorn.run(create_app(root, token, registry, store=store, redirect=redirect, upstream=upstream), host=host,
+                port=port, log_level="warning", access_log=False)
 
 
 def _refused(request: Request, expected: bytes | None) -> Response | None:
@@ -133,7 +142,10 @@ def _split_repo(view: MirrorView, segments: list[str], markers: tuple[str, ...])
     return repo, None, segments[2:]
 
 
-def _model(view: MirrorView, repo: str) -> dict:
+def _model(view: MirrorView, repo: str, revision: str | None = None) -> dict:
+    """The catalog model served as `repo`; with an upstream, `repo`@`revision` is pulled first if need be."""
+    if view.upstream is not None:
+        view.upstream.ensure(view, repo, revision)
     model = view.repos().get(repo)
     if model is None:
         raise HubError(404, "RepoNotFound", f"Repository Not Found for url: {repo}.")
@@ -150,7 +162,7 @@ def _commit(view: MirrorView, model: dict, revision: str | None) -> tuple[str, s
 def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -> Response:
     """`/api/models/…`: model info, tree, paths-info and refs."""
     repo, marker, tail = _split_repo(view, segments[2:], API_MARKERS)
-    model = _model(view, repo)
+    model = _model(view, repo, tail[0] if tail and marker in ("revision", "tree", "paths-info") else None)
     if (marker is None and not tail) or (marker == "revision" and len(tail) == 1):
         commit, sha = _commit(view, model, tail[0] if tail else None)
         blobs = request.query_params.get("blobs") == "true"
@@ -191,7 +203,7 @@ def _files(request: Request, view: MirrorView, segments: list[str], redirect: bo
     repo, marker, tail = _split_repo(view, segments, ("resolve",))
     if marker != "resolve" or len(tail) < 2:
         raise HubError(404, None, "Not Found")
-    model = _model(view, repo)
+    model = _model(view, repo, tail[0])
     commit, sha = _commit(view, model, tail[0])
     path = "/".join(tail[1:])
     served = view.file(model, commit, path)

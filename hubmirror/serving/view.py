@@ -38,6 +38,7 @@ class MirrorView:
         self._repos: dict[str, dict] = {}
         self._idle: queue.SimpleQueue[Catalog] = queue.SimpleQueue()
         self._opened: list[Catalog] = [self._watch]
+        self.upstream = None  # `serve --upstream`: a hubmirror.serving.proxy.Upstream that pulls what is missing
 
     def repos(self) -> dict[str, dict]:
         """{repo id: model row} of every cached model, as of the last commit to the catalog."""
@@ -97,6 +98,8 @@ class MirrorView:
             return catalog.is_quarantined(sha256)
 
     def close(self) -> None:
+        if self.upstream is not None:
+            self.upstream.close()
         with self._lock:
             for catalog in self._opened:
                 catalog.close()

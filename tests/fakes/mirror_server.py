@@ -12,8 +12,8 @@ from hubmirror.serving.app import create_app
 
 
 class MirrorServer:
-    def __init__(self, root: Path, token: str | None = None, registry=None):
-        config = uvicorn.Config(create_app(root, token, registry), host="127.0.0.1", port=0, log_level="warning",
+    def __init__(self, root: Path, token: str | None = None, registry=None, upstream: dict | None = None):
+        config = uvicorn.Config(create_app(root, token, registry, upstream=upstream), host="127.0.0.1", port=0, log_level="warning",
                                 access_log=False, lifespan="on")  # its shutdown closes the catalog connections
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="mirror-server", daemon=True)

@@ -1,0 +1,205 @@
+"""`hubmirror serve --upstream`: a cold mirror in front of the Hub imitation pulls what clients ask for, once, with
+the usual verification and admission scan, and keeps serving it when the upstream is gone."""
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from hubmirror.catalog import Catalog
+from hubmirror.mirror import Mirror
+from tests.conftest import TOKEN, noise
+from tests.fakes.mirror_server import MirrorServer
+from tests.fakes.model_files import MINILM_REPO_ID
+from tests.test_admission import HOSTILE_PICKLES
+from tests.test_serve import EMBED
+
+hf = pytest.importorskip("huggingface_hub")
+CLIENT_TOKEN = "hf_client_token_never_forwarded"
+
+
+@pytest.fixture
+def cold(root):
+    Mirror.open(root, create=True).close()
+    return root
+
+
+def proxy(root, hub, **settings):
+    return MirrorServer(root, upstream={"endpoint": hub.url, **settings})
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def tree(folder) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): sha256(p) for p in Path(folder).rglob("*") if p.is_file()}
+
+
+def test_cold_proxy_serves_clients_and_keeps_serving_without_upstream(minilm_hub, minilm, cold, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)  # the server's own token, for upstream
+    expected = {name: sha256(path) for name, path in minilm.items()}
+    with proxy(cold, minilm_hub) as server:
+        folder = hf.snapshot_download(MINILM_REPO_ID, endpoint=server.url, cache_dir=tmp_path / "a",
+                                      token=CLIENT_TOKEN)
+        assert tree(folder) == expected
+        path = hf.hf_hub_download(MINILM_REPO_ID, "config.json", endpoint=server.url, cache_dir=tmp_path / "b")
+        assert Path(path).read_bytes() == minilm["config.json"].read_bytes()
+        seen = {r["authorization"] for r in minilm_hub.requests}
+        assert f"Bearer {CLIENT_TOKEN}" not in seen and f"Bearer {TOKEN}" in seen
+        minilm_hub.stop()  # from here on, only what the proxy cached answers
+        asked = len(minilm_hub.requests)
+        folder = hf.snapshot_download(MINILM_REPO_ID, endpoint=server.url, cache_dir=tmp_path / "c")
+        assert tree(folder) == expected
+        path = hf.hf_hub_download(MINILM_REPO_ID, "modules.json", endpoint=server.url, cache_dir=tmp_path / "d")
+        assert Path(path).read_bytes() == minilm["modules.json"].read_bytes()
+        assert len(minilm_hub.requests) == asked
+    catalog = Catalog(cold / "catalog.db", create=False)  # a normal catalog revision
+    assert [m["model_id"] for m in catalog.models(cached_only=True)] == [MINILM_REPO_ID]
+    catalog.close()
+
+
+def test_concurrent_cold_clients_cause_one_upstream_download_per_file(hub, cold, tmp_path):
+    files = {"config.json": b'{"a": 1}', "weights.bin": noise(200_000), "sub/vocab.txt": b"a\nb\n"}
+    hub.create_repo("org/many", files)
+    hub.faults.throttle["weights.bin"] = 400_000  # half a second: the clients all arrive during the pull
+    with proxy(cold, hub) as server:
+        results, errors = {}, []
+
+        def client(i):
+            try:
+                results[i] = tree(hf.snapshot_download("org/many", endpoint=server.url, cache_dir=tmp_path / str(i)))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    assert errors == [] and len(results) == 16
+    assert all(r == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+               for r in results.values())
+    downloads = [r["path"].split("?")[0] for r in hub.requests if r["method"] == "GET"
+                 and ("/resolve/" in r["path"] or r["path"].startswith("/repos/"))]
+    fetched = [p for p in downloads if not p.endswith("/README.md")]  # the pull reads the card too
+    assert sorted(p.rsplit("/", 1)[-1] for p in fetched if "/resolve/" in p) == ["config.json", "vocab.txt",
+                                                                              "weights.bin"]
+    assert len([p for p in fetched if p.startswith("/repos/")]) <= 1  # weights.bin's CDN GET, if LFS
+
+
+def test_a_malicious_pickle_upstream_is_quarantined_and_never_served(hub, cold, tmp_path):
+    evil = HOSTILE_PICKLES["os.system"]
+    hub.create_repo("org/evil", {"config.json": b"{}", "pytorch_model.bin": evil})
+    with proxy(cold, hub) as server:
+        url = f"{server.url}/org/evil/resolve/main"
+        refused = requests.get(f"{url}/pytorch_model.bin")
+        assert refused.status_code == 403 and "quarantined" in refused.headers["X-Error-Message"]
+        assert evil not in refused.content
+        assert requests.get(f"{url}/config.json").content == b"{}"
+        with pytest.raises(hf.errors.LocalEntryNotFoundError) as raised:  # huggingface_hub's wrapping of the 403
+            hf.hf_hub_download("org/evil", "pytorch_model.bin", endpoint=server.url, cache_dir=tmp_path / "c")
+        assert raised.value.__cause__.response.status_code == 403
+    catalog = Catalog(cold / "catalog.db", create=False)
+    assert catalog.is_quarantined(hashlib.sha256(evil).hexdigest())
+    catalog.close()
+
+
+def test_hub_errors_pass_through_and_allow_deny(hub, cold, tmp_path):
+    hub.create_repo("org/ok", {"config.json": b"{}"})
+    hub.create_repo("other/no", {"config.json": b"{}"})
+    with proxy(cold, hub, allow=("org/*",), deny=("org/secret*",)) as server:
+        api = hf.HfApi(endpoint=server.url)
+        with pytest.raises(hf.errors.RepositoryNotFoundError):
+            api.model_info("org/nothing")
+        with pytest.raises(hf.errors.RevisionNotFoundError):
+            api.model_info("org/ok", revision="nope")
+        with pytest.raises(hf.errors.EntryNotFoundError):
+            hf.hf_hub_download("org/ok", "nope.bin", endpoint=server.url, cache_dir=tmp_path / "c")
+        before = len(hub.requests)
+        for denied in ("other/no", "org/secret-model"):
+            answer = requests.get(f"{server.url}/api/models/{denied}")
+            assert answer.headers["X-Error-Code"] == "RepoNotFound" and "--allow/--deny" in answer.headers[
+                "X-Error-Message"]
+        assert len(hub.requests) == before  # a denied repo is never asked upstream
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    with MirrorServer(cold, upstream={"endpoint": dead}) as server:  # nothing cached, upstream down: 502
+        missing = requests.get(f"{server.url}/api/models/org/elsewhere")
+        assert missing.status_code == 502 and "cannot reach" in missing.headers["X-Error-Message"]
+
+
+def test_refs_are_rechecked_after_the_ttl_and_commits_never(hub, cold):
+    repo = hub.create_repo("org/moving", {"config.json": b'{"v": 1}'})
+    first = repo.branches["main"]
+
+    def infos():
+        return len([r for r in hub.requests if r["path"].startswith("/api/models/org/moving/revision/")])
+
+    with proxy(cold, hub, ref_ttl=3600) as server:
+        url = f"{server.url}/org/moving/resolve"
+        assert requests.get(f"{url}/main/config.json").content == b'{"v": 1}'
+        asked = infos()
+        second = repo.commit({"config.json": b'{"v": 2}'})
+        assert requests.get(f"{url}/main/config.json").content == b'{"v": 1}'  # within the ttl: the known commit
+        assert requests.get(f"{url}/{first}/config.json").content == b'{"v": 1}'
+        assert infos() == asked
+    with proxy(cold, hub, ref_ttl=0) as server:
+        url = f"{server.url}/org/moving/resolve"
+        assert requests.get(f"{url}/main/config.json").content == b'{"v": 2}'  # re-resolved
+        assert requests.get(f"{url}/{second}/config.json").content == b'{"v": 2}'
+        asked = infos()
+        for _ in range(3):
+            assert requests.get(f"{url}/{first}/config.json").content == b'{"v": 1}'
+        assert infos() == asked  # a catalogued commit is never asked about again
+        hub.stop()  # upstream down: the last known commit of main is still served
+        assert requests.get(f"{url}/main/config.json").content == b'{"v": 2}'
+
+
+def test_a_slow_upstream_is_a_504_not_a_hang(hub, cold):
+    hub.create_repo("org/slow", {"config.json": b"{}", "weights.bin": noise(100_000)})
+    hub.faults.throttle["weights.bin"] = 20_000  # five seconds
+    with proxy(cold, hub, timeout=0.5) as server:
+        answer = requests.get(f"{server.url}/org/slow/resolve/main/config.json", timeout=30)
+        assert answer.status_code == 504 and "did not deliver" in answer.headers["X-Error-Message"]
+
+
+def test_sentence_transformers_loads_through_a_cold_proxy(minilm_hub, minilm, cold, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    env = {**os.environ, "HF_HUB_DISABLE_XET": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+
+    def embed(endpoint, home):
+        done = subprocess.run([sys.executable, "-c", EMBED, MINILM_REPO_ID], capture_output=True, text=True,
+                              env={**env, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / home)}, timeout=300,
+                              check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    direct = embed(minilm_hub.url, "direct")
+    with proxy(cold, minilm_hub) as server:
+        assert embed(server.url, "cold") == direct
+        minilm_hub.stop()
+        asked = len(minilm_hub.requests)
+        assert embed(server.url, "fresh") == direct
+        assert len(minilm_hub.requests) == asked
+
+
+def test_serve_upstream_options(run, monkeypatch, cold):
+    got = {}
+    monkeypatch.setattr("hubmirror.serving.app.serve", lambda *a, **kw: got.update(kw))
+    monkeypatch.setattr("hubmirror.sitelog.start_refresher", lambda *a: None)
+    assert run("serve", "--upstream", "--allow", "org/*", "--deny", "org/x", "--ref-ttl", "5").exit_code == 0
+    assert got["upstream"] == {"endpoint": run.endpoint, "ref_ttl": 5.0, "timeout": 300.0, "allow": ("org/*",),
+                               "deny": ("org/x",)}
+    assert run("serve", "--upstream", "http://hub.example").exit_code == 0
+    assert got["upstream"]["endpoint"] == "http://hub.example"
+    assert run("serve").exit_code == 0 and got["upstream"] is None

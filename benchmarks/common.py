@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import struct
 import subprocess
@@ -87,3 +88,37 @@ def require_free_space(directory: Path, need: int) -> None:
     if free < need:
         raise SystemExit(f"{directory}: {free / (1 << 30):.1f} GiB free, {need / (1 << 30):.1f} GiB needed; "
                          "use --gib to scale down or --work to write elsewhere")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_listening(cmd: list[str], port: int, *, env: dict | None = None, cwd: Path | None = None,
+                    timeout: float = 60.0) -> subprocess.Popen:
+    """Start `cmd` (a server that will listen on 127.0.0.1:`port`) and return once it accepts connections; a server
+    that exits or does not listen within `timeout` is stopped and is an error."""
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    stop(proc)
+    raise RuntimeError(f"{' '.join(cmd[:4])} did not start listening on port {port}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a child we started and wait for it (killed if it does not go)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from common import HF_ENV, LFS_ATTRS, VENV_BIN, report, snapshot_download_cmd, wall, write_random_files
+from common import (
+    HF_ENV,
+    LFS_ATTRS,
+    VENV_BIN,
+    free_port,
+    report,
+    snapshot_download_cmd,
+    start_listening,
+    stop,
+    wall,
+    write_random_files,
+)
 
 from hubmirror.mirror import Mirror
 from tests.fakes.hf_hub import FakeHub
@@ -26,31 +35,13 @@ from tests.fakes.hf_hub import FakeHub
 REPO = "bench/proxied-model"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def serve(root: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """`hubmirror serve` of `root` on a free port (with `extra` options), once it accepts connections."""
     port = free_port()
-    proc = subprocess.Popen([str(VENV_BIN / "hubmirror"), "--root", str(root), "serve", "--port", str(port), *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("hubmirror serve did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    proc.wait(timeout=30)
+    proc = start_listening([str(VENV_BIN / "hubmirror"), "--root", str(root), "serve", "--port", str(port), *extra],
+                           port)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def main() -> None:

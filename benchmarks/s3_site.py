@@ -22,7 +22,6 @@ import argparse
 import logging
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from common import LFS_ATTRS, VENV_BIN, write_random_files
+from common import LFS_ATTRS, VENV_BIN, free_port, start_listening, stop, write_random_files
 
 from tests.fakes.hf_hub import FakeHub
 
@@ -53,21 +52,6 @@ server.stop()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Terminate a child we started and wait for it (kill if it does not go)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:
@@ -82,17 +66,7 @@ def start_moto() -> tuple[subprocess.Popen, str]:
 def start_serve(root: Path, env: dict, extra: list[str]) -> tuple[subprocess.Popen, int]:
     """`hubmirror serve` on a free loopback port, once it accepts connections."""
     port = free_port()
-    proc = subprocess.Popen([HUBMIRROR, "--root", str(root), "serve", "--port", str(port), *extra], env=env,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    stop(proc)
-    raise RuntimeError(f"serve did not start ({extra})")
+    return start_listening([HUBMIRROR, "--root", str(root), "serve", "--port", str(port), *extra], port, env=env), port
 
 
 def fetch_all(bases: list[str], sizes: dict[str, int], clients: int) -> tuple[float, int, int, list[str]]:

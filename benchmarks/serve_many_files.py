@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from common import VENV_BIN
+from common import VENV_BIN, free_port, start_listening
 
 from tests.fakes.hf_hub import FakeHub
 
@@ -49,19 +48,8 @@ def build_mirror(root: Path, repo: str, files: dict[str, bytes]) -> None:
 
 def start_server(root: Path, env: dict) -> tuple[subprocess.Popen, int]:
     """`hubmirror.serving.serve` in a process of its own on a free loopback port, once it accepts connections."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(root), str(port)], env=env)
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("the server did not start")
+    port = free_port()
+    return start_listening([sys.executable, "-c", SERVE, str(root), str(port)], port, env=env), port
 
 
 def fetch_all(base: str, files: dict[str, bytes], clients: int) -> tuple[float, list[str]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,29 +17,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import LFS_ATTRS, VENV_BIN, write_random_files
+from common import LFS_ATTRS, VENV_BIN, free_port, start_listening, write_random_files
 
 from tests.fakes.hf_hub import FakeHub
 from tests.fakes.model_files import MINILM_REPO_ID, minilm_files
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd: list[str], port: int, cwd: Path | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{cmd[0]} did not start")
 
 
 def curl_seconds(url: str) -> float:
@@ -68,8 +48,8 @@ def main() -> None:
     name, path = next(iter(big.items()))
     digest = next(p.name for p in (mirror / "blobs" / "sha256").iterdir() if p.stat().st_size == size)
     ours_port, base_port = free_port(), free_port()
-    ours = start([str(VENV_BIN / "hubmirror"), "--root", str(mirror), "serve", "--port", str(ours_port)], ours_port)
-    base = start([sys.executable, "-m", "http.server", str(base_port), "--bind", "127.0.0.1"], base_port,
+    ours = start_listening([str(VENV_BIN / "hubmirror"), "--root", str(mirror), "serve", "--port", str(ours_port)], ours_port)
+    base = start_listening([sys.executable, "-m", "http.server", str(base_port), "--bind", "127.0.0.1"], base_port,
                  cwd=mirror / "blobs" / "sha256")
     try:
         ours_url = f"http://127.0.0.1:{ours_port}/bench/one-big-file/resolve/main/{name}"

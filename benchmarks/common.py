@@ -122,3 +122,26 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+_MOTO = """
+import logging, sys
+from moto.server import ThreadedMotoServer
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print("%s:%d" % server.get_host_and_port(), flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    """moto's S3 server in a process of its own on 127.0.0.1 (not sharing the clients' GIL), and its endpoint URL.
+    It runs until `stop(proc)` (or its stdin closes)."""
+    proc = subprocess.Popen([sys.executable, "-c", _MOTO], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    address = proc.stdout.readline().strip()
+    if not address:
+        stop(proc)
+        raise RuntimeError("moto did not start")
+    return proc, f"http://{address}"

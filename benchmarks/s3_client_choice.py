@@ -21,34 +21,15 @@ import hashlib
 import io
 import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from common import start_moto, stop  # common also puts the repository root on sys.path
 
 PART = 16 * 1024 * 1024
 THREADS = 8
 
-SERVER = """
-import logging, sys, time
-from moto.server import ThreadedMotoServer
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print("%s:%d" % server.get_host_and_port(), flush=True)
-sys.stdin.read()
-"""
 
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    address = proc.stdout.readline().strip()
-    return proc, f"http://{address}"
 
 
 def timed(fn) -> float:
@@ -165,9 +146,7 @@ def main() -> None:
                 print(f"  obstore / boto3 {direction}: {medians['obstore', direction] / medians['boto3', direction]:.2f}")
     finally:
         if proc is not None:
-            proc.stdin.close()
-            proc.terminate()
-            proc.wait(10)
+            stop(proc)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,34 +32,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from common import LFS_ATTRS, VENV_BIN, free_port, start_listening, stop, write_random_files
+from common import LFS_ATTRS, VENV_BIN, free_port, start_listening, start_moto, stop, write_random_files
 
 from tests.fakes.hf_hub import FakeHub
 
 REPO = "bench/site-model"
 HUBMIRROR = str(VENV_BIN / "hubmirror")
 
-MOTO = """
-import logging, sys
-from moto.server import ThreadedMotoServer
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print("%s:%d" % server.get_host_and_port(), flush=True)
-sys.stdin.read()
-server.stop()
-"""
 
 
 
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-c", MOTO], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    address = proc.stdout.readline().strip()
-    if not address:
-        stop(proc)
-        raise RuntimeError("moto did not start")
-    return proc, f"http://{address}"
 
 
 def start_serve(root: Path, env: dict, extra: list[str]) -> tuple[subprocess.Popen, int]:

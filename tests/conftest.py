@@ -93,3 +93,13 @@ def noise(n: int) -> bytes:
     if len(data) > 8 and data[8] == ord("{"):
         data[8] = 0
     return bytes(data)
+
+
+def flip_byte(path, offset: int) -> bytes:
+    """Flip one bit of the byte at `offset` of a stored (read-only) blob in place; return the original bytes."""
+    os.chmod(path, 0o644)
+    original = path.read_bytes()
+    data = bytearray(original)
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    return original

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import os
 import threading
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import uvicorn
 from hubmirror.mirror import Mirror
 from hubmirror.serving.app import create_app
 from hubmirror.store import LocalBlobStore
-from tests.conftest import noise
+from tests.conftest import flip_byte, noise
 from tests.fakes.httpserver import Handler, LoopbackServer
 from tests.fakes.mirror_server import MirrorServer
 from tests.fakes.model_files import MINILM_REPO_ID
@@ -186,10 +185,7 @@ def test_pull_verify_materialize_export_and_gc_without_local_paths(nonlocal_stor
     assert run.json("verify")["ok"] is True
     assert digest in NonLocalStore.opened
     path = blob_file(root, digest)
-    os.chmod(path, 0o644)
-    data = bytearray(path.read_bytes())
-    data[150_000] ^= 0x01
-    path.write_bytes(bytes(data))
+    flip_byte(path, 150_000)
     result = run("verify")
     assert result.exit_code == 1
     assert "org/m" in result.output and "w.bin" in result.output and "digest" in result.output

@@ -3,7 +3,7 @@
 import os
 import time
 
-from tests.conftest import noise
+from tests.conftest import flip_byte, noise
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -22,10 +22,7 @@ def test_verify_catches_a_flipped_byte(hub, run, root):
     files = pulled(hub, run, "org/m", {"w.bin": noise(100_000), "config.json": b'{"a": 1}'})
     assert run.json("verify")["ok"] is True
     path = blob_path(root, files["w.bin"]["sha256"])
-    os.chmod(path, 0o644)
-    data = bytearray(path.read_bytes())
-    data[50_000] ^= 0x01
-    path.write_bytes(bytes(data))
+    flip_byte(path, 50_000)
     result = run("verify")
     assert result.exit_code == 1
     assert "org/m" in result.output and "w.bin" in result.output and "digest" in result.output

@@ -154,3 +154,27 @@ def test_tampered_truncated_and_malformed_bundles_import_nothing(source_mirror, 
     done = target.json("import", str(bundle))  # the intact bundle still imports
     assert done["blobs_imported"] + done["blobs_present"] == 16 and len(done["revisions"]) == 2
     assert target.json("verify")["ok"] is True
+
+
+def test_bundles_of_the_format_before_modelpack_still_import(source_mirror, target, tmp_path):
+    """Before ModelPack, a manifest's config blob held the catalog rows and its layers were octet-streams."""
+    bundle = tmp_path / "legacy"
+    source_mirror.json("export", str(bundle), f"hf:{MINILM_REPO_ID}")
+    blobs_dir = bundle / "blobs" / "sha256"
+    index = json.loads((bundle / "index.json").read_text())
+    manifest = json.loads((blobs_dir / index["manifests"][0]["digest"][7:]).read_text())
+    catalog = next(layer for layer in manifest["layers"] if layer["mediaType"].startswith("application/vnd.hubmirror"))
+    rows = (blobs_dir / catalog["digest"][7:]).read_bytes()
+    (blobs_dir / hashlib.sha256(rows).hexdigest()).write_bytes(rows)
+    manifest["config"] = {"mediaType": "application/vnd.hubmirror.model.config.v1+json",
+                          "digest": catalog["digest"], "size": catalog["size"]}
+    manifest["artifactType"] = "application/vnd.hubmirror.model.v1"
+    manifest["layers"] = [{**layer, "mediaType": "application/octet-stream"} for layer in manifest["layers"]
+                          if layer is not catalog]
+    data = json.dumps(manifest).encode()
+    (blobs_dir / hashlib.sha256(data).hexdigest()).write_bytes(data)
+    index["manifests"][0].update(digest=f"sha256:{hashlib.sha256(data).hexdigest()}", size=len(data))
+    (bundle / "index.json").write_text(json.dumps(index))
+    imported = target.json("import", str(bundle))
+    assert imported["blobs_imported"] == 13 and len(imported["revisions"]) == 1
+    assert target.json("verify")["ok"] is True

@@ -9,9 +9,12 @@ import click
 from hubmirror.cli.state import State, json_option, pass_state
 from hubmirror.errors import UsageError
 
+plain_http_option = click.option("--plain-http", is_flag=True,
+                                 help="Speak HTTP, not HTTPS, to an oci:// registry (loopback, lab registries).")
+
 
 @click.command(name="export")
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out")
 @click.argument("refs", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Every stored revision.")
 @click.option("--query", help="The newest revision of every cached model this search finds.")
@@ -19,51 +22,80 @@ from hubmirror.errors import UsageError
               help="A previous bundle: blobs it already carries are left out (incremental export).")
 @click.option("--sign", "signing_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Sign index.json with this Ed25519 private key (see `hubmirror keygen`).")
+@plain_http_option
+@click.option("--chunk-size", type=click.IntRange(min=1 << 20), default=64 << 20, show_default=True,
+              help="oci://: blobs at least this many bytes are uploaded in PATCH chunks of this size.")
 @json_option
 @pass_state
-def export_cmd(state, out, refs, everything, query, since, signing_key, as_json):
-    """Write a verified bundle (OCI image layout; a directory, or a tar when OUT ends in .tar)."""
+def export_cmd(state, out, refs, everything, query, since, signing_key, plain_http, chunk_size, as_json):
+    """Write a verified bundle (OCI image layout of ModelPack artifacts; a directory, or a tar when OUT ends in
+    .tar), or push to a registry: OUT = oci://HOST[:PORT]/REPO[:TAG] (one revision under TAG, several each under
+    `<model id>-<commit[:12]>` and an image index of them under TAG; TAG defaults to latest)."""
     from hubmirror.exchange.bundle_export import export_bundle
+    from hubmirror.exchange.registry import is_registry_target, parse_target
     from hubmirror.output import emit_json, human_size
     from hubmirror.selection import select_revisions
 
     if sum(map(bool, (refs, everything, query is not None))) != 1:
         raise UsageError("export takes exactly one of: REF..., --all, --query")
+    target = parse_target(out) if is_registry_target(out) else None
+    if target is not None and (since or signing_key):
+        raise UsageError("--since and --sign apply to bundles, not to oci:// registries")
     parsed = [state.parse_ref(r) for r in refs]
     with state.mirror() as mirror:
         selection = select_revisions(mirror.catalog, parsed, everything, query)
         if not selection:
             raise UsageError("nothing to export")
-        report = export_bundle(mirror, selection, out, since=since, signing_key=signing_key)
+        if target is None:
+            report = export_bundle(mirror, selection, Path(out), since=since, signing_key=signing_key)
+        else:
+            from hubmirror.exchange.registry_push import push_to_registry
+
+            report = push_to_registry(mirror, selection, target, plain_http=plain_http, chunk_size=chunk_size)
     if as_json:
         emit_json(report.__dict__)
     else:
+        left = (f"{report.blobs_skipped} already there, {report.blobs_mounted} mounted, tags {', '.join(report.tags)}"
+                if target else f"{report.blobs_skipped} left to the previous bundle")
         click.echo(f"exported {report.manifests} revisions to {out}: {report.blobs_written} blobs "
-                   f"({human_size(report.bytes_written)}), {report.blobs_skipped} left to the previous bundle"
-                   + (", signed" if report.signed else ""))
+                   f"({human_size(report.bytes_written)}), {left}" + (", signed" if report.signed else ""))
         for path in report.quarantined:
             click.echo(f"left out (quarantined): {path}", err=True)
 
 
 @click.command(name="import")
-@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.argument("bundle")
+@plain_http_option
 @json_option
 @pass_state
-def import_cmd(state, bundle, as_json):
-    """Import a bundle: every blob verified before anything becomes visible; importing twice changes nothing."""
+def import_cmd(state, bundle, plain_http, as_json):
+    """Import a bundle, or oci://HOST[:PORT]/REPO[:TAG|@sha256:…] from a registry: every blob verified before
+    anything becomes visible; importing twice changes nothing."""
+    from hubmirror.cli.mirroring import report_quarantine
     from hubmirror.config import trusted_keys
-    from hubmirror.exchange.bundle_import import import_bundle
+    from hubmirror.exchange.registry import is_registry_target, parse_target
     from hubmirror.output import emit_json
 
+    target = parse_target(bundle) if is_registry_target(bundle) else None
+    if target is None and not Path(bundle).exists():
+        raise UsageError(f"{bundle}: no such bundle")
     with state.mirror(create=True) as mirror:
-        report = import_bundle(mirror, bundle, trusted_keys(mirror.root))
+        if target is None:
+            from hubmirror.exchange.bundle_import import import_bundle
+
+            report = import_bundle(mirror, Path(bundle), trusted_keys(mirror.root))
+        else:
+            from hubmirror.exchange.registry_pull import import_from_registry
+
+            report = import_from_registry(mirror, target, plain_http=plain_http, trusted=trusted_keys(mirror.root))
     if as_json:
-        emit_json(report.__dict__)
+        emit_json({**report.__dict__, "flagged": [f"{q['model_key']}:{q['path']}" for q in report.flagged]})
     else:
         for line in report.revisions:
             click.echo(f"imported {line}")
         click.echo(f"{report.blobs_imported} blobs imported, {report.blobs_present} already present"
                    + (f", signature verified ({report.signed_by[:16]}…)" if report.signed_by else ""))
+    report_quarantine(report.flagged)
 
 
 @click.command()

@@ -1,29 +1,18 @@
-"""`hubmirror export`: revisions of the mirror into a bundle (an OCI image layout, directory or plain tar), one manifest
-per revision whose config blob carries the catalog's rows and whose layers are the files; optionally signed.
+"""`hubmirror export`: revisions of the mirror as ModelPack artifacts (`modelpack`), into a bundle (an OCI image
+layout, directory or plain tar; optionally signed) or, through `registry_push`, into a registry.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from hashlib import sha256
 from pathlib import Path
 
-from hubmirror import __version__
 from hubmirror.catalog import Catalog
-from hubmirror.exchange.oci_layout import (
-    ARTIFACT_TYPE,
-    CONFIG_MT,
-    INDEX_MT,
-    LAYER_MT,
-    MANIFEST_MT,
-    REF_NAME,
-    TITLE,
-    BundleReader,
-    DirWriter,
-    TarWriter,
-    descriptor,
-    digest_hex,
-)
+from hubmirror.exchange import modelpack
+from hubmirror.exchange.modelpack import ARTIFACT_TYPE, INDEX_MT, MANIFEST_MT, REF_NAME, descriptor
+from hubmirror.exchange.oci_layout import BundleReader, DirWriter, TarWriter, digest_hex
 from hubmirror.exchange.signing import SIGNATURE_NAME
 from hubmirror.mirror import Mirror
 from hubmirror.store import OCI_LAYOUT
@@ -33,25 +22,60 @@ from hubmirror.store import OCI_LAYOUT
 class ExportReport:
     manifests: int = 0
     blobs_written: int = 0
-    blobs_skipped: int = 0  # already in the previous bundle
+    blobs_skipped: int = 0  # already in the previous bundle (or, pushing, in the registry)
     bytes_written: int = 0
     signed: bool = False
     quarantined: list[str] = field(default_factory=list)  # files left out: the admission scan quarantined them
+    blobs_mounted: int = 0  # pushing: blobs mounted from another repository of the registry
+    tags: list[str] = field(default_factory=list)  # pushing: the tags written
 
 
-def revision_config(catalog: Catalog, key: str, commit: str, report: ExportReport) -> dict:
-    """Everything the catalog knows about one revision, for the manifest's config blob (quarantined files left out)."""
-    model = catalog.model(key)
+@dataclass
+class Artifact:
+    """One revision as an OCI artifact: its manifest, the small blobs it names, and its files' blobs in the store."""
+
+    key: str
+    commit: str
+    manifest: bytes
+    metadata: dict[str, bytes]  # hex digest -> config / catalog layer
+    layers: dict[str, int]  # hex digest -> size, of the files
+
+    def index_entry(self) -> dict:
+        """The artifact's descriptor in an image index (bundle index.json, or a registry index)."""
+        return {**descriptor(MANIFEST_MT, self.manifest), "artifactType": ARTIFACT_TYPE,
+                "annotations": {REF_NAME: f"{self.key}@{self.commit}"}}
+
+
+def revision_rows(catalog: Catalog, key: str, commit: str, report: ExportReport) -> dict:
+    """Everything the catalog knows about one revision, for its catalog layer (quarantined files left out)."""
     refs = [r["name"] for r in catalog.refs(key) if r["commit_id"] == commit]
     files = []
     for f in catalog.files(key, commit):
         if catalog.is_quarantined(f["sha256"]):
             report.quarantined.append(f"{key}@{commit}:{f['path']}")
         else:
-            files.append(f)
-    for f in files:
-        f["upstream_digests"] = json.loads(f["upstream_digests"] or "{}")
-    return {"hubmirror": __version__, "model": model, "commit": commit, "refs": refs, "files": files}
+            # with the sha256 always: an import records it as verified, and the rows must not change on the way back
+            upstream = {**json.loads(f["upstream_digests"] or "{}"), "sha256": f["sha256"]}
+            files.append({**f, "upstream_digests": upstream})
+    return modelpack.catalog_rows(catalog.model(key), commit, refs, files)
+
+
+def build_artifacts(catalog: Catalog, selection: list[tuple[str, str]], report: ExportReport) -> list[Artifact]:
+    """The ModelPack artifact of each selected revision."""
+    artifacts = []
+    for key, commit in selection:
+        rows = revision_rows(catalog, key, commit, report)
+        manifest, config, catalog_layer = modelpack.build(rows)
+        metadata = {sha256(data).hexdigest(): data for data in (config, catalog_layer)}
+        artifacts.append(Artifact(key, commit, manifest, metadata, {f["sha256"]: f["size"] for f in rows["files"]}))
+        report.manifests += 1
+    return artifacts
+
+
+def index_document(artifacts: list[Artifact]) -> bytes:
+    """The image index naming every artifact: a bundle's index.json, and what a registry tag of several holds."""
+    index = {"schemaVersion": 2, "mediaType": INDEX_MT, "manifests": [a.index_entry() for a in artifacts]}
+    return json.dumps(index, indent=2, sort_keys=True).encode()
 
 
 def export_bundle(mirror: Mirror, selection: list[tuple[str, str]], out: Path, *, since: Path | None = None,
@@ -59,28 +83,14 @@ def export_bundle(mirror: Mirror, selection: list[tuple[str, str]], out: Path, *
     """Write the revisions in `selection` to `out` (a directory, or a tar when `out` ends in .tar)."""
     shipped = BundleReader.open(since).blob_digests() if since else set()
     report = ExportReport()
+    artifacts = build_artifacts(mirror.catalog, selection, report)
     metadata_blobs: dict[str, bytes] = {}
     layers: dict[str, int] = {}
-    index = {"schemaVersion": 2, "mediaType": INDEX_MT, "manifests": []}
-    for key, commit in selection:
-        config = json.dumps(revision_config(mirror.catalog, key, commit, report), sort_keys=True, default=str).encode()
-        config_desc = descriptor(CONFIG_MT, config)
-        files = json.loads(config)["files"]
-        manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": MANIFEST_MT, "artifactType": ARTIFACT_TYPE, "config": config_desc,
-            "layers": [{"mediaType": LAYER_MT, "digest": f"sha256:{f['sha256']}", "size": f["size"],
-                        "annotations": {TITLE: f["path"]}} for f in files],
-            "annotations": {"org.hubmirror.model": key, "org.hubmirror.commit": commit},
-        }, sort_keys=True).encode()
-        manifest_desc = descriptor(MANIFEST_MT, manifest)
-        metadata_blobs[digest_hex(config_desc["digest"])] = config
-        metadata_blobs[digest_hex(manifest_desc["digest"])] = manifest
-        index["manifests"].append({**manifest_desc, "artifactType": ARTIFACT_TYPE,
-                                   "annotations": {REF_NAME: f"{key}@{commit}"}})
-        for f in files:
-            layers[f["sha256"]] = f["size"]
-        report.manifests += 1
-    index_bytes = json.dumps(index, indent=2, sort_keys=True).encode()
+    for artifact in artifacts:
+        metadata_blobs[digest_hex(artifact.index_entry()["digest"])] = artifact.manifest
+        metadata_blobs.update(artifact.metadata)
+        layers.update(artifact.layers)
+    index_bytes = index_document(artifacts)
     signature = None
     if signing_key is not None:
         from hubmirror.exchange.signing import sign

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hubmirror.download import Download
 from hubmirror.errors import IntegrityError, UsageError
-from hubmirror.exchange.oci_layout import CHUNK, BundleReader, digest_hex
+from hubmirror.exchange.oci_layout import BundleReader, digest_hex
 from hubmirror.exchange.signing import SIGNATURE_NAME
 from hubmirror.mirror import Mirror
 from hubmirror.pull import check_listing, store_revisions
@@ -24,10 +24,11 @@ class ImportReport:
     blobs_imported: int = 0
     blobs_present: int = 0
     signed_by: str | None = None
+    flagged: list[dict] = field(default_factory=list)  # verdict rows of files quarantined or admitted unscanned
 
 
 class _BundleSource(Source):
-    """Reads a bundle's blobs for the store; nothing to resolve."""
+    """Reads a bundle's (or a registry's) blobs for the store; nothing to resolve."""
 
     name = "import"
     description = "models imported from a bundle"
@@ -42,21 +43,20 @@ class _BundleSource(Source):
         if not self.reader.has_blob(file.location):
             raise IntegrityError(f"{revision.ref}: {file.path}: blob {file.location} is in neither the bundle nor "
                                  "this mirror (import the earlier bundle of an incremental export first)")
-        f = self.reader.open_blob(file.location, offset)
-        return Download(offset, iter(lambda: f.read(CHUNK), b""), f.close)
+        return self.reader.download(file.location, offset)
 
 
-def revisions_of(manifest: dict, config: dict) -> list[ResolvedRevision]:
+def revisions_of(manifest: dict, rows: dict) -> list[ResolvedRevision]:
     """The catalog revisions a manifest describes (one per ref), with every file's expected digests."""
-    model = config.get("model") or {}
-    source, model_id, commit = model.get("source"), model.get("model_id"), config.get("commit")
+    model = rows.get("model") or {}
+    source, model_id, commit = model.get("source"), model.get("model_id"), rows.get("commit")
     if not all(isinstance(v, str) and v for v in (source, model_id, commit)):
         raise IntegrityError("a bundle config names no model or commit")
     by_digest = {}
     for layer in manifest.get("layers") or []:
         by_digest.setdefault(digest_hex(layer.get("digest")), layer)
     files = []
-    for row in config.get("files") or []:
+    for row in rows.get("files") or []:
         hex_digest = digest_hex(f"sha256:{row.get('sha256')}")
         layer = by_digest.get(hex_digest)
         if layer is None or layer.get("size") != row.get("size"):
@@ -67,32 +67,39 @@ def revisions_of(manifest: dict, config: dict) -> list[ResolvedRevision]:
                                 location=hex_digest))
     meta = ModelMetadata.from_row(model)
     return [ResolvedRevision(ModelRef(source, model_id), commit, name, meta, files)
-            for name in (config.get("refs") or [commit])]
+            for name in (rows.get("refs") or [commit])]
 
 
 def import_bundle(mirror: Mirror, bundle: Path, trusted: list | None = None) -> ImportReport:
     """Import every revision of the bundle, verified, in one catalog transaction; importing twice changes nothing."""
     reader = BundleReader.open(bundle)
-    report = ImportReport()
-    index_bytes = reader.read_small("index.json")
+    signed_by = None
     if trusted:
         from hubmirror.exchange.signing import verify
 
-        report.signed_by = verify(index_bytes or b"", reader.read_small(SIGNATURE_NAME), trusted)
+        signed_by = verify(reader.read_small("index.json") or b"", reader.read_small(SIGNATURE_NAME), trusted)
+    return admit(mirror, reader, str(bundle), signed_by)
+
+
+def admit(mirror: Mirror, reader: BundleReader, what: str, signed_by: str | None = None) -> ImportReport:
+    """Admit every revision `reader` holds (a bundle's, a registry's): manifests and file lists checked first, then
+    each blob stored and verified, then the revisions published in one transaction."""
+    report = ImportReport(signed_by=signed_by)
     revisions = []
-    for manifest, config in reader.manifests():
-        for revision in revisions_of(manifest, config):
+    for manifest, rows in reader.revisions():
+        for revision in revisions_of(manifest, rows):
             check_listing(revision)
             revisions.append(revision)
     if not revisions:
-        raise UsageError(f"{bundle}: the bundle holds no model")
+        raise UsageError(f"{what}: the bundle holds no model")
     source = _BundleSource(reader)
-    with mirror.shared_lock(f"import {bundle}"):
+    with mirror.shared_lock(f"import {what}"):
         results = store_revisions(mirror, source, "import", [(r, r.files) for r in revisions], SourceContext())
     blobs = {f.sha256: f.reused for result in results for f in result.files}
     report.revisions = [f"{r.revision.ref.key}@{r.revision.commit} ({r.revision.requested})" for r in results]
     report.blobs_present = sum(blobs.values())
     report.blobs_imported = len(blobs) - report.blobs_present
+    for r in results:
+        verdicts = mirror.catalog.file_verdicts(r.revision.ref.key, r.revision.commit)
+        report.flagged += [verdicts[path] for path in dict.fromkeys(r.quarantined + r.unscanned)]
     return report
-
-

@@ -5,26 +5,20 @@ strings checked before they become paths, writers (directory or plain tar) and r
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import tarfile
-from hashlib import sha256
 from pathlib import Path
 
 from hubmirror.archives import open_tar
 from hubmirror.digests import MultiHasher
+from hubmirror.download import Download
 from hubmirror.errors import IntegrityError, UnsafePathError, UsageError
+from hubmirror.exchange.modelpack import MANIFEST_MT, check_manifest, json_object, revision_rows
 
-INDEX_MT = "application/vnd.oci.image.index.v1+json"
-MANIFEST_MT = "application/vnd.oci.image.manifest.v1+json"
-ARTIFACT_TYPE = "application/vnd.hubmirror.model.v1"
-CONFIG_MT = "application/vnd.hubmirror.model.config.v1+json"
-LAYER_MT = "application/octet-stream"
-TITLE = "org.opencontainers.image.title"
-REF_NAME = "org.opencontainers.image.ref.name"
 DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})\Z")
 MAX_METADATA_BLOB = 64 * 1024 * 1024
+MAX_MANIFEST = 4 * 1024 * 1024  # what distribution registries accept; a larger one is refused unread
 CHUNK = 1 << 20
 
 
@@ -36,9 +30,21 @@ def digest_hex(digest: str) -> str:
     return match.group(1)
 
 
-def descriptor(media_type: str, data: bytes) -> dict:
-    return {"mediaType": media_type, "digest": f"sha256:{sha256(data).hexdigest()}", "size": len(data)}
+def checked_size(descriptor: dict, cap: int) -> int:
+    """A descriptor's size, refused when it is not a byte count or exceeds `cap`."""
+    size = descriptor.get("size")
+    if not isinstance(size, int) or not 0 <= size <= cap:
+        raise IntegrityError(f"descriptor of {descriptor.get('digest')} has a bad size {size!r} (at most {cap} bytes)")
+    return size
 
+
+def check_bytes(data: bytes, hex_digest: str, size: int) -> bytes:
+    """`data` when it has exactly `size` bytes and that sha256; else an IntegrityError."""
+    hasher = MultiHasher(set(), len(data))
+    hasher.update(data)
+    if len(data) != size or hasher.hexdigests()["sha256"] != hex_digest:
+        raise IntegrityError(f"blob {hex_digest} does not match its digest or size")
+    return data
 
 
 # -- writing ---------------------------------------------------------------------------------------------------------
@@ -106,6 +112,9 @@ class BundleReader:
             return TarBundle(path)
         raise UsageError(f"{path}: no such bundle")
 
+    origin = "bundle"  # names a foreign ModelPack artifact's model (`oci:<origin>`)
+    requested: str | None = None  # the tag a foreign artifact was asked by
+
     def read_small(self, name: str) -> bytes | None: ...
 
     def open_blob(self, hex_digest: str, offset: int = 0): ...
@@ -116,37 +125,45 @@ class BundleReader:
         data = self.read_small("index.json")
         if data is None:
             raise IntegrityError("the bundle has no index.json (an interrupted export?)")
-        try:
-            index = json.loads(data)
-        except ValueError:
-            raise IntegrityError("the bundle's index.json is not JSON") from None
-        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+        index = json_object(data, "bundle index.json")
+        if not isinstance(index.get("manifests"), list):
             raise IntegrityError("the bundle's index.json lists no manifests")
         return index
 
-    def verified_blob(self, descriptor: dict) -> bytes:
-        """A small blob (manifest, config), checked against its descriptor's size and digest before use."""
-        hex_digest = digest_hex(descriptor.get("digest"))
-        size = descriptor.get("size")
-        if not isinstance(size, int) or not 0 <= size <= MAX_METADATA_BLOB:
-            raise IntegrityError(f"bundle descriptor of {hex_digest} has a bad size {size!r}")
+    def read_blob(self, hex_digest: str, limit: int) -> bytes:
+        """At most `limit` bytes of a blob, unchecked."""
         if not self.has_blob(hex_digest):
             raise IntegrityError(f"bundle blob {hex_digest} is missing")
         with self.open_blob(hex_digest) as f:
-            data = f.read(size + 1)
-        hasher = MultiHasher(set(), len(data))
-        hasher.update(data)
-        if len(data) != size or hasher.hexdigests()["sha256"] != hex_digest:
-            raise IntegrityError(f"bundle blob {hex_digest} does not match its digest or size")
-        return data
+            return f.read(limit)
 
-    def manifests(self) -> list[tuple[dict, dict]]:
-        """(manifest, config) of every model revision in the bundle, each verified."""
+    def read_manifest(self, descriptor: dict) -> bytes:
+        """A manifest's bytes, checked against the descriptor naming it (at most MAX_MANIFEST)."""
+        return self.verified_blob(descriptor, MAX_MANIFEST)
+
+    def verified_blob(self, descriptor: dict, cap: int = MAX_METADATA_BLOB) -> bytes:
+        """A small blob (manifest, config, catalog rows), checked against its descriptor's size and digest."""
+        hex_digest = digest_hex(descriptor.get("digest"))
+        size = checked_size(descriptor, cap)
+        return check_bytes(self.read_blob(hex_digest, size + 1), hex_digest, size)
+
+    def download(self, hex_digest: str, offset: int = 0) -> Download:
+        """A layer's bytes from `offset`, for the store (which checks them)."""
+        f = self.open_blob(hex_digest, offset)
+        return Download(offset, iter(lambda: f.read(CHUNK), b""), f.close)
+
+    def revisions(self) -> list[tuple[dict, dict]]:
+        """(manifest, catalog rows) of every model revision, each manifest, config and catalog layer verified."""
         out = []
-        for descriptor in self.index()["manifests"]:
-            manifest = _json_object(self.verified_blob(descriptor), "manifest")
-            config = _json_object(self.verified_blob(manifest.get("config") or {}), "config")
-            out.append((manifest, config))
+        for entry in self.index()["manifests"]:
+            if not isinstance(entry, dict) or entry.get("mediaType") != MANIFEST_MT:
+                raise IntegrityError(f"unsupported manifest media type {entry.get('mediaType')!r}"
+                                     if isinstance(entry, dict) else "a malformed index entry")
+            manifest = json_object(self.read_manifest(entry), "manifest")
+            check_manifest(manifest)
+            config = json_object(self.verified_blob(manifest["config"]), "model config")
+            out.append((manifest, revision_rows(manifest, config, self.verified_blob, self.origin, entry["digest"],
+                                                self.requested)))
         return out
 
     def blob_digests(self) -> set[str]:
@@ -154,20 +171,10 @@ class BundleReader:
         digests = set()
         for descriptor in self.index()["manifests"]:
             digests.add(digest_hex(descriptor["digest"]))
-        for manifest, _ in self.manifests():
+        for manifest, _ in self.revisions():
             digests.add(digest_hex(manifest["config"]["digest"]))
             digests.update(digest_hex(layer["digest"]) for layer in manifest.get("layers") or [])
         return digests
-
-
-def _json_object(data: bytes, what: str) -> dict:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        raise IntegrityError(f"a bundle {what} is not JSON") from None
-    if not isinstance(value, dict):
-        raise IntegrityError(f"a bundle {what} is not a JSON object")
-    return value
 
 
 class DirBundle(BundleReader):

@@ -1,0 +1,308 @@
+"""A client of the OCI distribution API (distribution-spec v1.1), the requests docker, podman and oras send:
+
+- `GET /v2/` (the ping: a 401 here starts the auth flow, see `registry_auth`);
+- `HEAD /v2/<name>/blobs/<digest>`: is a blob there already (then it is not uploaded);
+- `POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repo>`: cross-repository mount (201), else an upload (202);
+- `POST /v2/<name>/blobs/uploads/` then `PUT <Location>?digest=…` with the body (monolithic), or `PATCH <Location>`
+  chunks with `Content-Range` and a final empty `PUT <Location>?digest=…` (chunked; a failed chunk is resumed from
+  the offset `GET <Location>` reports in its `Range`); a relative `Location` is taken against the registry;
+- `PUT /v2/<name>/manifests/<reference>` with the manifest's media type as `Content-Type`;
+- `GET /v2/<name>/manifests/<reference>` with an `Accept` list (capped at MAX_MANIFEST, checked against its digest);
+- `GET /v2/<name>/blobs/<digest>`, from an offset with `Range` (redirects to storage followed, without the
+  registry's Authorization).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from hashlib import sha256
+from urllib.parse import quote, urljoin
+
+import requests
+
+from hubmirror.download import Download
+from hubmirror.errors import (
+    AccessDeniedError,
+    HubmirrorError,
+    IntegrityError,
+    NotFoundError,
+    TransferBrokenError,
+    UsageError,
+)
+from hubmirror.exchange.modelpack import INDEX_MT, MANIFEST_MT
+from hubmirror.exchange.oci_layout import DIGEST_RE, MAX_MANIFEST, check_bytes, digest_hex
+from hubmirror.exchange.registry_auth import RegistryAuth, credentials_for
+from hubmirror.http import (
+    current_retrier,
+    describe_network_error,
+    get_streaming,
+    new_session,
+    open_range,
+    raise_for,
+    redacted,
+    request,
+)
+
+_REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*\Z")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?\Z")
+DEFAULT_CHUNK = 64 << 20  # blobs at least this large are uploaded in PATCH chunks of this size
+MAX_CHUNK_FAILURES = 5
+
+
+@dataclass(frozen=True)
+class Target:
+    """`oci://HOST[:PORT]/REPO[:TAG|@sha256:…]`."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def reference(self) -> str | None:
+        return self.digest or self.tag
+
+    def __str__(self) -> str:
+        suffix = f"@{self.digest}" if self.digest else (f":{self.tag}" if self.tag else "")
+        return f"oci://{self.registry}/{self.repository}{suffix}"
+
+
+def is_registry_target(text: str) -> bool:
+    return str(text).startswith("oci://")
+
+
+def parse_target(text: str) -> Target:
+    """Parse `oci://HOST[:PORT]/REPO[:TAG|@sha256:…]`; anything malformed is a one-line usage error."""
+    host, _, path = str(text)[len("oci://"):].partition("/")
+    digest = tag = None
+    if "@" in path:
+        path, _, digest = path.partition("@")
+        if not DIGEST_RE.match(digest):
+            raise UsageError(f"{text}: the digest is not sha256:<64 hex digits>")
+    head, _, last = path.rpartition("/")
+    if ":" in last:
+        last, _, tag = last.partition(":")
+        if not _TAG.match(tag):
+            raise UsageError(f"{text}: {tag!r} is not a valid tag ([A-Za-z0-9_][A-Za-z0-9._-]{{0,127}})")
+    repository = f"{head}/{last}" if head else last
+    if not _HOST.match(host) or not _REPOSITORY.match(repository):
+        raise UsageError(f"{text}: expected oci://HOST[:PORT]/REPO[:TAG|@sha256:…] (lower-case repository)")
+    return Target(host, repository, tag, digest)
+
+
+def registry_errors(resp: requests.Response) -> HubmirrorError | None:
+    """The one-line error of a failed registry answer, with the registry's own error code and message."""
+    if resp.status_code < 400:
+        return None
+    try:
+        first = (resp.json().get("errors") or [{}])[0]
+        detail = f": {first.get('code')}: {str(first.get('message'))[:200]}"
+    except (ValueError, AttributeError, IndexError, TypeError):
+        detail = ""
+    where = f"{redacted(resp.url)}: HTTP {resp.status_code}{detail}"
+    if resp.status_code in (401, 403):
+        return AccessDeniedError(f"{where} (access denied: check the credentials for this registry)")
+    if resp.status_code == 404:
+        return NotFoundError(where)
+    return HubmirrorError(where)
+
+
+class _Body:
+    """`size` bytes of an open file from its current position, as a request body of known length."""
+
+    def __init__(self, f, size: int):
+        self.f, self.left, self.size = f, size, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+
+class RegistryClient:
+    """One repository of one registry, authenticated as docker would (see `registry_auth`); usable from several
+    threads at once."""
+
+    def __init__(self, target: Target, *, plain_http: bool = False, push: bool = False, mount_from: tuple = (),
+                 timeout: float = 60.0, chunk_size: int = DEFAULT_CHUNK):
+        self.target = target
+        self.base = f"{'http' if plain_http else 'https'}://{target.registry}"
+        self.timeout = timeout
+        self.chunk_size = chunk_size
+        scopes = [f"repository:{target.repository}:{'pull,push' if push else 'pull'}"]
+        scopes += [f"repository:{repo}:pull" for repo in mount_from]
+        self.auth = RegistryAuth(target.registry, credentials_for(target.registry), scopes, timeout)
+        self._local = threading.local()
+        self.ping()
+
+    @property
+    def session(self) -> requests.Session:
+        """The calling thread's session (sessions are not shared across threads); all share one auth."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = new_session()
+            session.auth = self.auth
+        return session
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/v2/{self.target.repository}/{path}"
+
+    def _request(self, method: str, url: str, **kwargs) -> requests.Response:
+        return request(self.session, method, url, timeout=self.timeout, errors=registry_errors, **kwargs)
+
+    def _send(self, method: str, url: str, *, data=None, headers: dict | None = None) -> requests.Response:
+        """A request with a body (not retried: uploads resume by asking the registry what it holds)."""
+        try:
+            resp = self.session.request(method, urljoin(self.base, url), data=data, headers=headers,
+                                        timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise describe_network_error(redacted(url), exc) from exc
+        raise_for(resp, registry_errors)
+        return resp
+
+    def ping(self) -> None:
+        """`GET /v2/`: the registry speaks distribution, and the credentials (if it wants some) are good."""
+        resp = self._request("GET", f"{self.base}/v2/")
+        resp.close()
+
+    # -- blobs -------------------------------------------------------------------------------------------------------
+
+    def has_blob(self, digest: str) -> bool:
+        try:
+            self._request("HEAD", self.url(f"blobs/{digest}")).close()
+        except NotFoundError:
+            return False
+        return True
+
+    def mount(self, digest: str, from_repository: str) -> str | None:
+        """Mount a blob another repository of the registry holds: None when mounted, else the upload location the
+        registry opened instead (it does not know the blob there)."""
+        resp = self._send("POST", self.url(f"blobs/uploads/?mount={quote(digest)}&from={quote(from_repository)}"))
+        return None if resp.status_code == 201 else self._location(resp)
+
+    def start_upload(self) -> str:
+        return self._location(self._send("POST", self.url("blobs/uploads/")))
+
+    def _location(self, resp: requests.Response) -> str:
+        location = resp.headers.get("Location")
+        if not location:
+            raise HubmirrorError(f"{self.target.registry}: an upload answer carries no Location")
+        return urljoin(self.base, location)
+
+    def upload(self, digest: str, size: int, opener, location: str | None = None) -> None:
+        """Upload a blob of `size` bytes (`opener()` opens it, seekable), monolithic or, from `chunk_size` bytes,
+        in PATCH chunks. A chunk that fails is resumed from the offset the registry reports for the upload; where
+        the registry has given the upload up (distribution does, once a chunk landed whose answer was lost), a new
+        upload starts from byte 0. MAX_CHUNK_FAILURES failures in a row end it."""
+        location = location or self.start_upload()
+        with opener() as f:
+            if size < self.chunk_size:
+                self._finish(location, digest, _Body(f, size))
+                return
+            offset, failures = 0, 0
+            while offset < size:
+                piece = f.read(min(self.chunk_size, size - offset))
+                try:
+                    resp = self._send("PATCH", location, data=piece, headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + len(piece) - 1}"})
+                except HubmirrorError:
+                    failures += 1
+                    if failures >= MAX_CHUNK_FAILURES:
+                        raise
+                    offset, location = self._resume(location)
+                    f.seek(offset)
+                    continue
+                failures = 0
+                location = self._location(resp)
+                offset += len(piece)
+            self._finish(location, digest, b"")
+
+    def _resume(self, location: str) -> tuple[int, str]:
+        """(offset, location) to go on with an upload: what `GET <location>` reports it holds (`Range: 0-N`), else
+        a new upload from 0."""
+        try:
+            resp = self._request("GET", location)
+        except HubmirrorError:
+            return 0, self.start_upload()
+        match = re.match(r"^(?:bytes=)?0-(\d+)$", resp.headers.get("Range", ""))
+        return (int(match.group(1)) + 1 if match else 0), self._location(resp)
+
+    def _finish(self, location: str, digest: str, body) -> None:
+        separator = "&" if "?" in location else "?"
+        self._send("PUT", f"{location}{separator}digest={quote(digest)}", data=body,
+                   headers={"Content-Type": "application/octet-stream"})
+
+    def open_blob(self, hex_digest: str, offset: int = 0) -> Download:
+        """A blob's bytes from `offset` (a Range GET; redirects to storage followed)."""
+        return open_range(self.session, self.url(f"blobs/sha256:{hex_digest}"), offset, timeout=self.timeout,
+                          errors=registry_errors)
+
+    def read_blob(self, hex_digest: str, limit: int) -> bytes:
+        """At most `limit` bytes of a small blob, unchecked; a transfer that breaks off is resumed with Range."""
+        data = bytearray()
+        retrier = current_retrier(f"GET blob sha256:{hex_digest}")
+        while True:
+            download = self.open_blob(hex_digest, len(data))
+            try:
+                if download.start != len(data):  # the registry ignored the range: start again
+                    data.clear()
+                for chunk in download.chunks:
+                    data += chunk
+                    if len(data) >= limit:
+                        break
+                return bytes(data[:limit])
+            except TransferBrokenError as exc:
+                retrier.retry(exc, f"the transfer broke off; resuming from byte {len(data)}", held=len(data))
+            finally:
+                download.close()
+
+    # -- manifests ---------------------------------------------------------------------------------------------------
+
+    def put_manifest(self, reference: str, media_type: str, data: bytes) -> None:
+        self._send("PUT", self.url(f"manifests/{reference}"), data=data, headers={"Content-Type": media_type})
+
+    def get_manifest(self, reference: str) -> tuple[bytes, str, str]:
+        """(bytes, media type, digest) of a manifest or index: at most MAX_MANIFEST bytes, an image manifest or
+        index media type, and bytes that match the digest asked for (or the one the registry announces)."""
+        url = self.url(f"manifests/{reference}")
+        resp = get_streaming(self.session, url, {"Accept": f"{MANIFEST_MT}, {INDEX_MT}"}, timeout=self.timeout,
+                             errors=registry_errors, retrier=current_retrier(f"GET {url}"))
+        try:
+            raise_for(resp, registry_errors)
+            media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            if media_type not in (MANIFEST_MT, INDEX_MT):
+                raise IntegrityError(f"{self.target}: the registry answered a manifest of type {media_type!r}, "
+                                     "not an OCI image manifest or index")
+            if int(resp.headers.get("Content-Length") or 0) > MAX_MANIFEST:
+                raise IntegrityError(f"{self.target}: manifest larger than {MAX_MANIFEST} bytes; refused")
+            data = bytearray()
+            for chunk in resp.iter_content(1 << 16):
+                data += chunk
+                if len(data) > MAX_MANIFEST:
+                    break
+        finally:
+            resp.close()
+        if len(data) > MAX_MANIFEST:
+            raise IntegrityError(f"{self.target}: manifest larger than {MAX_MANIFEST} bytes; refused")
+        expected = reference if DIGEST_RE.match(reference) else resp.headers.get("Docker-Content-Digest")
+        data = bytes(data)
+        digest = f"sha256:{sha256(data).hexdigest()}"
+        if expected and expected != digest:
+            raise IntegrityError(f"{self.target}: the manifest's bytes do not match {expected}")
+        return data, media_type, digest
+
+    def read_manifest(self, descriptor: dict) -> bytes:
+        """The manifest an index entry names, checked against the entry's digest and size."""
+        hex_digest = digest_hex(descriptor.get("digest"))
+        data, media_type, _ = self.get_manifest(descriptor["digest"])
+        if media_type != descriptor.get("mediaType"):
+            raise IntegrityError(f"{self.target}: {descriptor['digest']} is a {media_type}, not what the index says")
+        return check_bytes(data, hex_digest, descriptor.get("size"))

@@ -31,6 +31,7 @@ DEFAULT_PLUGINS = [
     "hubmirror.plugins.ngc",
     "hubmirror.plugins.tfhub",
     "hubmirror.plugins.keras_presets",
+    "hubmirror.plugins.oci",
     "hubmirror.plugins.model_loaders",
     "hubmirror.plugins.hf_clients",
     "hubmirror.plugins.torch_clients",

@@ -222,7 +222,10 @@ def test_hubmirror_imports_and_scans_a_modelpack_artifact_pushed_by_oras(reg, tm
     oras = pytest.importorskip("oras.client")
     work = tmp_path / "model"
     (work / "weights").mkdir(parents=True)
-    (work / "weights" / "model.safetensors").write_bytes(noise(50_000))
+    np = pytest.importorskip("numpy")
+    from safetensors.numpy import save
+
+    (work / "weights" / "model.safetensors").write_bytes(save({"w": np.arange(12_500, dtype=np.float32)}))
     (work / "config.json").write_text('{"model_type": "bert"}')
     import pickle
 
@@ -252,6 +255,35 @@ def test_hubmirror_imports_and_scans_a_modelpack_artifact_pushed_by_oras(reg, tm
     stored = {p.name for p in (target.root / "blobs" / "sha256").iterdir()}
     for path in files:
         assert hashlib.sha256((work / path).read_bytes()).hexdigest() in stored
+    _imported_artifacts_are_first_class(target, reg, key, work, tmp_path)
+
+
+def _imported_artifacts_are_first_class(target, reg, key, work, tmp_path):
+    """show, verify, export (bundle and registry), serve and rm name a model imported as `oci:HOST/REPO`."""
+    shown = target.json("show", key)
+    assert [r["name"] for r in shown["refs"]] == ["v1"]
+    assert target.json("show", f"{key}@v1")["commit"] == shown["commit"]
+    assert {f["path"] for f in shown["files"]} == {"weights/model.safetensors", "config.json", "evil.pkl"}
+    verified = target.json("verify", key)
+    assert verified["ok"] is True and verified["blobs"] == 3
+    bundle = target.json("export", str(tmp_path / "tiny-bundle"), f"{key}@v1")
+    assert bundle["manifests"] == 1 and bundle["quarantined"] == [f"{key}@{shown['commit']}:evil.pkl"]
+    assert target.json("export", f"oci://{reg.host}/packed/copy:v1", key, "--plain-http")["tags"] == ["v1"]
+    third = Cli(tmp_path / "third")
+    assert third.json("import", str(tmp_path / "tiny-bundle"))["blobs_imported"] == 2
+    assert third.json("import", f"oci://{reg.host}/packed/copy:v1", "--plain-http")["blobs_present"] == 2
+    assert third.json("show", key)["commit"] == shown["commit"]  # the catalog layer keeps its name and commit
+    from huggingface_hub import hf_hub_download
+
+    with MirrorServer(target.root) as server:
+        served = hf_hub_download("packed/tiny", "weights/model.safetensors", endpoint=server.url,
+                                 cache_dir=str(tmp_path / "hf-cache"))
+    assert Path(served).read_bytes() == (work / "weights" / "model.safetensors").read_bytes()
+    pulled = target("pull", key)
+    assert pulled.exit_code == 2 and f"hubmirror import oci://{reg.host}/packed/tiny" in pulled.output
+    for bad in (f"oci:{reg.host}/packed/tiny:v1", "oci:host/UPPER", "oci:no-repository"):
+        assert target("show", bad).exit_code == 2
+    assert target("rm", key).exit_code == 0 and key not in {m["key"] for m in target.json("list")}
 
 
 def _corrupt_blob(reg, data: bytes) -> None:
@@ -350,3 +382,144 @@ def test_malformed_targets_are_usage_errors(small):
     for bad in ("oci://", "oci://host", "oci://host/UPPER", "oci://host/repo:bad tag", "oci://host/repo@sha256:xyz"):
         result = small("export", bad, "hf:org/small")
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, (bad, result.output)
+
+
+# -- signed artifacts (OCI 1.1 referrers; distribution 2.8 has no referrers API: the referrers tag schema) ------------
+
+SIGNATURE_TYPE = "application/vnd.hubmirror.signature.v1+json"
+
+
+@pytest.fixture
+def keys(small, tmp_path):
+    """Two key pairs: `trusted` (pinned in the target mirror's config.toml by the `pinned` fixture) and `other`."""
+    for name in ("trusted", "other"):
+        assert small("keygen", str(tmp_path / name)).exit_code == 0
+    return {name: tmp_path / name / "hubmirror-signing.key" for name in ("trusted", "other")}
+
+
+@pytest.fixture
+def pinned(target, keys):
+    target.root.mkdir()
+    public = keys["trusted"].with_suffix(".pub").read_text().strip()
+    (target.root / "config.toml").write_text(f'[import]\ntrusted_keys = ["{public}"]\n')
+    return target
+
+
+def _nothing_imported(cli) -> None:
+    assert cli.json("list") == []
+    blobs = cli.root / "blobs" / "sha256"
+    assert not blobs.exists() or not any(blobs.iterdir())
+
+
+def _refused(cli, ref, why) -> None:
+    result = cli("import", ref, "--plain-http")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert why in result.output, result.output
+    _nothing_imported(cli)
+
+
+def test_signed_artifacts_import_into_a_mirror_that_pins_keys(small, hub, reg, pinned, keys):
+    ref = f"oci://{reg.host}/models/small:v1"
+    assert small.json("export", ref, "hf:org/small", "--plain-http", "--sign", str(keys["trusted"]))["signed"]
+    digest = manifest(reg, "models/small", "v1").headers["Docker-Content-Digest"]
+    # distribution 2.8 has no referrers API, so the signature is listed under the referrers tag sha256-<hex>
+    assert requests.get(reg.url(f"/v2/models/small/referrers/{digest}"), timeout=10).status_code == 404
+    listed = manifest(reg, "models/small", digest.replace(":", "-"),
+                      accept="application/vnd.oci.image.index.v1+json").json()["manifests"]
+    assert [entry["artifactType"] for entry in listed] == [SIGNATURE_TYPE]
+    signature = manifest(reg, "models/small", listed[0]["digest"]).json()
+    assert signature["subject"]["digest"] == digest and signature["artifactType"] == SIGNATURE_TYPE
+    imported = pinned.json("import", ref, "--plain-http")
+    assert imported["signed_by"] == keys["trusted"].with_suffix(".pub").read_text().strip()
+    assert imported["blobs_imported"] == 4 and pinned.json("verify")["ok"] is True
+    # several revisions: the image index is what is signed; signing again adds a referrer beside the first
+    hub.create_repo("org/second", {"x.json": b"{}"})
+    assert small("pull", "hf:org/second").exit_code == 0
+    both = f"oci://{reg.host}/models/small:both"
+    small.json("export", both, "hf:org/small", "hf:org/second", "--plain-http", "--sign", str(keys["other"]))
+    tags = small.json("export", both, "hf:org/small", "hf:org/second", "--plain-http", "--sign",
+                      str(keys["trusted"]))["tags"]
+    index_digest = manifest(reg, "models/small", "both", accept="application/vnd.oci.image.index.v1+json") \
+        .headers["Docker-Content-Digest"]
+    assert len(manifest(reg, "models/small", index_digest.replace(":", "-"),
+                        accept="application/vnd.oci.image.index.v1+json").json()["manifests"]) == 2
+    assert len(pinned.json("import", both, "--plain-http")["revisions"]) == 2
+    # each revision's own tag is signed too
+    assert pinned.json("import", f"oci://{reg.host}/models/small:{tags[2]}", "--plain-http")["signed_by"]
+
+
+def test_the_referrers_tag_follows_the_spec():
+    from hubmirror.exchange.registry_referrers import referrers_tag
+
+    assert referrers_tag("sha256:" + "a" * 64) == "sha256-" + "a" * 64
+    assert referrers_tag("sha512:" + "b" * 128) == "sha512-" + "b" * 64
+    assert referrers_tag("test+algorithm+using+algorithm+separators+and+lots+of+characters+to+excercise+overall+"
+                         "truncation:alsoSome=InTheEncodedSectionToShowHyphenReplacementAndLotsAndLotsOfCharacters"
+                         "ToExcerciseEncodedTruncation") == \
+        "test-algorithm-using-algorithm-s-alsoSome-InTheEncodedSectionToShowHyphenReplacementAndLotsAndLot"
+
+
+def test_unsigned_and_untrusted_artifacts_are_refused_whole(small, reg, pinned, keys):
+    small.json("export", f"oci://{reg.host}/models/small:plain", "hf:org/small", "--plain-http")
+    _refused(pinned, f"oci://{reg.host}/models/small:plain", "is not signed")
+    small.json("export", f"oci://{reg.host}/models/small:forged", "hf:org/small", "--plain-http",
+               "--sign", str(keys["other"]))
+    _refused(pinned, f"oci://{reg.host}/models/small:forged", "does not verify")
+    bad_key = pinned.root / "not-a-key"
+    bad_key.write_text("garbage")
+    result = small("export", f"oci://{reg.host}/models/small:bad", "hf:org/small", "--plain-http",
+                   "--sign", str(bad_key))
+    assert result.exit_code == 2 and "cannot read the signing key" in result.output
+    assert requests.head(reg.url("/v2/models/small/manifests/bad"), timeout=10).status_code == 404
+
+
+def test_a_manifest_swapped_after_signing_is_refused(small, reg, pinned, keys):
+    ref = f"oci://{reg.host}/models/small:v1"
+    small.json("export", ref, "hf:org/small", "--plain-http", "--sign", str(keys["trusted"]))
+    original = manifest(reg, "models/small", "v1")
+    signed_digest = original.headers["Docker-Content-Digest"]
+    # the tag moved to a manifest whose weight layer is another blob (the catalog layer edited to match it)
+    doc = original.json()
+    weight = next(layer for layer in doc["layers"] if layer["annotations"]["org.cncf.model.filepath"] == "w.bin")
+    payload = noise(3_000_000)[::-1]
+    catalog_layer = doc["layers"][-1]
+    rows = json.loads(requests.get(reg.url(f"/v2/models/small/blobs/{catalog_layer['digest']}"), timeout=10).content)
+    for row in rows["files"]:
+        if row["path"] == "w.bin":
+            row["sha256"] = hashlib.sha256(payload).hexdigest()
+            row["upstream_digests"] = {"sha256": row["sha256"]}
+            row["git_sha1"] = None
+    rows_bytes = json.dumps(rows).encode()
+    weight.update(_desc(weight["mediaType"], payload))
+    doc["layers"][-1] = _desc(catalog_layer["mediaType"], rows_bytes)
+    _push_manifest(reg, "models/small", "v1", doc, [payload, rows_bytes])
+    _refused(pinned, ref, "is not signed")
+    # ...and the signature artifact copied onto the swapped manifest: it signs other bytes
+    swapped = manifest(reg, "models/small", "v1")
+    signature_entry = manifest(reg, "models/small", signed_digest.replace(":", "-"),
+                               accept="application/vnd.oci.image.index.v1+json").json()["manifests"][0]
+    signature = manifest(reg, "models/small", signature_entry["digest"]).json()
+    signature["subject"] = _desc("application/vnd.oci.image.manifest.v1+json", swapped.content)
+    _push_manifest(reg, "models/small", "copied", signature, [])
+    copied = manifest(reg, "models/small", "copied")
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [{**_desc("application/vnd.oci.image.manifest.v1+json", copied.content),
+                            "artifactType": SIGNATURE_TYPE}]}
+    requests.put(reg.url(f"/v2/models/small/manifests/{swapped.headers['Docker-Content-Digest'].replace(':', '-')}"),
+                 data=json.dumps(index), timeout=10,
+                 headers={"Content-Type": "application/vnd.oci.image.index.v1+json"}).raise_for_status()
+    _refused(pinned, ref, "does not verify")
+    assert pinned.json("import", f"oci://{reg.host}/models/small@{signed_digest}", "--plain-http")["signed_by"]
+
+
+def test_a_registry_with_the_referrers_api_keeps_the_signature_list_itself(small, reg, pinned, keys):
+    with fake_registry.FaultyProxy(reg.host, referrers_api=True) as proxy:
+        ref = f"oci://{proxy.host}/models/small:v1"
+        assert small.json("export", ref, "hf:org/small", "--plain-http", "--sign", str(keys["trusted"]))["signed"]
+        digest = manifest(reg, "models/small", "v1").headers["Docker-Content-Digest"]
+        assert len(proxy.referrers[("models/small", digest)]) == 1
+        assert not any(method == "PUT" and "/manifests/sha256-" in path for method, path, _ in proxy.log)
+        assert pinned.json("import", ref, "--plain-http")["signed_by"]
+        assert any(method == "GET" and path.startswith(f"/v2/models/small/referrers/{digest}?artifactType=")
+                   for method, path, _ in proxy.log)
+        assert not any("/manifests/sha256-" in path for _, path, _ in proxy.log)  # the tag schema was never needed

@@ -21,7 +21,8 @@ plain_http_option = click.option("--plain-http", is_flag=True,
 @click.option("--since", type=click.Path(exists=True, path_type=Path),
               help="A previous bundle: blobs it already carries are left out (incremental export).")
 @click.option("--sign", "signing_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Sign index.json with this Ed25519 private key (see `hubmirror keygen`).")
+              help="Sign with this Ed25519 private key (see `hubmirror keygen`): a bundle's index.json, or what an "
+                   "oci:// export tags (a signature artifact attached as its OCI 1.1 referrer).")
 @plain_http_option
 @click.option("--chunk-size", type=click.IntRange(min=1 << 20), default=64 << 20, show_default=True,
               help="oci://: blobs at least this many bytes are uploaded in PATCH chunks of this size.")
@@ -32,15 +33,15 @@ def export_cmd(state, out, refs, everything, query, since, signing_key, plain_ht
     .tar), or push to a registry: OUT = oci://HOST[:PORT]/REPO[:TAG] (one revision under TAG, several each under
     `<model id>-<commit[:12]>` and an image index of them under TAG; TAG defaults to latest)."""
     from hubmirror.exchange.bundle_export import export_bundle
-    from hubmirror.exchange.registry import is_registry_target, parse_target
+    from hubmirror.exchange.registry_target import is_registry_target, parse_target
     from hubmirror.output import emit_json, human_size
     from hubmirror.selection import select_revisions
 
     if sum(map(bool, (refs, everything, query is not None))) != 1:
         raise UsageError("export takes exactly one of: REF..., --all, --query")
     target = parse_target(out) if is_registry_target(out) else None
-    if target is not None and (since or signing_key):
-        raise UsageError("--since and --sign apply to bundles, not to oci:// registries")
+    if target is not None and since:
+        raise UsageError("--since applies to bundles, not to oci:// registries")
     parsed = [state.parse_ref(r) for r in refs]
     with state.mirror() as mirror:
         selection = select_revisions(mirror.catalog, parsed, everything, query)
@@ -51,7 +52,8 @@ def export_cmd(state, out, refs, everything, query, since, signing_key, plain_ht
         else:
             from hubmirror.exchange.registry_push import push_to_registry
 
-            report = push_to_registry(mirror, selection, target, plain_http=plain_http, chunk_size=chunk_size)
+            report = push_to_registry(mirror, selection, target, plain_http=plain_http, chunk_size=chunk_size,
+                                      signing_key=signing_key)
     if as_json:
         emit_json(report.__dict__)
     else:
@@ -73,7 +75,7 @@ def import_cmd(state, bundle, plain_http, as_json):
     anything becomes visible; importing twice changes nothing."""
     from hubmirror.cli.mirroring import report_quarantine
     from hubmirror.config import trusted_keys
-    from hubmirror.exchange.registry import is_registry_target, parse_target
+    from hubmirror.exchange.registry_target import is_registry_target, parse_target
     from hubmirror.output import emit_json
 
     target = parse_target(bundle) if is_registry_target(bundle) else None

@@ -77,7 +77,8 @@ def import_bundle(mirror: Mirror, bundle: Path, trusted: list | None = None) -> 
     if trusted:
         from hubmirror.exchange.signing import verify
 
-        signed_by = verify(reader.read_small("index.json") or b"", reader.read_small(SIGNATURE_NAME), trusted)
+        signature = reader.read_small(SIGNATURE_NAME)
+        signed_by = verify(reader.read_small("index.json") or b"", [signature] if signature else [], trusted)
     return admit(mirror, reader, str(bundle), signed_by)
 
 

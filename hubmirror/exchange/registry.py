@@ -9,14 +9,14 @@
 - `PUT /v2/<name>/manifests/<reference>` with the manifest's media type as `Content-Type`;
 - `GET /v2/<name>/manifests/<reference>` with an `Accept` list (capped at MAX_MANIFEST, checked against its digest);
 - `GET /v2/<name>/blobs/<digest>`, from an offset with `Range` (redirects to storage followed, without the
-  registry's Authorization).
+  registry's Authorization);
+- `GET /v2/<name>/referrers/<digest>` (OCI 1.1; a 404 means the registry has none: see `registry_referrers`).
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
 from hashlib import sha256
 from urllib.parse import quote, urljoin
 
@@ -29,11 +29,11 @@ from hubmirror.errors import (
     IntegrityError,
     NotFoundError,
     TransferBrokenError,
-    UsageError,
 )
 from hubmirror.exchange.modelpack import INDEX_MT, MANIFEST_MT
 from hubmirror.exchange.oci_layout import DIGEST_RE, MAX_MANIFEST, check_bytes, digest_hex
 from hubmirror.exchange.registry_auth import RegistryAuth, credentials_for
+from hubmirror.exchange.registry_target import Target
 from hubmirror.http import (
     current_retrier,
     describe_network_error,
@@ -45,52 +45,8 @@ from hubmirror.http import (
     request,
 )
 
-_REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*\Z")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
-_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?\Z")
 DEFAULT_CHUNK = 64 << 20  # blobs at least this large are uploaded in PATCH chunks of this size
 MAX_CHUNK_FAILURES = 5
-
-
-@dataclass(frozen=True)
-class Target:
-    """`oci://HOST[:PORT]/REPO[:TAG|@sha256:…]`."""
-
-    registry: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @property
-    def reference(self) -> str | None:
-        return self.digest or self.tag
-
-    def __str__(self) -> str:
-        suffix = f"@{self.digest}" if self.digest else (f":{self.tag}" if self.tag else "")
-        return f"oci://{self.registry}/{self.repository}{suffix}"
-
-
-def is_registry_target(text: str) -> bool:
-    return str(text).startswith("oci://")
-
-
-def parse_target(text: str) -> Target:
-    """Parse `oci://HOST[:PORT]/REPO[:TAG|@sha256:…]`; anything malformed is a one-line usage error."""
-    host, _, path = str(text)[len("oci://"):].partition("/")
-    digest = tag = None
-    if "@" in path:
-        path, _, digest = path.partition("@")
-        if not DIGEST_RE.match(digest):
-            raise UsageError(f"{text}: the digest is not sha256:<64 hex digits>")
-    head, _, last = path.rpartition("/")
-    if ":" in last:
-        last, _, tag = last.partition(":")
-        if not _TAG.match(tag):
-            raise UsageError(f"{text}: {tag!r} is not a valid tag ([A-Za-z0-9_][A-Za-z0-9._-]{{0,127}})")
-    repository = f"{head}/{last}" if head else last
-    if not _HOST.match(host) or not _REPOSITORY.match(repository):
-        raise UsageError(f"{text}: expected oci://HOST[:PORT]/REPO[:TAG|@sha256:…] (lower-case repository)")
-    return Target(host, repository, tag, digest)
 
 
 def registry_errors(resp: requests.Response) -> HubmirrorError | None:
@@ -266,13 +222,13 @@ class RegistryClient:
 
     # -- manifests ---------------------------------------------------------------------------------------------------
 
-    def put_manifest(self, reference: str, media_type: str, data: bytes) -> None:
-        self._send("PUT", self.url(f"manifests/{reference}"), data=data, headers={"Content-Type": media_type})
+    def put_manifest(self, reference: str, media_type: str, data: bytes) -> requests.Response:
+        """PUT a manifest or index; the answer (its `OCI-Subject` header says the registry indexed a `subject`)."""
+        return self._send("PUT", self.url(f"manifests/{reference}"), data=data, headers={"Content-Type": media_type})
 
-    def get_manifest(self, reference: str) -> tuple[bytes, str, str]:
-        """(bytes, media type, digest) of a manifest or index: at most MAX_MANIFEST bytes, an image manifest or
-        index media type, and bytes that match the digest asked for (or the one the registry announces)."""
-        url = self.url(f"manifests/{reference}")
+    def _get_document(self, url: str) -> tuple[bytes, str, requests.Response]:
+        """(bytes, media type, answer) of a manifest or index at `url`: at most MAX_MANIFEST bytes, and an OCI image
+        manifest or index media type."""
         resp = get_streaming(self.session, url, {"Accept": f"{MANIFEST_MT}, {INDEX_MT}"}, timeout=self.timeout,
                              errors=registry_errors, retrier=current_retrier(f"GET {url}"))
         try:
@@ -292,12 +248,29 @@ class RegistryClient:
             resp.close()
         if len(data) > MAX_MANIFEST:
             raise IntegrityError(f"{self.target}: manifest larger than {MAX_MANIFEST} bytes; refused")
+        return bytes(data), media_type, resp
+
+    def get_manifest(self, reference: str) -> tuple[bytes, str, str]:
+        """(bytes, media type, digest) of a manifest or index (see `_get_document`), whose bytes match the digest
+        asked for (or the one the registry announces)."""
+        data, media_type, resp = self._get_document(self.url(f"manifests/{reference}"))
         expected = reference if DIGEST_RE.match(reference) else resp.headers.get("Docker-Content-Digest")
-        data = bytes(data)
         digest = f"sha256:{sha256(data).hexdigest()}"
         if expected and expected != digest:
             raise IntegrityError(f"{self.target}: the manifest's bytes do not match {expected}")
         return data, media_type, digest
+
+    def referrers(self, digest: str, artifact_type: str) -> bytes | None:
+        """The image index `GET /v2/<name>/referrers/<digest>?artifactType=…` answers (the manifests whose `subject`
+        is `digest`); None when the registry has no referrers API (a 404: the referrers tag schema then holds them)."""
+        try:
+            url = self.url(f"referrers/{digest}?artifactType={quote(artifact_type)}")
+            data, media_type, _ = self._get_document(url)
+        except NotFoundError:
+            return None
+        if media_type != INDEX_MT:
+            raise IntegrityError(f"{self.target}: the referrers of {digest} are a {media_type}, not an image index")
+        return data
 
     def read_manifest(self, descriptor: dict) -> bytes:
         """The manifest an index entry names, checked against the entry's digest and size."""

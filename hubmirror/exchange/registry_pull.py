@@ -1,7 +1,8 @@
 """`hubmirror import oci://…`: a registry's ModelPack artifacts (one manifest, or an image index of several) into the
 mirror, read through `RegistryReader` by the same admission path as a bundle (`bundle_import.admit`): manifests
 capped, typed and checked against their digests, file names checked, every blob's bytes verified while stored,
-one catalog transaction, the admission scan and its quarantine.
+one catalog transaction, the admission scan and its quarantine. A mirror with `[import] trusted_keys` first checks
+the signature attached to what the target names (`registry_signature`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from hubmirror.errors import IntegrityError
 from hubmirror.exchange.bundle_import import ImportReport, admit
 from hubmirror.exchange.modelpack import INDEX_MT, MANIFEST_MT, json_object
 from hubmirror.exchange.oci_layout import BundleReader, check_bytes, digest_hex
-from hubmirror.exchange.registry import RegistryClient, Target
+from hubmirror.exchange.registry import RegistryClient
+from hubmirror.exchange.registry_target import Target
 from hubmirror.mirror import Mirror
 
 
@@ -25,10 +27,18 @@ class RegistryReader(BundleReader):
         self.requested = target.reference
         self._index: dict | None = None
         self._manifests: dict[str, bytes] = {}
+        self._subject: tuple[bytes, str] | None = None
+
+    def subject(self) -> tuple[bytes, str]:
+        """(bytes, digest) of the manifest or index the tag or digest names, read once: what everything else is
+        read by (through the digests it lists), and what a signature signs."""
+        self.index()
+        return self._subject
 
     def index(self) -> dict:
         if self._index is None:
             data, media_type, digest = self.client.get_manifest(self.client.target.reference or "latest")
+            self._subject = (data, digest)
             if media_type == INDEX_MT:
                 self._index = json_object(data, "image index")
                 if not isinstance(self._index.get("manifests"), list):
@@ -56,8 +66,12 @@ class RegistryReader(BundleReader):
 
 def import_from_registry(mirror: Mirror, target: Target, *, plain_http: bool = False,
                          trusted: list | None = None) -> ImportReport:
-    """Pull and admit the artifacts `target` names, all or nothing."""
+    """Pull and admit the artifacts `target` names, all or nothing; with `trusted` keys, only when a signature by one
+    of them is attached to the manifest or index the target names (checked before anything is admitted)."""
+    reader = RegistryReader(RegistryClient(target, plain_http=plain_http))
+    signed_by = None
     if trusted:
-        raise IntegrityError("this mirror accepts only signed bundles ([import] trusted_keys); registry artifacts "
-                             "carry no bundle signature")
-    return admit(mirror, RegistryReader(RegistryClient(target, plain_http=plain_http)), str(target))
+        from hubmirror.exchange.registry_signature import check_signature
+
+        signed_by = check_signature(reader, trusted)
+    return admit(mirror, reader, str(target), signed_by)

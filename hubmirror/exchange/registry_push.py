@@ -2,7 +2,8 @@
 skipped (HEAD); blobs of another repository this mirror pushed to on the same registry are cross-mounted; the rest
 are uploaded (in chunks from the client's chunk size). Tags: one revision is pushed under TAG (default `latest`);
 several are each pushed under `<model id>-<commit[:12]>` (characters a tag cannot hold become `-`) and an image index
-naming them all (the bytes of the bundle's index.json) under TAG.
+naming them all (the bytes of the bundle's index.json) under TAG. Signed (`--sign`), every manifest or index
+tagged gets a signature artifact attached (`registry_signature`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from hubmirror.errors import UsageError
 from hubmirror.exchange.bundle_export import ExportReport, build_artifacts, index_document
 from hubmirror.exchange.modelpack import INDEX_MT, MANIFEST_MT
-from hubmirror.exchange.registry import DEFAULT_CHUNK, RegistryClient, Target
+from hubmirror.exchange.registry import DEFAULT_CHUNK, RegistryClient
+from hubmirror.exchange.registry_signature import push_signature
+from hubmirror.exchange.registry_target import Target
+from hubmirror.exchange.signing import load_private_key
 from hubmirror.mirror import Mirror
 
 PUSH_WORKERS = 4  # blobs uploaded at once (docker pushes 3 layers at a time, oras 3)
@@ -55,10 +60,13 @@ def _remember(mirror: Mirror, target: Target) -> None:
 
 
 def push_to_registry(mirror: Mirror, selection: list[tuple[str, str]], target: Target, *, plain_http: bool = False,
-                     chunk_size: int = DEFAULT_CHUNK) -> ExportReport:
-    """Push the revisions in `selection` to `target`; blobs first, manifests last (nothing is tagged half-pushed)."""
+                     chunk_size: int = DEFAULT_CHUNK, signing_key: Path | None = None) -> ExportReport:
+    """Push the revisions in `selection` to `target`; blobs first, manifests last (nothing is tagged half-pushed);
+    with `signing_key`, the tagged manifest or index signed (`registry_signature`)."""
     if target.digest:
         raise UsageError(f"{target}: export pushes to a tag, not a digest")
+    if signing_key is not None:
+        load_private_key(signing_key)  # a bad key is refused before anything is pushed
     report = ExportReport()
     artifacts = build_artifacts(mirror.catalog, selection, report)
     others = [r for r in pushed_repositories(mirror, target.registry) if r != target.repository]
@@ -77,15 +85,20 @@ def push_to_registry(mirror: Mirror, selection: list[tuple[str, str]], target: T
     report.blobs_written = outcomes.count("written")
     report.bytes_written = sum(size for outcome, (size, _) in zip(outcomes, blobs.values()) if outcome == "written")
     tag = target.tag or "latest"
-    if len(artifacts) == 1:
-        client.put_manifest(tag, MANIFEST_MT, artifacts[0].manifest)
-    else:
+    tagged = [(MANIFEST_MT, artifacts[0].manifest)] if len(artifacts) == 1 else []
+    if not tagged:
         for artifact in artifacts:
             name = artifact_tag(artifact.key, artifact.commit)
             client.put_manifest(name, MANIFEST_MT, artifact.manifest)
             report.tags.append(name)
-        client.put_manifest(tag, INDEX_MT, index_document(artifacts))
+            tagged.append((MANIFEST_MT, artifact.manifest))
+        tagged.insert(0, (INDEX_MT, index_document(artifacts)))
+    client.put_manifest(tag, *tagged[0])
     report.tags.insert(0, tag)
+    if signing_key is not None:
+        for media_type, signed in tagged:
+            push_signature(client, media_type, signed, signing_key)
+        report.signed = True
     _remember(mirror, target)
     return report
 

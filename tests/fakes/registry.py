@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 SERVICE = "hubmirror-test-registry"
 ISSUER = "hubmirror-test-issuer"
+INDEX_MT = "application/vnd.oci.image.index.v1+json"
 
 
 @dataclass
@@ -228,10 +230,14 @@ class FaultyProxy(LoopbackServer):
     registry's Location headers name the proxy) that breaks chosen exchanges: `break_patch` (the connection of the
     Nth PATCH drops: before it reaches the registry, or with `lose_answer` after, its answer lost) and
     `cut_blob_gets` (that many blob GETs without a Range send half their body, then drop). `log` records
-    (method, path, Range) of every request."""
+    (method, path, Range) of every request. With `referrers_api` it adds what distribution 2.8 lacks, the OCI 1.1
+    referrers API: a manifest PUT carrying a `subject` is answered with `OCI-Subject` and remembered, and
+    `GET /v2/<name>/referrers/<digest>` lists what was remembered for that digest."""
 
-    def __init__(self, upstream: str, *, break_patch: int = 0, lose_answer: bool = False, cut_blob_gets: int = 0):
+    def __init__(self, upstream: str, *, break_patch: int = 0, lose_answer: bool = False, cut_blob_gets: int = 0,
+                 referrers_api: bool = False):
         self.upstream = upstream
+        self.referrers: dict[tuple[str, str], list[dict]] | None = {} if referrers_api else None
         self.break_patch = break_patch
         self.lose_answer = lose_answer
         self.cut_blob_gets = cut_blob_gets
@@ -252,6 +258,26 @@ class FaultyProxy(LoopbackServer):
                 return "cut"
         return None
 
+    def _referrers_index(self, path: str) -> bytes:
+        name, _, digest = urlsplit(path).path[len("/v2/"):].partition("/referrers/")
+        with self._lock:
+            listed = list(self.referrers.get((name, digest), []))
+        return json.dumps({"schemaVersion": 2, "mediaType": INDEX_MT, "manifests": listed}).encode()
+
+    def _remember_referrer(self, method: str, path: str, body: bytes | None, status: int) -> dict:
+        """The headers to add to a forwarded answer: `OCI-Subject` for a manifest with a subject, now remembered."""
+        name, sep, _ = urlsplit(path).path[len("/v2/"):].partition("/manifests/")
+        if self.referrers is None or method != "PUT" or not sep or status != 201 or not body:
+            return {}
+        manifest = json.loads(body)
+        if "subject" not in manifest:
+            return {}
+        entry = {"mediaType": manifest["mediaType"], "digest": "sha256:" + hashlib.sha256(body).hexdigest(),
+                 "size": len(body), "artifactType": manifest.get("artifactType")}
+        with self._lock:
+            self.referrers.setdefault((name, manifest["subject"]["digest"]), []).append(entry)
+        return {"OCI-Subject": manifest["subject"]["digest"]}
+
     def _handler(self):
         import http.client
 
@@ -270,6 +296,14 @@ class FaultyProxy(LoopbackServer):
                 if fault == "drop":
                     self.close_connection = True
                     return
+                if proxy.referrers is not None and self.command == "GET" and "/referrers/" in self.path:
+                    data = proxy._referrers_index(self.path)
+                    self.send_response(200)
+                    self.send_header("Content-Type", INDEX_MT)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
                 conn.request(self.command, self.path, body=body, headers=headers)
@@ -280,7 +314,8 @@ class FaultyProxy(LoopbackServer):
                     self.close_connection = True
                     return
                 self.send_response(resp.status)
-                for k, v in resp.getheaders():
+                added = proxy._remember_referrer(self.command, self.path, body, resp.status)
+                for k, v in [*resp.getheaders(), *added.items()]:
                     if k.lower() not in ("connection", "transfer-encoding", "keep-alive", "content-length"):
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))

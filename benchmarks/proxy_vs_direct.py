@@ -1,7 +1,8 @@
 """`hubmirror serve --upstream` in front of the loopback Hub imitation: (1) a cold `snapshot_download` through the
-proxy (which pulls, verifies and scans the whole revision first) vs the same `snapshot_download` straight from the
-imitation — target ratio <= 1.3; (2) a warm one (a fresh client cache, the mirror holding the revision) through the
-proxy vs plain `hubmirror serve` of the same mirror — target ratio <= 1.05. Each client runs in its own interpreter;
+proxy (which answers metadata once resolved upstream and each file once that file is fetched, verified and scanned)
+vs the same `snapshot_download` straight from the imitation — target ratio <= 1.3; (2) a warm one (a fresh client
+cache, the mirror holding the revision) through the proxy vs plain `hubmirror serve` of the same mirror — target ratio
+<= 1.05. Each client runs in its own interpreter;
 every run starts from an empty mirror (cold) or an empty client cache.
 
     python benchmarks/proxy_vs_direct.py [--gib 0.5] [--files 4] [--runs 3] [--work DIR]

@@ -1,10 +1,29 @@
 """Exceptions that the CLI turns into one-line messages and exit codes (1 failure, 2 usage)."""
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HubAnswer:
+    """What a Hugging Face Hub's failed HTTP answer said: its status, `X-Error-Code` (None without one) and
+    `X-Error-Message`."""
+
+    status: int
+    code: str | None
+    message: str
+
 
 class HubmirrorError(Exception):
-    """A failure the user should read about: printed as one line, exit code 1."""
+    """A failure the user should read about: printed as one line, exit code 1. `hub_answer` is set where a Hub's HTTP
+    answer caused it (`serve --upstream` passes its status and error code on to clients)."""
 
     exit_code = 1
+    hub_answer: HubAnswer | None = None
+
+    @property
+    def hub_error_code(self) -> str | None:
+        """The Hub's `X-Error-Code` behind this error (`RepoNotFound`, `GatedRepo`, ...), if a Hub answer caused it."""
+        return self.hub_answer.code if self.hub_answer else None
 
 
 class UsageError(HubmirrorError):

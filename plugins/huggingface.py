@@ -45,6 +45,7 @@ from urllib.parse import quote
 from hubmirror import __version__
 from hubmirror.errors import (
     AccessDeniedError,
+    HubAnswer,
     HubmirrorError,
     NotFoundError,
     UsageError,
@@ -84,9 +85,17 @@ def hf_token() -> str | None:
 
 
 def _status_error(status: int, code: str, message: str, what: str) -> HubmirrorError | None:
-    """The error a failed Hub answer means, from its status and `X-Error-Code` / `X-Error-Message`, saying what to do."""
+    """The error a failed Hub answer means, from its status and `X-Error-Code` / `X-Error-Message`, saying what to do;
+    the answer itself rides along as the error's `hub_answer`."""
     if status < 400:
         return None
+    error = _worded_error(status, code, message, what)
+    error.hub_answer = HubAnswer(status, code or None, message)
+    return error
+
+
+def _worded_error(status: int, code: str, message: str, what: str) -> HubmirrorError:
+    """One line for a failed Hub answer (status 400 or above), saying what to do about it."""
     detail = f": {message}" if message else ""
     if code == "RepoNotFound":
         return NotFoundError(f"{what}: repository not found (or private: set HF_TOKEN)")

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,22 @@ import requests
 
 from hubmirror.catalog import Catalog
 from hubmirror.mirror import Mirror
-from tests.conftest import TOKEN, noise
+from tests.conftest import TOKEN, Cli, noise
 from tests.fakes.mirror_server import MirrorServer
-from tests.fakes.model_files import MINILM_REPO_ID
+from tests.fakes.model_files import MINILM_REPO_ID, timm_hub_repo
 from tests.test_admission import HOSTILE_PICKLES
 from tests.test_serve import EMBED
 
 hf = pytest.importorskip("huggingface_hub")
 CLIENT_TOKEN = "hf_client_token_never_forwarded"
+TIMM_NAME = "test_vit.r160_in1k"
+TIMM_LOAD = """
+import sys, timm, torch
+from safetensors.torch import load_file
+model = timm.create_model(sys.argv[1], pretrained=True)
+reference = load_file(sys.argv[2])
+print(all(torch.equal(v, reference[k]) for k, v in model.state_dict().items()))
+"""
 
 
 @pytest.fixture
@@ -42,6 +51,30 @@ def tree(folder) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): sha256(p) for p in Path(folder).rglob("*") if p.is_file()}
 
 
+def in_client(code: str, endpoint: str, home: Path, *args: str) -> str:
+    """The last line `code` prints, run with `args` in a fresh interpreter whose huggingface_hub asks `endpoint` and
+    caches in `home`."""
+    env = {**os.environ, "HF_HUB_DISABLE_XET": "1", "HF_ENDPOINT": endpoint, "HF_HOME": str(home)}
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def wait_catalogued(root: Path, repo: str, timeout: float = 60) -> None:
+    """Wait until the proxy has catalogued `repo` (every file in), failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        catalog = Catalog(root / "catalog.db", create=False)
+        ids = [m["model_id"] for m in catalog.models(cached_only=True)]
+        catalog.close()
+        if repo in ids:
+            return
+        assert time.monotonic() < deadline, f"{repo} not catalogued within {timeout} s"
+        time.sleep(0.1)
+
+
 def test_cold_proxy_serves_clients_and_keeps_serving_without_upstream(minilm_hub, minilm, cold, tmp_path,
                                                                       monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)  # the server's own token, for upstream
@@ -54,6 +87,10 @@ def test_cold_proxy_serves_clients_and_keeps_serving_without_upstream(minilm_hub
         assert Path(path).read_bytes() == minilm["config.json"].read_bytes()
         seen = {r["authorization"] for r in minilm_hub.requests}
         assert f"Bearer {CLIENT_TOKEN}" not in seen and f"Bearer {TOKEN}" in seen
+        metrics = requests.get(f"{server.url}/metrics").text
+        assert 'hubmirror_proxy_requests_total{outcome="miss"}' in metrics
+        fetched = f'hubmirror_upstream_fetches_total{{status="ok"}} {len(minilm) + 1}.0'  # the resolution, each file
+        assert fetched in metrics
         minilm_hub.stop()  # from here on, only what the proxy cached answers
         asked = len(minilm_hub.requests)
         folder = hf.snapshot_download(MINILM_REPO_ID, endpoint=server.url, cache_dir=tmp_path / "c")
@@ -61,9 +98,10 @@ def test_cold_proxy_serves_clients_and_keeps_serving_without_upstream(minilm_hub
         path = hf.hf_hub_download(MINILM_REPO_ID, "modules.json", endpoint=server.url, cache_dir=tmp_path / "d")
         assert Path(path).read_bytes() == minilm["modules.json"].read_bytes()
         assert len(minilm_hub.requests) == asked
-    catalog = Catalog(cold / "catalog.db", create=False)  # a normal catalog revision
-    assert [m["model_id"] for m in catalog.models(cached_only=True)] == [MINILM_REPO_ID]
-    catalog.close()
+        wait_catalogued(cold, MINILM_REPO_ID)
+    run = Cli(cold)  # a normal catalog revision: searchable, verifiable
+    assert [m["key"] for m in run.json("search", "MiniLM")] == [f"hf:{MINILM_REPO_ID}"]
+    assert run.json("verify")["ok"] is True
 
 
 def test_concurrent_cold_clients_cause_one_upstream_download_per_file(hub, cold, tmp_path):
@@ -84,6 +122,7 @@ def test_concurrent_cold_clients_cause_one_upstream_download_per_file(hub, cold,
             t.start()
         for t in threads:
             t.join(timeout=120)
+        wait_catalogued(cold, "org/many")
     assert errors == [] and len(results) == 16
     assert all(r == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
                for r in results.values())
@@ -93,6 +132,9 @@ def test_concurrent_cold_clients_cause_one_upstream_download_per_file(hub, cold,
     assert sorted(p.rsplit("/", 1)[-1] for p in fetched if "/resolve/" in p) == ["config.json", "vocab.txt",
                                                                               "weights.bin"]
     assert len([p for p in fetched if p.startswith("/repos/")]) <= 1  # weights.bin's CDN GET, if LFS
+    catalog = Catalog(cold / "catalog.db", create=False)
+    assert len(catalog.revisions("hf:org/many")) == 1  # catalogued once
+    catalog.close()
 
 
 def test_a_malicious_pickle_upstream_is_quarantined_and_never_served(hub, cold, tmp_path):
@@ -115,6 +157,7 @@ def test_a_malicious_pickle_upstream_is_quarantined_and_never_served(hub, cold, 
 def test_hub_errors_pass_through_and_allow_deny(hub, cold, tmp_path):
     hub.create_repo("org/ok", {"config.json": b"{}"})
     hub.create_repo("other/no", {"config.json": b"{}"})
+    hub.create_repo("org/gated", {"config.json": b"{}"}, gated=True)
     with proxy(cold, hub, allow=("org/*",), deny=("org/secret*",)) as server:
         api = hf.HfApi(endpoint=server.url)
         with pytest.raises(hf.errors.RepositoryNotFoundError):
@@ -123,12 +166,13 @@ def test_hub_errors_pass_through_and_allow_deny(hub, cold, tmp_path):
             api.model_info("org/ok", revision="nope")
         with pytest.raises(hf.errors.EntryNotFoundError):
             hf.hf_hub_download("org/ok", "nope.bin", endpoint=server.url, cache_dir=tmp_path / "c")
-        before = len(hub.requests)
+        with pytest.raises(hf.errors.GatedRepoError):  # the server's token (none here) may not read it
+            hf.hf_hub_download("org/gated", "config.json", endpoint=server.url, cache_dir=tmp_path / "c")
         for denied in ("other/no", "org/secret-model"):
             answer = requests.get(f"{server.url}/api/models/{denied}")
             assert answer.headers["X-Error-Code"] == "RepoNotFound" and "--allow/--deny" in answer.headers[
                 "X-Error-Message"]
-        assert len(hub.requests) == before  # a denied repo is never asked upstream
+        assert not [r for r in hub.requests if "other/no" in r["path"] or "secret" in r["path"]]  # never asked
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{unused.getsockname()[1]}"
@@ -164,33 +208,42 @@ def test_refs_are_rechecked_after_the_ttl_and_commits_never(hub, cold):
         assert requests.get(f"{url}/main/config.json").content == b'{"v": 2}'
 
 
-def test_a_slow_upstream_is_a_504_not_a_hang(hub, cold):
+def test_a_file_waits_for_itself_only_and_a_slow_one_is_a_504_not_a_hang(hub, cold, tmp_path):
     hub.create_repo("org/slow", {"config.json": b"{}", "weights.bin": noise(100_000)})
-    hub.faults.throttle["weights.bin"] = 20_000  # five seconds
-    with proxy(cold, hub, timeout=0.5) as server:
-        answer = requests.get(f"{server.url}/org/slow/resolve/main/config.json", timeout=30)
+    hub.faults.throttle["weights.bin"] = 20_000  # five seconds, past the proxy's timeout
+    with proxy(cold, hub, timeout=2) as server:
+        path = hf.hf_hub_download("org/slow", "config.json", endpoint=server.url, cache_dir=tmp_path)
+        assert Path(path).read_bytes() == b"{}"  # served without waiting for weights.bin
+        listed = hf.HfApi(endpoint=server.url).list_repo_tree("org/slow", recursive=True)
+        assert {f.path: f.size for f in listed} == {"config.json": 2, "weights.bin": 100_000}  # from the upstream's
+        answer = requests.get(f"{server.url}/org/slow/resolve/main/weights.bin", timeout=30)
         assert answer.status_code == 504 and "did not deliver" in answer.headers["X-Error-Message"]
+        catalog = Catalog(cold / "catalog.db", create=False)
+        assert catalog.models(cached_only=True) == []  # not catalogued before every file is in
+        catalog.close()
 
 
 def test_sentence_transformers_loads_through_a_cold_proxy(minilm_hub, minilm, cold, tmp_path):
     pytest.importorskip("sentence_transformers")
-    env = {**os.environ, "HF_HUB_DISABLE_XET": "1"}
-    env.pop("HF_HUB_OFFLINE", None)
-
-    def embed(endpoint, home):
-        done = subprocess.run([sys.executable, "-c", EMBED, MINILM_REPO_ID], capture_output=True, text=True,
-                              env={**env, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / home)}, timeout=300,
-                              check=False)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout.strip().splitlines()[-1]
-
-    direct = embed(minilm_hub.url, "direct")
+    direct = in_client(EMBED, minilm_hub.url, tmp_path / "direct", MINILM_REPO_ID)
     with proxy(cold, minilm_hub) as server:
-        assert embed(server.url, "cold") == direct
+        assert in_client(EMBED, server.url, tmp_path / "cold", MINILM_REPO_ID) == direct
         minilm_hub.stop()
         asked = len(minilm_hub.requests)
-        assert embed(server.url, "fresh") == direct
+        assert in_client(EMBED, server.url, tmp_path / "fresh", MINILM_REPO_ID) == direct
         assert len(minilm_hub.requests) == asked
+
+
+def test_timm_create_model_pretrained_loads_through_a_cold_proxy(hub, cold, tmp_path):
+    pytest.importorskip("timm")
+    files = timm_hub_repo(TIMM_NAME, tmp_path / "repo")
+    hub.create_repo(f"timm/{TIMM_NAME}", files)
+    weights = str(files["model.safetensors"])
+    with proxy(cold, hub) as server:
+        assert in_client(TIMM_LOAD, server.url, tmp_path / "cold", TIMM_NAME, weights) == "True"
+        hub.stop()
+        assert in_client(TIMM_LOAD, server.url, tmp_path / "fresh", TIMM_NAME, weights) == "True"
+        wait_catalogued(cold, f"timm/{TIMM_NAME}")
 
 
 def test_serve_upstream_options(run, monkeypatch, cold):

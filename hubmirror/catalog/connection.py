@@ -11,7 +11,7 @@ from typing import Iterable
 from hubmirror.errors import NoMirrorError
 
 CATALOG_NAME = "catalog.db"
-SCHEMA_VERSION = 4  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
+SCHEMA_VERSION = 5  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
 
 
 def utc_now() -> str:

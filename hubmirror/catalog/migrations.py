@@ -119,3 +119,23 @@ def m004_site_log(db: Database) -> None:
     records (hubmirror/sitelog): the log entries already applied, and which bucket record each revision came from."""
     db["site_log"].create({"name": str, "applied_at": str}, pk="name")
     db["site_revisions"].create({"model_key": str, "commit_id": str, "record": str}, pk=("model_key", "commit_id"))
+
+
+@migrations()
+def m005_exact_search(db: Database) -> None:
+    """The search index of hubmirror.catalog.search: a document per model and ordering (name, and all words by
+    downloads, likes and last modification) in a contentless FTS5 table whose rowids give each ordering, kept by
+    triggers; it replaces models_fts.
+    Indexes for exact-name lookups and for sorting by likes and by last modification."""
+    from hubmirror.catalog.search import SEARCH_TABLE, create_search_triggers, fill_search_index
+
+    db["models"].disable_fts()
+    db.execute(f"CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5(text, content='', detail=none, "
+               "tokenize='porter unicode61')")
+    fill_search_index(db.conn)
+    create_search_triggers(db.conn)
+    db.execute("CREATE INDEX models_id_lower ON models(lower(model_id))")
+    db.execute("CREATE INDEX models_name_lower ON models(lower(replace(model_id, rtrim(model_id, "
+               "replace(model_id, '/', '')), '')))")
+    db.execute("CREATE INDEX models_likes ON models(likes)")
+    db.execute("CREATE INDEX models_last_modified ON models(coalesce(last_modified, updated_at))")

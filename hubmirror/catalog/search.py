@@ -1,16 +1,55 @@
-"""Full-text search over the catalog (FTS5, porter stemming) with facet tokens for filters."""
+"""Exact ranked search over the whole catalog (FTS5, porter stemming), with facet tokens for filters.
+
+Relevance is a tier, then popularity: a model whose id or name is the query comes first, then the models with every
+query word in their name (the key: source and id), then those with every word anywhere (task, library, architecture,
+license, tags, description); within a tier the most downloaded comes first, then the most recently catalogued. With
+`sort`, all matches are ordered by downloads, likes or last modification (to the minute) alone.
+
+Orderings are over all matches, never a sample, and stay fast at millions of models because of how the index
+`models_search` (migration m005) is laid out: each model is four documents, one per ordering family (NAME: its name;
+ANYWHERE, LIKES, MODIFIED: all its words), whose FTS rowid is `family << 61 | (RANK_MAX - rank) << 30 |
+(ROW_MASK - rowid)`, the rank being the downloads (NAME, ANYWHERE), the likes or the minutes since 1970 of the last
+modification, capped at RANK_MAX, and the rowid the model's in `models`. A family is a rowid range, and inside it
+ascending rowid order is the family's order, so FTS5 walks the doclists of the query words from the best match down
+and stops after the rows asked for. (Ascending: SQLite 3.40's FTS5 returns rows out of order for `ORDER BY rowid DESC`
+under an upper rowid bound.)
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import re
+import unicodedata
+from typing import Iterator
 
 from hubmirror.records import ModelMetadata
 
-RANK_CANDIDATES = 500
 _MAX_QUERY_WORDS = 8
-# What a query word found in these columns adds to a model's score (every candidate has each word somewhere,
-# the description at least).
-_FIELD_WEIGHTS = [("key model_id", 8), ("task library architecture tags license", 3)]
+SEARCH_TABLE = "models_search"
+FAMILY_SHIFT, RANK_SHIFT = 61, 30
+RANK_MAX = (1 << 31) - 1  # ranks above this count as equal (then the catalogue order decides)
+ROW_MASK = (1 << RANK_SHIFT) - 1  # so at most 2**30 models
+NAME, ANYWHERE, LIKES, MODIFIED = 0, 1, 2, 3  # relevance reads NAME then ANYWHERE: the best tier has the lowest rowids
+_WORDS = ("key", "task", "library", "architecture", "license", "tags", "description")
+# Each family's document: the models columns it holds (with the facet tokens, so that filters narrow every family),
+# and the SQL of its rank (`{row}`: the models row).
+FAMILIES = {
+    NAME: (("key",), "{row}.downloads"),
+    ANYWHERE: (_WORDS, "{row}.downloads"),
+    LIKES: (_WORDS, "{row}.likes"),
+    MODIFIED: (_WORDS, "unixepoch(coalesce({row}.last_modified, {row}.updated_at)) / 60"),
+}
+SORT_FAMILIES = {"downloads": ANYWHERE, "likes": LIKES, "lastModified": MODIFIED}
+# ORDER BY of each sort of a search without words; the same keys as indexes (m001, m005).
+SORTS = {
+    "downloads": "m.downloads DESC, m.rowid DESC",
+    "likes": "m.likes DESC, m.rowid DESC",
+    "lastModified": "coalesce(m.last_modified, m.updated_at) DESC, m.rowid DESC",
+}
+_FIRST_BATCH = 32
+_MAX_BATCH = 8192
+_BASENAME = "lower(replace(m.model_id, rtrim(m.model_id, replace(m.model_id, '/', '')), ''))"
 
 
 def facet_token(kind: str, value) -> str:
@@ -26,12 +65,110 @@ def search_facets(meta: ModelMetadata, cached: bool) -> str:
 
 
 def fts_words(text: str) -> list[str]:
-    """The words of `text` as quoted FTS5 strings, so that user input cannot inject FTS syntax."""
-    return [f'"{w}"' for w in dict.fromkeys(re.findall(r"\w+", text.lower()))][:_MAX_QUERY_WORDS]
+    """The words of `text` as quoted FTS5 strings, one token each (letters and digits: what the unicode61 tokenizer
+    keeps together), so that user input can neither inject FTS syntax nor make a phrase."""
+    words = re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", text).lower())
+    return [f'"{w}"' for w in dict.fromkeys(words)][:_MAX_QUERY_WORDS]
+
+
+def document_rowid_sql(family: int, row: str) -> str:
+    """SQL for the FTS rowid of `row`'s document of `family` (row: a models row alias, or new/old in a trigger)."""
+    rank = f"min(max(coalesce({FAMILIES[family][1].format(row=row)}, 0), 0), {RANK_MAX})"
+    return f"(({family} << {FAMILY_SHIFT}) | (({RANK_MAX} - {rank}) << {RANK_SHIFT}) | ({ROW_MASK} - {row}.rowid))"
+
+
+def model_rowid(document_rowid: int) -> int:
+    """The models rowid of a search document."""
+    return ROW_MASK - (document_rowid & ROW_MASK)
+
+
+def document_text_sql(family: int, row: str) -> str:
+    """SQL for the text of `row`'s document of `family`."""
+    return " || ' ' || ".join(f"coalesce({row}.{column}, '')" for column in (*FAMILIES[family][0], "facets"))
+
+
+def _documents_sql(row: str, command: str = "") -> str:
+    """Statements writing (or with command "delete", removing) `row`'s documents, lowest rowid first."""
+    head, value = (f"{SEARCH_TABLE}, rowid, text", f"'{command}', ") if command else ("rowid, text", "")
+    return "".join(f"INSERT INTO {SEARCH_TABLE}({head}) VALUES ({value}{document_rowid_sql(family, row)}, "
+                   f"{document_text_sql(family, row)}); " for family in sorted(FAMILIES))
+
+
+def create_search_triggers(conn) -> None:
+    """The triggers keeping the search index in step with every write to `models`."""
+    watched = ", ".join((*_WORDS, "downloads", "likes", "last_modified", "updated_at", "facets"))
+    conn.execute(f"CREATE TRIGGER {SEARCH_TABLE}_ai AFTER INSERT ON models BEGIN {_documents_sql('new')} END")
+    conn.execute(f"CREATE TRIGGER {SEARCH_TABLE}_ad AFTER DELETE ON models BEGIN {_documents_sql('old', 'delete')} END")
+    conn.execute(f"CREATE TRIGGER {SEARCH_TABLE}_au AFTER UPDATE OF {watched} ON models "
+                 f"BEGIN {_documents_sql('old', 'delete')}{_documents_sql('new')} END")
+
+
+def drop_search_triggers(conn) -> None:
+    for suffix in ("ai", "ad", "au"):
+        conn.execute(f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_{suffix}")
+
+
+def fill_search_index(conn) -> None:
+    """Index every model, in ascending rowid order: FTS5 writes a new segment whenever a rowid is lower than the one
+    before it in a transaction, so the order makes a bulk fill fast."""
+    conn.execute(f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}) VALUES ('delete-all')")
+    selects = " UNION ALL ".join(f"SELECT {document_rowid_sql(f, 'm')} AS id, {document_text_sql(f, 'm')} AS text "
+                                 "FROM models m" for f in FAMILIES)
+    conn.execute(f"INSERT INTO {SEARCH_TABLE}(rowid, text) SELECT id, text FROM ({selects}) ORDER BY id")
+
+
+def family_bounds(family: int) -> tuple[int, int]:
+    """The lowest and highest FTS rowid of `family`'s documents."""
+    return family << FAMILY_SHIFT, ((family + 1) << FAMILY_SHIFT) - 1
+
+
+class _Filters:
+    """A search's filters: facet tokens for the full-text match, and the exact SQL check of each."""
+
+    def __init__(self, source, task, license, library, cached, benchmarked):
+        self.clauses, self.args, self.tokens = [], [], []
+        self.benchmarked_only = bool(benchmarked)  # few models: searched one by one, not by walking every match
+        for column, value in (("source", source), ("task", task), ("license", license), ("library", library)):
+            if value:
+                self.clauses.append(f"m.{column} = ?")
+                self.args.append(value)
+                self.tokens.append(f'"{facet_token(column, value)}"')
+        if cached is not None:
+            self.clauses.append("m.cached = ?")
+            self.args.append(int(cached))
+            self.tokens.append(f'"{facet_token("cached", int(cached))}"')
+        if benchmarked is not None:
+            measured = "m.key IN (SELECT model_key FROM benchmarks WHERE status = 'ok')"
+            self.clauses.append(measured if benchmarked else f"NOT {measured}")
+
+    @property
+    def sql(self) -> str:
+        return "".join(" AND " + c for c in self.clauses)
+
+    @property
+    def models(self) -> str:
+        """The FROM clause of the models rows to check: with benchmarked_only, the benchmarked ones first (CROSS JOIN:
+        never a walk of a filter's index over every model)."""
+        if self.benchmarked_only:
+            return ("(SELECT DISTINCT model_key FROM benchmarks WHERE status = 'ok') AS b CROSS JOIN models m "
+                    "ON m.key = b.model_key")
+        return "models m"
 
 
 class Search:
-    """Mixin of Catalog: ranked search and the benchmarked-fastest listing."""
+    """Mixin of Catalog: exact ranked search and the benchmarked-fastest listing."""
+
+    @contextlib.contextmanager
+    def search_index_deferred(self):
+        """For loading many models at once: within the block, writes to `models` leave the search index alone; it is
+        rebuilt once at the end, in rowid order (through the triggers, each model costs an FTS5 segment)."""
+        drop_search_triggers(self.conn)
+        try:
+            yield
+        finally:
+            with self.transaction():
+                fill_search_index(self.conn)
+                create_search_triggers(self.conn)
 
     def search(
         self,
@@ -42,65 +179,91 @@ class Search:
         license: str | None = None,
         library: str | None = None,
         cached: bool | None = None,
+        benchmarked: bool | None = None,
+        sort: str | None = None,
         limit: int = 20,
+        offset: int = 0,
         fastest: bool = False,
     ) -> list[dict]:
-        """Models matching every word of `query` (stemmed full-text search) and the filters, best first.
-
-        Ranking: for each query word, a hit in the name counts most, then one in task/library/architecture/tags/
-        license, then one in the description only; ties go to the most downloaded. Only the RANK_CANDIDATES most
-        recently catalogued matches are ranked, so that a query matching most of a million-model catalog still
-        answers in milliseconds. Filters are facet tokens in the same index (and checked exactly afterwards).
-        """
-        clauses, args = [], []
-        for column, value in (("source", source), ("task", task), ("license", license), ("library", library)):
-            if value:
-                clauses.append(f"m.{column} = ?")
-                args.append(value)
-        if cached is not None:
-            clauses.append("m.cached = ?")
-            args.append(int(cached))
-        filters = "".join(" AND " + c for c in clauses)
+        """Models matching every word of `query` (stemmed full-text search) and the filters: by relevance (see the
+        module), or with `sort` by downloads, likes or lastModified (newest first), or `fastest`
+        (sort="fastest": benchmarked models, highest throughput first). `offset` skips that many of the ordered
+        matches (paging). Exact: the true first rows of the whole ordering, at any catalog size."""
+        if sort not in (None, "relevance", "fastest", *SORTS):
+            raise ValueError(f"unknown sort {sort!r}: relevance, downloads, likes, lastModified or fastest")
+        filters = _Filters(source, task, license, library, cached, benchmarked)
         words = fts_words(query)
-        if fastest:
-            return self._fastest(" ".join(words), filters, args, limit)
-        if not words:
-            sql = f"SELECT m.* FROM models m WHERE 1 {filters} ORDER BY m.downloads DESC, m.key LIMIT ?"
-            return self._rows(sql, [*args, limit])
-        facets = [
-            f'"{facet_token(kind, value)}"'
-            for kind, value in (("source", source), ("task", task), ("license", license), ("library", library),
-                                ("cached", None if cached is None else int(cached)))
-            if value is not None and value != ""
-        ]
-        match = " ".join(words + facets)
-        lowest = self.conn.execute(
-            "SELECT min(rowid) FROM (SELECT rowid FROM models_fts WHERE models_fts MATCH ? ORDER BY rowid DESC LIMIT ?)",
-            [match, RANK_CANDIDATES],
-        ).fetchone()[0]
-        if lowest is None:
-            return []
-        score_terms, score_args = [], []
-        for word in words:
-            for columns, weight in _FIELD_WEIGHTS:
-                score_terms.append(
-                    f"{weight} * (m.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ? AND rowid >= ?))"
-                )
-                score_args += [f"({{{columns}}} : {word}) AND ({match})", lowest]
-        sql = (
-            f"SELECT m.*, {' + '.join(score_terms)} AS score FROM models m "
-            f"WHERE m.rowid >= ? AND m.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ? AND rowid >= ?)"
-            f"{filters} ORDER BY score DESC, m.downloads DESC, m.key LIMIT ?"
-        )
-        rows = self._rows(sql, [*score_args, lowest, match, lowest, *args, limit])
-        return [{k: v for k, v in r.items() if k != "score"} for r in rows]
+        wanted = offset + limit
+        if fastest or sort == "fastest":
+            rows = self._fastest(" ".join(words), filters, wanted)
+        elif not words:
+            rows = self._rows(f"SELECT m.* FROM {filters.models} WHERE 1 {filters.sql} ORDER BY "
+                              f"{SORTS[sort or 'downloads']} LIMIT ?", [*filters.args, wanted])
+        else:
+            match = " ".join(words + filters.tokens)
+            found = (self._family_rows(SORT_FAMILIES[sort], match, filters) if sort in SORT_FAMILIES
+                     else self._by_relevance(query, match, filters))
+            rows = list(itertools.islice(found, wanted))
+            for row in rows:
+                del row["_rowid"]
+        return rows[offset:]
 
-    def _fastest(self, match: str, filters: str, args: list, limit: int) -> list[dict]:
+    def _by_relevance(self, query: str, match: str, filters: _Filters) -> Iterator[dict]:
+        """Every match, best first: the exact-name tier, then the NAME and ANYWHERE word tiers."""
+        seen = set()
+        name = query.strip().lower()
+        named = f"SELECT rowid FROM models m WHERE lower(model_id) = ? UNION SELECT rowid FROM models m WHERE {_BASENAME} = ?"
+        exact = self._rows(f"SELECT m.rowid AS _rowid, m.* FROM ({named}) AS n CROSS JOIN models m ON m.rowid = n.rowid "
+                           f"WHERE 1 {filters.sql} ORDER BY {SORTS['downloads']}", [name, name, *filters.args])
+        for tier_rows in (iter(exact), *(self._family_rows(t, match, filters) for t in (NAME, ANYWHERE))):
+            for row in tier_rows:
+                if row["_rowid"] not in seen:
+                    seen.add(row["_rowid"])
+                    yield row
+
+    def _family_rows(self, family: int, match: str, filters: _Filters) -> Iterator[dict]:
+        """The models (with their `_rowid`) whose `family` document matches, in the family's order, read in growing
+        batches (keyset paging on the FTS rowid), each checked against the filters exactly."""
+        if filters.benchmarked_only:
+            yield from self._benchmarked_rows(family, match, filters)
+            return
+        low, high = family_bounds(family)
+        batch = _FIRST_BATCH
+        while True:
+            ids = [r[0] for r in self.conn.execute(
+                f"SELECT rowid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH ? AND rowid BETWEEN ? AND ? "
+                "ORDER BY rowid LIMIT ?", [match, low, high, batch])]
+            if not ids:
+                return
+            rows = self._rows(
+                "SELECT m.rowid AS _rowid, m.* FROM json_each(?) AS j CROSS JOIN models m ON m.rowid = j.value "
+                f"WHERE 1 {filters.sql}", ["[" + ",".join(str(model_rowid(i)) for i in ids) + "]", *filters.args])
+            by_rowid = {r["_rowid"]: r for r in rows}
+            for i in ids:
+                row = by_rowid.get(model_rowid(i))
+                if row is not None:
+                    yield row
+            if len(ids) < batch:
+                return
+            low = ids[-1] + 1
+            batch = min(batch * 4, _MAX_BATCH)
+
+    def _benchmarked_rows(self, family: int, match: str, filters: _Filters) -> list[dict]:
+        """The benchmarked models whose `family` document matches, in the family's order: each benchmarked model's
+        document looked up by its rowid (they are few), instead of walking every match for them."""
+        document = document_rowid_sql(family, "m")
+        return self._rows(
+            f"SELECT m.rowid AS _rowid, m.* FROM {filters.models} WHERE 1 {filters.sql} AND EXISTS (SELECT 1 FROM "
+            f"{SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH ? AND rowid = {document}) ORDER BY {document}",
+            [*filters.args, match])
+
+    def _fastest(self, words: str, filters: _Filters, limit: int) -> list[dict]:
         """Benchmarked models matching the query and filters, highest throughput first."""
-        text = " AND m.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ?)" if match else ""
+        low, high = family_bounds(ANYWHERE)
+        text = (f" AND m.rowid IN (SELECT {ROW_MASK} - (rowid & {ROW_MASK}) FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH ? "
+                f"AND rowid BETWEEN {low} AND {high})") if words else ""
         sql = ("SELECT m.*, b.throughput, b.latency_p50_ms, b.device FROM models m JOIN "
                "(SELECT model_key, device, max(throughput) AS throughput, min(latency_p50_ms) AS latency_p50_ms "
                "FROM benchmarks WHERE status = 'ok' AND throughput IS NOT NULL GROUP BY model_key, device) b "
-               f"ON b.model_key = m.key WHERE 1 {filters}{text} ORDER BY b.throughput DESC LIMIT ?")
-        return self._rows(sql, [*args, *([match] if match else []), limit])
-
+               f"ON b.model_key = m.key WHERE 1 {filters.sql}{text} ORDER BY b.throughput DESC LIMIT ?")
+        return self._rows(sql, [*filters.args, *([words] if words else []), limit])

@@ -93,17 +93,23 @@ def _verdict_text(judged: dict | None) -> str:
 @click.option("--license", "license_", help="Only this license (e.g. apache-2.0).")
 @click.option("--library", help="Only this library (e.g. timm, transformers).")
 @click.option("--cached/--not-cached", default=None, help="Only models whose files are (not) in the mirror.")
-@click.option("--limit", default=20, show_default=True)
-@click.option("--fastest", is_flag=True, help="Only benchmarked models, highest throughput first.")
+@click.option("--benchmarked/--not-benchmarked", default=None, help="Only models with (without) a benchmark result.")
+@click.option("--sort", type=click.Choice(["relevance", "downloads", "likes", "lastModified", "fastest"]),
+              default="relevance", show_default=True,
+              help="relevance: exact id, then every word in the name, in the metadata, anywhere; each by downloads.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0), help="Skip this many results.")
+@click.option("--fastest", is_flag=True, help="Only benchmarked models, highest throughput first (--sort fastest).")
 @json_option
 @pass_state
-def search(state, query, source, task, license_, library, cached, limit, fastest, as_json):
-    """Full-text search over model ids, tags, task and description."""
+def search(state, query, source, task, license_, library, cached, benchmarked, sort, limit, offset, fastest, as_json):
+    """Full-text search over model ids, tags, task and description, ranked over every match."""
     from hubmirror.output import emit_json, table
 
+    fastest = fastest or sort == "fastest"
     rows = state.read(lambda mirror: mirror.catalog.search(query, source=source, task=task, license=license_,
-                                                           library=library, cached=cached, limit=limit,
-                                                           fastest=fastest))
+                                                           library=library, cached=cached, benchmarked=benchmarked,
+                                                           sort=sort, limit=limit, offset=offset, fastest=fastest))
     if as_json:
         emit_json(rows)
         return

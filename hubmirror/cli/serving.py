@@ -15,12 +15,14 @@ from hubmirror.cli.state import pass_state
               help="Answer LFS file downloads with a 302 to a short-lived presigned URL of the store (an S3 bucket) "
                    "instead of streaming the bytes through this server; stores without such URLs stream as before.")
 @click.option("--upstream", is_flag=False, flag_value="", default=None, metavar="[URL]",
-              help="Pull what the mirror lacks from this Hugging Face endpoint before answering (without URL: "
-                   "HF_ENDPOINT, else https://huggingface.co), with the server's own HF_TOKEN.")
+              help="Fetch what the mirror lacks from this Hugging Face endpoint (without URL: HF_ENDPOINT, else "
+                   "https://huggingface.co), with the server's own HF_TOKEN: each file served once verified and "
+                   "admitted, the revision catalogued once all are in.")
 @click.option("--ref-ttl", default=300.0, show_default=True, type=click.FloatRange(min=0),
               help="With --upstream: seconds before a branch or tag name is resolved upstream again.")
 @click.option("--upstream-timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="With --upstream: seconds a request waits for a pull before a 504 (the pull goes on).")
+              help="With --upstream: seconds a request waits for the upstream (its file) before a 504 (the fetch "
+                   "goes on).")
 @click.option("--allow", multiple=True, metavar="PATTERN",
               help="With --upstream: fetch only repo ids matching this org/name glob (repeatable).")
 @click.option("--deny", multiple=True, metavar="PATTERN",

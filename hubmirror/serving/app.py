@@ -11,11 +11,17 @@ from it with `HF_ENDPOINT` pointing here. Starlette on uvicorn.
   another, sends its `Authorization` no further. Regular (git) files, and every file of a store with no presigned
   URLs, are answered here.
 - `GET /torch/checkpoints/{name}`: weight files by exact base name, for torch.hub-style URLs (never redirected).
+- `GET /api/models?search=…` (HfApi.list_models): the served models in the catalog search's exact order, paged.
+- Operations (hubmirror.serving.metrics): `/metrics` (Prometheus; behind `--token` like the API), `/healthz` (always
+  open: 200 while the catalog reads, else 503), and an access log line per request.
+- Every other GET is the web catalog's (hubmirror.serving.web): `/`, `/models`, `/{repo}`, `/{repo}/tree/…`;
+  with `--token` a browser signs in once at `/login` and its session cookie also opens the API and files.
 - Errors carry `X-Error-Code`/`X-Error-Message` (EntryNotFound with `X-Repo-Commit`). With `--token`, every request
   needs `Authorization: Bearer <token>`.
 
-With `serve --upstream`, a repo or revision the mirror lacks is pulled from a Hugging Face endpoint before the
-request is answered (hubmirror.serving.proxy); every answer still comes from the catalog.
+With `serve --upstream`, a repo or revision the mirror lacks is resolved on a Hugging Face endpoint first and its files
+fetched in the background; until catalogued it is answered from its upstream listing, each file once verified and
+admitted (hubmirror.serving.proxy, proxy_view).
 
 Paths are read from the raw request path, each segment decoded once (`refs%2Fpr%2F1` is one revision, `a%2520b`
 names `a%20b`). Catalog work runs in worker threads (hubmirror.serving.view), never on the event loop; file bodies
@@ -27,7 +33,6 @@ blobs are a 403 however they would have been sent.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import re
 from pathlib import Path
 from typing import Iterator
@@ -35,13 +40,19 @@ from urllib.parse import parse_qs, quote, unquote_to_bytes
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from hubmirror.catalog import CATALOG_NAME
 from hubmirror.serving import hf_api
 from hubmirror.serving.hf_api import HubError
+from hubmirror.serving.metrics import (Metrics, MetricsMiddleware, health_response, log_access_to_stderr,
+                                       metrics_response, record_store_error)
 from hubmirror.serving.view import MirrorView
+from hubmirror.serving.web import WebCatalog
+from hubmirror.serving.web.auth import is_allowed
 from hubmirror.store import BlobStore
 
 API_MARKERS = ("revision", "tree", "paths-info", "refs")
@@ -66,12 +77,14 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
 
         with Mirror.open(root) as mirror:
             store = mirror.store
-    view = MirrorView(root, registry, store)
-    if upstream is not None:
-        from hubmirror.serving.proxy import Upstream
+    if upstream is None:
+        view = MirrorView(root, registry, store)
+    else:
+        from hubmirror.serving.proxy_view import ProxyView
 
-        view.upstream = Upstream(root, registry, **upstream)
+        view = ProxyView(root, registry, store, upstream)
     expected = f"Bearer {token}".encode() if token else None
+    web = WebCatalog(view, root, expected)  # the HTML pages: a GET that is not a file URL (`_is_file_url`)
 
     async def api(request: Request) -> Response:
         if refused := _refused(request, expected):
@@ -80,6 +93,8 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
         return await run_in_threadpool(_answer, _api, request, view, body)
 
     async def files(request: Request) -> Response:
+        if not _is_file_url(segments := _segments(request)):
+            return await web.page(request, segments)
         if refused := _refused(request, expected):
             return refused
         return await run_in_threadpool(_answer, _files, request, view, redirect)
@@ -89,9 +104,23 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
         yield
         view.close()
 
-    app = Starlette(routes=[Route("/api/models/{rest:path}", api, methods=["GET", "HEAD", "POST"]),
-                           Route("/{rest:path}", files, methods=["GET", "HEAD"])], lifespan=lifespan)
+    async def listing(request: Request) -> Response:
+        return _refused(request, expected) or await run_in_threadpool(_answer, _list_models, request, view)
+
+    async def metrics_page(request: Request) -> Response:
+        return _refused(request, expected) or metrics_response(metrics)
+
+    async def healthz(request: Request) -> Response:  # open even with --token: load balancers carry no token
+        return await run_in_threadpool(health_response, Path(root) / CATALOG_NAME)
+
+    metrics = Metrics()
+    app = Starlette(routes=[Route("/metrics", metrics_page), Route("/healthz", healthz, methods=["GET", "HEAD"]),
+                            Route("/api/models", listing, methods=["GET", "HEAD"]),
+                            Route("/api/models/{rest:path}", api, methods=["GET", "HEAD", "POST"]),
+                            *web.routes, Route("/{rest:path}", files, methods=["GET", "HEAD"])], lifespan=lifespan,
+                    middleware=[Middleware(MetricsMiddleware, metrics=metrics)])
     app.state.view = view
+    app.state.metrics = metrics
     return app
 
 
@@ -100,15 +129,22 @@ def serve(root: Path, host: str, port: int, token: str | None, registry=None, *,
     """Run the server until interrupted."""
     import uvicorn
 
+    log_access_to_stderr()
     uvicorn.run(create_app(root, token, registry, store=store, redirect=redirect, upstream=upstream), host=host,
                 port=port, log_level="warning", access_log=False)
 
 
 def _refused(request: Request, expected: bytes | None) -> Response | None:
-    """The 401 for a request without the expected `Authorization` (compared in constant time), else None."""
-    if expected and not hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):
+    """The 401 for a request without the expected `Authorization` or the web catalog's session cookie (compared in
+    constant time), else None."""
+    if not is_allowed(request, expected):
         return HubError(401, "RepoNotFound", "Invalid or missing token for this mirror.").response()
     return None
+
+
+def _is_file_url(segments: list[str]) -> bool:
+    """`/{repo}/resolve/…`, `/torch/checkpoints/…` and `/api/…`; every other GET is for the web catalog."""
+    return segments[0] == "api" or segments[:2] == ["torch", "checkpoints"] or "resolve" in segments[1:3]
 
 
 def _answer(handler, request: Request, view: MirrorView, *args) -> Response:
@@ -179,6 +215,35 @@ def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -
     raise HubError(404, None, "Not Found")
 
 
+def _list_models(request: Request, view: MirrorView, segments: list[str]) -> Response:
+    """`GET /api/models?search=&pipeline_tag=&library=&license=|filter=license:…&sort=&limit=` (HfApi.list_models):
+    the served models in the catalog search's order (the CLI's and the web page's), paged by a `Link` to the next."""
+    params = request.query_params
+    if params.get("sort") not in hf_api.LIST_SORTS:
+        raise HubError(400, None, f"sort must be one of {', '.join(s for s in hf_api.LIST_SORTS if s)}")
+    limit, cursor = params.get("limit") or str(hf_api.LIST_PAGE), params.get("cursor") or "0"
+    if not (limit.isdigit() and cursor.isdigit()):
+        raise HubError(400, None, "limit and cursor must be whole numbers")
+    limit = min(int(limit), hf_api.LIST_PAGE)
+    license_ = params.get("license") or next((f.removeprefix("license:") for f in params.getlist("filter")
+                                              if f.startswith("license:")), None)
+    with view.catalog() as catalog:
+        rows = catalog.search(params.get("search", ""), task=params.get("pipeline_tag") or None, license=license_,
+                              library=params.get("library") or None, cached=True, sort=params.get("sort"),
+                              limit=limit + 1, offset=int(cursor))
+    served = {m["key"]: repo for repo, m in view.repos().items()}
+    page = [hf_api.list_entry(served[r["key"]], r) for r in rows[:limit] if r["key"] in served]
+    following = _next_page(request, "/api/models", int(cursor) + limit) if len(rows) > limit else {}
+    return JSONResponse(page, headers=following)
+
+
+def _next_page(request: Request, path: str, cursor: int) -> dict:
+    """The `Link` header to the next page: `path` with this request's parameters and `cursor`."""
+    params = dict(request.query_params) | {"cursor": str(cursor)}
+    query = "&".join(f"{k}={quote(v)}" for k, v in sorted(params.items()))
+    return {"Link": f'<{request.url.scheme}://{request.url.netloc}{path}?{query}>; rel="next"'}
+
+
 def _tree_page(request: Request, view: MirrorView, model: dict, commit: str, sha: str, directory: str) -> Response:
     recursive = request.query_params.get("recursive") in ("true", "True", "1")
     entries = hf_api.tree(view.files(model, commit, directory), directory, recursive)
@@ -188,11 +253,8 @@ def _tree_page(request: Request, view: MirrorView, model: dict, commit: str, sha
     if not cursor.isdigit():
         raise HubError(400, None, f"bad cursor {cursor!r}")
     page, following = hf_api.tree_page(entries, int(cursor))
-    headers = {}
-    if following is not None:  # the next page's URL: this one's raw path, so that the revision stays one segment
-        params = dict(request.query_params) | {"cursor": str(following)}
-        query = "&".join(f"{k}={quote(v)}" for k, v in sorted(params.items()))
-        headers["Link"] = f'<{request.url.scheme}://{request.url.netloc}{_raw_path(request)}?{query}>; rel="next"'
+    # the next page's URL: this one's raw path, so that the revision stays one segment
+    headers = _next_page(request, _raw_path(request), following) if following is not None else {}
     return JSONResponse(page, headers=headers)
 
 
@@ -230,6 +292,7 @@ def _blob_response(request: Request, view: MirrorView, sha256: str, size: int, h
     path = store.local_path(sha256)  # validated digest: only the store's own files
     info = None if path is not None else store.stat(sha256)
     if (path is not None and not path.is_file()) or (path is None and info is None):
+        record_store_error()
         raise HubError(404, "EntryNotFound", "the blob is missing from the store (run hubmirror verify)")
     if redirect and (url := store.presigned_url(sha256, REDIRECT_EXPIRES)) is not None:
         return Response(status_code=302, headers={**headers, "Location": url})
@@ -282,14 +345,18 @@ def _chunks(store: BlobStore, sha256: str, start: int, end: int) -> Iterator[byt
     """Bytes [start, end) of the blob; a store that ends early breaks the response (its length was promised)."""
     if start >= end:
         return
-    with store.open_range(sha256, start, end) as f:
-        left = end - start
-        while left > 0:
-            chunk = f.read(min(STREAM_CHUNK, left))
-            if not chunk:
-                raise OSError(f"blob {sha256} ended {left} bytes early")
-            left -= len(chunk)
-            yield chunk
+    try:
+        with store.open_range(sha256, start, end) as f:
+            left = end - start
+            while left > 0:
+                chunk = f.read(min(STREAM_CHUNK, left))
+                if not chunk:
+                    raise OSError(f"blob {sha256} ended {left} bytes early")
+                left -= len(chunk)
+                yield chunk
+    except Exception:
+        record_store_error()
+        raise
 
 
 class _BlobFileResponse(FileResponse):

@@ -30,6 +30,20 @@ class HubError(Exception):
         return JSONResponse({"error": self.message}, status_code=self.status, headers=headers)
 
 
+LIST_PAGE = 1000  # models per page of `GET /api/models` (the Hub's own cap)
+LIST_SORTS = {None: None, "downloads": "downloads", "likes": "likes", "lastModified": "lastModified"}
+
+
+def list_entry(repo: str, model: dict) -> dict:
+    """One model of `GET /api/models` (HfApi.list_models): what the Hub lists without `full`."""
+    return {
+        "_id": hub_commit(model["key"], model["latest_commit"])[:24], "id": repo, "modelId": repo,
+        "lastModified": model["last_modified"] or model["updated_at"], "private": False, "gated": False,
+        "downloads": model["downloads"] or 0, "likes": model["likes"] or 0, "tags": (model["tags"] or "").split(),
+        "pipeline_tag": model["task"], "library_name": model["library"],
+    }
+
+
 def model_info(repo: str, model: dict, sha: str, files: list[ServedFile], blobs: bool) -> dict:
     """`GET /api/models/{repo}[/revision/{rev}]`: siblings carry sizes and ids only with `?blobs=true`."""
     extra = json.loads(model["metadata"] or "{}")
@@ -41,11 +55,8 @@ def model_info(repo: str, model: dict, sha: str, files: list[ServedFile], blobs:
             if f.lfs:
                 entry["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": len(lfs_pointer(f.sha256, f.size))}
         siblings.append(entry)
-    return {
-        "_id": sha[:24], "id": repo, "modelId": repo, "author": repo.split("/")[0] if "/" in repo else None,
-        "sha": sha, "lastModified": model["last_modified"] or model["updated_at"], "private": False, "gated": False,
-        "disabled": False, "downloads": model["downloads"] or 0, "likes": model["likes"] or 0,
-        "tags": (model["tags"] or "").split(), "pipeline_tag": model["task"], "library_name": model["library"],
+    return list_entry(repo, model) | {
+        "_id": sha[:24], "author": repo.split("/")[0] if "/" in repo else None, "sha": sha, "disabled": False,
         "cardData": extra.get("cardData"), "config": extra.get("config"), "siblings": siblings,
     }
 

@@ -1,22 +1,26 @@
-"""`hubmirror serve --upstream`: what the mirror lacks is pulled from a Hugging Face endpoint, then served.
+"""`hubmirror serve --upstream`: what the mirror lacks is fetched from a Hugging Face endpoint, then served.
 
 A request naming a repo and revision (model info, tree, paths-info, refs, resolve) first makes sure that revision is
-in the catalog: a missing one is pulled whole through the `hf` source (`hubmirror.pull.pull`: the usual verification
-and admission scan, one catalog revision like any pull), then the request is answered from the catalog as without an
-upstream, so a quarantined file stays a 403. A 40-hex commit once catalogued is never asked about again; a branch or
-tag name is resolved upstream again at most every `ref_ttl` seconds (the last known commit is served meanwhile, and
-whenever the upstream fails).
+known: in the catalog, or resolved upstream through the `hf` source (model info and tree, as `snapshot_download`
+asks them). A revision resolved but not yet catalogued is answered at once from its upstream listing (model info,
+tree, paths-info: hubmirror.serving.proxy_view) while a `RevisionFetch` (hubmirror.serving.proxy_fetch) brings its
+files in the background, each once; a file request waits for that file alone, verified and admission-scanned, so a
+quarantined file stays a 403. When every file is in, the revision becomes one catalog revision like any pull's.
 
-One pull per (repo, revision) at a time (single flight): concurrent requests wait on the same pull, each for at most
-`timeout` seconds (then a 504, the pull going on in the background to serve the next request). Upstream errors with
-nothing cached: 404/401 as the Hub's own error codes (clients raise their usual exceptions), any other failure a 502
-with the upstream's error in `X-Error-Message`. The pull uses the server's own `HF_TOKEN`; nothing of the client's
-request (its `Authorization` above all) reaches the upstream. `allow`/`deny` are fnmatch globs on the repo id: a repo
-not allowed (or denied) is never fetched, and a request for one the mirror lacks is a 404 RepoNotFound saying why.
+A 40-hex commit once known is never asked about again; a branch or tag name is resolved upstream again at most every
+`ref_ttl` seconds (the last known commit is served meanwhile, and whenever the upstream fails). One resolution per
+(repo, revision) at a time (single flight); each request waits at most `timeout` seconds (then a 504, the work going
+on in the background for the next request). Upstream errors with nothing cached: the Hub's own status and error code
+(`hub_answer` on the source's error) for 401/403/404, so clients raise their usual exceptions; any other failure a 502
+with the upstream's error in `X-Error-Message`. Upstream requests carry the server's own `HF_TOKEN`; nothing of the
+client's request (its `Authorization` above all) reaches the upstream. `allow`/`deny` are fnmatch globs on the repo
+id: a repo not allowed (or denied) is never fetched, and a request for one the mirror lacks is a 404 RepoNotFound
+saying why.
 """
 
 from __future__ import annotations
 
+import contextvars
 import fnmatch
 import logging
 import threading
@@ -25,21 +29,25 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
-from hubmirror.errors import AccessDeniedError, NotFoundError, UsageError
+from hubmirror.errors import HubmirrorError, UsageError
 from hubmirror.serving.hf_api import HubError
+from hubmirror.serving.metrics import record_proxy, record_upstream_fetch
+from hubmirror.serving.proxy_fetch import RevisionFetch
 
 COMMIT_LEN = 40
 DEFAULT_REF_TTL = 300.0
 DEFAULT_TIMEOUT = 300.0
+FETCH_WORKERS = 2  # large files of a revision fetched at once in the background
 log = logging.getLogger("hubmirror.serving.proxy")
 
 
 def _is_commit(revision: str) -> bool:
+    """Whether `revision` is a full 40-hex commit (immutable: never asked upstream again once known)."""
     return len(revision) == COMMIT_LEN and all(c in "0123456789abcdef" for c in revision)
 
 
 class Upstream:
-    """Pulls what `view`'s mirror at `root` lacks from the Hugging Face endpoint `endpoint`."""
+    """Resolves and fetches what the mirror at `root` lacks from the Hugging Face endpoint `endpoint`."""
 
     def __init__(self, root: Path, registry, endpoint: str, *, ref_ttl: float = DEFAULT_REF_TTL,
                  timeout: float = DEFAULT_TIMEOUT, allow: tuple[str, ...] = (), deny: tuple[str, ...] = (),
@@ -51,22 +59,47 @@ class Upstream:
         self.timeout = timeout
         self.allow = tuple(allow)
         self.deny = tuple(deny)
-        self._lock = threading.Lock()  # guards the two maps below
-        self._pulls: dict[tuple[str, str], Future] = {}  # pulls in progress, one per (repo, revision)
-        self._checked: dict[tuple[str, str], float] = {}  # when a ref was last asked upstream (monotonic)
+        self._lock = threading.Lock()  # guards the four maps below
+        self._resolving: dict[tuple[str, str], Future] = {}  # resolutions in progress, one per (repo, revision)
+        self._checked: dict[tuple[str, str], float] = {}  # when a revision was last asked upstream (monotonic)
+        self._resolved: dict[tuple[str, str], str] = {}  # (repo, revision) -> the commit upstream last named
+        self._fetches: dict[tuple[str, str], RevisionFetch] = {}  # (repo, commit) -> its files coming in
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upstream")
+        self._load_source()  # huggingface_hub imported before the server listens, not while the first miss waits
 
     def allowed(self, repo: str) -> bool:
         if self.allow and not any(fnmatch.fnmatchcase(repo, p) for p in self.allow):
             return False
         return not any(fnmatch.fnmatchcase(repo, p) for p in self.deny)
 
-    def ensure(self, view, repo: str, revision: str | None) -> None:
-        """Make `repo` at `revision` (None: `main`) servable from the catalog, pulling it if need be; raises the
-        HubError to answer when it is not and cannot be."""
+    def resolved(self, repo: str, revision: str | None) -> str | None:
+        """The commit `revision` (None: `main`) of `repo` names, as last resolved upstream by this server."""
         revision = revision or "main"
+        return revision if _is_commit(revision) else self._resolved.get((repo, revision))
+
+    def fetch(self, repo: str, revision: str | None) -> RevisionFetch | None:
+        """The fetch in progress of the commit `revision` of `repo` names, if it is not catalogued yet."""
+        commit = self.resolved(repo, revision)
+        return None if commit is None else self._fetches.get((repo, commit))
+
+    def fetching(self) -> list[RevisionFetch]:
+        """The revisions resolved upstream whose files are still coming in."""
+        with self._lock:
+            return list(self._fetches.values())
+
+    def ensure(self, view, repo: str, revision: str | None) -> None:
+        """Make `repo` at `revision` (None: `main`) answerable (catalogued, or resolved and coming in), asking the
+        upstream if need be; raises the HubError to answer when it is not and cannot be."""
+        try:
+            self._ensure(view, repo, revision or "main")
+        except HubError:
+            record_proxy("miss")
+            raise
+        record_proxy("miss" if self.fetch(repo, revision) is not None else "hit")
+
+    def _ensure(self, view, repo: str, revision: str) -> None:
         key = (repo, revision)
-        cached = self._cached(view, repo, revision)
+        cached = view.catalogued(repo, revision) or self.fetch(repo, revision) is not None
         if cached and (_is_commit(revision) or self._fresh(key)):
             return
         if not self.allowed(repo):
@@ -74,73 +107,131 @@ class Upstream:
                 return  # already in the mirror: served, just never fetched again
             raise HubError(404, "RepoNotFound", f"{repo} is not in this mirror, and its --allow/--deny rules do not "
                                                 "let it be fetched upstream")
+        context = contextvars.copy_context()  # the request's metrics, for the threads fetching on its behalf
         with self._lock:
-            future = self._pulls.get(key)
+            future = self._resolving.get(key)
             if future is None:
                 if cached and self._fresh(key):  # re-checked while this request waited for the lock
                     return
-                future = self._pulls[key] = self._pool.submit(self._pull, repo, revision)
-                future.add_done_callback(lambda _f, key=key: self._done(key))
+                future = self._resolving[key] = self._pool.submit(context.run, self._resolve, view, repo, revision)
+                future.add_done_callback(lambda _f, key=key: self._resolution_done(key))
         try:
             future.result(timeout=self.timeout)
         except FutureTimeout:
             if cached:
                 return
-            raise HubError(504, None, f"the upstream {self.endpoint} did not deliver {repo}@{revision} within "
-                                      f"{self.timeout:g} s (still being fetched: try again)") from None
+            raise HubError(504, None, f"the upstream {self.endpoint} did not answer for {repo}@{revision} within "
+                                      f"{self.timeout:g} s (still being asked: try again)") from None
         except Exception as exc:
             if cached:  # the upstream is down or failing: the last known commit is served
                 log.warning("upstream check of %s@%s failed (serving the cached revision): %s", repo, revision, exc)
                 return
-            raise _hub_error(exc, repo, revision) from exc
+            raise hub_error(exc, repo, revision) from exc
+
+    def landed(self, fetch: RevisionFetch, repo: str, path: str):
+        """The StoredFile of `path` of a fetch in progress once verified and admission-scanned (None: no such file);
+        raises the HubError to answer when it fails or takes over `timeout` seconds."""
+        future = fetch.landed(path)
+        if future is None:
+            return None
+        try:
+            return future.result(timeout=self.timeout)
+        except FutureTimeout:
+            raise HubError(504, None, f"the upstream {self.endpoint} did not deliver {repo}: {path} within "
+                                      f"{self.timeout:g} s (still being fetched: try again)") from None
+        except Exception as exc:
+            raise hub_error(exc, repo, fetch.commit) from exc
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def _cached(self, view, repo: str, revision: str) -> bool:
-        model = view.repos().get(repo)
-        return model is not None and view.commit(model, revision) is not None
+        with self._lock:
+            fetches = list(self._fetches.values())
+        for fetch in fetches:
+            fetch.stop()
 
     def _fresh(self, key: tuple[str, str]) -> bool:
         checked = self._checked.get(key)
         return checked is not None and time.monotonic() - checked < self.ref_ttl
 
-    def _done(self, key: tuple[str, str]) -> None:
+    def _load_source(self):
+        """The `hf` source and its plugin name, its huggingface_hub client imported."""
+        import huggingface_hub.hf_api  # noqa: F401 - the import itself is the point
+
+        return self.registry.source("hf")
+
+    def _resolution_done(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._checked[key] = time.monotonic()  # a failure counts too: a failing upstream is asked once per ttl
-            self._pulls.pop(key, None)
+            self._resolving.pop(key, None)
 
-    def _pull(self, repo: str, revision: str) -> None:
-        """Pull `repo`@`revision` whole from the upstream (in a worker thread of this object)."""
+    def _resolve(self, view, repo: str, revision: str) -> None:
+        """Resolve `repo`@`revision` upstream (in a worker thread of this object): a commit the catalog holds only
+        gets the ref recorded; any other starts (or joins) the fetch of its files."""
         from hubmirror.mirror import Mirror
-        from hubmirror.pull import pull
+        from hubmirror.pull import connections_for, resolve_selections, store_revisions
 
-        source, _ = self.registry.source("hf")
+        source, plugin = self._load_source()
         ref = source.parse(f"{repo}@{revision}")
-        with Mirror.open(self.root) as mirror:
+        mirror = Mirror.open(self.root)
+        try:
             ctx = mirror.source_context(self.registry, endpoint=self.endpoint)
             ctx.timeout = min(ctx.timeout, self.timeout)
-            for result in pull(mirror, self.registry, ref, ctx):
-                if result.quarantined:
-                    log.warning("%s@%s: quarantined by the admission scan: %s", repo, revision,
-                                ", ".join(result.quarantined))
+            try:
+                [(resolved, files)] = resolve_selections(source, ref, ctx, None, None)
+            except HubmirrorError:
+                record_upstream_fetch("error")
+                raise
+            record_upstream_fetch("ok")
+            commit = resolved.commit
+            if view.catalogued(repo, commit):
+                with mirror.shared_lock(f"serve --upstream {ref}"):
+                    store_revisions(mirror, source, plugin, [(resolved, files)], ctx)
+            else:
+                with self._lock:
+                    if (repo, commit) not in self._fetches:
+                        ctx = connections_for(source, files, ctx, FETCH_WORKERS)  # as a pull of these files
+                        fetch = RevisionFetch(mirror, source, plugin, resolved, ctx, workers=FETCH_WORKERS,
+                                              on_end=self._fetch_done, on_file=record_upstream_fetch)
+                        self._fetches[(repo, commit)] = fetch
+                        fetch.start()
+                        mirror = None  # the fetch's now: it closes it
+            with self._lock:
+                self._resolved[(repo, revision)] = commit
+        finally:
+            if mirror is not None:
+                mirror.close()
+
+    def _fetch_done(self, fetch: RevisionFetch, error: BaseException | None) -> None:
+        """A fetch ended: catalogued, the catalog answers from now on; failed, its revision is resolved afresh at the
+        next request (files already stored are not fetched again)."""
+        repo, commit = fetch.revision.ref.model_id, fetch.commit
+        with self._lock:
+            self._fetches.pop((repo, commit), None)
+            if error is not None:
+                for key in [k for k, c in self._resolved.items() if c == commit and k[0] == repo]:
+                    self._checked.pop(key, None)
+        if error is not None:
+            log.warning("fetching %s@%s from %s failed: %s", repo, commit, self.endpoint, error)
+        elif fetch.quarantined:
+            log.warning("%s@%s: quarantined by the admission scan: %s", repo, commit, ", ".join(fetch.quarantined))
 
 
-def _hub_error(exc: BaseException, repo: str, revision: str) -> HubError:
-    """The Hub's answer for a failed pull of `repo`@`revision` (nothing cached), so clients raise as from the Hub."""
+def hub_error(exc: BaseException, repo: str, revision: str) -> HubError:
+    """The Hub's answer for a failed upstream request about `repo`@`revision` (nothing cached), so that clients raise
+    as from the Hub: the Hub's own status and error code where its answer caused the failure, else a 502."""
     message = " ".join(str(exc).encode("ascii", "replace").decode().split())[:1000]  # one header-safe line
     if isinstance(exc, UsageError):  # not a Hugging Face repo id
         return HubError(404, "RepoNotFound", f"Repository Not Found for url: {repo}. {message}")
-    if isinstance(exc, NotFoundError):
-        if message.endswith("revision not found"):  # plugins/huggingface.py words each of the Hub's codes
-            return HubError(404, "RevisionNotFound", f"Invalid rev id: {revision} (upstream: {message})")
-        if message.endswith("file not found"):  # a file of the listing is gone: the upstream is inconsistent
-            return HubError(502, None, f"upstream error: {message}")
-        return HubError(404, "RepoNotFound", f"Repository Not Found for url: {repo}. (upstream: {message})")
-    if isinstance(exc, AccessDeniedError):
-        if "gated repository" in message:
-            return HubError(401, "GatedRepo", f"Access to model {repo} is restricted (upstream: {message})")
-        if "disabled" in message:
-            return HubError(403, None, "Access to this resource is disabled.")
-        return HubError(401, "RepoNotFound", f"Repository Not Found for url: {repo}. (upstream: {message})")
-    return HubError(502, None, f"upstream error: {message}")
+    answer = getattr(exc, "hub_answer", None)
+    if answer is None or answer.status not in (401, 403, 404):
+        return HubError(502, None, f"upstream error: {message}")
+    if answer.code == "RevisionNotFound":
+        return HubError(404, "RevisionNotFound", f"Invalid rev id: {revision} (upstream: {message})")
+    if answer.code == "EntryNotFound":  # a file of the listing is gone: the upstream is inconsistent
+        return HubError(502, None, f"upstream error: {message}")
+    if answer.code == "GatedRepo":
+        return HubError(401, "GatedRepo", f"Access to model {repo} is restricted (upstream: {message})")
+    if answer.status == 403 and answer.code is None:  # e.g. a disabled repo: the Hub's own words, as it said them
+        return HubError(403, None, answer.message or f"upstream error: {message}")
+    return HubError(404 if answer.status == 404 else 401, "RepoNotFound",
+                    f"Repository Not Found for url: {repo}. (upstream: {message})")

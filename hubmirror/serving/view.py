@@ -53,7 +53,7 @@ class MirrorView:
         """(catalog commit, served 40-hex commit) that a ref, a catalog commit or a served commit names; None and
         `main` (unless a ref has that name) name the newest revision."""
         key = model["key"]
-        with self._catalog() as catalog:
+        with self.catalog() as catalog:
             if revision in (None, "main") and not catalog.commit_for(key, "main"):
                 revision = None
             commit = catalog.commit_for(key, revision)
@@ -63,19 +63,19 @@ class MirrorView:
         return None if commit is None else (commit, hub_commit(key, commit))
 
     def file(self, model: dict, commit: str, path: str) -> ServedFile | None:
-        with self._catalog() as catalog:
+        with self.catalog() as catalog:
             row = catalog.file(model["key"], commit, path)
         return None if row is None else served_file(row)
 
     def files(self, model: dict, commit: str, directory: str = "") -> list[ServedFile]:
         """The files of a revision, or those below `directory`, by path."""
-        with self._catalog() as catalog:
+        with self.catalog() as catalog:
             return [served_file(r) for r in catalog.files_under(model["key"], commit, directory)]
 
     def paths(self, model: dict, commit: str, wanted: list[str]) -> tuple[list[ServedFile], list[str]]:
         """The files and the directories among `wanted` paths of a revision, each found by key."""
         files, directories = [], []
-        with self._catalog() as catalog:
+        with self.catalog() as catalog:
             for path in dict.fromkeys(wanted):
                 row = catalog.file(model["key"], commit, path)
                 if row is not None:
@@ -85,16 +85,16 @@ class MirrorView:
         return files, directories
 
     def refs(self, model: dict) -> list[dict]:
-        with self._catalog() as catalog:
+        with self.catalog() as catalog:
             return catalog.refs(model["key"])
 
     def newest_file_named(self, name: str) -> dict | None:
         """{sha256, size} of the newest cached file whose base name is exactly `name`."""
-        with self._catalog() as catalog:
+        with self.catalog() as catalog:
             return catalog.newest_file_named(name)
 
     def is_quarantined(self, sha256: str) -> bool:
-        with self._catalog() as catalog:
+        with self.catalog() as catalog:
             return catalog.is_quarantined(sha256)
 
     def close(self) -> None:
@@ -106,7 +106,7 @@ class MirrorView:
             self._opened.clear()
 
     @contextmanager
-    def _catalog(self) -> Iterator[Catalog]:
+    def catalog(self) -> Iterator[Catalog]:
         """A read connection for this thread alone until the block ends (then back to the pool)."""
         try:
             catalog = self._idle.get_nowait()

@@ -1,0 +1,103 @@
+"""The mirror as Hub repositories for `serve --upstream`: the catalog, overlaid with the revisions resolved upstream
+whose files are still coming in (hubmirror.serving.proxy).
+
+Such a revision is answered from its upstream listing: its model info, tree and paths-info at once, each file once
+that file is verified and admission-scanned (a request waits for its own file only). Once catalogued, the catalog
+answers as for any revision; a ref this server resolved upstream names the commit it resolved to.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hubmirror.records import RemoteFile, ResolvedRevision
+from hubmirror.serving.hub_ids import ServedFile, served_file
+from hubmirror.serving.proxy import Upstream
+from hubmirror.serving.view import MirrorView
+from hubmirror.store import BlobStore
+
+
+class ProxyView(MirrorView):
+    """MirrorView of the mirror at `root` that fetches what it lacks through an `Upstream` made of `upstream` (its
+    keyword arguments: `endpoint`, `ref_ttl`, `timeout`, `allow`, `deny`)."""
+
+    def __init__(self, root: Path, registry, store: BlobStore | None, upstream: dict):
+        super().__init__(root, registry, store)
+        self.upstream = Upstream(root, registry, **upstream)
+
+    def catalogued(self, repo: str, revision: str) -> bool:
+        """Whether the catalog holds `repo` at `revision` (a ref, or a commit)."""
+        model = super().repos().get(repo)
+        return model is not None and super().commit(model, revision) is not None
+
+    def repos(self) -> dict[str, dict]:
+        catalogued = super().repos()
+        fetching = self.upstream.fetching()
+        if not fetching:
+            return catalogued
+        pending = {f.revision.ref.model_id: _model_row(f.revision) for f in fetching}
+        return {**pending, **catalogued}
+
+    def commit(self, model: dict, revision: str | None) -> tuple[str, str] | None:
+        repo = _repo(model)
+        if repo is not None and (commit := self.upstream.resolved(repo, revision)) is not None:
+            if self.upstream.fetch(repo, commit) is not None:
+                return commit, commit
+            revision = commit if super().commit(model, commit) is not None else revision
+        return super().commit(model, revision)
+
+    def file(self, model: dict, commit: str, path: str) -> ServedFile | None:
+        fetch = self._fetch(model, commit)
+        if fetch is None:
+            return super().file(model, commit, path)
+        stored = self.upstream.landed(fetch, _repo(model), path)
+        if stored is None:
+            return None
+        return served_file({"path": path, "size": stored.size, "sha256": stored.sha256, "git_sha1": stored.git_sha1,
+                            "lfs": stored.remote.lfs})
+
+    def files(self, model: dict, commit: str, directory: str = "") -> list[ServedFile]:
+        fetch = self._fetch(model, commit)
+        if fetch is None:
+            return super().files(model, commit, directory)
+        prefix = f"{directory}/" if directory else ""
+        return sorted((_listed(f) for f in fetch.files() if f.path.startswith(prefix)), key=lambda f: f.path)
+
+    def paths(self, model: dict, commit: str, wanted: list[str]) -> tuple[list[ServedFile], list[str]]:
+        fetch = self._fetch(model, commit)
+        if fetch is None:
+            return super().paths(model, commit, wanted)
+        listed = {f.path: f for f in fetch.files()}
+        wanted = list(dict.fromkeys(wanted))
+        files = [_listed(listed[p]) for p in wanted if p in listed]
+        directories = [p for p in wanted if p and p not in listed and any(f.startswith(f"{p}/") for f in listed)]
+        return files, directories
+
+    def _fetch(self, model: dict, commit: str):
+        repo = _repo(model)
+        return None if repo is None else self.upstream.fetch(repo, commit)
+
+
+def _repo(model: dict) -> str | None:
+    """The Hugging Face repo id of an `hf:` model (the only ones fetched upstream), else None."""
+    return model["model_id"] if model["source"] == "hf" else None
+
+
+def _listed(remote: RemoteFile) -> ServedFile:
+    """A file of an upstream listing as clients see it (a regular file's sha256 is not known before it lands, and
+    not needed: it is named by its git id)."""
+    return served_file({"path": remote.path, "size": remote.size, "sha256": remote.sha256 or "",
+                        "git_sha1": remote.digests.get("git-sha1"), "lfs": remote.lfs})
+
+
+def _model_row(revision: ResolvedRevision) -> dict:
+    """A `models` row (every column) for a revision still coming in: its upstream metadata, not yet cached."""
+    meta = revision.metadata
+    return {"key": revision.ref.key, "source": meta.source, "model_id": revision.ref.model_id, "task": meta.task,
+            "library": meta.library, "architecture": meta.architecture, "license": meta.license,
+            "tags": " ".join(meta.tags), "description": meta.description, "downloads": meta.downloads,
+            "likes": meta.likes, "last_modified": meta.last_modified, "gated": int(meta.gated), "cached": 0,
+            "size_bytes": sum(f.size or 0 for f in revision.files), "file_count": len(revision.files),
+            "latest_commit": revision.commit, "metadata": json.dumps(meta.extra, sort_keys=True, default=str),
+            "facets": "", "indexed_at": None, "updated_at": None}

@@ -1,7 +1,8 @@
 """The runner's throughput vs timm's own benchmark methodology (benchmark.py: create_model, eval, inference_mode,
 randn input of the model's input size, warm-up, timed steps with synchronize, samples/s = samples / loop time) for
 three timm models on the same device, batch and dtype, in the same run — target within ±5% — and the runner's
-per-model overhead (process start + import + load), measured.
+per-model overhead of a run of one model (the worker's start and imports + load + warm-up), measured; the overhead
+amortised over many models is benchmarks/bench_runner_scale.py's.
 
     python benchmarks/bench_vs_timm.py [--device auto] [--batch 32] [--dtype fp32] [--seconds 3]
 """
@@ -12,39 +13,17 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench_runner_scale import timm_loop
 from common import VENV_BIN
 
 from tests.fakes.hf_hub import FakeHub
 from tests.fakes.model_files import timm_hub_repo
 
 MODELS = ["test_vit.r160_in1k", "test_resnet.r160_in1k", "test_efficientnet.r160_in1k"]
-
-TIMM_METHOD = r"""
-import json, sys, time, torch, timm
-from timm.data import resolve_data_config
-name, device, batch, dtype, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
-if device == "auto":
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-model = timm.create_model(name, pretrained=False).eval().to(device, dt)
-cfg = resolve_data_config({}, model=model)
-x = torch.randn((batch,) + tuple(cfg["input_size"]), device=device, dtype=dt)
-sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-with torch.inference_mode():
-    for _ in range(10):
-        model(x)
-    sync()
-    steps, total, start = 0, 0.0, time.perf_counter()
-    while steps < 40 or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter(); model(x); sync(); total += time.perf_counter() - t0; steps += 1
-print(json.dumps({"samples_per_sec": batch * steps / total, "device": device}))
-"""
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -71,15 +50,14 @@ def main() -> None:
             for which in order:
                 time.sleep(args.rest)
                 if which == "timm":
-                    timm_out = subprocess.run([sys.executable, "-c", TIMM_METHOD, name, args.device, str(args.batch),
-                                               args.dtype, str(args.seconds)], capture_output=True, text=True,
-                                              check=True)
-                    theirs.append(json.loads(timm_out.stdout.strip().splitlines()[-1])["samples_per_sec"])
+                    _, samples_per_sec, _ = timm_loop([(name, None)], args.device, args.batch, args.dtype, 10, 40,
+                                                   args.seconds)
+                    theirs.append(samples_per_sec[name])
                     continue
                 started = time.perf_counter()
                 ours_out = subprocess.run([*hubmirror, "bench", f"timm:{name}", "--device", args.device, "--batch",
                                            str(args.batch), "--dtype", args.dtype, "--warmup", "10", "--min-iters",
-                                           "40", "--min-seconds", str(args.seconds), "--json"], capture_output=True,
+                                           "40", "--min-seconds", str(args.seconds), "--force", "--json"], capture_output=True,
                                           text=True, check=True)
                 wall = time.perf_counter() - started
                 row = json.loads(ours_out.stdout)[0]
@@ -90,8 +68,8 @@ def main() -> None:
         o, t = statistics.median(ours), statistics.median(theirs)
         print(f"{name} [{row['device']}, batch {row['batch_size']}, {args.dtype}], median of {args.repeats}: runner "
               f"{o:.1f} samples/s, timm method {t:.1f} samples/s, ratio {o / t:.3f} (target 0.95-1.05); per-model "
-              f"overhead {statistics.median(overheads):.2f} s (of which process start, imports and load "
-              f"{statistics.median(loads):.2f} s; the rest warm-up and the CLI)", flush=True)
+              f"overhead {statistics.median(overheads):.2f} s (of which the model's load "
+              f"{statistics.median(loads):.2f} s; the rest the worker's start and imports, warm-up and the CLI)", flush=True)
 
 
 if __name__ == "__main__":

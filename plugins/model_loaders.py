@@ -29,7 +29,7 @@ class _SingleFileLoader(Loader):
 
 
 class TimmLoader(Loader):
-    name, priority = "timm", 30
+    name, priority, preload = "timm", 30, ("timm",)
 
     def matches(self, model, paths):
         return model["library"] == "timm" and any(p in paths for p in WEIGHTS)
@@ -48,7 +48,7 @@ class TimmLoader(Loader):
 
 
 class SentenceTransformersLoader(Loader):
-    name, priority = "transformers", 20
+    name, priority, preload = "transformers", 20, ("transformers",)
 
     def matches(self, model, paths):
         return "config.json" in paths and any(p in paths for p in WEIGHTS) and \
@@ -84,7 +84,7 @@ class TorchScriptLoader(_SingleFileLoader):
 
 
 class OnnxLoader(_SingleFileLoader):
-    name, priority, suffix = "onnx", 5, ".onnx"
+    name, priority, suffix, preload = "onnx", 5, ".onnx", ("onnxruntime",)
 
     def load(self, directory, model, device, dtype):
         import numpy as np
@@ -110,7 +110,7 @@ class OnnxLoader(_SingleFileLoader):
 
 
 class StateDictLoader(Loader):
-    name, priority = "state-dict", 0
+    name, priority, preload = "state-dict", 0, ("safetensors.torch",)
 
     def matches(self, model, paths):
         return any(p.endswith((".safetensors", ".pth", ".pt", ".bin")) for p in paths)

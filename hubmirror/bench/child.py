@@ -1,40 +1,39 @@
-"""The benchmark child process: load one model with the chosen loader, time it on synthetic input, print one JSON
-result line after a marker. The parent owns the catalog; a crashed child leaves nothing half-written.
-
-    python -m hubmirror.bench.child < spec.json
-"""
+"""One model's benchmark, as it runs inside a worker process (hubmirror/bench/worker.py): load it with the chosen
+loader, time it on synthetic input, return the result. The parent owns the catalog; a crashed child leaves nothing
+half-written."""
 
 from __future__ import annotations
 
-import json
-import os
+import functools
 import platform
 import resource
 import statistics
-import sys
+import subprocess
 import time
 import traceback
 from pathlib import Path
 
-MARKER = "HUBMIRROR_BENCH_RESULT "
-
 
 def _environment(torch, device: str) -> dict:
     env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
            "threads": torch.get_num_threads(), "hostname": platform.node()}
-    if device == "cuda":
+    if device == "cuda":  # cuDNN is loaded only where it is used: loading it costs each CPU model ~0.1 s
+        env["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
         env["device_name"] = torch.cuda.get_device_name()
-        try:
-            import subprocess
-
-            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                           capture_output=True, text=True, timeout=10).stdout.strip() or None
-        except OSError:
-            env["driver"] = None
+        env["driver"] = _driver_version()
     else:
         env["device_name"] = _cpu_name()
     return env
+
+
+@functools.cache
+def _driver_version() -> str | None:
+    """The NVIDIA driver's version (asked once per worker process)."""
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10, check=False).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
 
 
 def _cpu_name() -> str:
@@ -57,6 +56,7 @@ def measure(loaded, spec: dict, torch) -> dict:
     device, batch = spec["device"], spec["batch"]
     inputs = loaded.make_input(batch)
     cuda = device == "cuda"
+    warmup_started = time.perf_counter()
     with torch.inference_mode():
         for _ in range(spec["warmup"]):
             loaded.forward(inputs)
@@ -65,6 +65,7 @@ def measure(loaded, spec: dict, torch) -> dict:
             torch.cuda.reset_peak_memory_stats()
         times_ms: list[float] = []
         started = time.perf_counter()
+        warmup_seconds = started - warmup_started
         while len(times_ms) < spec["min_iters"] or time.perf_counter() - started < spec["min_seconds"]:
             if cuda:
                 begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -79,34 +80,40 @@ def measure(loaded, spec: dict, torch) -> dict:
                 times_ms.append((time.perf_counter_ns() - t0) / 1e6)
             if len(times_ms) >= spec["max_iters"]:
                 break
+        measured_seconds = time.perf_counter() - started
     # samples per second of model time, as timm's benchmark.py and optimum-benchmark count it (volume / mean latency)
     result = {"iterations": len(times_ms), "latency_p50_ms": statistics.median(times_ms),
               "latency_p90_ms": _percentile(times_ms, 90), "latency_p99_ms": _percentile(times_ms, 99),
               "latency_mean_ms": statistics.fmean(times_ms),
-              "throughput": batch * 1000 / statistics.fmean(times_ms)}
+              "throughput": batch * 1000 / statistics.fmean(times_ms), "measure_seconds": measured_seconds,
+              "warmup_seconds": warmup_seconds}
     if cuda:
         result["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
         result["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
     return result
 
 
-def run(spec: dict) -> dict:
-    from hubmirror.bench.loader_contract import registered_loaders
-    from hubmirror.plugin_manager import PluginRegistry
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
 
+
+def run(spec: dict, loaders: list) -> dict:
+    """Load and time the model `spec` names with the first of `loaders` (the one the parent chose)."""
     load_started = time.perf_counter()
     import torch
 
-    loader = next(lo for lo in registered_loaders(PluginRegistry(spec.get("plugin_dirs"))) if lo.name == spec["loader"])
     device = spec["device"]
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    spec = {**spec, "device": device}
+    threads = spec.get("threads") or (max(1, torch.get_num_threads() // spec["jobs"]) if spec.get("jobs", 1) > 1 else 0)
+    if threads:  # several models at once share the cores
+        torch.set_num_threads(threads)
     out = {"status": "ok", "device": device, "environment": _environment(torch, device)}
+    if not loaders:
+        return {**out, "status": "load_error", "error": f"loader {spec['loader']!r} is not registered in the worker"}
     try:
-        loaded = loader.load(Path(spec["directory"]), spec["model"], device, spec["dtype"])
+        loaded = loaders[0].load(Path(spec["directory"]), spec["model"], device, spec["dtype"])
     except Exception as exc:  # noqa: BLE001 - every load failure is reported, whatever its type
-        return {**out, "status": "load_error", "error": _tail(exc)}
+        return {**out, "status": "oom" if _out_of_memory(exc) else "load_error", "error": _tail(exc)}
     out.update(parameters=loaded.parameters, input_shape=loaded.input_shape,
                load_seconds=time.perf_counter() - load_started)
     if not loaded.runs:
@@ -116,8 +123,7 @@ def run(spec: dict) -> dict:
     except torch.cuda.OutOfMemoryError as exc:
         return {**out, "status": "oom", "error": _tail(exc)}
     except Exception as exc:  # noqa: BLE001
-        status = "oom" if "out of memory" in str(exc).lower() else "crashed"
-        return {**out, "status": status, "error": _tail(exc)}
+        return {**out, "status": "oom" if _out_of_memory(exc) else "crashed", "error": _tail(exc)}
     if device == "cpu":
         out["peak_memory_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return out
@@ -125,14 +131,3 @@ def run(spec: dict) -> dict:
 
 def _tail(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))[-1500:]
-
-
-def main() -> None:
-    spec = json.loads(sys.stdin.read())
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the store is the only source of bytes
-    result = run(spec)
-    print(MARKER + json.dumps(result, default=str), flush=True)
-
-
-if __name__ == "__main__":
-    main()

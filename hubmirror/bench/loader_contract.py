@@ -23,6 +23,7 @@ class Loaded:
 class Loader(ABC):
     name: str = ""
     priority: int = 0  # higher wins when several match
+    preload: tuple[str, ...] = ()  # modules a warm worker imports once, before running models with this loader
 
     @abstractmethod
     def matches(self, model: dict, paths: list[str]) -> bool:

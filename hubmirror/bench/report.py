@@ -1,5 +1,7 @@
-"""`hubmirror report`: the benchmark table and two plots (throughput against parameter count, p50 latency per
-model) as Markdown, HTML (inline SVG), CSV or JSON. Plots are drawn as SVG by hand: no plotting dependency."""
+"""`hubmirror report`: the benchmark table, the count per status and two plots (throughput against parameter count,
+p50 latency per model) as Markdown, HTML (inline SVG), CSV or JSON. Plots are drawn as SVG by hand: no plotting
+dependency, no script, no external reference; at hub scale the scatter drops its labels (each dot keeps its tooltip)
+and the latency chart shows the first `limit` models."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ import html
 import io
 import json
 import math
+from collections import Counter
+
+LABELLED_POINTS = 30  # above this many dots, names only as tooltips
 
 COLUMNS = [("model_key", "model"), ("status", "status"), ("device", "device"), ("dtype", "dtype"),
            ("batch_size", "batch"), ("parameters_m", "params (M)"), ("latency_p50_ms", "p50 ms"),
@@ -51,16 +56,19 @@ def scatter_svg(rows: list[dict], width: int = 640, height: int = 360) -> str:
         for (p, t, name), x, y in zip(points, xs, ys, strict=True):
             parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="#3b6ea5"><title>'
                          f'{html.escape(name)}: {p:,} params, {t:.1f}/s</title></circle>')
-            parts.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 6:.1f}">{html.escape(name.split(":", 1)[-1][:40])}</text>')
+            if len(points) <= LABELLED_POINTS:
+                parts.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 6:.1f}">'
+                             f'{html.escape(name.split(":", 1)[-1][:40])}</text>')
     else:
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">no model ran</text>')
     return "".join(parts) + "</svg>"
 
 
-def latency_svg(rows: list[dict], width: int = 640) -> str:
-    """Horizontal bars of p50 latency, with p90 as a whisker."""
+def latency_svg(rows: list[dict], width: int = 640, limit: int = 40) -> str:
+    """Horizontal bars of p50 latency, with p90 as a whisker, for the first `limit` models that ran."""
     ran = [r for r in rows if r.get("status") == "ok" and r.get("latency_p50_ms")]
-    height = 50 + 24 * max(1, len(ran))
+    more, ran = len(ran[limit:]), ran[:limit]
+    height = 50 + 24 * max(1, len(ran)) + (20 if more else 0)
     top = max((r.get("latency_p90_ms") or r["latency_p50_ms"] for r in ran), default=1)
     scale = lambda v: (width - 260) * v / top  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
@@ -75,7 +83,15 @@ def latency_svg(rows: list[dict], width: int = 640) -> str:
         parts.append(f'<line x1="{210 + scale(r["latency_p50_ms"]):.1f}" y1="{y + 8}" x2="{210 + scale(p90):.1f}" '
                      f'y2="{y + 8}" stroke="black"/>')
         parts.append(f'<text x="{214 + scale(p90):.1f}" y="{y + 12}">{r["latency_p50_ms"]:.2f}</text>')
+    if more:
+        parts.append(f'<text x="210" y="{height - 10}">… and {more} more models (in the table)</text>')
     return "".join(parts) + "</svg>"
+
+
+def status_line(rows: list[dict]) -> str:
+    """How many models ended in each status, e.g. `12 ok, 1 timeout`."""
+    counts = Counter(r.get("status") for r in rows)
+    return ", ".join(f"{n} {status}" for status, n in counts.most_common()) or "no benchmark yet"
 
 
 def render(rows: list[dict], fmt: str) -> str:
@@ -91,7 +107,7 @@ def render(rows: list[dict], fmt: str) -> str:
         return buf.getvalue()
     plots = [scatter_svg(rows), latency_svg(rows)]
     if fmt == "md":
-        lines = ["# hubmirror benchmark report", "", "| " + " | ".join(t for _, t in COLUMNS) + " |",
+        lines = ["# hubmirror benchmark report", "", status_line(rows), "", "| " + " | ".join(t for _, t in COLUMNS) + " |",
                  "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(_fmt(c.get(k)) for k, _ in COLUMNS) + " |" for c in cells]
         lines += [""] + [f"![plot](data:image/svg+xml;base64,{base64.b64encode(p.encode()).decode()})" for p in plots]
@@ -103,6 +119,6 @@ def render(rows: list[dict], fmt: str) -> str:
         style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
                  "padding:4px 8px;text-align:right}td:first-child{text-align:left}")
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>hubmirror benchmarks</title>"
-                f"<style>{style}</style></head><body><h1>hubmirror benchmarks</h1>{''.join(plots)}"
+                f"<style>{style}</style></head><body><h1>hubmirror benchmarks</h1><p>{html.escape(status_line(rows))}</p>{''.join(plots)}"
                 f"<table><tr>{head}</tr>{body}</table></body></html>")
     raise ValueError(f"unknown format {fmt}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from hubmirror.catalog.connection import utc_now
 
 
@@ -18,3 +20,13 @@ class Benchmarks:
         return self._rows(f"SELECT b.*, m.task, m.library FROM benchmarks b LEFT JOIN models m ON m.key = b.model_key "
                           f"{where} ORDER BY b.throughput IS NULL, b.throughput DESC, b.model_key")
 
+
+    def measured_revisions(self, device: str, dtype: str, batch: int, versions: dict) -> set[tuple[str, str]]:
+        """(model key, commit) pairs that have a row for this device, dtype and requested batch, measured with these
+        library versions."""
+        found = self.db.execute(
+            "SELECT model_key, commit_id, json_extract(environment, '$.versions'), "
+            "coalesce(json_extract(environment, '$.requested_batch'), batch_size) FROM benchmarks "
+            "WHERE device = ? AND dtype = ? AND json_valid(environment)", [device, dtype]).fetchall()
+        return {(key, commit) for key, commit, measured_with, requested in found
+                if requested == batch and measured_with and json.loads(measured_with) == versions}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -15,47 +17,111 @@ from hubmirror.errors import UsageError
 @click.argument("refs", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Every cached model.")
 @click.option("--query", help="Every cached model this search finds.")
+@click.option("--limit", type=click.IntRange(min=1), help="Measure at most this many models (of those not measured "
+              "yet).")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
-@click.option("--batch", default=1, show_default=True)
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds per model before its process is killed.")
 @click.option("--warmup", default=3, show_default=True)
 @click.option("--min-iters", default=10, show_default=True)
 @click.option("--min-seconds", default=2.0, show_default=True)
+@click.option("--jobs", type=click.IntRange(min=1), help="Models at once (default: 1 on the CPU, one per GPU).")
+@click.option("--isolation", type=click.Choice(["auto", "fork", "inline", "spawn"]), default="auto", show_default=True,
+              help="fork: children of a warm worker (CPU); inline: a long-lived worker per GPU, replaced after a "
+                   "failure; spawn: a fresh interpreter per model.")
+@click.option("--threads", type=click.IntRange(min=1), help="torch threads per model (default: torch's, shared "
+              "among the jobs).")
+@click.option("--memory-limit", type=click.FloatRange(min=0.1), help="GiB of address space per model (CPU, fork; "
+              "default: the machine's memory, at least 16).")
+@click.option("--force", is_flag=True, help="Measure again models already measured with the same device, dtype, "
+              "batch and library versions.")
 @json_option
 @pass_state
-def bench_cmd(state, refs, everything, query, device, batch, dtype, timeout, warmup, min_iters, min_seconds, as_json):
+def bench_cmd(state, refs, everything, query, limit, device, batch, dtype, timeout, warmup, min_iters, min_seconds,
+              jobs, isolation, threads, memory_limit, force, as_json):
     """Load each model from the store in its own process, time it on synthetic input, record the results."""
     from hubmirror.bench.runner import BenchSettings, bench
-    from hubmirror.output import emit_json, progress_enabled
+    from hubmirror.output import emit_json
     from hubmirror.selection import select_revisions
 
     if sum(map(bool, (refs, everything, query is not None))) != 1:
         raise UsageError("bench takes exactly one of: REF..., --all, --query")
-    settings = BenchSettings(device, batch, dtype, timeout, warmup, min_iters, min_seconds)
+    settings = BenchSettings(device, batch, dtype, timeout, warmup, min_iters, min_seconds, jobs=jobs,
+                             isolation=isolation, threads=threads,
+                             memory_limit=int(memory_limit * 2**30) if memory_limit else None, force=force)
     parsed = [state.parse_ref(r) for r in refs]
     with state.mirror() as mirror:
         if everything:  # the newest revision of each model
             selection = [(m["key"], m["latest_commit"]) for m in mirror.catalog.models(cached_only=True)]
         else:
             selection = select_revisions(mirror.catalog, parsed, False, query)
-        bar = None
-        if progress_enabled(state.quiet):
+        with BenchProgress(state.quiet) as progress:
+            outcome = bench(mirror, state.registry(), selection, settings, limit, on_planned=progress.planned,
+                            on_start=progress.start, on_done=progress.done)
+    if as_json:
+        emit_json(outcome.rows)
+        click.echo(summary(outcome, progress.elapsed), err=True)
+        return
+    for r in outcome.rows:
+        environment = json.loads(r["environment"])
+        figures = (f"p50 {r['latency_p50_ms']:.2f} ms, {r['throughput']:.1f} samples/s"
+                   if r["throughput"] else environment.get("error", "")[-200:].strip() or environment.get("note", ""))
+        click.echo(f"{r['status']:10} {r['model_key']} [{r['device']}, {r['dtype']}, batch {r['batch_size']}] {figures}")
+    click.echo(summary(outcome, progress.elapsed))
+
+
+class BenchProgress:
+    """A progress bar with the model being measured and an ETA (off when stderr is not a terminal, or --quiet)."""
+
+    def __init__(self, quiet: bool):
+        from hubmirror.output import progress_enabled
+
+        self.enabled, self.bar = progress_enabled(quiet), None
+        self.started, self.elapsed = time.perf_counter(), 0.0
+
+    def __enter__(self):
+        return self
+
+    def planned(self, total: int) -> None:
+        """The number of models to measure is known (those measured before are left out)."""
+        if self.enabled:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(selection), unit="model", desc="bench", leave=False)
-        rows = bench(mirror, state.registry(), selection, settings,
-                     on_done=lambda row: bar.update(1) if bar else None)
-        if bar:
-            bar.close()
-    if as_json:
-        emit_json(rows)
-        return
-    for r in rows:
-        figures = (f"p50 {r['latency_p50_ms']:.2f} ms, {r['throughput']:.1f} samples/s"
-                   if r["throughput"] else json.loads(r["environment"]).get("error", "")[-200:].strip()
-                   or json.loads(r["environment"]).get("note", ""))
-        click.echo(f"{r['status']:10} {r['model_key']} [{r['device']}, {r['dtype']}, batch {r['batch_size']}] {figures}")
+            self.bar = tqdm(total=total, unit="model", desc="bench", leave=False)
+
+    def start(self, key: str) -> None:
+        if self.bar:
+            self.bar.set_postfix_str(key[-60:], refresh=True)
+
+    def done(self, row: dict) -> None:
+        if self.bar:
+            self.bar.update(1)
+
+    def __exit__(self, *exc):
+        self.elapsed = time.perf_counter() - self.started
+        if self.bar:
+            self.bar.close()
+
+
+def summary(outcome, elapsed: float) -> str:
+    """One line: counts per status, models skipped as already measured, models per hour, median overhead."""
+    counts = Counter(r["status"] for r in outcome.rows)
+    statuses = ", ".join(f"{counts[s]} {s}" for s in ("ok", "oom", "timeout", "crashed", "load_error"))
+    overheads = sorted(overhead for r in outcome.rows if (overhead := model_overhead(r)) is not None)
+    rate = f"{len(outcome.rows) * 3600 / elapsed:.0f} models/hour" if outcome.rows and elapsed else "0 models/hour"
+    median = f"{overheads[len(overheads) // 2]:.2f} s" if overheads else "n/a"
+    return (f"benchmarked {len(outcome.rows)} models on {outcome.plan.device} ({outcome.plan.isolation}, "
+            f"{outcome.plan.jobs} at once) in {elapsed:.1f} s: {statuses}; {len(outcome.skipped)} skipped as already "
+            f"measured; {rate}; per-model overhead {median} (median of wall time minus time measuring)")
+
+
+def model_overhead(row: dict) -> float | None:
+    """Seconds one model took beyond its timed iterations (loading, warm-up, process work)."""
+    environment = json.loads(row["environment"])
+    if "wall_seconds" not in environment or "measure_seconds" not in environment:
+        return None
+    return environment["wall_seconds"] - environment["measure_seconds"]
 
 
 @click.command()

@@ -1,0 +1,140 @@
+"""The benchmark runner at hub scale, on the tiny timm models of tests/fakes/timm_scale.py (real architectures,
+random-initialised weights, pulled through the Hub imitation), all measured in the same run:
+
+1. per-model overhead (wall time minus time measuring) of a fresh interpreter per model (`--isolation spawn`, the
+   runner's original path) against children forked from a warm worker (`--isolation fork`, the default on the CPU),
+   on the same models — target ≤ 0.5 s;
+2. wall time of `hubmirror bench` over all the models against one process looping over them with timm's own
+   create-and-benchmark (timm's benchmark.py methodology) — target ≤ 1.2×;
+3. throughput per model, runner against that loop — target within ±5 %.
+
+    python benchmarks/bench_runner_scale.py [--models 48] [--overhead-models 8] [--seconds 0.5] [--jobs 1] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import VENV_BIN
+
+from tests.fakes.hf_hub import FakeHub
+from tests.fakes.timm_scale import generate_many, pretrained_names, pull_all, serve
+
+# timm's benchmark.py methodology for each model in turn, in one process: create_model (weights from `file` when
+# given), eval, inference_mode, randn input of the model's input size, warm-up, timed steps with synchronize until
+# both the step count and the duration are reached; samples/s = samples / summed step time. One JSON line per model.
+TIMM_LOOP = r"""
+import json, sys, time, torch, timm
+from timm.data import resolve_data_config
+spec = json.loads(sys.argv[1])
+device, batch = spec["device"], spec["batch"]
+if device == "auto":
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[spec["dtype"]]
+sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+for name, file in spec["models"]:
+    began = time.perf_counter()
+    overlay = {"pretrained_cfg_overlay": {"file": file}} if file else {}
+    model = timm.create_model(name, pretrained=bool(file), **overlay).eval().to(device, dt)
+    cfg = resolve_data_config({}, model=model)
+    x = torch.randn((batch,) + tuple(cfg["input_size"]), device=device, dtype=dt)
+    with torch.inference_mode():
+        for _ in range(spec["warmup"]):
+            model(x)
+        sync()
+        steps, total, start = 0, 0.0, time.perf_counter()
+        while steps < spec["min_iters"] or time.perf_counter() - start < spec["seconds"]:
+            t0 = time.perf_counter(); model(x); sync(); total += time.perf_counter() - t0; steps += 1
+        measured = time.perf_counter() - start
+    print(json.dumps({"name": name, "samples_per_sec": batch * steps / total, "device": device,
+                      "overhead": time.perf_counter() - began - measured}), flush=True)
+"""
+
+
+def timm_loop(models: list[tuple[str, str | None]], device: str, batch: int, dtype: str, warmup: int,
+              min_iters: int, seconds: float) -> tuple[float, dict[str, float], list[float]]:
+    """Wall seconds of the loop (interpreter start included), samples/s per model, and each model's overhead (its
+    time minus its timed loop)."""
+    spec = {"models": models, "device": device, "batch": batch, "dtype": dtype, "warmup": warmup,
+            "min_iters": min_iters, "seconds": seconds}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", TIMM_LOOP, json.dumps(spec)], capture_output=True, text=True,
+                          check=True)
+    wall = time.perf_counter() - started
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return wall, {line["name"]: line["samples_per_sec"] for line in lines}, [line["overhead"] for line in lines]
+
+
+def hubmirror_bench(hubmirror: list[str], args: list[str]) -> tuple[float, list[dict], str]:
+    """Wall seconds, rows and summary line of one `hubmirror bench` run."""
+    started = time.perf_counter()
+    done = subprocess.run([*hubmirror, "bench", *args, "--force", "--json"], capture_output=True, text=True,
+                          check=True)
+    return time.perf_counter() - started, json.loads(done.stdout), done.stderr.strip().splitlines()[-1]
+
+
+def overheads(rows: list[dict]) -> list[float]:
+    envs = [json.loads(r["environment"]) for r in rows]
+    return [e["wall_seconds"] - e.get("measure_seconds", 0.0) for e in envs]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", type=int, default=48, help="tiny timm models (48 exist in timm 1.0.x)")
+    parser.add_argument("--overhead-models", type=int, default=8, help="models run both ways for the overhead")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--dtype", default="fp32")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--min-iters", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="runner and loop, in alternating order")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hubmirror-bench-scale-"))
+    names = pretrained_names("tiny")[:args.models]
+    models = generate_many(names, work / "generated", None, workers=2)
+    hubmirror = [str(VENV_BIN / "hubmirror"), "--root", str(work / "mirror"), "--quiet"]
+    with FakeHub() as hub:
+        refs = serve(hub, models)
+        pull_all(hubmirror, refs, hub.url)
+    timing = ["--device", args.device, "--batch", str(args.batch), "--dtype", args.dtype, "--warmup",
+              str(args.warmup), "--min-iters", str(args.min_iters), "--min-seconds", str(args.seconds)]
+    some = refs[:args.overhead_models]
+    _, spawned, _ = hubmirror_bench(hubmirror, [*some, *timing, "--isolation", "spawn"])
+    _, forked, _ = hubmirror_bench(hubmirror, [*some, *timing])
+    before, after = statistics.median(overheads(spawned)), statistics.median(overheads(forked))
+    print(f"per-model overhead on {len(some)} models: fresh interpreter per model {before:.2f} s, forked from a warm "
+          f"worker {after:.2f} s (median; {before / after:.1f}x less; target <= 0.5 s)", flush=True)
+    files = [(n, str(f["model.safetensors"])) for n, f in models.items()]
+    ratios, walls = [], []
+    for repeat in range(args.repeats):  # the machine's load drifts: alternate which goes first
+        for which in (("runner", "timm"), ("timm", "runner"))[repeat % 2]:
+            if which == "runner":
+                ours_wall, rows, summary = hubmirror_bench(hubmirror, ["--all", *timing, "--jobs", str(args.jobs)])
+            else:
+                theirs_wall, theirs, loop_overheads = timm_loop(files, args.device, args.batch, args.dtype,
+                                                                args.warmup, args.min_iters, args.seconds)
+        walls.append((ours_wall, theirs_wall))
+        print(f"hubmirror bench over {len(rows)} models: {ours_wall:.1f} s; one process looping timm's create-and-"
+              f"benchmark: {theirs_wall:.1f} s; ratio {ours_wall / theirs_wall:.2f} (target <= 1.2); per-model "
+              f"overhead median: runner {statistics.median(overheads(rows)):.2f} s, timm loop "
+              f"{statistics.median(loop_overheads):.2f} s\n  {summary}", flush=True)
+        ratios += [r["throughput"] / theirs[r["model_key"].split(":", 1)[1]] for r in rows
+                   if r["throughput"] and r["model_key"].split(":", 1)[1] in theirs]
+    ratios.sort()
+    within = sum(0.95 <= r <= 1.05 for r in ratios)
+    print(f"wall ratio over {args.repeats} alternating run(s): {sum(o for o, _ in walls) / sum(t for _, t in walls):.2f};"
+          f" throughput per model, runner / timm loop: median {statistics.median(ratios):.3f}, {within} of "
+          f"{len(ratios)} within ±5 % (range {ratios[0]:.2f}-{ratios[-1]:.2f}); random-initialised weights",
+          flush=True)
+
+if __name__ == "__main__":
+    main()

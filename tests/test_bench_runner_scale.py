@@ -1,0 +1,156 @@
+"""The benchmark runner at scale: many real timm architectures (random weights) through warm workers, resumed runs,
+`--jobs`, and isolation of every kind of failure (segfault, hang, memory exhaustion, a dying worker) in each mode."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+from tests.fakes.timm_scale import generate_many, pretrained_names, serve
+
+pytest.importorskip("torch")
+pytest.importorskip("timm")
+FAST = ["--min-iters", "2", "--min-seconds", "0", "--warmup", "1", "--device", "cpu"]
+
+FAILING_LOADERS = '''
+import os, signal, time
+from hubmirror.bench.loader_contract import Loaded, Loader
+from hubmirror.hookspecs import hookimpl
+
+class ByFile(Loader):
+    priority = 100
+    def matches(self, model, paths):
+        return self.name + ".me" in paths
+
+class Hog(ByFile):
+    name = "hog"
+    def load(self, directory, model, device, dtype):
+        import torch
+        block = torch.empty(2 * 2**30)  # 8 GiB of address space, never touched
+        return Loaded(lambda x: None, lambda b: None, block.numel(), "8 GiB")
+
+class WorkerKiller(ByFile):
+    name = "killer"
+    def load(self, directory, model, device, dtype):
+        os.kill(os.getppid(), signal.SIGKILL)  # the zygote, in fork isolation
+        time.sleep(30)
+
+class Crasher(ByFile):
+    name = "crasher"
+    def load(self, directory, model, device, dtype):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+class Sleeper(ByFile):
+    name = "sleeper"
+    def load(self, directory, model, device, dtype):
+        time.sleep(60)
+
+class Counter(ByFile):
+    name = "counter"
+    def load(self, directory, model, device, dtype):
+        import torch
+        return Loaded(lambda x: x.sum(), lambda b: torch.ones(b, 8), 8, "8 values")
+
+@hookimpl
+def register_loaders(register):
+    for loader in (Hog(), WorkerKiller(), Crasher(), Sleeper(), Counter()):
+        register(loader)
+'''
+
+
+@pytest.fixture(scope="module")
+def tiny_timm(tmp_path_factory):
+    """Generated once per module: the first 16 tiny timm models (real architectures, random weights)."""
+    names = pretrained_names("tiny")[:16]
+    return generate_many(names, tmp_path_factory.mktemp("timm-scale"), None, workers=2)
+
+
+def bench_json(cli, *args, plugins=None):
+    result = cli(*(["--plugins-dir", str(plugins)] if plugins else []), "bench", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), result.stderr.strip().splitlines()[-1]
+
+
+def test_many_timm_models_in_warm_workers_then_resumed(tiny_timm, hub, run):
+    refs = serve(hub, tiny_timm)
+    assert len(refs) == 16
+    assert run("pull", *refs).exit_code == 0
+    rows, summary = bench_json(run, "--all", *FAST, "--jobs", "2")
+    assert len(rows) == 16 and {r["status"] for r in rows} == {"ok"}, [r["status"] for r in rows]
+    assert summary.startswith("benchmarked 16 models on cpu (fork, 2 at once)") and "16 ok, 0 oom" in summary
+    for row in rows:
+        env = json.loads(row["environment"])
+        assert env["loader"] == "timm" and env["isolation"] == "fork" and env["versions"]["timm"]
+        assert env["wall_seconds"] > env["measure_seconds"] > 0 and row["throughput"] > 0
+    # resumed: everything measured with the same device, dtype, batch and versions is skipped
+    rows, summary = bench_json(run, "--all", *FAST)
+    assert rows == [] and "16 skipped as already measured" in summary
+    # another batch size is another measurement; --force measures again
+    rows, _ = bench_json(run, "--all", *FAST, "--batch", "2", "--limit", "3")
+    assert [r["batch_size"] for r in rows] == [2, 2, 2]
+    rows, summary = bench_json(run, "--all", *FAST, "--limit", "2", "--force", "--threads", "1")
+    assert len(rows) == 2 and "14 skipped" not in summary
+    assert {json.loads(r["environment"])["threads"] for r in rows} == {1}
+
+
+def test_zygote_forks_from_one_thread(tmp_path):
+    """Nothing threaded runs in the zygote before it forks: OpenMP and OpenBLAS pools do not survive a fork."""
+    from hubmirror.bench.pool import Worker
+
+    worker = Worker("fork", tmp_path / "w.log", [], ["timm", "safetensors.torch"],
+                    {"CUDA_VISIBLE_DEVICES": "", "OPENBLAS_NUM_THREADS": "1"})
+    worker.start()
+    try:
+        assert worker.ready["threads"] == 1
+        assert "torch" in Path(f"/proc/{worker.ready['pid']}/maps").read_text()
+    finally:
+        worker.close()
+
+
+@pytest.mark.parametrize("isolation", ["fork", "inline"])
+def test_every_failure_loses_only_its_row(hub, run, tmp_path, isolation):
+    plugins = tmp_path / "site-plugins"
+    plugins.mkdir()
+    (plugins / "failing_loaders.py").write_text(FAILING_LOADERS)
+    repos = {"org/a-crash": "crasher", "org/b-ok": "counter", "org/c-sleep": "sleeper", "org/d-ok": "counter",
+             "org/g-ok": "counter"}
+    if isolation == "fork":  # the address-space limit is the fork path's; a model's parent is the zygote
+        repos.update({"org/e-hog": "hog", "org/f-kill": "killer"})
+    for repo, loader in repos.items():
+        hub.create_repo(repo, {f"{loader}.me": b"x"})
+        assert run("pull", f"hf:{repo}").exit_code == 0
+    site = Cli(run.root, run.endpoint)
+    rows, summary = bench_json(site, "--all", "--timeout", "10", *FAST,
+                               "--isolation", isolation, "--memory-limit", "6", plugins=plugins)
+    status = {r["model_key"]: r["status"] for r in rows}
+    assert status == {"hf:org/a-crash": "crashed", "hf:org/b-ok": "ok", "hf:org/c-sleep": "timeout",
+                      "hf:org/d-ok": "ok", "hf:org/g-ok": "ok",
+                      **({"hf:org/e-hog": "oom", "hf:org/f-kill": "crashed"} if isolation == "fork" else {})}
+    errors = {r["model_key"]: json.loads(r["environment"]).get("error", "") for r in rows}
+    assert "signal 11" in errors["hf:org/a-crash"]
+    if isolation == "fork":
+        assert "can't allocate memory" in errors["hf:org/e-hog"]
+        assert "the worker died" in errors["hf:org/f-kill"]  # and the next model ran in a new zygote
+    assert f"{list(status.values()).count('ok')} ok" in summary
+    assert not list((run.root / "tmp" / "bench").iterdir())  # scratch folders and worker logs removed
+
+
+def test_cuda_without_a_gpu_or_with_fork_is_a_one_line_error(run, root):
+    run("list")
+    result = run("bench", "--all", "--device", "cuda", "--isolation", "fork")
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1
+    assert "cuda" in result.output.lower()
+
+
+def test_report_stays_readable_at_hub_scale():
+    from hubmirror.bench.report import latency_svg, render, scatter_svg
+
+    rows = [{"model_key": f"timm:arch{i}.tag", "status": "ok" if i % 10 else "timeout", "parameters": 1000 * (i + 1),
+             "throughput": 500.0 - i, "latency_p50_ms": 1.0 + i, "latency_p90_ms": 1.5 + i} for i in range(300)]
+    scatter, latency = scatter_svg(rows), latency_svg(rows)
+    assert scatter.count("<circle") == 270 and "<title>timm:arch1.tag" in scatter and ">arch1.tag</text>" not in scatter
+    assert latency.count("<rect") == 41 and "and 230 more models" in latency  # background + 40 bars
+    assert ">arch3.tag</text>" in scatter_svg(rows[:4])  # few dots: labelled
+    page = render(rows, "html")
+    assert "270 ok, 30 timeout" in page and "<script" not in page and "href=" not in page

@@ -3,6 +3,7 @@ push and pull round trips, blob skipping and cross-repository mounts, chunked up
 and token auth with docker's credential files, interop with oras (PyPI), and hostile registry answers refused."""
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -126,6 +127,19 @@ def test_present_blobs_are_skipped_and_other_repositories_mount_them(small, hub,
     assert by_digest["blobs_imported"] == 0 and by_digest["blobs_present"] == 4
 
 
+def test_blobs_are_mounted_only_from_repositories_they_were_pushed_to(small, hub, reg):
+    hub.create_repo("org/other", {"y.json": b'{"b": 2}'})
+    assert small("pull", "hf:org/other").exit_code == 0
+    with fake_registry.FaultyProxy(reg.host) as proxy:  # the registry's name is the proxy's: pushes go through it
+        small.json("export", f"oci://{proxy.host}/team/a", "hf:org/small", "--plain-http")
+        small.json("export", f"oci://{proxy.host}/team/c", "hf:org/other", "--plain-http")  # newest, none of small's
+        before = len(proxy.log)
+        copied = small.json("export", f"oci://{proxy.host}/team/b", "hf:org/small", "--plain-http")
+    assert copied["blobs_mounted"] == 6 and copied["blobs_written"] == 0
+    mounts = [path for method, path, _ in proxy.log[before:] if method == "POST"]
+    assert len(mounts) == 6 and all("from=team/a" in path for path in mounts)  # one try each, none at team/c
+
+
 def weight_sha(cli) -> str:
     return next(sha for path, sha, _, _ in catalog_files(cli, "hf:org/small") if path == "w.bin")
 
@@ -185,6 +199,29 @@ def test_basic_auth_with_credentials_from_registry_auth_file(small, tmp_path, ta
         assert pushed.exit_code == 0 and "wonderland" not in pushed.output
         assert requests.get(reg.url("/v2/private/small/manifests/v1"), timeout=10).status_code == 401
         assert target.json("import", ref, "--plain-http", env=env)["blobs_imported"] == 4
+
+
+@pytest.mark.parametrize("chunk_size", [1 << 16, 1 << 20], ids=["chunked", "monolithic"])
+def test_a_blob_refused_with_a_401_mid_upload_is_sent_again(tmp_path, monkeypatch, chunk_size):
+    """Blob bodies are slices of the mapped file, not streams: when the Authorization held has gone stale (a 401 to
+    the PATCH or PUT itself), the same bytes are sent again with the answer to the challenge."""
+    from hubmirror.exchange.registry import RegistryClient
+    from hubmirror.exchange.registry_target import parse_target
+
+    users = fake_registry.htpasswd(tmp_path / "htpasswd", {"alice": "wonderland-secret"})
+    with fake_registry.registry(tmp_path / "basic", auth={"htpasswd": {"realm": "t", "path": str(users)}}) as reg:
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(_auth_file(tmp_path, reg.host, "alice", "wonderland-secret")))
+        client = RegistryClient(parse_target(f"oci://{reg.host}/private/blobs"), plain_http=True, push=True,
+                                chunk_size=chunk_size)
+        blob = tmp_path / "blob"
+        blob.write_bytes(noise(200_000))
+        digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+        location = client.start_upload()
+        client.auth.header = None  # stale: the next request goes without credentials and is refused
+        client.upload(digest, 200_000, functools.partial(blob.open, "rb"), location)
+        stored = requests.get(reg.url(f"/v2/private/blobs/blobs/{digest}"), auth=("alice", "wonderland-secret"),
+                              timeout=10)
+        assert stored.status_code == 200 and stored.content == blob.read_bytes()
 
 
 def test_token_auth_with_credentials_from_docker_config(small, tmp_path, target):

@@ -78,7 +78,7 @@ class TarWriter:
     def __init__(self, out: Path):
         self.out = out
         self.temp = out.with_name(out.name + ".partial")
-        self.tar = tarfile.open(self.temp, "w", format=tarfile.PAX_FORMAT)
+        self.tar = tarfile.open(self.temp, "w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK)
 
     def add_bytes(self, name: str, data: bytes) -> None:
         self.add_file(name, io.BytesIO(data), len(data))

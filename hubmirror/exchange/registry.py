@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
+import mmap
 import re
 import threading
 from hashlib import sha256
+from typing import Self
 from urllib.parse import quote, urljoin
 
 import requests
@@ -66,20 +68,39 @@ def registry_errors(resp: requests.Response) -> HubmirrorError | None:
     return HubmirrorError(where)
 
 
-class _Body:
-    """`size` bytes of an open file from its current position, as a request body of known length."""
+class _BlobBytes:
+    """A blob's bytes by range, as request bodies: slices of the file mapped into memory where it is a local file
+    (each handed to the socket whole, straight from the page cache: no copy, no per-block Python loop), else read
+    from it (seekable; at most one chunk at a time)."""
 
     def __init__(self, f, size: int):
-        self.f, self.left, self.size = f, size, size
+        self.f = f
+        self._map = _mapped(f, size)
 
-    def __len__(self) -> int:
-        return self.size
+    def piece(self, start: int, end: int) -> bytes | memoryview:
+        if self._map is not None:
+            return memoryview(self._map)[start:end]
+        self.f.seek(start)
+        return self.f.read(end - start)
 
-    def read(self, n: int = -1) -> bytes:
-        n = self.left if n is None or n < 0 else min(n, self.left)
-        data = self.f.read(n)
-        self.left -= len(data)
-        return data
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a slice is still referenced (by an error's traceback): unmapped once it goes
+                pass
+
+
+def _mapped(f, size: int) -> mmap.mmap | None:
+    """The first `size` bytes of `f` mapped read-only, or None where it is no file of the local file system (an
+    in-memory or remote blob) or an empty one."""
+    try:
+        return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size else None
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both; ValueError: a shorter file
+        return None
 
 
 class RegistryClient:
@@ -154,32 +175,34 @@ class RegistryClient:
 
     def upload(self, digest: str, size: int, opener, location: str | None = None) -> None:
         """Upload a blob of `size` bytes (`opener()` opens it, seekable), monolithic or, from `chunk_size` bytes,
-        in PATCH chunks. A chunk that fails is resumed from the offset the registry reports for the upload; where
-        the registry has given the upload up (distribution does, once a chunk landed whose answer was lost), a new
-        upload starts from byte 0. MAX_CHUNK_FAILURES failures in a row end it."""
+        in PATCH chunks, each body a piece of `_BlobBytes`. A chunk that fails is resumed from the offset the registry
+        reports for the upload; where the registry has given the upload up (distribution does, once a chunk landed
+        whose answer was lost), a new upload starts from byte 0. MAX_CHUNK_FAILURES failures in a row end it."""
         location = location or self.start_upload()
-        with opener() as f:
+        with opener() as f, _BlobBytes(f, size) as blob:
             if size < self.chunk_size:
-                self._finish(location, digest, _Body(f, size))
-                return
-            offset, failures = 0, 0
-            while offset < size:
-                piece = f.read(min(self.chunk_size, size - offset))
-                try:
-                    resp = self._send("PATCH", location, data=piece, headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{offset}-{offset + len(piece) - 1}"})
-                except HubmirrorError:
-                    failures += 1
-                    if failures >= MAX_CHUNK_FAILURES:
-                        raise
-                    offset, location = self._resume(location)
-                    f.seek(offset)
-                    continue
-                failures = 0
-                location = self._location(resp)
-                offset += len(piece)
-            self._finish(location, digest, b"")
+                self._finish(location, digest, blob.piece(0, size))
+            else:
+                self._finish(self._send_chunks(location, size, blob), digest, b"")
+
+    def _send_chunks(self, location: str, size: int, blob: _BlobBytes) -> str:
+        """PATCH the blob's bytes in `chunk_size` chunks, resuming failed ones; the location to finish it at."""
+        offset, failures = 0, 0
+        while offset < size:
+            end = min(offset + self.chunk_size, size)
+            try:
+                resp = self._send("PATCH", location, data=blob.piece(offset, end), headers={
+                    "Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end - 1}"})
+            except HubmirrorError:
+                failures += 1
+                if failures >= MAX_CHUNK_FAILURES:
+                    raise
+                offset, location = self._resume(location)
+                continue
+            failures = 0
+            location = self._location(resp)
+            offset = end
+        return location
 
     def _resume(self, location: str) -> tuple[int, str]:
         """(offset, location) to go on with an upload: what `GET <location>` reports it holds (`Range: 0-N`), else

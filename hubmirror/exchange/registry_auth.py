@@ -98,7 +98,7 @@ class RegistryAuth(requests.auth.AuthBase):
         if response.status_code != 401 or urlsplit(request.url).netloc != self.registry:
             return response
         body = request.body
-        if body is not None and not isinstance(body, (bytes, str)):
+        if body is not None and not isinstance(body, (bytes, str, memoryview)):
             return response  # a streamed body is gone; the caller authenticates before streaming
         header = self.answer(response.headers.get("WWW-Authenticate", ""), sent=request.headers.get("Authorization"))
         if header is None:

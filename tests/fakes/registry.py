@@ -45,6 +45,11 @@ class Registry:
     def url(self, path: str = "") -> str:
         return f"http://{self.host}{path}"
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + sys, all its threads) the registry process has used so far (Linux's /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
+
 
 def available() -> bool:
     return os.access(BINARY, os.X_OK)
@@ -74,7 +79,8 @@ def registry(directory: Path, *, auth: dict | None = None, timeout: float = 20.0
     config = {
         "version": 0.1,
         "log": {"level": "error", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True},
+                    "cache": {"blobdescriptor": "inmemory"}},  # as Debian's package configures it
         "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex},
     }
     if auth:

@@ -36,7 +36,7 @@ class CatalogConnection:
     def db(self):
         """The sqlite-utils view of the connection, for writes (imported on first use: reads need only sqlite3)."""
         if self._db is None:
-            from sqlite_utils import Database
+            from hubmirror.catalog.sqlite import Database
 
             self._db = Database(self.conn)
         return self._db

@@ -19,7 +19,7 @@ def catalog(tmp_path):
         ModelMetadata("timm", "vit_small", task="image-classification", library="timm", downloads=5),
     ]
     for m in models:
-        cat._upsert_model(m, cached=(m.model_id != "vit_small"), now="2026-01-01")
+        cat._upsert_models([m], cached=(m.model_id != "vit_small"), now="2026-01-01")
     yield cat
     cat.close()
 
@@ -65,14 +65,14 @@ def test_relevance_tiers_then_downloads(tmp_path):
         ModelMetadata("hf", "a/other", description="nothing to see", downloads=10**6),
     ]
     for m in models:
-        cat._upsert_model(m, cached=False, now="2026-01-01")
+        cat._upsert_models([m], cached=False, now="2026-01-01")
     # exact name, then every word in the name, then anywhere (tags and description alike); each most downloaded first
     assert keys(cat.search("vision")) == ["hf:b/vision", "hf:a/vision-small", "hf:a/described", "hf:a/tagged-popular",
                                          "hf:a/tagged"]
     assert keys(cat.search("vision", sort="downloads")) == ["hf:a/described", "hf:a/tagged-popular", "hf:a/tagged",
                                                            "hf:a/vision-small", "hf:b/vision"]
     assert keys(cat.search("VISION-SMALL"))[0] == "hf:a/vision-small"  # an exact id wins whatever its popularity
-    cat._upsert_model(ModelMetadata("hf", "a/vision-small", downloads=10**7), cached=False, now="2026-01-02")
+    cat._upsert_models([ModelMetadata("hf", "a/vision-small", downloads=10**7)], cached=False, now="2026-01-02")
     assert keys(cat.search("vision", sort="downloads"))[0] == "hf:a/vision-small"  # the index follows updates
     cat.remove("hf:a/described")  # no revisions: the model row goes, and with it its documents
     assert "hf:a/described" not in keys(cat.search("vision", limit=50))
@@ -133,3 +133,167 @@ def test_schema_version_counts_the_migrations(tmp_path):
 
     assert len(migrations.pending(Catalog(tmp_path / "fresh.db").db)) == 0
     assert SCHEMA_VERSION == len(migrations._migrations)
+
+
+# ---- bulk writes: the documents of many models written in one pass (search_index_batch) ----
+
+WORDS = ["vision", "bert", "small", "tiny", "large", "resnet", "encoder", "audio", "speech", "ocr"]
+QUERIES = [("", {}), ("vision", {}), ("bert small", {}), ("tiny", {"sort": "likes"}),
+           ("large", {"sort": "lastModified"}), ("resnet", {"sort": "downloads"}), ("encoder", {"cached": True}),
+           ("audio", {"task": "translation"}), ("m-7", {}), ("", {"sort": "likes", "cached": False})]
+
+
+def model_id(i: int) -> str:
+    return f"org{i % 7}/m-{i}-{WORDS[i % len(WORDS)]}"
+
+
+def listing(start: int, stop: int, seed: int) -> list[ModelMetadata]:
+    """Models START … STOP-1, their other words, tasks and popularity drawn from `seed` (a later seed: a refresh)."""
+    import random
+
+    rng = random.Random(seed * 1_000_003 + start)
+    return [ModelMetadata("hf", model_id(i), task=rng.choice(["fill-mask", "translation"]),
+                          tags=rng.sample(WORDS, 2), description=" ".join(rng.choices(WORDS, k=5)),
+                          downloads=rng.randrange(1000), likes=rng.randrange(50),
+                          last_modified=f"2025-0{rng.randrange(1, 10)}-1{rng.randrange(10)}T00:00:00Z")
+            for i in range(start, stop)]
+
+
+def cache(catalog: Catalog, metas: list[ModelMetadata]) -> None:
+    """Catalogue one stored revision of each model (as a pull or an import does), which makes them cached."""
+    from hubmirror.catalog import StoredFile
+    from hubmirror.records import ModelRef, RemoteFile, ResolvedRevision
+
+    revisions = [(ResolvedRevision(ModelRef(m.source, m.model_id), "c" * 40, "main", m, []),
+                  [StoredFile(RemoteFile("config.json", 2), "ab" * 32, None, 2)]) for m in metas]
+    catalog.record_revisions(revisions, "huggingface")
+
+
+def index_state(catalog: Catalog) -> tuple[list, list]:
+    """All that searching the catalog tells: each query's whole answer in order, and every indexed term with the
+    number of documents holding it (a document removed with the wrong words would leave a count off)."""
+    catalog.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_terms "
+                         "USING fts5vocab(main, models_search, row)")
+    answers = [keys(catalog.search(q, limit=10_000, **kw)) for q, kw in QUERIES]
+    return answers, catalog.conn.execute("SELECT term, doc FROM temp.search_terms ORDER BY term").fetchall()
+
+
+def search_triggers(catalog: Catalog) -> int:
+    return catalog.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+                                "'models\\_search\\_%' ESCAPE '\\'").fetchone()[0]
+
+
+def write_history(catalog: Catalog) -> None:
+    """Listings into an empty catalog and over it (refreshed words and ranks, new models), pulls, removals."""
+    catalog.record_index(listing(0, 300, seed=1), "huggingface")
+    catalog.record_index(listing(150, 450, seed=2), "huggingface")
+    cache(catalog, listing(400, 440, seed=3) + listing(440, 460, seed=3))  # 40 listed, 20 new
+    catalog.record_index(listing(420, 470, seed=4), "huggingface")  # cached ones stay cached
+    for i in (3, 200, 430):
+        catalog.remove(f"hf:{model_id(i)}")
+
+
+def history_with(tmp_path, monkeypatch, name: str, **rule) -> Catalog:
+    from hubmirror.catalog import search
+
+    for setting, value in rule.items():
+        monkeypatch.setattr(search, setting, value)
+    catalog = Catalog(tmp_path / f"{name}.db")
+    write_history(catalog)
+    monkeypatch.undo()
+    return catalog
+
+
+@pytest.mark.parametrize("rule", [{}, {"REBUILD_SHARE": 10**9}, {"REBUILD_SHARE": 10**-9}],
+                         ids=["default rule", "batch documents only", "whole index rebuilt"])
+def test_bulk_writes_index_exactly_as_row_by_row_writes(tmp_path, monkeypatch, rule):
+    by_rows = history_with(tmp_path, monkeypatch, "rows", BULK_MIN_MODELS=10**9)
+    batched = history_with(tmp_path, monkeypatch, "batched", **rule)
+    assert index_state(batched) == index_state(by_rows)
+    assert index_state(batched)[0][1] and len(index_state(batched)[0][0]) == 467
+    assert search_triggers(batched) == 3
+    batched.record_index(listing(0, 5, seed=9), "huggingface")  # a small write after batches: the triggers index it
+    by_rows.record_index(listing(0, 5, seed=9), "huggingface")
+    assert index_state(batched) == index_state(by_rows)
+
+
+def statements_of(catalog: Catalog, write) -> str:
+    seen: list[str] = []
+    catalog.conn.set_trace_callback(seen.append)
+    try:
+        write()
+    finally:
+        catalog.conn.set_trace_callback(None)
+    return "\n".join(seen)
+
+
+def segments(statements: str) -> int:
+    """How many FTS5 index segments the statements wrote (SQLite traces FTS5's own writes to its tables)."""
+    return statements.count("models_search_idx'(segid")
+
+
+def test_the_rule_small_writes_keep_the_triggers_large_ones_batch_and_most_of_the_catalog_rebuilds(tmp_path):
+    from hubmirror.catalog.search import BULK_MIN_MODELS, REBUILD_SHARE
+
+    catalog, reference = Catalog(tmp_path / "catalog.db"), Catalog(tmp_path / "reference.db")
+    for cat in (catalog, reference):
+        cat.record_index(listing(0, 1000, seed=1), "huggingface")
+    small = listing(0, BULK_MIN_MODELS - 1, seed=2)
+    large = listing(500, 500 + BULK_MIN_MODELS * 3, seed=2)
+    most = listing(0, int(1000 * REBUILD_SHARE) + 1, seed=3)
+    done = statements_of(catalog, lambda: catalog.record_index(small, "huggingface"))
+    assert "DROP TRIGGER" not in done and segments(done) >= len(small)  # each model indexed by the triggers
+    done = statements_of(catalog, lambda: catalog.record_index(large, "huggingface"))
+    assert "DROP TRIGGER" in done and "'delete-all'" not in done and segments(done) < len(large) / 4
+    done = statements_of(catalog, lambda: catalog.record_index(most, "huggingface"))
+    assert "'delete-all'" in done
+    for metas in (small, large, most):
+        for m in metas:  # the reference: one model per transaction, always through the triggers
+            reference.record_index([m], "huggingface")
+    assert index_state(catalog) == index_state(reference)
+
+
+def test_readers_see_the_old_index_until_the_batch_commits(tmp_path):
+    writer = Catalog(tmp_path / "catalog.db")
+    writer.record_index(listing(0, 200, seed=1), "huggingface")
+    reader = Catalog(tmp_path / "catalog.db")
+    before = index_state(reader)
+    refreshed = listing(100, 300, seed=2)
+    with writer.transaction():
+        with writer.search_index_batch({m.key for m in refreshed}):
+            writer._upsert_models(refreshed, cached=False, now="2026-02-01")
+            assert search_triggers(writer) == 0  # the writer's own view, mid-batch
+            assert index_state(reader) == before and search_triggers(reader) == 3
+        assert index_state(reader) == before  # documents written, not committed yet
+    after = index_state(reader)
+    assert after != before and after == index_state(writer) and search_triggers(reader) == 3
+    assert len(after[0][0]) == 300
+
+
+@pytest.mark.parametrize("catalogued", [1000, 100], ids=["batch documents", "whole index rebuilt"])
+def test_a_bulk_index_killed_before_commit_leaves_the_catalog_as_it_was(tmp_path, catalogued):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "catalog.db"
+    catalog = Catalog(path)
+    catalog.record_index(listing(0, catalogued, seed=1), "huggingface")
+    before = index_state(catalog)
+    catalog.close()
+    write = ("import sys; from hubmirror.catalog import Catalog; from tests.test_search import listing; "
+             "Catalog(sys.argv[1]).record_index(listing(50, 250, seed=2), 'huggingface')")
+    crash = {**os.environ, "HUBMIRROR_CRASH_AT": "catalog.before_commit:1"}
+    result = subprocess.run([sys.executable, "-c", write, str(path)], cwd=Path(__file__).parent.parent, env=crash,
+                            timeout=120, check=False, capture_output=True)
+    assert result.returncode == -9, result.stderr
+    catalog = Catalog(path)
+    assert index_state(catalog) == before and search_triggers(catalog) == 3
+    assert catalog.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    catalog.record_index(listing(50, 250, seed=2), "huggingface")  # run again, to the end
+    reference = Catalog(tmp_path / "reference.db")
+    for metas in (listing(0, catalogued, seed=1), listing(50, 250, seed=2)):
+        for m in metas:
+            reference.record_index([m], "huggingface")
+    assert index_state(catalog) == index_state(reference)

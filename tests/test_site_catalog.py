@@ -237,3 +237,32 @@ def test_a_pull_holds_a_lease_until_its_record_is_published(hosts, registry, hub
     assert len(seen["leases"]) == 1 and seen["digests"] >= {f.sha256 for f in r.files}
     assert keys(location, "leases/") == []
     assert keys(location, "log/") and keys(location, "refs/")
+
+
+def test_a_refresh_of_many_models_indexes_them_as_row_by_row_writes_do(hosts, monkeypatch):
+    from hubmirror.catalog import StoredFile, search
+    from hubmirror.records import ModelRef, RemoteFile, ResolvedRevision
+    from tests.test_search import index_state, listing, search_triggers
+
+    def revisions(metas, commit):
+        return [(ResolvedRevision(ModelRef(m.source, m.model_id), commit, "main", m, []),
+                 [StoredFile(RemoteFile("config.json", 2), "ab" * 32, None, 2)]) for m in metas]
+
+    a, batched, by_rows = hosts("a"), hosts("batched"), hosts("by-rows")
+    size = search.BULK_MIN_MODELS
+
+    def refresh_both() -> None:
+        sitelog.refresh(batched)  # one transaction applying every model
+        with monkeypatch.context() as patched:
+            patched.setattr(search, "BULK_MIN_MODELS", 10**9)
+            sitelog.refresh(by_rows)
+        assert index_state(batched.catalog) == index_state(by_rows.catalog)
+
+    models = listing(0, 4 * size, seed=1)
+    sitelog.record_revisions(a, revisions(models, "c" * 40), "huggingface")
+    refresh_both()  # into empty catalogs: the index rebuilt
+    sitelog.record_revisions(a, revisions(listing(size, 2 * size + 8, seed=2), "d" * 40), "huggingface")
+    for model in models[:3]:
+        sitelog.remove(a, model.key)
+    refresh_both()  # a quarter of the catalog: only these models' documents rewritten
+    assert len(index_state(batched.catalog)[0][0]) == len(models) - 3 and search_triggers(batched.catalog) == 3

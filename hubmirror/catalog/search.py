@@ -13,6 +13,10 @@ modification, capped at RANK_MAX, and the rowid the model's in `models`. A famil
 ascending rowid order is the family's order, so FTS5 walks the doclists of the query words from the best match down
 and stops after the rows asked for. (Ascending: SQLite 3.40's FTS5 returns rows out of order for `ORDER BY rowid DESC`
 under an upper rowid bound.)
+
+Writes keep the index through triggers on `models`, which cost an FTS5 segment per model (a model's four documents
+are far apart in rowid order). A write of many models (`search_index_batch`) names them instead, and their documents are
+written at the end, in rowid order, inside the same transaction.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import contextlib
 import itertools
 import re
 import unicodedata
-from typing import Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 from hubmirror.records import ModelMetadata
 
@@ -49,6 +53,12 @@ SORTS = {
 }
 _FIRST_BATCH = 32
 _MAX_BATCH = 8192
+# A write of fewer models leaves the indexing to the triggers (a batch changes the schema: every reader re-prepares).
+BULK_MIN_MODELS = 32
+# A batch that touched at least this share of the catalog rebuilds the whole index rather than its models' documents.
+REBUILD_SHARE = 0.5
+BULK_CACHE_KIB = 64 * 1024  # a batch's page cache: a large listing's writes to the models indexes stay in memory
+_BATCH_KEYS, _BATCH_DROPPED = "search_batch_keys", "search_batch_dropped"  # temp tables of a batch
 _BASENAME = "lower(replace(m.model_id, rtrim(m.model_id, replace(m.model_id, '/', '')), ''))"
 
 
@@ -94,6 +104,12 @@ def _documents_sql(row: str, command: str = "") -> str:
                    f"{document_text_sql(family, row)}); " for family in sorted(FAMILIES))
 
 
+def _documents_select(models: str) -> str:
+    """SELECT of the documents (id, text) of the models rows `models` (a FROM clause naming them `m`)."""
+    return " UNION ALL ".join(f"SELECT {document_rowid_sql(f, 'm')} AS id, {document_text_sql(f, 'm')} AS text "
+                              f"FROM {models}" for f in FAMILIES)
+
+
 def create_search_triggers(conn) -> None:
     """The triggers keeping the search index in step with every write to `models`."""
     watched = ", ".join((*_WORDS, "downloads", "likes", "last_modified", "updated_at", "facets"))
@@ -112,9 +128,43 @@ def fill_search_index(conn) -> None:
     """Index every model, in ascending rowid order: FTS5 writes a new segment whenever a rowid is lower than the one
     before it in a transaction, so the order makes a bulk fill fast."""
     conn.execute(f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}) VALUES ('delete-all')")
-    selects = " UNION ALL ".join(f"SELECT {document_rowid_sql(f, 'm')} AS id, {document_text_sql(f, 'm')} AS text "
-                                 "FROM models m" for f in FAMILIES)
-    conn.execute(f"INSERT INTO {SEARCH_TABLE}(rowid, text) SELECT id, text FROM ({selects}) ORDER BY id")
+    conn.execute(f"INSERT INTO {SEARCH_TABLE}(rowid, text) SELECT id, text FROM ({_documents_select('models m')}) "
+                 "ORDER BY id")
+
+
+@contextlib.contextmanager
+def batched_documents(conn, keys: Iterable[str]):
+    """Inside a write transaction, around writes to the models `keys` (and no others): the search triggers give way;
+    the documents of those models already indexed are kept aside first, and at the end they are removed and the
+    models' new documents written, in one pass in rowid order (a few FTS5 segments in all, where the triggers write
+    one per model). When `keys` are at least REBUILD_SHARE of the catalog, the whole index is rebuilt instead. The
+    triggers are back before the block's transaction commits; an exception in it rolls the whole transaction back.
+    Meanwhile the connection's page cache holds BULK_CACHE_KIB."""
+    cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]  # put back at the end (not transactional)
+    conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+    try:
+        drop_search_triggers(conn)
+        conn.execute(f"CREATE TEMP TABLE {_BATCH_KEYS}(key TEXT PRIMARY KEY)")
+        conn.executemany(f"INSERT OR IGNORE INTO {_BATCH_KEYS} VALUES (?)", ((key,) for key in keys))
+        enough = int(conn.execute(f"SELECT count(*) FROM {_BATCH_KEYS}").fetchone()[0] / REBUILD_SHARE)
+        catalogued = conn.execute("SELECT count(*) FROM (SELECT 1 FROM models LIMIT ?)", [enough + 1]).fetchone()[0]
+        rebuild = catalogued <= enough  # counted no further than needed: a 1 M catalog is not counted for 100 models
+        batch = f"{_BATCH_KEYS} k CROSS JOIN models m ON m.key = k.key"
+        conn.execute(f"CREATE TEMP TABLE {_BATCH_DROPPED}(text)")  # rowid: the document's
+        if not rebuild:
+            conn.execute(f"INSERT INTO {_BATCH_DROPPED}(rowid, text) SELECT id, text FROM ({_documents_select(batch)})")
+        yield
+        if rebuild:
+            fill_search_index(conn)
+        else:
+            conn.execute(f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}, rowid, text) SELECT command, id, text FROM "
+                         f"(SELECT 'delete' AS command, rowid AS id, text, 0 AS step FROM {_BATCH_DROPPED} UNION ALL "
+                         f"SELECT NULL, id, text, 1 FROM ({_documents_select(batch)})) ORDER BY id, step")
+        conn.execute(f"DROP TABLE temp.{_BATCH_KEYS}")
+        conn.execute(f"DROP TABLE temp.{_BATCH_DROPPED}")
+        create_search_triggers(conn)
+    finally:
+        conn.execute(f"PRAGMA cache_size = {cache_size}")
 
 
 def family_bounds(family: int) -> tuple[int, int]:
@@ -159,9 +209,24 @@ class Search:
     """Mixin of Catalog: exact ranked search and the benchmarked-fastest listing."""
 
     @contextlib.contextmanager
+    def search_index_batch(self, keys: Collection[str]):
+        """Inside a write transaction, around writes to the models `keys` (and no others): from BULK_MIN_MODELS
+        models on, their search documents are written at the end of the block in one pass (`batched_documents`),
+        before the transaction commits, so that readers see the old index or the new one; fewer models are indexed
+        one by one by the triggers (or, in a `search_index_deferred` block, by its rebuild)."""
+        deferred = not self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+                                         [f"{SEARCH_TABLE}_ai"]).fetchone()
+        if deferred or len(keys) < BULK_MIN_MODELS:
+            yield
+            return
+        with batched_documents(self.conn, keys):
+            yield
+
+    @contextlib.contextmanager
     def search_index_deferred(self):
-        """For loading many models at once: within the block, writes to `models` leave the search index alone; it is
-        rebuilt once at the end, in rowid order (through the triggers, each model costs an FTS5 segment)."""
+        """For loading many models into a catalog nobody reads meanwhile (benchmarks, tests), over any number of
+        transactions: within the block, writes to `models` leave the search index alone; it is rebuilt once at the
+        end, in rowid order. A live catalog's writes use `search_index_batch`, inside their transaction."""
         drop_search_triggers(self.conn)
         try:
             yield

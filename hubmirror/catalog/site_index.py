@@ -68,8 +68,9 @@ class SiteIndex:
             if changes.scans:
                 self.record_scans([{k: s[k] for k in ("sha256", "scanner_version", "verdict", "details")}
                                    for s in changes.scans], now)
-            for model in changes.models:
-                self._apply_site_model(model, now)
+            with self.search_index_batch({m.key for m in changes.models}):  # revisions are their model's (SiteLog)
+                for model in changes.models:
+                    self._apply_site_model(model, now)
             for sha256, allowed in changes.allowances.items():
                 if allowed is None:
                     self.conn.execute("DELETE FROM allowed WHERE sha256 = ?", [sha256])

@@ -32,22 +32,27 @@ class RevisionWrites:
         in one transaction."""
         now = utc_now()
         with self.transaction():
-            self.record_scans(scans or [], now)
-            for revision, stored in revisions:
-                self._record_revision(revision, stored, plugin, source_description, now)
+            with self.search_index_batch({revision.ref.key for revision, _ in revisions}):
+                self.record_scans(scans or [], now)
+                for revision, stored in revisions:
+                    self._record_revision(revision, stored, plugin, source_description, now)
             crashpoint("catalog.before_commit")
         crashpoint("catalog.after_commit")
 
     def record_index(self, metas: Iterable[ModelMetadata], plugin: str, source_description: str = "") -> int:
-        """Add or refresh listed models (not cached unless they already are) in one transaction; return how many."""
+        """Add or refresh listed models (not cached unless they already are) in one transaction, once the whole
+        listing is read; return how many."""
+        metas = list(metas)
         now = utc_now()
         with self.transaction():
-            rows = [self._model_row(meta, cached=False, now=now) | {"indexed_at": now} for meta in metas]
-            for source in {row["source"] for row in rows}:
+            for source in {meta.source for meta in metas}:
                 self.db["sources"].insert({"name": source, "plugin": plugin, "description": source_description,
                                            "first_seen": now}, ignore=True)
-            self.db["models"].upsert_all(rows, pk="key")
-        return len(rows)
+            with self.search_index_batch({meta.key for meta in metas}):
+                self._upsert_models(metas, cached=False, now=now, indexed=True)
+            crashpoint("catalog.before_commit")
+        crashpoint("catalog.after_commit")
+        return len(metas)
 
     def _record_revision(self, revision: ResolvedRevision, stored: list[StoredFile], plugin: str,
                          source_description: str, now: str) -> None:
@@ -57,7 +62,7 @@ class RevisionWrites:
             {"name": revision.ref.source, "plugin": plugin, "description": source_description, "first_seen": now},
             ignore=True,
         )
-        self._upsert_model(revision.metadata, cached=True, now=now)
+        self._upsert_models([revision.metadata], cached=True, now=now)
         self.db["models"].update(key, {"size_bytes": size, "file_count": len(stored), "latest_commit": revision.commit})
         self.db["revisions"].upsert(
             {"model_key": key, "commit_id": revision.commit, "pulled_at": now, "size_bytes": size,
@@ -86,14 +91,24 @@ class RevisionWrites:
             pk=("model_key", "commit_id", "path"),
         )
 
-    def _upsert_model(self, meta: ModelMetadata, *, cached: bool, now: str) -> None:
-        """Insert or update a model's metadata; `cached` False leaves an already cached model cached."""
-        self.db["models"].upsert(self._model_row(meta, cached=cached, now=now), pk="key")
+    def _upsert_models(self, metas: list[ModelMetadata], *, cached: bool, now: str, indexed: bool = False) -> None:
+        """Insert or update models' metadata, one SQLite upsert each (a new model fires only the insert trigger);
+        `cached` False leaves already cached models cached; `indexed` stamps them as listed now."""
+        already = set() if cached else {r[0] for r in self.conn.execute(
+            "SELECT key FROM models WHERE cached = 1 AND key IN (SELECT value FROM json_each(?))",
+            [json.dumps([m.key for m in metas])])}
+        stamp = {"indexed_at": now} if indexed else {}
+        rows = [self._model_row(m, cached=cached or m.key in already, now=now) | stamp for m in metas]
+        if not rows:
+            return
+        columns = list(rows[0])
+        values = ", ".join(":" + c for c in columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "key")
+        self.conn.executemany(f"INSERT INTO models ({', '.join(columns)}) VALUES ({values}) "
+                              f"ON CONFLICT(key) DO UPDATE SET {updates}", rows)
 
-    def _model_row(self, meta: ModelMetadata, *, cached: bool, now: str) -> dict:
-        if not cached:
-            row = self.conn.execute("SELECT cached FROM models WHERE key = ?", [meta.key]).fetchone()
-            cached = bool(row and row[0])
+    @staticmethod
+    def _model_row(meta: ModelMetadata, *, cached: bool, now: str) -> dict:
         return {
             "key": meta.key,
             "source": meta.source,

@@ -178,8 +178,8 @@ def _spec(job: Job, settings: BenchSettings, plan: BenchPlan) -> dict:
 
 
 class Scheduler:
-    """Keeps `plan.jobs` models running in the worker pool; a finished model's row is written while the next one
-    already runs."""
+    """Keeps `plan.jobs` models running in the worker pool. A finished model's row is written before the next model
+    starts, so that nothing of the runner's competes for the cores while a model is timed (with one job)."""
 
     def __init__(self, mirror: Mirror, registry, settings: BenchSettings, plan: BenchPlan, pool: WorkerPool,
                  threads: ThreadPoolExecutor, on_start: Callable[[str], None], on_done: Callable[[dict], None]):
@@ -198,7 +198,6 @@ class Scheduler:
                 done, _ = wait(self.running, return_when=FIRST_COMPLETED)
                 for future in done:
                     finished += self._collect(self.running.pop(future), future.result())
-                finished += self._fill(waiting)
             for job, result in finished:
                 self._finish(job, result)
         return self.rows

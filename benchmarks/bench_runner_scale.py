@@ -151,5 +151,6 @@ def main() -> None:
           f"{within} of {len(ratios)} models ({100 * within / len(ratios):.0f} %) (range {ratios[0]:.2f}-"
           f"{ratios[-1]:.2f}; threads {args.threads or 'torch default'}); random-initialised weights", flush=True)
 
+
 if __name__ == "__main__":
     main()

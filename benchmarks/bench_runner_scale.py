@@ -143,8 +143,11 @@ def main() -> None:
                 ours.setdefault(r["model_key"].split(":", 1)[1], []).append(r["throughput"])
         for name, samples_per_sec in looped.items():
             theirs.setdefault(name, []).append(samples_per_sec)
-    ratios = sorted(statistics.median(ours[n]) / statistics.median(theirs[n]) for n in ours if n in theirs)
+    by_model = {n: statistics.median(ours[n]) / statistics.median(theirs[n]) for n in ours if n in theirs}
+    ratios = sorted(by_model.values())
     within = sum(0.95 <= r <= 1.05 for r in ratios)
+    outside = sorted((r, n) for n, r in by_model.items() if not 0.95 <= r <= 1.05)
+    print("outside ±5 %: " + (", ".join(f"{n} {r:.2f}" for r, n in outside) or "none"), flush=True)
     wall_ratio = sum(o for o, _ in walls) / sum(t for _, t in walls)
     print(f"wall ratio over {args.repeats} alternating run(s): {wall_ratio:.2f}; throughput per model (median of "
           f"{args.repeats} runs each), runner / timm loop: median {statistics.median(ratios):.3f}; WITHIN ±5 %: "

@@ -42,7 +42,8 @@ class TimmLoader(Loader):
         weights = next(directory / p for p in WEIGHTS if (directory / p).exists())
         net = timm.create_model(model["model_id"], pretrained=True,
                                 pretrained_cfg_overlay={"file": str(weights)}).eval().to(device, torch_dtype(dtype))
-        shape = tuple(cfg.get("input_size") or (3, 224, 224))
+        # the input timm's own benchmark feeds the model: its pretrained config's size (not a fixed 224x224)
+        shape = tuple(cfg.get("input_size") or timm.data.resolve_model_data_config(net)["input_size"])
         return Loaded(net, lambda b: torch.randn((b, *shape), device=device, dtype=torch_dtype(dtype)),
                       _count(net), "x".join(map(str, shape)))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import statistics
 import struct
@@ -24,6 +25,14 @@ def wall(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> flo
     start = time.perf_counter()
     subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def wall_and_cpu(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> tuple[float, float]:
+    """Wall seconds of one run of `cmd` and the CPU seconds (user + system) it spent, children included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = wall(cmd, env, cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def median_wall(cmd: list[str], runs: int, env: dict | None = None) -> float:

@@ -16,27 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from common import VENV_BIN, wall
+from common import VENV_BIN, wall, wall_and_cpu
 
 from tests.fakes.hf_hub import FakeHub
 
 BATCHED = "from hubmirror.cli import main; main()"
 ROW_BY_ROW = "import hubmirror.catalog.search as s; s.BULK_MIN_MODELS = 1 << 62; " + BATCHED
-
-
-def timed(cmd: list[str], env: dict) -> tuple[float, float]:
-    """Wall and CPU seconds of one run of `cmd`."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    seconds = wall(cmd, env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return seconds, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def cold_and_warm(work: Path, env: dict, runs: int) -> None:
@@ -62,8 +53,8 @@ def batched_against_row_by_row(label: str, args: list[str], work: Path, env: dic
         for mode, code in (("row by row", ROW_BY_ROW), ("batched", BATCHED)):
             root = work / f"{label}-{mode}-{run}".replace(" ", "-")
             cmd = [sys.executable, "-c", code, "--root", str(root), "--quiet", *args]
-            times.setdefault((mode, "empty"), []).append(timed(cmd, env))
-            times.setdefault((mode, "refresh"), []).append(timed(cmd, env))
+            times.setdefault((mode, "empty"), []).append(wall_and_cpu(cmd, env))
+            times.setdefault((mode, "refresh"), []).append(wall_and_cpu(cmd, env))
             shutil.rmtree(root)
     for step, what in (("empty", "into an empty mirror"), ("refresh", "over it again (every model updated)")):
         (bw, bc), (aw, ac) = ([statistics.median(t[i] for t in times[(mode, step)]) for i in (0, 1)]

@@ -12,7 +12,6 @@ copy), and no slower than oras.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import statistics
 import subprocess
@@ -21,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import LFS_ATTRS, VENV_BIN, report, require_free_space, wall, write_random_files
+from common import LFS_ATTRS, VENV_BIN, report, require_free_space, wall_and_cpu, write_random_files
 
 from tests.fakes import registry as fake_registry
 from tests.fakes.hf_hub import FakeHub
@@ -52,10 +51,8 @@ class Cost:
 
 def measure(cmd: list[str], reg: fake_registry.Registry | None = None, cwd: Path | None = None) -> Cost:
     """Run `cmd` to its end; its wall time, its CPU time and the registry's CPU time meanwhile."""
-    before, reg_before = resource.getrusage(resource.RUSAGE_CHILDREN), reg.cpu_seconds() if reg else 0.0
-    seconds = wall(cmd, cwd=str(cwd) if cwd else None)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    reg_before = reg.cpu_seconds() if reg else 0.0
+    seconds, cpu = wall_and_cpu(cmd, cwd=str(cwd) if cwd else None)
     return Cost(seconds, cpu, reg.cpu_seconds() - reg_before if reg else 0.0)
 
 
@@ -119,7 +116,8 @@ def main() -> None:
         if "push" in side or "pull" in side:
             line += f"  registry CPU {median(runs, (side,), 'registry_cpu'):7.3f}"
         print(line)
-    ours, oras, tar = ("hubmirror push", "hubmirror pull"), ("oras push", "oras pull"), ("bundle export", "bundle import")
+    ours, oras = ("hubmirror push", "hubmirror pull"), ("oras push", "oras pull")
+    tar = ("bundle export", "bundle import")
     report("export+import through the registry vs bundle tar", median(runs, ours, "wall"), median(runs, tar, "wall"),
            "bundle tar", "<= 2x")
     report("export+import through the registry vs oras push+pull", median(runs, ours, "wall"),

@@ -2,6 +2,9 @@
 `--jobs`, and isolation of every kind of failure (segfault, hang, memory exhaustion, a dying worker) in each mode."""
 
 import json
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,6 +86,9 @@ def test_many_timm_models_in_warm_workers_then_resumed(tiny_timm, hub, run):
         env = json.loads(row["environment"])
         assert env["loader"] == "timm" and env["isolation"] == "fork" and env["versions"]["timm"]
         assert env["wall_seconds"] > env["measure_seconds"] > 0 and row["throughput"] > 0
+    if platform.libc_ver()[0] == "glibc":  # timed steps reuse freed activations instead of faulting them in again
+        faults = sorted(json.loads(r["environment"])["page_faults_per_step"] for r in rows)
+        assert faults[len(faults) // 2] < 50, faults
     # resumed: everything measured with the same device, dtype, batch and versions is skipped
     rows, summary = bench_json(run, "--all", *FAST)
     assert rows == [] and "16 skipped as already measured" in summary
@@ -154,3 +160,31 @@ def test_report_stays_readable_at_hub_scale():
     assert ">arch3.tag</text>" in scatter_svg(rows[:4])  # few dots: labelled
     page = render(rows, "html")
     assert "270 ok, 30 timeout" in page and "<script" not in page and "href=" not in page
+
+
+STEPS = r"""
+import resource, sys
+from hubmirror.bench.child import steady_allocator
+if sys.argv[1] == "steady":
+    assert steady_allocator()
+def forward():  # a forward pass's activations: many 1 MiB blocks, all freed at the end
+    blocks = [bytearray(1 << 20) for _ in range(24)]
+    del blocks
+forward()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    forward()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc thresholds")
+def test_timed_steps_do_not_fault_their_activations_in_again():
+    """Under glibc's defaults each step's freed activations go back to the kernel (the heap's top is trimmed over
+    twice the largest block freed so far) and are page-faulted in again; the runner's child holds them."""
+    def faults_per_step(mode):
+        done = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True)
+        return float(done.stdout)
+
+    assert faults_per_step("default") > 3000  # 24 MiB, 4 KiB pages
+    assert faults_per_step("steady") < 50

@@ -4,6 +4,7 @@ half-written."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import platform
 import resource
@@ -12,6 +13,27 @@ import subprocess
 import time
 import traceback
 from pathlib import Path
+
+
+# glibc's mallopt parameters (malloc.h) and the values the timed loop runs under
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 << 20  # the largest fixed value glibc accepts (HEAP_MAX_SIZE / 2 on 64-bit)
+TRIM_THRESHOLD = 512 << 20
+
+
+def steady_allocator() -> str | None:
+    """Keep freed activations in the heap: glibc otherwise hands blocks over its (dynamic) mmap threshold back to the
+    kernel at every free, so each forward pass page-faults its activations afresh, and how many depends on what the
+    process allocated before (a fresh process ran mobilenetv2_050 at 56/s with ~3,800 faults per step, one that had
+    run resnet18 first at 100/s with none). Fixed thresholds make every model's figure independent of its history, as
+    PyTorch's CPU launcher (torch.backends.xeon.run_cpu) does with jemalloc/tcmalloc settings. Returns what was set,
+    None where the C library is not glibc."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    libc = ctypes.CDLL(None)
+    if not (libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+        return None
+    return f"glibc mmap_threshold={MMAP_THRESHOLD} trim_threshold={TRIM_THRESHOLD}"
 
 
 def _environment(torch, device: str) -> dict:
@@ -64,6 +86,7 @@ def measure(loaded, spec: dict, torch) -> dict:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         times_ms: list[float] = []
+        faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         started = time.perf_counter()
         warmup_seconds = started - warmup_started
         while len(times_ms) < spec["min_iters"] or time.perf_counter() - started < spec["min_seconds"]:
@@ -81,12 +104,13 @@ def measure(loaded, spec: dict, torch) -> dict:
             if len(times_ms) >= spec["max_iters"]:
                 break
         measured_seconds = time.perf_counter() - started
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
     # samples per second of model time, as timm's benchmark.py and optimum-benchmark count it (volume / mean latency)
     result = {"iterations": len(times_ms), "latency_p50_ms": statistics.median(times_ms),
               "latency_p90_ms": _percentile(times_ms, 90), "latency_p99_ms": _percentile(times_ms, 99),
               "latency_mean_ms": statistics.fmean(times_ms),
               "throughput": batch * 1000 / statistics.fmean(times_ms), "measure_seconds": measured_seconds,
-              "warmup_seconds": warmup_seconds}
+              "warmup_seconds": warmup_seconds, "page_faults_per_step": faults / len(times_ms)}
     if cuda:
         result["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
         result["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
@@ -101,13 +125,14 @@ def _out_of_memory(exc: BaseException) -> bool:
 def run(spec: dict, loaders: list) -> dict:
     """Load and time the model `spec` names with the first of `loaders` (the one the parent chose)."""
     load_started = time.perf_counter()
+    allocator = steady_allocator()
     import torch
 
     device = spec["device"]
     threads = spec.get("threads") or (max(1, torch.get_num_threads() // spec["jobs"]) if spec.get("jobs", 1) > 1 else 0)
     if threads:  # several models at once share the cores
         torch.set_num_threads(threads)
-    out = {"status": "ok", "device": device, "environment": _environment(torch, device)}
+    out = {"status": "ok", "device": device, "environment": {**_environment(torch, device), "malloc": allocator}}
     if not loaders:
         return {**out, "status": "load_error", "error": f"loader {spec['loader']!r} is not registered in the worker"}
     try:

@@ -14,7 +14,6 @@ import time
 import traceback
 from pathlib import Path
 
-
 # glibc's mallopt parameters (malloc.h) and the values the timed loop runs under
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 << 20  # the largest fixed value glibc accepts (HEAP_MAX_SIZE / 2 on 64-bit)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -73,7 +74,7 @@ for name, file in spec["models"]:
     print(json.dumps({"name": name, "samples_per_sec": batch * steps / total, "device": device,
                       "overhead": time.perf_counter() - began - measured}), flush=True)
 """
-# the runner's allocator settings, for a process that cannot call mallopt itself before its first allocation
+# the runner's allocator settings (child.steady_allocator) for the loop, set from outside so its code stays timm's
 STEADY_MALLOC = {"GLIBC_TUNABLES": f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:"
                                    f"glibc.malloc.trim_threshold={TRIM_THRESHOLD}"}
 
@@ -108,9 +109,14 @@ def overheads(rows: list[dict]) -> list[float]:
     return [e["wall_seconds"] - e.get("measure_seconds", 0.0) for e in envs]
 
 
+def inside(ratio: float) -> bool:
+    """Whether a ratio lies within ±5 %."""
+    return 0.95 <= ratio <= 1.05
+
+
 def within(ratios: list[float]) -> int:
     """How many ratios lie within ±5 %."""
-    return sum(0.95 <= r <= 1.05 for r in ratios)
+    return sum(map(inside, ratios))
 
 
 def order_dependence(files: list[tuple[str, str]], args: argparse.Namespace, steady_malloc: bool) -> None:
@@ -137,11 +143,11 @@ def compare(ours: dict[str, list[float]], theirs: dict[str, list[float]], baseli
     """Print the runner's throughput per model against a baseline's: medians over the repeats, ratio per model."""
     by_model = {n: statistics.median(ours[n]) / statistics.median(theirs[n]) for n in ours if n in theirs}
     ratios = sorted(by_model.values())
-    inside = within(ratios)
-    outside = sorted((r, n) for n, r in by_model.items() if not 0.95 <= r <= 1.05)
+    agreeing = within(ratios)
+    outside = sorted((r, n) for n, r in by_model.items() if not inside(r))
     print(f"throughput per model (median of {args.repeats} runs each), runner / {baseline}: median "
-          f"{statistics.median(ratios):.3f}; WITHIN ±5 %: {inside} of {len(ratios)} models "
-          f"({100 * inside / len(ratios):.0f} %) (range {ratios[0]:.2f}-{ratios[-1]:.2f}; threads "
+          f"{statistics.median(ratios):.3f}; WITHIN ±5 %: {agreeing} of {len(ratios)} models "
+          f"({100 * agreeing / len(ratios):.0f} %) (range {ratios[0]:.2f}-{ratios[-1]:.2f}; threads "
           f"{args.threads or 'torch default'}); random-initialised weights\n  outside ±5 %: "
           + (", ".join(f"{n} {r:.2f}" for r, n in outside) or "none"), flush=True)
 
@@ -157,7 +163,7 @@ def main() -> None:
     parser.add_argument("--min-iters", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="runner and loop, in alternating order")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each method, in rotated order")
     parser.add_argument("--threads", type=int, help="torch threads in both methods (default: torch's own)")
     parser.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=True,
                         help="also run timm's method once per model in a new interpreter (a history-free baseline)")
@@ -165,6 +171,14 @@ def main() -> None:
                         help="also run the loop in two orders, under glibc's malloc defaults and the runner's")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hubmirror-bench-scale-"))
+    try:
+        measure_all(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure_all(args: argparse.Namespace, work: Path) -> None:
+    """Generate and pull the models under `work`, then print every figure of the module's docstring."""
     names = pretrained_names("tiny")[:args.models]
     models = generate_many(names, work / "generated", None, workers=2)
     hubmirror = [str(VENV_BIN / "hubmirror"), "--root", str(work / "mirror"), "--quiet"]
@@ -215,6 +229,7 @@ def main() -> None:
     if args.order_check:
         for steady in (False, True):
             order_dependence(files, args, steady)
+
 
 if __name__ == "__main__":
     main()

@@ -39,7 +39,7 @@ def timed(fn) -> float:
 
 
 def boto3_client():
-    from hubmirror.s3client import client
+    from hubmirror.store.s3.location import client
 
     return client()
 

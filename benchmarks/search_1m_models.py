@@ -23,7 +23,7 @@ from common import VENV_BIN, median_wall
 
 from hubmirror.catalog import Catalog, fts_words, search_facets
 from hubmirror.catalog.search import ANYWHERE, ROW_MASK, SEARCH_TABLE, family_bounds
-from hubmirror.records import ModelMetadata
+from hubmirror.upstream import ModelMetadata
 
 TASKS = ["text-classification", "image-classification", "sentence-similarity", "text-generation", "object-detection",
          "automatic-speech-recognition", "feature-extraction", "translation", "summarization", "image-segmentation"]

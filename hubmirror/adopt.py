@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hubmirror.errors import HubmirrorError, IntegrityError, UsageError
-from hubmirror.records import ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Download, Source, SourceContext, local_download
+from hubmirror.fetch.download import Download, local_download
+from hubmirror.sources import Source, SourceContext
+from hubmirror.upstream import ModelRef, RemoteFile, ResolvedRevision, check_listing
 
 if TYPE_CHECKING:  # imported by the commands that adopt, not by every plugin that registers an adopter
     from hubmirror.mirror import Mirror
@@ -60,7 +61,7 @@ class Adoption:
     def store(self, revision: ResolvedRevision, report: AdoptReport) -> None:
         """Store a revision whose files are read in place (`location`: a local path), checked against the digests
         they carry: adopted whole, reported corrupt, or skipped when a file carries none (unless allow_unverified)."""
-        from hubmirror.pull import check_listing, store_revisions  # not at plugin load: it brings in the scanners
+        from hubmirror.admit import admit_revisions  # not at plugin load: it brings in the scanners
 
         label = f"{revision.ref.key}@{revision.commit}"
         if not self.allow_unverified and any(not f.digests for f in revision.files):
@@ -69,7 +70,7 @@ class Adoption:
         try:
             check_listing(revision)
             with self.mirror.shared_lock(f"adopt {label}"):
-                store_revisions(self.mirror, _AdoptedFiles(), "adopt", [(revision, revision.files)], self.ctx)
+                admit_revisions(self.mirror, _AdoptedFiles(), "adopt", [(revision, revision.files)], self.ctx)
             report.adopted.append(f"{label} ({revision.requested})")
         except IntegrityError as exc:
             report.corrupt.append(f"{label}: {exc}")

@@ -1,5 +1,6 @@
 """Exceptions that the CLI turns into one-line messages and exit codes (1 failure, 2 usage)."""
 
+import copy
 from dataclasses import dataclass
 
 
@@ -67,3 +68,11 @@ class TransferBrokenError(HubmirrorError):
 
 class DiskFullError(HubmirrorError):
     """The mirror's disk (or quota) is full: nothing half-written becomes visible; partial downloads stay in tmp/."""
+
+
+def reworded(error: HubmirrorError, text: str) -> HubmirrorError:
+    """`error` with `text` as its one line: the same class, exit code and attributes (`hub_answer`, `reason`). The one
+    way an error is re-worded (naming the file it concerns, a retry's verdict, several failures in one)."""
+    new = copy.copy(error)
+    new.args = (text,)
+    return new

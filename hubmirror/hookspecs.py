@@ -1,8 +1,8 @@
-"""The hooks a hubmirror plugin can implement.
+"""The hooks a hubmirror plugin can implement (documented in docs/plugins.md, which a test keeps in step).
 
-Every extension point follows one pattern (as in `llm`): the hook receives a `register` callback and calls it once per
-object it contributes. Sources come first; benchmark loaders and serving backends are added the same way, as
-`register_<kind>(register)` hooks, without changing how plugins are found or loaded.
+Every extension point follows one pattern (as in `llm`): a `register_<kind>(register)` hook receives a `register`
+callback and calls it once per object it contributes; the core calls each plugin's implementation through pluggy.
+Plugins import what they need from `hubmirror.api`.
 """
 
 import pluggy
@@ -14,12 +14,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_sources(register):
-    """Call `register(source)` for each `hubmirror.sources.Source` this plugin provides."""
+    """Call `register(source)` for each `hubmirror.api.Source` this plugin provides."""
 
 
 @hookspec
 def register_loaders(register):
-    """Call `register(loader)` for each `hubmirror.bench.loader_contract.Loader` this plugin provides (benchmark runner)."""
+    """Call `register(loader)` for each `hubmirror.api.Loader` this plugin provides (benchmark runner)."""
 
 
 @hookspec(firstresult=True)
@@ -30,11 +30,17 @@ def served_repo_id(model):
 
 @hookspec
 def register_layouts(register):
-    """Call `register(layout)` for each `hubmirror.exchange.materialize.Layout` (a client cache layout `hubmirror
-    materialize --layout NAME` writes) this plugin provides."""
+    """Call `register(layout)` for each `hubmirror.api.Layout` (a client cache layout `hubmirror materialize --layout
+    NAME` writes) this plugin provides."""
 
 
 @hookspec
 def register_adopters(register):
-    """Call `register(adopter)` for each `hubmirror.adopt.Adopter` (a kind of client cache `hubmirror adopt` brings
-    into the mirror) this plugin provides."""
+    """Call `register(adopter)` for each `hubmirror.api.Adopter` (a kind of client cache `hubmirror adopt` brings into
+    the mirror) this plugin provides."""
+
+
+@hookspec
+def register_stores(register):
+    """Call `register(backend)` for each `hubmirror.api.StoreBackend` (a blob store named by a URL scheme, for
+    `--store SCHEME://...`) this plugin provides."""

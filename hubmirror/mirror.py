@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubmirror.catalog import CATALOG_NAME, Catalog
-from hubmirror.errors import UsageError
 from hubmirror.locks import mirror_lock
 from hubmirror.sources import SourceContext
 from hubmirror.store import BlobStore, LocalBlobStore
+from hubmirror.writer import CatalogWriter, LocalWriter
 
 HOME_ENV = "HUBMIRROR_HOME"
 STORE_ENV = "HUBMIRROR_STORE"
@@ -33,19 +33,29 @@ def store_url_for(root: Path, store_url: str | None = None) -> str | None:
     return configured(root)
 
 
-def open_store(root: Path, store_url: str | None = None) -> BlobStore:
-    """The blob store of the mirror at `root` (see `store_url_for`). Only the URL is read here: endpoint,
-    credentials and region come from the AWS chain when the store is used, and are never written anywhere."""
+def open_store(root: Path, store_url: str | None = None, registry=None) -> BlobStore:
+    """The blob store of the mirror at `root` (see `store_url_for`): the local `blobs/`, or what the store backend
+    registered for the URL's scheme opens (`register_stores`; `registry`, else the default plugins). Only the URL is
+    read here: a backend takes endpoint and credentials from its own environment when the store is used."""
     url = store_url_for(root, store_url)
     if not url:
         return LocalBlobStore(root)
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    if scheme == "s3":
-        from hubmirror.s3client import BucketLocation
-        from hubmirror.store.s3 import S3BlobStore
+    if registry is None:
+        from hubmirror.plugin_manager import PluginRegistry
 
-        return S3BlobStore(BucketLocation.parse(url))
-    raise UsageError(f"store URL {url!r}: unknown scheme; expected s3://BUCKET[/PREFIX]")
+        registry = PluginRegistry()
+    return registry.store_backend(url).open(url)
+
+
+def writer_for(root: Path, catalog: Catalog, store: BlobStore) -> CatalogWriter:
+    """The catalog writer of a mirror: its site's, where the store has a bucket many hosts share, else local."""
+    bucket = store.shared_bucket()
+    if bucket is None:
+        return LocalWriter(catalog, store)
+    from hubmirror.sitelog.log import SiteLog, host_id
+    from hubmirror.sitelog.writer import SiteWriter
+
+    return SiteWriter(catalog, store, SiteLog(bucket, host_id(root)))
 
 
 @dataclass
@@ -53,20 +63,23 @@ class Mirror:
     root: Path
     catalog: Catalog
     store: BlobStore
+    writer: CatalogWriter  # every catalog change goes through it (see hubmirror.writer)
 
     @classmethod
-    def open(cls, root: Path, *, create: bool = False, store_url: str | None = None) -> "Mirror":
+    def open(cls, root: Path, *, create: bool = False, store_url: str | None = None, registry=None) -> "Mirror":
         """Open the mirror at `root`; with `create`, make one there first if there is none. The blob store is
         `store_url` (`--store`), else `$HUBMIRROR_STORE`, else `[store] url` in the mirror's config.toml, else the
-        local `blobs/` under `root` (see `open_store`)."""
+        local `blobs/` under `root` (see `open_store`). On a store many hosts share, the catalog is an index of the
+        bucket: an empty `root` gets one (filled by `writer.refresh()`)."""
         root = Path(root).resolve()
+        store = open_store(root, store_url, registry)
+        create = create or store.shared_bucket() is not None
         if create:
             root.mkdir(parents=True, exist_ok=True)
-        store = open_store(root, store_url)
         catalog = Catalog(root / CATALOG_NAME, create=create)
         if create:
             store.initialise()
-        return cls(root, catalog, store)
+        return cls(root, catalog, store, writer_for(root, catalog, store))
 
     def source_context(self, registry, endpoint: str | None = None) -> SourceContext:
         """What sources get from this mirror: the other sources (to delegate) and scratch space in tmp/."""

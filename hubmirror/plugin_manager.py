@@ -17,11 +17,13 @@ import pluggy
 from hubmirror import hookspecs
 from hubmirror.errors import UsageError
 from hubmirror.sources import Source
+from hubmirror.store.base import StoreBackend
 
 ENTRY_POINT_GROUP = "hubmirror"
 LOAD_PLUGINS_ENV = "HUBMIRROR_LOAD_PLUGINS"
 DEFAULT_PLUGINS = [
     "hubmirror.exchange.materialize",  # the core's own `dir` layout
+    "hubmirror.store.s3",  # the s3:// store backend
     "hubmirror.plugins.huggingface",
     "hubmirror.plugins.urls",
     "hubmirror.plugins.torchhub",
@@ -53,6 +55,7 @@ class PluginRegistry:
             self._load_directory(Path(directory))
         self.pm.check_pending()
         self._sources: dict[str, tuple[Source, str]] | None = None
+        self._stores: dict[str, tuple[StoreBackend, str]] | None = None
 
     def _load_entry_points(self) -> None:
         wanted = os.environ.get(LOAD_PLUGINS_ENV)
@@ -74,18 +77,26 @@ class PluginRegistry:
             if self.pm.get_plugin(path.stem) is None:
                 self.pm.register(module, name=path.stem)
 
+    def each_plugin(self, hook: str):
+        """(plugin name, caller) for each plugin implementing `hook`, in the order they were registered: the caller
+        calls the hook through pluggy for that plugin alone, so that what it registers is known to be its own."""
+        implementing = [impl.plugin for impl in getattr(self.pm.hook, hook).get_hookimpls()]
+        for plugin in implementing:
+            others = [p for p in implementing if p is not plugin]
+            yield self.pm.get_name(plugin), self.pm.subset_hook_caller(hook, remove_plugins=others)
+
     def collect(self, hook: str, kind: type, what: str) -> dict[str, tuple]:
         """{name: (object, plugin)} of what the plugins register through `hook`; a name claimed twice is an error."""
         found: dict[str, tuple] = {}
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            def register(obj, _plugin=impl.plugin_name) -> None:
+        for plugin, call in self.each_plugin(hook):
+            def register(obj, _plugin=plugin) -> None:
                 if not isinstance(obj, kind) or not getattr(obj, "name", None):
                     raise UsageError(f"plugin {_plugin} registered something that is not a named {what}")
                 if obj.name in found:
                     raise UsageError(f"{what} {obj.name!r} is registered by both {found[obj.name][1]} and {_plugin}")
                 found[obj.name] = (obj, _plugin)
 
-            impl.function(register=register)
+            call(register=register)
         return found
 
     def sources(self) -> dict[str, tuple[Source, str]]:
@@ -100,6 +111,21 @@ class PluginRegistry:
         except KeyError:
             known = ", ".join(sorted(self.sources())) or "none"
             raise UsageError(f"unknown source {name!r} (known: {known})") from None
+
+    def stores(self) -> dict[str, tuple[StoreBackend, str]]:
+        """{URL scheme: (store backend, plugin name)} for every registered store backend."""
+        if self._stores is None:
+            self._stores = self.collect("register_stores", StoreBackend, "store backend")
+        return self._stores
+
+    def store_backend(self, url: str) -> StoreBackend:
+        """The store backend registered for `url`'s scheme."""
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        try:
+            return self.stores()[scheme][0]
+        except KeyError:
+            known = ", ".join(f"{name}://" for name in sorted(self.stores())) or "none"
+            raise UsageError(f"store URL {url!r}: unknown scheme (known: {known})") from None
 
     def describe(self) -> list[dict]:
         """One entry per plugin: name, version, the hooks it implements, and the names of what it registers through
@@ -125,7 +151,7 @@ class PluginRegistry:
                     "distribution": dist.project_name if dist else None,
                     "version": dist.version if dist else None,
                     "hooks": sorted(h.name for h in self.pm.get_hookcallers(plugin)),
-                    **{kind: sorted(kinds.get(kind, [])) for kind in ("sources", "loaders")},
+                    **{kind: sorted(kinds.get(kind, [])) for kind in ("sources", "loaders", "stores")},
                     **{kind: sorted(names) for kind, names in kinds.items()},
                     "source_descriptions": descriptions.get(name, {}),
                 }

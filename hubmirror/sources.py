@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
-from hubmirror.download import Download, local_download  # noqa: F401  (part of the source contract)
 from hubmirror.errors import UsageError
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
+from hubmirror.fetch.download import Download
+from hubmirror.upstream import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class SourceContext:
         """A `requests.Session` for the calling thread (sessions are not shared across threads)."""
         sess = getattr(self._local, "session", None)
         if sess is None:
-            from hubmirror.http import new_session  # requests is imported only by commands that go online
+            from hubmirror.fetch.http import new_session  # requests is imported only by commands that go online
 
             sess = self._local.session = new_session()
         return sess

@@ -37,9 +37,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from hubmirror.errors import AccessDeniedError, HubmirrorError, NotFoundError
-from hubmirror.http import request, request_json
-from hubmirror.sources import SourceContext
+from hubmirror.api import AccessDeniedError, HubmirrorError, NotFoundError, SourceContext, request, request_json
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 DEFAULT_SERVER = "https://github.com"

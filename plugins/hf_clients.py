@@ -18,14 +18,24 @@ from pathlib import Path
 
 from hubmirror.plugins.huggingface import HuggingFaceSource
 
-from hubmirror.adopt import Adopter, Adoption, AdoptReport
-from hubmirror.digests import is_valid_digest
-from hubmirror.errors import UnsafePathError
-from hubmirror.exchange.materialize import Layout, Placer
-from hubmirror.hookspecs import hookimpl
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.safepath import check_relative_path
-from hubmirror.serving.hub_ids import hub_commit, repo_id, served_file
+from hubmirror.api import (
+    Adopter,
+    Adoption,
+    AdoptReport,
+    Layout,
+    ModelMetadata,
+    ModelRef,
+    Placer,
+    RemoteFile,
+    ResolvedRevision,
+    UnsafePathError,
+    check_relative_path,
+    hookimpl,
+    hub_commit,
+    is_valid_digest,
+    repo_id,
+    served_file,
+)
 
 CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
                "# hubmirror: a Hugging Face cache materialised from a mirror\n")

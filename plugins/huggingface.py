@@ -42,18 +42,28 @@ from itertools import islice
 from pathlib import Path
 from urllib.parse import quote
 
-from hubmirror import __version__
-from hubmirror.errors import (
+from hubmirror.api import (
+    RETRY_STATUSES,
     AccessDeniedError,
+    Download,
     HubAnswer,
     HubmirrorError,
+    ModelMetadata,
+    ModelRef,
     NotFoundError,
+    RemoteFile,
+    ResolvedRevision,
+    Retrier,
+    Source,
+    SourceContext,
     UsageError,
+    __version__,
+    hookimpl,
+    open_bounded,
+    open_range,
+    retry_after_seconds,
+    transport_error,
 )
-from hubmirror.hookspecs import hookimpl
-from hubmirror.http import open_range, transport_error
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Download, Source, SourceContext
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"  # huggingface_hub.constants.DEFAULT_REVISION
@@ -276,7 +286,6 @@ class HuggingFaceSource(Source):
         import httpx2
         from huggingface_hub.errors import HfHubHTTPError
 
-        from hubmirror.http import RETRY_STATUSES, Retrier, retry_after_seconds
 
         what = str(ref)
         retrier = Retrier(f"GET model info of {ref}")
@@ -380,7 +389,6 @@ class HuggingFaceSource(Source):
     def open_range(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, start: int,
                    end: int) -> Download | None:
         """Request 3 for one piece of a large file: `Range: bytes={start}-{end - 1}`."""
-        from hubmirror.ranged_download import open_bounded
 
         url = self._file_url(revision, file, ctx)
         return ctx.limited(url, lambda: open_bounded(

@@ -52,25 +52,28 @@ from pathlib import Path
 
 import requests
 
-from hubmirror import __version__
-from hubmirror.errors import (
+from hubmirror.api import (
+    RETRY_STATUSES,
     AccessDeniedError,
+    Download,
     HubmirrorError,
+    ModelMetadata,
+    ModelRef,
     NotFoundError,
+    RemoteFile,
+    ResolvedRevision,
+    Retrier,
+    Source,
+    SourceContext,
     TransferBrokenError,
     UsageError,
-)
-from hubmirror.hookspecs import hookimpl
-from hubmirror.http import (
-    RETRY_STATUSES,
-    Retrier,
+    __version__,
     describe_network_error,
+    hookimpl,
     open_range,
     retry_after_seconds,
     retry_policy,
 )
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Download, Source, SourceContext
 
 CREDENTIALS_HINT = "KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, or ~/.kaggle/kaggle.json"
 FILES_PAGE_SIZE = 25  # what kagglehub asks for

@@ -22,10 +22,21 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-from hubmirror.errors import HubmirrorError, NotFoundError, UsageError
-from hubmirror.hookspecs import hookimpl
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Delegated, Download, Source, SourceContext, delegate_files
+from hubmirror.api import (
+    Delegated,
+    Download,
+    HubmirrorError,
+    ModelMetadata,
+    ModelRef,
+    NotFoundError,
+    RemoteFile,
+    ResolvedRevision,
+    Source,
+    SourceContext,
+    UsageError,
+    delegate_files,
+    hookimpl,
+)
 
 
 @lru_cache(maxsize=1)

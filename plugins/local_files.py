@@ -7,11 +7,21 @@ from pathlib import Path
 
 from hubmirror.plugins.urls import hash_prefix
 
-from hubmirror.digests import SHA256_PREFIX, is_valid_digest
-from hubmirror.errors import NotFoundError, UsageError
-from hubmirror.hookspecs import hookimpl
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Download, Source, SourceContext, local_download
+from hubmirror.api import (
+    SHA256_PREFIX,
+    Download,
+    ModelMetadata,
+    ModelRef,
+    NotFoundError,
+    RemoteFile,
+    ResolvedRevision,
+    Source,
+    SourceContext,
+    UsageError,
+    hookimpl,
+    is_valid_digest,
+    local_download,
+)
 
 
 class LocalFileSource(Source):

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hubmirror.bench.loader_contract import Loaded, Loader, torch_dtype
-from hubmirror.hookspecs import hookimpl
+from hubmirror.api import Loaded, Loader, hookimpl, torch_dtype
 
 WEIGHTS = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 

@@ -53,16 +53,22 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from hubmirror.errors import (
+from hubmirror.api import (
     AccessDeniedError,
+    Download,
     HubmirrorError,
+    ModelMetadata,
+    ModelRef,
     NotFoundError,
+    RemoteFile,
+    ResolvedRevision,
+    Source,
+    SourceContext,
     UsageError,
+    hookimpl,
+    open_range,
+    request_json,
 )
-from hubmirror.hookspecs import hookimpl
-from hubmirror.http import open_range, request_json
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Download, Source, SourceContext
 
 DEFAULT_API = "https://api.ngc.nvidia.com"
 DEFAULT_AUTH = "https://authn.nvidia.com"

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import re
 
-from hubmirror.errors import UsageError
-from hubmirror.exchange.registry_target import parse_target
-from hubmirror.hookspecs import hookimpl
-from hubmirror.records import ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Download, Source, SourceContext
+from hubmirror.api import (
+    Download,
+    ModelRef,
+    RemoteFile,
+    ResolvedRevision,
+    Source,
+    SourceContext,
+    UsageError,
+    hookimpl,
+    parse_target,
+)
 
 
 class OciSource(Source):

@@ -30,12 +30,23 @@ import tempfile
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from hubmirror.archives import chunks, open_tar
-from hubmirror.errors import NotFoundError, UsageError
-from hubmirror.hookspecs import hookimpl
-from hubmirror.http import spool
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Delegated, Download, Source, SourceContext, delegate_files
+from hubmirror.api import (
+    Delegated,
+    Download,
+    ModelMetadata,
+    ModelRef,
+    NotFoundError,
+    RemoteFile,
+    ResolvedRevision,
+    Source,
+    SourceContext,
+    UsageError,
+    chunks,
+    delegate_files,
+    hookimpl,
+    open_tar,
+    spool,
+)
 
 MAPPING_FILE = Path(__file__).parent / "data" / "tfhub_kaggle.json"
 TFHUB_HOSTS = ("tfhub.dev", "www.tfhub.dev")

@@ -17,11 +17,22 @@ from pathlib import Path
 
 from hubmirror.plugins.urls import url_file
 
-from hubmirror.errors import HubmirrorError, NotFoundError, UsageError
-from hubmirror.hookspecs import hookimpl
-from hubmirror.http import open_range
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Delegated, Download, Source, SourceContext, delegate_files
+from hubmirror.api import (
+    Delegated,
+    Download,
+    HubmirrorError,
+    ModelMetadata,
+    ModelRef,
+    NotFoundError,
+    RemoteFile,
+    ResolvedRevision,
+    Source,
+    SourceContext,
+    UsageError,
+    delegate_files,
+    hookimpl,
+    open_range,
+)
 
 # timm's own order of preference for weight files in a Hugging Face repo (timm/models/_hub.py)
 HF_WEIGHT_FILES = ["model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"]

@@ -17,9 +17,7 @@ from hubmirror.plugins.local_files import LocalFileSource
 from hubmirror.plugins.torchhub import TorchHubSource
 from hubmirror.plugins.urls import UrlSource, hash_prefix
 
-from hubmirror.adopt import Adopter, Adoption, AdoptReport
-from hubmirror.exchange.materialize import Layout, Placer
-from hubmirror.hookspecs import hookimpl
+from hubmirror.api import Adopter, Adoption, AdoptReport, Layout, Placer, hookimpl
 
 CHECKPOINTS = "checkpoints"
 WEIGHT_FILE_SOURCES = (UrlSource.name, LocalFileSource.name)  # what torch.hub would fetch into hub/checkpoints

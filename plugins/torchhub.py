@@ -30,19 +30,26 @@ from dataclasses import dataclass, field, replace
 from hubmirror.plugins.github import GitHub
 from hubmirror.plugins.urls import url_file
 
-from hubmirror.archives import chunks, open_zip
-from hubmirror.errors import (
+from hubmirror.api import (
+    Download,
     HubmirrorError,
     IntegrityError,
+    ModelMetadata,
+    ModelRef,
     NotFoundError,
+    RemoteFile,
+    ResolvedRevision,
+    Source,
+    SourceContext,
     UnsafePathError,
     UsageError,
+    check_relative_path,
+    chunks,
+    hookimpl,
+    open_range,
+    open_zip,
+    spool,
 )
-from hubmirror.hookspecs import hookimpl
-from hubmirror.http import open_range, spool
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.safepath import check_relative_path
-from hubmirror.sources import Download, Source, SourceContext
 
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9_.][\w.-]*\Z")
 WEIGHT_URL_RE = re.compile(r"^https?://\S+\.(pth|pt|bin|ckpt|onnx|safetensors|jit|pkl|npz|h5|tar|zip|gz|tgz)\Z")

@@ -26,12 +26,22 @@ from urllib.parse import unquote, urlsplit
 
 from hubmirror.plugins.github import GitHub
 
-from hubmirror.digests import SHA256_PREFIX, is_valid_digest
-from hubmirror.errors import IntegrityError, NotFoundError, UsageError
-from hubmirror.hookspecs import hookimpl
-from hubmirror.http import open_range
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sources import Download, Source, SourceContext
+from hubmirror.api import (
+    SHA256_PREFIX,
+    Download,
+    IntegrityError,
+    ModelMetadata,
+    ModelRef,
+    NotFoundError,
+    RemoteFile,
+    ResolvedRevision,
+    Source,
+    SourceContext,
+    UsageError,
+    hookimpl,
+    is_valid_digest,
+    open_range,
+)
 
 HASH_PREFIX_RE = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 

@@ -18,8 +18,7 @@ FAST = ["--min-iters", "3", "--min-seconds", "0.1", "--warmup", "1", "--device",
 
 CRASHING_LOADER = '''
 import os, signal
-from hubmirror.bench.loader_contract import Loader
-from hubmirror.hookspecs import hookimpl
+from hubmirror.api import hookimpl, Loader
 
 class Crasher(Loader):
     name, priority = "crasher", 100

@@ -18,8 +18,7 @@ FAST = ["--min-iters", "2", "--min-seconds", "0", "--warmup", "1", "--device", "
 
 FAILING_LOADERS = '''
 import os, signal, time
-from hubmirror.bench.loader_contract import Loaded, Loader
-from hubmirror.hookspecs import hookimpl
+from hubmirror.api import hookimpl, Loaded, Loader
 
 class ByFile(Loader):
     priority = 100

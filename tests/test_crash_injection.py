@@ -106,7 +106,7 @@ def s3_problems(root: Path, url: str) -> list[str]:
     import hashlib
     import sqlite3
 
-    from hubmirror.s3client import BucketLocation, client
+    from hubmirror.store.s3.location import BucketLocation, client
 
     location = BucketLocation.parse(url)
     blobs_prefix = location.key("blobs", "sha256") + "/"
@@ -141,7 +141,7 @@ def s3_problems(root: Path, url: str) -> list[str]:
 
 def s3_leftovers(url: str) -> list[str]:
     """Temporaries and multipart uploads still in the bucket."""
-    from hubmirror.s3client import BucketLocation, client
+    from hubmirror.store.s3.location import BucketLocation, client
 
     location = BucketLocation.parse(url)
     s3 = client()

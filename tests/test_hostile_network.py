@@ -13,7 +13,7 @@ import time
 import pytest
 
 from hubmirror.errors import HubmirrorError
-from hubmirror.http import Retrier, RetryPolicy, retry_after_seconds
+from hubmirror.fetch.retries import Retrier, RetryPolicy, retry_after_seconds
 from tests.conftest import noise
 from tests.fakes.invariants import mirror_problems
 

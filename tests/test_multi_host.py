@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hubmirror.s3client import BucketLocation, client
+from hubmirror.store.s3.location import BucketLocation, client
 from tests.fakes.model_files import MINILM_REPO_ID
 from tests.fakes.s3 import moto_s3
 

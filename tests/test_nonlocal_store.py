@@ -139,7 +139,7 @@ def _use_store(monkeypatch, store_class) -> None:
 
     def open_with(cls, root, **kwargs):
         mirror = original(cls, root, **kwargs)
-        mirror.store = store_class(mirror.root)
+        mirror.store = mirror.writer.store = store_class(mirror.root)
         return mirror
 
     monkeypatch.setattr(Mirror, "open", classmethod(open_with))
@@ -353,7 +353,7 @@ def test_redirect_streams_when_the_store_has_no_presigned_urls(pulled_minilm, ro
 
 def test_the_whole_flow_on_an_s3_store(monkeypatch, minilm_hub, minilm, hub, run, root, tmp_path):
     pytest.importorskip("moto")
-    from hubmirror.s3client import BucketLocation, client
+    from hubmirror.store.s3.location import BucketLocation, client
     from tests.fakes.s3 import moto_s3
 
     with moto_s3(monkeypatch) as url:

@@ -249,7 +249,7 @@ def test_timm_create_model_pretrained_loads_through_a_cold_proxy(hub, cold, tmp_
 def test_serve_upstream_options(run, monkeypatch, cold):
     got = {}
     monkeypatch.setattr("hubmirror.serving.app.serve", lambda *a, **kw: got.update(kw))
-    monkeypatch.setattr("hubmirror.sitelog.start_refresher", lambda *a: None)
+    monkeypatch.setattr("hubmirror.writer.CatalogWriter.start_refresher", lambda *a: None)
     assert run("serve", "--upstream", "--allow", "org/*", "--deny", "org/x", "--ref-ttl", "5").exit_code == 0
     assert got["upstream"] == {"endpoint": run.endpoint, "ref_ttl": 5.0, "timeout": 300.0, "allow": ("org/*",),
                                "deny": ("org/x",)}

@@ -11,13 +11,13 @@ import threading
 import pytest
 
 from hubmirror.errors import HubmirrorError, IntegrityError, NotFoundError
+from hubmirror.fetch.files import fetch_file
+from hubmirror.fetch.pieces import missing_pieces
 from hubmirror.mirror import Mirror
 from hubmirror.plugin_manager import PluginRegistry
 from hubmirror.pull import pull
-from hubmirror.ranged_download import missing_pieces
-from hubmirror.records import ModelRef
 from hubmirror.sources import Connections, SourceContext
-from hubmirror.transfer import fetch_file
+from hubmirror.upstream import ModelRef
 from plugins.huggingface import HuggingFaceSource
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"

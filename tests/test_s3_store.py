@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hubmirror.errors import IntegrityError, UsageError
-from hubmirror.s3client import client
 from hubmirror.store import LocalBlobStore
+from hubmirror.store.s3.location import client
 from tests.store_contract import NOT_DIGESTS, sha256
 
 PART = 64 * 1024  # small parts, so that a few hundred KiB make a multipart blob (moto's 5 MiB minimum is lowered)
@@ -232,13 +232,13 @@ def test_writers_of_one_key_in_two_processes_exclude_each_other(store, url):
 
 
 def test_a_lease_of_a_live_writer_elsewhere_blocks_and_an_expired_one_is_taken_over(store):
-    from hubmirror.store import s3
+    from hubmirror.store.s3.leases import UploadLease
 
     lease_key = store.writer("k")._lease.key  # find the key, then let it go
     client().delete_object(Bucket=store.bucket, Key=lease_key)
     live = {"host": "another-host", "boot": "x", "pid": 1, "expires": time.time() + 600, "token": "t"}
     client().put_object(Bucket=store.bucket, Key=lease_key, Body=json.dumps(live).encode())
-    assert not s3._Lease(store, lease_key).acquire(wait=False)
+    assert not UploadLease(store.bucket, lease_key).acquire(wait=False)
     assert store.sweep_temporaries(time.time() + 3600) == 0  # not swept under a live writer
     assert lease_key in keys(store)
     expired = {**live, "expires": time.time() - 1}
@@ -275,7 +275,7 @@ def test_sweep_aborts_old_uploads_and_deletes_old_temporaries_but_not_young_ones
 
 
 def test_open_is_seekable_with_ranged_reads(store, monkeypatch):
-    monkeypatch.setattr("hubmirror.store.s3.READ_AHEAD", 1000)
+    monkeypatch.setattr("hubmirror.store.s3.reader.READ_AHEAD", 1000)
     digest = sha256(DATA)
     with store.writer() as w:
         w.write(DATA)

@@ -3,7 +3,7 @@
 import pytest
 
 from hubmirror.catalog import Catalog
-from hubmirror.records import ModelMetadata
+from hubmirror.upstream import ModelMetadata
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def listing(start: int, stop: int, seed: int) -> list[ModelMetadata]:
 def cache(catalog: Catalog, metas: list[ModelMetadata]) -> None:
     """Catalogue one stored revision of each model (as a pull or an import does), which makes them cached."""
     from hubmirror.catalog import StoredFile
-    from hubmirror.records import ModelRef, RemoteFile, ResolvedRevision
+    from hubmirror.upstream import ModelRef, RemoteFile, ResolvedRevision
 
     revisions = [(ResolvedRevision(ModelRef(m.source, m.model_id), "c" * 40, "main", m, []),
                   [StoredFile(RemoteFile("config.json", 2), "ab" * 32, None, 2)]) for m in metas]

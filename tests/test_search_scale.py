@@ -8,7 +8,7 @@ import re
 import pytest
 
 from hubmirror.catalog import Catalog, search_facets
-from hubmirror.records import ModelMetadata
+from hubmirror.upstream import ModelMetadata
 
 MODELS = 100_000
 # Made-up words that porter stemming leaves alone and that stem to nothing else, so that the oracle can compare

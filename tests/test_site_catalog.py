@@ -12,16 +12,17 @@ import time
 
 import pytest
 
-from hubmirror import sitelog
 from hubmirror.catalog import Catalog
+from hubmirror.cli.selection import parse_ref
 from hubmirror.mirror import Mirror
 from hubmirror.plugin_manager import PluginRegistry
 from hubmirror.pull import pull
-from hubmirror.s3client import BucketLocation, client
-from hubmirror.selection import parse_ref
 from hubmirror.sitelog.leases import Lease, collect_site
 from hubmirror.sitelog.log import SiteLog
+from hubmirror.sitelog.writer import SiteWriter
 from hubmirror.store import LocalBlobStore
+from hubmirror.store.s3.bucket import S3Bucket
+from hubmirror.store.s3.location import BucketLocation, client
 from tests.fakes.s3 import moto_s3
 
 
@@ -46,8 +47,9 @@ def hosts(tmp_path, bucket_url):
         root.mkdir()
         store = LocalBlobStore(shared)
         store.initialise()
-        mirror = Mirror(root, Catalog(root / "catalog.db"), store)
-        mirror.site = SiteLog(BucketLocation.parse(bucket_url), name)
+        catalog = Catalog(root / "catalog.db")
+        site = SiteLog(S3Bucket(BucketLocation.parse(bucket_url)), name)
+        mirror = Mirror(root, catalog, store, SiteWriter(catalog, store, site))  # blobs here, records in the bucket
         opened.append(mirror)
         return mirror
 
@@ -76,8 +78,8 @@ def test_a_pull_on_one_host_shows_on_another_after_refresh(hosts, registry, hub)
     a, b = hosts("a"), hosts("b")
     [result] = do_pull(a, registry, hub, "hf:org/a")
     assert b.catalog.model("hf:org/a") is None
-    assert sitelog.refresh(b) == 1
-    assert sitelog.refresh(b) == 0  # nothing new: one LIST, nothing applied
+    assert b.writer.refresh() == 1
+    assert b.writer.refresh() == 0  # nothing new: one LIST, nothing applied
     model = b.catalog.model("hf:org/a")
     assert model["cached"] == 1 and model["latest_commit"] == result.revision.commit
     assert [f["sha256"] for f in b.catalog.files("hf:org/a", result.revision.commit)] == \
@@ -93,17 +95,17 @@ def test_removal_and_allowances_propagate(hosts, registry, hub):
     a, b = hosts("a"), hosts("b")
     do_pull(a, registry, hub, "hf:org/a")
     do_pull(a, registry, hub, "hf:org/b")
-    sitelog.refresh(b)
+    b.writer.refresh()
     assert {m["key"] for m in b.catalog.models()} == {"hf:org/a", "hf:org/b"}
-    assert sitelog.remove(b, "hf:org/a") == 3
-    sitelog.refresh(a)
+    assert b.writer.remove("hf:org/a") == 3
+    a.writer.refresh()
     assert {m["key"] for m in a.catalog.models()} == {"hf:org/b"}
     digest = "ab" * 32
-    sitelog.allow(a, digest, "reviewed")
-    sitelog.refresh(b)
+    a.writer.allow(digest, "reviewed")
+    b.writer.refresh()
     assert b.catalog.conn.execute("SELECT reason FROM allowed WHERE sha256 = ?", [digest]).fetchone() == ("reviewed",)
-    sitelog.allow(b, digest, None)
-    sitelog.refresh(a)
+    b.writer.allow(digest, None)
+    a.writer.refresh()
     assert a.catalog.conn.execute("SELECT count(*) FROM allowed").fetchone() == (0,)
 
 
@@ -113,11 +115,11 @@ def test_an_empty_root_rebuilds_from_the_bucket_alone(hosts, registry, hub):
     a = hosts("a")
     do_pull(a, registry, hub, "hf:org/a")
     do_pull(a, registry, hub, "hf:org/b")
-    sitelog.record_benchmark(a, {"model_key": "hf:org/b", "commit_id": "x", "status": "ok", "device": "cpu",
+    a.writer.record_benchmark({"model_key": "hf:org/b", "commit_id": "x", "status": "ok", "device": "cpu",
                                  "throughput": 12.5})
-    sitelog.remove(a, "hf:org/b")
+    a.writer.remove("hf:org/b")
     fresh = hosts("fresh")
-    sitelog.refresh(fresh)
+    fresh.writer.refresh()
     for table in ("models", "revisions", "refs", "files", "scans", "benchmarks"):
         assert fresh.catalog.conn.execute(f"SELECT count(*) FROM {table}").fetchone() == \
                a.catalog.conn.execute(f"SELECT count(*) FROM {table}").fetchone(), table
@@ -132,10 +134,10 @@ def test_the_same_revision_published_twice_is_one_revision(hosts, registry, hub,
     assert ra.revision.commit == rb.revision.commit  # (small files carry git ids only: b, not refreshed, fetched them)
     location = BucketLocation.parse(bucket_url)
     assert len(keys(location, "records/")) == 1  # the same bytes: one record
-    state = SiteLog(location, "x").model_state("hf:org/a")
+    state = SiteLog(S3Bucket(location), "x").model_state("hf:org/a")
     assert list(state["revisions"]) == [ra.revision.commit]
     for host in (a, b):
-        sitelog.refresh(host)
+        host.writer.refresh()
         assert [r["commit_id"] for r in host.catalog.revisions("hf:org/a")] == [ra.revision.commit]
 
 
@@ -144,7 +146,7 @@ def test_different_selections_of_one_commit_merge(hosts, registry, hub):
     a, b = hosts("a"), hosts("b")
     do_pull(a, registry, hub, "hf:org/a", include=["*.json"])
     [r] = do_pull(b, registry, hub, "hf:org/a", include=["*.md", "*.txt"])
-    sitelog.refresh(a)
+    a.writer.refresh()
     for host in (a, b):
         assert [f["path"] for f in host.catalog.files("hf:org/a", r.revision.commit)] == \
                ["README.md", "config.json", "weights.txt"]
@@ -171,7 +173,7 @@ def test_concurrent_publishers_of_one_model_lose_nothing(hosts, registry, hub):
         t.join()
     assert not errors
     for host in hosts_:
-        sitelog.refresh(host)
+        host.writer.refresh()
         sitelog_commits.append(sorted(r["commit_id"] for r in host.catalog.revisions("hf:org/a")))
     assert all(c == sorted(commits) for c in sitelog_commits)
 
@@ -199,7 +201,7 @@ def test_gc_spares_what_any_record_references_and_live_leases(hosts, registry, h
             w.write(data)
             w.commit(digests[data], len(data))
         _age(store, digests[data])
-    site = sitelog.site_for(c)
+    site = c.writer.site
     with Lease(site.bucket, "a", [digests[leased]]):
         report = collect_site(site, c.catalog, c.store, grace_seconds=3600)  # c never refreshed before: gc does
     assert report.blobs_removed == 1 and report.blobs_kept_leased == 1
@@ -212,7 +214,7 @@ def test_gc_spares_what_any_record_references_and_live_leases(hosts, registry, h
     report = collect_site(site, c.catalog, c.store, grace_seconds=3600)  # the lease is gone now
     assert report.blobs_removed == 1 and report.blobs_kept_young == 1
     assert not store.exists(digests[leased])
-    sitelog.remove(a, "hf:org/a")
+    a.writer.remove("hf:org/a")
     report = collect_site(site, c.catalog, c.store, grace_seconds=3600)
     assert report.blobs_removed == 3
 
@@ -241,7 +243,7 @@ def test_a_pull_holds_a_lease_until_its_record_is_published(hosts, registry, hub
 
 def test_a_refresh_of_many_models_indexes_them_as_row_by_row_writes_do(hosts, monkeypatch):
     from hubmirror.catalog import StoredFile, search
-    from hubmirror.records import ModelRef, RemoteFile, ResolvedRevision
+    from hubmirror.upstream import ModelRef, RemoteFile, ResolvedRevision
     from tests.test_search import index_state, listing, search_triggers
 
     def revisions(metas, commit):
@@ -252,17 +254,17 @@ def test_a_refresh_of_many_models_indexes_them_as_row_by_row_writes_do(hosts, mo
     size = search.BULK_MIN_MODELS
 
     def refresh_both() -> None:
-        sitelog.refresh(batched)  # one transaction applying every model
+        batched.writer.refresh()  # one transaction applying every model
         with monkeypatch.context() as patched:
             patched.setattr(search, "BULK_MIN_MODELS", 10**9)
-            sitelog.refresh(by_rows)
+            by_rows.writer.refresh()
         assert index_state(batched.catalog) == index_state(by_rows.catalog)
 
     models = listing(0, 4 * size, seed=1)
-    sitelog.record_revisions(a, revisions(models, "c" * 40), "huggingface")
+    a.writer.record_revisions(revisions(models, "c" * 40), "huggingface")
     refresh_both()  # into empty catalogs: the index rebuilt
-    sitelog.record_revisions(a, revisions(listing(size, 2 * size + 8, seed=2), "d" * 40), "huggingface")
+    a.writer.record_revisions(revisions(listing(size, 2 * size + 8, seed=2), "d" * 40), "huggingface")
     for model in models[:3]:
-        sitelog.remove(a, model.key)
+        a.writer.remove(model.key)
     refresh_both()  # a quarter of the catalog: only these models' documents rewritten
     assert len(index_state(batched.catalog)[0][0]) == len(models) - 3 and search_triggers(batched.catalog) == 3

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from hubmirror.catalog import Catalog
-from hubmirror.records import ModelMetadata
+from hubmirror.upstream import ModelMetadata
 from tests.conftest import Cli
 from tests.fakes.hf_hub import FakeHub
 from tests.fakes.mirror_server import MirrorServer

@@ -230,11 +230,9 @@ class Scheduler:
         return [(job, {**result, "wall_seconds": time.perf_counter() - job.started})]
 
     def _finish(self, job: Job, result: dict) -> None:
-        from hubmirror import sitelog
-
         job.files.close()
         self.rows.append(_row(job, self.settings, self.plan, result))
-        sitelog.record_benchmark(self.mirror, self.rows[-1])  # every host's catalog, on a bucket
+        self.mirror.writer.record_benchmark(self.rows[-1])  # every host's catalog, on a bucket
         self.on_done(self.rows[-1])
 
 

@@ -27,7 +27,7 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterable, Iterator
 
-from hubmirror.records import ModelMetadata
+from hubmirror.upstream import ModelMetadata
 
 _MAX_QUERY_WORDS = 8
 SEARCH_TABLE = "models_search"

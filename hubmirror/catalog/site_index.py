@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from hubmirror.catalog.connection import utc_now
 from hubmirror.catalog.writes import StoredFile
 from hubmirror.crashpoints import crashpoint
-from hubmirror.records import ResolvedRevision
+from hubmirror.upstream import ResolvedRevision
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Iterable
 from hubmirror.catalog.connection import utc_now
 from hubmirror.catalog.search import search_facets
 from hubmirror.crashpoints import crashpoint
-from hubmirror.records import ModelMetadata, RemoteFile, ResolvedRevision
+from hubmirror.upstream import ModelMetadata, RemoteFile, ResolvedRevision
 
 
 @dataclass

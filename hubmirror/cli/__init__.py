@@ -34,11 +34,11 @@ def cli(ctx, root, store_url, plugins_dir, quiet, verbose, retries, read_timeout
     """Mirror pretrained models from every hub into one verified, searchable, offline store."""
     ctx.obj = State((root or Path(".")).resolve(), plugins_dir, quiet, verbose, store_url=store_url)
     if verbose:
-        from hubmirror.progress import report_lines
+        from hubmirror.cli.progress import report_lines
 
         ctx.call_on_close(report_lines())
     if retries is not None or read_timeout is not None:
-        from hubmirror.http import configure
+        from hubmirror.fetch.retries import configure
 
         ctx.call_on_close(configure(retries=retries, timeout=read_timeout))
 

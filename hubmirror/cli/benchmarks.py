@@ -42,8 +42,8 @@ def bench_cmd(state, refs, everything, query, limit, device, batch, dtype, timeo
               jobs, isolation, threads, memory_limit, force, as_json):
     """Load each model from the store in its own process, time it on synthetic input, record the results."""
     from hubmirror.bench.runner import BenchSettings, bench
-    from hubmirror.output import emit_json
-    from hubmirror.selection import select_revisions
+    from hubmirror.cli.output import emit_json
+    from hubmirror.cli.selection import select_revisions
 
     if sum(map(bool, (refs, everything, query is not None))) != 1:
         raise UsageError("bench takes exactly one of: REF..., --all, --query")
@@ -75,7 +75,7 @@ class BenchProgress:
     """A progress bar with the model being measured and an ETA (off when stderr is not a terminal, or --quiet)."""
 
     def __init__(self, quiet: bool):
-        from hubmirror.output import progress_enabled
+        from hubmirror.cli.output import progress_enabled
 
         self.enabled, self.bar = progress_enabled(quiet), None
         self.started, self.elapsed = time.perf_counter(), 0.0

@@ -16,7 +16,7 @@ from hubmirror.cli.state import json_option, pass_state
 @pass_state
 def list_models(state, show_all, source, as_json):
     """List the models in the mirror."""
-    from hubmirror.output import emit_json, human_size, table
+    from hubmirror.cli.output import emit_json, human_size, table
 
     rows = state.read(lambda mirror: mirror.catalog.models(cached_only=not show_all, source=source))
     if as_json:
@@ -35,8 +35,8 @@ def list_models(state, show_all, source, as_json):
 def show(state, ref, as_json):
     """Show a model: metadata, refs, revisions and the files of REF's revision."""
 
+    from hubmirror.cli.output import emit_json, human_size, table
     from hubmirror.errors import NotFoundError
-    from hubmirror.output import emit_json, human_size, table
 
     model_ref = state.parse_ref(ref)
     with state.mirror() as mirror:
@@ -104,7 +104,7 @@ def _verdict_text(judged: dict | None) -> str:
 @pass_state
 def search(state, query, source, task, license_, library, cached, benchmarked, sort, limit, offset, fastest, as_json):
     """Full-text search over model ids, tags, task and description, ranked over every match."""
-    from hubmirror.output import emit_json, table
+    from hubmirror.cli.output import emit_json, table
 
     fastest = fastest or sort == "fastest"
     rows = state.read(lambda mirror: mirror.catalog.search(query, source=source, task=task, license=license_,
@@ -128,7 +128,7 @@ def search(state, query, source, task, license_, library, cached, benchmarked, s
 @pass_state
 def plugins(state, as_json):
     """List the loaded plugins, their hooks and the sources they register."""
-    from hubmirror.output import emit_json, table
+    from hubmirror.cli.output import emit_json, table
 
     described = state.registry().describe()
     if as_json:

@@ -32,10 +32,10 @@ def export_cmd(state, out, refs, everything, query, since, signing_key, plain_ht
     """Write a verified bundle (OCI image layout of ModelPack artifacts; a directory, or a tar when OUT ends in
     .tar), or push to a registry: OUT = oci://HOST[:PORT]/REPO[:TAG] (one revision under TAG, several each under
     `<model id>-<commit[:12]>` and an image index of them under TAG; TAG defaults to latest)."""
+    from hubmirror.cli.output import emit_json, human_size
+    from hubmirror.cli.selection import select_revisions
     from hubmirror.exchange.bundle_export import export_bundle
     from hubmirror.exchange.registry_target import is_registry_target, parse_target
-    from hubmirror.output import emit_json, human_size
-    from hubmirror.selection import select_revisions
 
     if sum(map(bool, (refs, everything, query is not None))) != 1:
         raise UsageError("export takes exactly one of: REF..., --all, --query")
@@ -74,9 +74,9 @@ def import_cmd(state, bundle, plain_http, as_json):
     """Import a bundle, or oci://HOST[:PORT]/REPO[:TAG|@sha256:…] from a registry: every blob verified before
     anything becomes visible; importing twice changes nothing."""
     from hubmirror.cli.mirroring import report_quarantine
+    from hubmirror.cli.output import emit_json
     from hubmirror.config import trusted_keys
     from hubmirror.exchange.registry_target import is_registry_target, parse_target
-    from hubmirror.output import emit_json
 
     target = parse_target(bundle) if is_registry_target(bundle) else None
     if target is None and not Path(bundle).exists():
@@ -140,9 +140,9 @@ class RegisteredLayout(click.ParamType):
 @pass_state
 def materialize(state, layout, copy, target, refs, as_json):
     """Write a client cache (HF cache, TORCH_HOME, plain dirs, ...) from the store: REFS, or every cached model."""
+    from hubmirror.cli.output import emit_json
+    from hubmirror.cli.selection import select_revisions
     from hubmirror.exchange.materialize import materialize as do_materialize
-    from hubmirror.output import emit_json
-    from hubmirror.selection import select_revisions
 
     parsed = [state.parse_ref(r) for r in refs]
     with state.mirror() as mirror:

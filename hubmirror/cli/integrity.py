@@ -17,7 +17,7 @@ from hubmirror.errors import UsageError
 @pass_state
 def verify(state, refs, workers, as_json):
     """Re-hash every stored byte (of REFS, or of the whole mirror) offline; exit 1 on any mismatch."""
-    from hubmirror.output import emit_json, human_size
+    from hubmirror.cli.output import emit_json, human_size
     from hubmirror.verify import verify as do_verify
 
     with state.mirror() as mirror:
@@ -43,14 +43,11 @@ def verify(state, refs, workers, as_json):
 @pass_state
 def gc(state, grace, dry_run, wait, as_json):
     """Delete blobs that no catalog row references, and abandoned partial downloads."""
-    from hubmirror import sitelog
-    from hubmirror.gc import collect
-    from hubmirror.output import emit_json, human_size
+    from hubmirror.cli.output import emit_json, human_size
 
     with state.mirror() as mirror:
         with mirror.exclusive_lock("gc", timeout=wait):  # this host's pulls; the bucket's leases guard the others
-            report = (sitelog.collect(mirror, grace_seconds=grace, dry_run=dry_run)
-                      or collect(mirror.catalog, mirror.store, grace_seconds=grace, dry_run=dry_run))
+            report = mirror.writer.collect(grace_seconds=grace, dry_run=dry_run)
     if as_json:
         emit_json(report.__dict__)
         return
@@ -67,14 +64,13 @@ def gc(state, grace, dry_run, wait, as_json):
 def scan(state, refs, force, as_json):
     """Re-run the admission scan (on REFS or the whole mirror) where rules or engines changed; list quarantined files
     and the files in formats the scanner does not inspect (`unscanned`), admitted or not."""
-    from hubmirror import sitelog
-    from hubmirror.output import emit_json
+    from hubmirror.cli.output import emit_json
     from hubmirror.scanning.judge import judge
 
     with state.mirror() as mirror:
         rows = mirror.catalog.file_rows(state.revisions(mirror, refs))
         scans = judge(mirror.store, mirror.catalog, {r["sha256"]: r["path"] for r in rows}, force=force)
-        sitelog.record_scans(mirror, scans)  # every host's catalog, on a bucket
+        mirror.writer.record_scans(scans)  # every host's catalog, on a bucket
         flagged = mirror.catalog.flagged()
     quarantined = [q for q in flagged if q["quarantined"]]
     admitted = [q for q in flagged if q["verdict"] == "unscanned" and not q["quarantined"]]
@@ -101,10 +97,8 @@ def allow(state, sha256, reason, revoke):
     check_digest(sha256)
     if not revoke and not reason:
         raise UsageError("allow needs --reason: say why this file may be trusted")
-    from hubmirror import sitelog
-
     with state.mirror() as mirror:
-        sitelog.allow(mirror, sha256, None if revoke else reason)  # every host's catalog, on a bucket
+        mirror.writer.allow(sha256, None if revoke else reason)  # every host's catalog, on a bucket
     click.echo(f"{'revoked' if revoke else 'allowed'} {sha256}")
 
 

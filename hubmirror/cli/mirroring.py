@@ -25,8 +25,8 @@ from hubmirror.cli.state import json_option, pass_state
 @pass_state
 def pull(state, refs, include, exclude, endpoint, workers, connections, as_json):
     """Mirror models: SOURCE:ID[@REVISION], e.g. hf:sentence-transformers/all-MiniLM-L6-v2."""
-    from hubmirror.output import emit_json, human_size
-    from hubmirror.progress import TransferProgress
+    from hubmirror.cli.output import emit_json, human_size
+    from hubmirror.cli.progress import TransferProgress
     from hubmirror.pull import pull as do_pull
 
     parsed = [state.parse_ref(r) for r in refs]
@@ -93,14 +93,14 @@ def index(state, source, query, limit, endpoint, as_json):
     """Put a source's model listing in the catalog (searchable, not cached), e.g. `index timm`."""
     import time
 
-    from hubmirror.output import emit_json
+    from hubmirror.cli.output import emit_json
 
     registry = state.registry()
     src, plugin = registry.source(source)
     with state.mirror(create=True) as mirror:
         started = time.perf_counter()
         ctx = mirror.source_context(registry, endpoint)
-        count = mirror.catalog.record_index(src.index(ctx, query=query, limit=limit), plugin, src.description)
+        count = mirror.writer.record_index(src.index(ctx, query=query, limit=limit), plugin, src.description)
         seconds = time.perf_counter() - started
     if as_json:
         emit_json({"source": source, "models": count, "seconds": round(seconds, 3)})
@@ -117,7 +117,7 @@ def adopt(state, path, allow_unverified, as_json):
     """Bring existing client caches into the mirror, offline, verifying what they record: whatever the registered
     adopters recognise at PATH (a Hugging Face cache, a TORCH_HOME, ...; `hubmirror plugins` lists them)."""
     from hubmirror.adopt import adopt as do_adopt
-    from hubmirror.output import emit_json
+    from hubmirror.cli.output import emit_json
 
     with state.mirror(create=True) as mirror:
         report = do_adopt(mirror, state.registry(), path, allow_unverified=allow_unverified)
@@ -141,9 +141,9 @@ def adopt(state, path, allow_unverified, as_json):
 @pass_state
 def sync(state, spec, dry_run, as_json):
     """Make the mirror hold what a TOML mirror spec lists; report what changed."""
-    from hubmirror.output import emit_json
-    from hubmirror.spec import load_spec
-    from hubmirror.spec import sync as do_sync
+    from hubmirror.cli.output import emit_json
+    from hubmirror.cli.spec import load_spec
+    from hubmirror.cli.spec import sync as do_sync
 
     entries = load_spec(spec)
     with state.mirror(create=True) as mirror:
@@ -174,9 +174,7 @@ def rm(state, ref):
                 raise NotFoundError(f"{model_ref}: no such revision in the mirror")
         elif mirror.catalog.model(model_ref.key) is None:
             raise NotFoundError(f"{model_ref.key} is not in the catalog")
-        from hubmirror import sitelog
-
-        removed = sitelog.remove(mirror, model_ref.key, commit)  # every host's catalog, on a bucket
+        removed = mirror.writer.remove(model_ref.key, commit)  # every host's catalog, on a bucket
     click.echo(f"removed {model_ref} ({removed} file rows); run `hubmirror gc` to free the space")
 
 

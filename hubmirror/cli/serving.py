@@ -34,9 +34,7 @@ def serve(state, host, port, token, redirect, upstream, ref_ttl, upstream_timeou
 
     with state.mirror() as mirror:  # fail early, and clearly, where there is no mirror
         store = mirror.store  # whichever backend the mirror keeps its blobs in
-    from hubmirror.sitelog import start_refresher
-
-    start_refresher(state.mirror)  # a bucket shared by many hosts: what the others publish shows within seconds
+        mirror.writer.start_refresher(state.mirror)  # a shared bucket: what other hosts publish shows within seconds
     how = " (LFS files redirected to presigned URLs)" if redirect else ""
     proxy = None
     if upstream is not None:

@@ -46,13 +46,12 @@ class State:
     def mirror(self, *, create: bool = False):
         """The mirror at --root (a context manager that closes it); with `create`, made there if there is none."""
         from hubmirror.mirror import Mirror, store_url_for
-        from hubmirror.sitelog import refresh
 
-        # On a bucket, the local catalog is an index of it: an empty --root makes one and fills it from the bucket.
-        shared = (store_url_for(self.root, self.store_url) or "").lower().startswith("s3://")
-        mirror = Mirror.open(self.root, create=create or shared, store_url=self.store_url)
+        # a store URL needs the store backends the plugins register; a local mirror loads no plugin
+        registry = self.registry() if store_url_for(self.root, self.store_url) else None
+        mirror = Mirror.open(self.root, create=create, store_url=self.store_url, registry=registry)
         try:
-            refresh(mirror)  # a store shared by many hosts: catch up with what the others published (one LIST)
+            mirror.writer.refresh()  # a store shared by many hosts: catch up with what the others published
         except BaseException:
             mirror.close()
             raise
@@ -65,12 +64,12 @@ class State:
 
     def revisions(self, mirror, refs: tuple[str, ...]):
         """(model key, commit) of each REF in the mirror, or None for no REF (the whole mirror)."""
-        from hubmirror.selection import stored_revisions
+        from hubmirror.cli.selection import stored_revisions
 
         return stored_revisions(mirror.catalog, [self.parse_ref(r) for r in refs]) if refs else None
 
     def parse_ref(self, text: str):
-        from hubmirror.selection import parse_ref
+        from hubmirror.cli.selection import parse_ref
 
         return parse_ref(self.registry(), text)
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hubmirror.download import Download
+from hubmirror.admit import admit_revisions
 from hubmirror.errors import IntegrityError, UsageError
 from hubmirror.exchange.oci_layout import BundleReader, digest_hex
 from hubmirror.exchange.signing import SIGNATURE_NAME
+from hubmirror.fetch.download import Download
 from hubmirror.mirror import Mirror
-from hubmirror.pull import check_listing, store_revisions
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
 from hubmirror.sources import Source, SourceContext
+from hubmirror.upstream import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision, check_listing
 
 
 @dataclass
@@ -95,7 +95,7 @@ def admit(mirror: Mirror, reader: BundleReader, what: str, signed_by: str | None
         raise UsageError(f"{what}: the bundle holds no model")
     source = _BundleSource(reader)
     with mirror.shared_lock(f"import {what}"):
-        results = store_revisions(mirror, source, "import", [(r, r.files) for r in revisions], SourceContext())
+        results = admit_revisions(mirror, source, "import", [(r, r.files) for r in revisions], SourceContext())
     blobs = {f.sha256: f.reused for result in results for f in result.files}
     report.revisions = [f"{r.revision.ref.key}@{r.revision.commit} ({r.revision.requested})" for r in results]
     report.blobs_present = sum(blobs.values())

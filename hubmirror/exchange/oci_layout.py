@@ -12,9 +12,9 @@ from pathlib import Path
 
 from hubmirror.archives import open_tar
 from hubmirror.digests import MultiHasher
-from hubmirror.download import Download
 from hubmirror.errors import IntegrityError, UnsafePathError, UsageError
 from hubmirror.exchange.modelpack import MANIFEST_MT, check_manifest, json_object, revision_rows
+from hubmirror.fetch.download import Download
 
 DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})\Z")
 MAX_METADATA_BLOB = 64 * 1024 * 1024

@@ -24,7 +24,6 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from hubmirror.download import Download
 from hubmirror.errors import (
     AccessDeniedError,
     HubmirrorError,
@@ -36,8 +35,8 @@ from hubmirror.exchange.modelpack import INDEX_MT, MANIFEST_MT
 from hubmirror.exchange.oci_layout import DIGEST_RE, MAX_MANIFEST, check_bytes, digest_hex
 from hubmirror.exchange.registry_auth import RegistryAuth, credentials_for
 from hubmirror.exchange.registry_target import Target
-from hubmirror.http import (
-    current_retrier,
+from hubmirror.fetch.download import Download
+from hubmirror.fetch.http import (
     describe_network_error,
     get_streaming,
     new_session,
@@ -46,6 +45,7 @@ from hubmirror.http import (
     redacted,
     request,
 )
+from hubmirror.fetch.retries import current_retrier
 
 DEFAULT_CHUNK = 64 << 20  # blobs at least this large are uploaded in PATCH chunks of this size
 MAX_CHUNK_FAILURES = 5

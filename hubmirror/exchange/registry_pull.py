@@ -7,13 +7,14 @@ the signature attached to what the target names (`registry_signature`).
 
 from __future__ import annotations
 
-from hubmirror.download import Download
 from hubmirror.errors import IntegrityError
 from hubmirror.exchange.bundle_import import ImportReport, admit
 from hubmirror.exchange.modelpack import INDEX_MT, MANIFEST_MT, json_object
 from hubmirror.exchange.oci_layout import BundleReader, check_bytes, digest_hex
 from hubmirror.exchange.registry import RegistryClient
+from hubmirror.exchange.registry_signature import check_signature
 from hubmirror.exchange.registry_target import Target
+from hubmirror.fetch.download import Download
 from hubmirror.mirror import Mirror
 
 
@@ -71,7 +72,5 @@ def import_from_registry(mirror: Mirror, target: Target, *, plain_http: bool = F
     reader = RegistryReader(RegistryClient(target, plain_http=plain_http))
     signed_by = None
     if trusted:
-        from hubmirror.exchange.registry_signature import check_signature
-
         signed_by = check_signature(reader, trusted)
     return admit(mirror, reader, str(target), signed_by)

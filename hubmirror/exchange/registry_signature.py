@@ -11,15 +11,11 @@ empty config, one layer holding the document), found through the referrers API o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hubmirror.exchange.modelpack import descriptor, json_object
 from hubmirror.exchange.registry import RegistryClient
 from hubmirror.exchange.registry_referrers import artifact_manifest, list_referrers, push_referrer
 from hubmirror.exchange.signing import SIGNATURE_MT, sign, verify
-
-if TYPE_CHECKING:
-    from hubmirror.exchange.registry_pull import RegistryReader
 
 MAX_SIGNATURES = 16  # signature artifacts read per manifest (one per key that signed it, normally)
 MAX_SIGNATURE_DOC = 64 * 1024
@@ -33,9 +29,9 @@ def push_signature(client: RegistryClient, media_type: str, signed: bytes, signi
     return push_referrer(client, SIGNATURE_MT, manifest, blobs, subject["digest"])
 
 
-def check_signature(reader: RegistryReader, trusted: list) -> str:
-    """The pinned key that signed the manifest or index `reader` reads (as it read it); an IntegrityError when no
-    signature is attached to it or none verifies."""
+def check_signature(reader, trusted: list) -> str:
+    """The pinned key that signed the manifest or index `reader` (a `registry_pull.RegistryReader`) reads, as it read
+    it; an IntegrityError when no signature is attached to it or none verifies."""
     signed, digest = reader.subject()
     docs = []
     for entry in list_referrers(reader.client, digest, SIGNATURE_MT)[:MAX_SIGNATURES]:

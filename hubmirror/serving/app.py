@@ -48,8 +48,14 @@ from starlette.routing import Route
 from hubmirror.catalog import CATALOG_NAME
 from hubmirror.serving import hf_api
 from hubmirror.serving.hf_api import HubError
-from hubmirror.serving.metrics import (Metrics, MetricsMiddleware, health_response, log_access_to_stderr,
-                                       metrics_response, record_store_error)
+from hubmirror.serving.metrics import (
+    Metrics,
+    MetricsMiddleware,
+    health_response,
+    log_access_to_stderr,
+    metrics_response,
+    record_store_error,
+)
 from hubmirror.serving.view import MirrorView
 from hubmirror.serving.web import WebCatalog
 from hubmirror.serving.web.auth import is_allowed
@@ -75,7 +81,7 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
     if store is None:
         from hubmirror.mirror import Mirror
 
-        with Mirror.open(root) as mirror:
+        with Mirror.open(root, registry=registry) as mirror:
             store = mirror.store
     if upstream is None:
         view = MirrorView(root, registry, store)

@@ -167,12 +167,14 @@ class Upstream:
     def _resolve(self, view, repo: str, revision: str) -> None:
         """Resolve `repo`@`revision` upstream (in a worker thread of this object): a commit the catalog holds only
         gets the ref recorded; any other starts (or joins) the fetch of its files."""
+        from hubmirror.admit import admit_revisions
+        from hubmirror.fetch.files import connections_for
         from hubmirror.mirror import Mirror
-        from hubmirror.pull import connections_for, resolve_selections, store_revisions
+        from hubmirror.pull import resolve_selections
 
         source, plugin = self._load_source()
         ref = source.parse(f"{repo}@{revision}")
-        mirror = Mirror.open(self.root)
+        mirror = Mirror.open(self.root, registry=self.registry)
         try:
             ctx = mirror.source_context(self.registry, endpoint=self.endpoint)
             ctx.timeout = min(ctx.timeout, self.timeout)
@@ -185,7 +187,7 @@ class Upstream:
             commit = resolved.commit
             if view.catalogued(repo, commit):
                 with mirror.shared_lock(f"serve --upstream {ref}"):
-                    store_revisions(mirror, source, plugin, [(resolved, files)], ctx)
+                    admit_revisions(mirror, source, plugin, [(resolved, files)], ctx)
             else:
                 with self._lock:
                     if (repo, commit) not in self._fetches:

@@ -4,10 +4,10 @@ Each file is fetched once whatever the number of clients asking (single flight):
 files in listing order, a large file a client asks for is the next they take, and a small one nobody has started yet
 starts at once on a thread of its own, so a request waits for its own file (and at most the large files in flight),
 never for the whole revision. A file is servable once it is in the
-store, verified against the upstream's digests (`hubmirror.transfer.fetch_file`) and its admission verdict is in the
+store, verified against the upstream's digests (`hubmirror.fetch.files.fetch_file`) and its admission verdict is in the
 catalog (a quarantined file is then refused by the server like any other). Downloads run on the fetch's own threads,
 never on a client's, so a slow client slows nobody. When every file is in, the revision is catalogued once through
-`hubmirror.pull.store_revisions`, exactly as a pull catalogues it (each file found stored, none fetched again).
+`hubmirror.admit.admit_revisions`, exactly as a pull catalogues it (each file found stored, none fetched again).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from hubmirror.catalog import StoredFile
 from hubmirror.errors import Cancelled
-from hubmirror.records import RemoteFile, ResolvedRevision
+from hubmirror.upstream import RemoteFile, ResolvedRevision
 
 log = logging.getLogger("hubmirror.serving.proxy")
 
@@ -124,16 +124,15 @@ class RevisionFetch:
     def _fetch(self, path: str) -> None:
         """Store, verify and admission-scan one file, then settle its future (with the error when it fails: the
         other files go on, to be served meanwhile and found stored when the revision is fetched again)."""
-        from hubmirror import sitelog
+        from hubmirror.fetch.files import fetch_file
         from hubmirror.scanning.judge import judge
-        from hubmirror.transfer import fetch_file
 
         future = self._landed[path]
         try:
             stored = fetch_file(self._source, self.revision, self._files[path], self._mirror.store, self._ctx,
                                 stop=self._stop)
             with self._catalog_lock:
-                sitelog.record_scans(self._mirror, judge(self._mirror.store, self._mirror.catalog,
+                self._mirror.writer.record_scans(judge(self._mirror.store, self._mirror.catalog,
                                                          {stored.sha256: path}))
         except BaseException as exc:  # noqa: BLE001 - the waiting requests get it
             self._on_file("error")
@@ -146,12 +145,12 @@ class RevisionFetch:
     def _catalogue(self) -> None:
         """One catalog revision, as `hubmirror pull` records it. Files the Hub lists by git id alone carry their
         computed sha256 too, so that the pull finds them stored rather than fetching them again."""
-        from hubmirror.pull import store_revisions
+        from hubmirror.admit import admit_revisions
 
         landed = {path: f.result() for path, f in self._landed.items()}
         files = [_with_sha256(f, landed[f.path]) for f in self._files.values()]
         with self._catalog_lock:
-            [result] = store_revisions(self._mirror, self._source, self._plugin, [(self.revision, files)], self._ctx)
+            [result] = admit_revisions(self._mirror, self._source, self._plugin, [(self.revision, files)], self._ctx)
         self.quarantined = result.quarantined
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hubmirror.records import RemoteFile, ResolvedRevision
 from hubmirror.serving.hub_ids import ServedFile, served_file
 from hubmirror.serving.proxy import Upstream
 from hubmirror.serving.view import MirrorView
 from hubmirror.store import BlobStore
+from hubmirror.upstream import RemoteFile, ResolvedRevision
 
 
 class ProxyView(MirrorView):

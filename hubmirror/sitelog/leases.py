@@ -27,7 +27,7 @@ import time
 import uuid
 
 from hubmirror.gc import GcReport, collect
-from hubmirror.sitelog.bucket import Bucket, encode
+from hubmirror.store.bucket import SharedBucket, encode
 
 LEASE_TTL_ENV = "HUBMIRROR_LEASE_TTL"
 DEFAULT_LEASE_TTL = 900.0  # renewed every third of it while the pull runs; a killed pull's lease lapses after it
@@ -36,7 +36,7 @@ DEFAULT_LEASE_TTL = 900.0  # renewed every third of it while the pull runs; a ki
 class Lease:
     """The digests a pull is about to reference, held in the bucket until its records are published."""
 
-    def __init__(self, bucket: Bucket, host: str, digests, ttl: float | None = None):
+    def __init__(self, bucket: SharedBucket, host: str, digests, ttl: float | None = None):
         self.bucket = bucket
         self.ttl = float(ttl or os.environ.get(LEASE_TTL_ENV) or DEFAULT_LEASE_TTL)
         self.key = bucket.key("leases", f"{int(time.time() * 1000):013d}-{host}-{uuid.uuid4().hex[:12]}.json")
@@ -78,12 +78,12 @@ class Lease:
             pass
 
 
-def live_lease_digests(bucket: Bucket, now: float | None = None) -> set[str]:
+def live_lease_digests(bucket: SharedBucket, now: float | None = None) -> set[str]:
     """Digests named by every lease that has not expired."""
     now = time.time() if now is None else now
     digests: set[str] = set()
-    for obj in bucket.list("leases/"):
-        body = bucket.get_json(obj["Key"])
+    for key in bucket.list("leases/"):
+        body = bucket.get_json(key)
         if body and float(body.get("expires") or 0) > now:
             digests.update(d for d in body.get("digests") or [] if isinstance(d, str))
     return digests

@@ -1,6 +1,7 @@
 """The site log: what each host publishes to the bucket, and how every host's catalog.db catches up with it.
 
-Bucket layout under the store's prefix (beside `blobs/` and `tmp/`, which the S3 store owns):
+Layout in the store's shared bucket (`BlobStore.shared_bucket()`, a `hubmirror.store.bucket.SharedBucket`), beside
+the store's own keys (`blobs/` and `tmp/` on S3):
 
     records/sha256/<hex>        immutable revision records (JSON, named by the sha256 of their bytes; If-None-Match: *)
     refs/<quoted model key>.json  per model: {"revisions": {commit: {record, pulled_at}}, "refs": {name: commit}};
@@ -31,10 +32,9 @@ from urllib.parse import quote
 
 from hubmirror.catalog import Catalog, StoredFile, utc_now
 from hubmirror.catalog.site_index import SiteChanges, SiteModel, SiteRevision
-from hubmirror.records import ResolvedRevision
-from hubmirror.s3client import BucketLocation
-from hubmirror.sitelog.bucket import Bucket, SiteError, encode
-from hubmirror.sitelog.records import build_record, merge_records, parse_record, record_bytes
+from hubmirror.sitelog.revision_records import build_record, merge_records, parse_record, record_bytes
+from hubmirror.store.bucket import SharedBucket, SiteError, encode
+from hubmirror.upstream import ResolvedRevision
 
 log = logging.getLogger("hubmirror.sitelog")
 
@@ -53,10 +53,10 @@ def model_ref_key(key: str) -> str:
 
 
 class SiteLog:
-    """The catalog records of one bucket location, as one host sees and writes them."""
+    """The catalog records in one shared bucket, as one host sees and writes them."""
 
-    def __init__(self, location: BucketLocation, host: str):
-        self.bucket = Bucket(location)
+    def __init__(self, bucket: SharedBucket, host: str):
+        self.bucket = bucket
         self.host = host
         self._records: dict[str, dict] = {}  # hex -> record (immutable, so cached for good)
 
@@ -86,9 +86,9 @@ class SiteLog:
 
             got = self.bucket.get(self._record_key(hex_digest))
             if got is None:
-                raise SiteError(f"{self.bucket.location}: record {hex_digest} is missing")
+                raise SiteError(f"{self.bucket}: record {hex_digest} is missing")
             if hashlib.sha256(got[0]).hexdigest() != hex_digest:
-                raise SiteError(f"{self.bucket.location}: record {hex_digest} does not match its name")
+                raise SiteError(f"{self.bucket}: record {hex_digest} does not match its name")
             self._records[hex_digest] = json.loads(got[0])
         return self._records[hex_digest]
 
@@ -98,7 +98,7 @@ class SiteLog:
     def _log(self, entry: dict) -> str:
         name = self.entry_name()
         if not self.bucket.put_if_absent(self._log_key(name), encode({**entry, "host": self.host, "at": utc_now()})):
-            raise SiteError(f"{self.bucket.location}: log entry {name} exists already")
+            raise SiteError(f"{self.bucket}: log entry {name} exists already")
         return name
 
     # ---- publishing (then applying locally, in one catalog transaction) ----
@@ -175,7 +175,7 @@ class SiteLog:
         if last:
             skew = float(os.environ.get(SKEW_ENV) or DEFAULT_SKEW_SECONDS)
             start_after = prefix + f"{max(0, int(last[:13]) - int(skew * 1000)):013d}"
-        names = [obj["Key"][len(prefix):] for obj in self.bucket.list("log/", start_after)]
+        names = [key[len(prefix):] for key in self.bucket.list("log/", start_after)]
         names = [n for n in names if re.fullmatch(r"\d{13}-[a-z0-9-]+\.json", n)]
         applied = catalog.site_applied(names)
         pending = [n for n in names if n not in applied]
@@ -208,7 +208,7 @@ class SiteLog:
                 continue
             revision, stored, plugin, description = parse_record(self.record(info["record"]))
             if revision.ref.key != key or revision.commit != commit:
-                raise SiteError(f"{self.bucket.location}: record {info['record']} is not {key}@{commit}")
+                raise SiteError(f"{self.bucket}: record {info['record']} is not {key}@{commit}")
             model.write.append(SiteRevision(info["record"], revision, stored, plugin, description,
                                             info.get("pulled_at") or utc_now()))
         return model
@@ -216,8 +216,8 @@ class SiteLog:
     def referenced_digests(self) -> set[str]:
         """Every blob digest any record a ref object holds names (the bucket's own answer, for gc)."""
         digests: set[str] = set()
-        for obj in self.bucket.list("refs/"):
-            state = self.bucket.get_json(obj["Key"]) or {}
+        for key in self.bucket.list("refs/"):
+            state = self.bucket.get_json(key) or {}
             for info in (state.get("revisions") or {}).values():
                 digests.update(f["sha256"] for f in self.record(info["record"]).get("files") or [])
         return digests

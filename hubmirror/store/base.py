@@ -1,18 +1,22 @@
 """The store contract: `BlobStore` and `BlobWriter` are the whole interface the rest of hubmirror uses. Every backend
-(the local directory today, an S3-compatible bucket next) implements these two classes and passes the shared contract
-suite in tests/store_contract.py.
+(the local directory, an S3-compatible bucket, a third party's) implements these two classes, passes the shared
+contract suite in tests/store_contract.py, and is registered for its URL scheme as a `StoreBackend`.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from hubmirror.digests import SHA256_RE
 from hubmirror.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from hubmirror.store.bucket import SharedBucket
 
 READ_CHUNK = 4 * 1024 * 1024
 
@@ -90,7 +94,11 @@ class BlobWriter(ABC):
 
 
 class BlobStore(ABC):
-    """Where verified blobs live. Implementations: LocalBlobStore (a directory); an object store later."""
+    """Where verified blobs live. Implementations: LocalBlobStore (a directory), S3BlobStore (a bucket), and any a
+    plugin registers."""
+
+    def initialise(self) -> None:
+        """Create what an empty store needs (nothing, where keys appear as they are written)."""
 
     @abstractmethod
     def stat(self, digest: str) -> BlobInfo | None: ...
@@ -135,11 +143,40 @@ class BlobStore(ABC):
             raise
         return _Slice(f, end - start)
 
+    def shared_bucket(self) -> SharedBucket | None:
+        """The bucket beside the blobs where a site's catalog records live, when many hosts share this store (their
+        catalogs are then indexes of it, see hubmirror/sitelog); None for a store one host owns (the default)."""
+        return None
+
     def presigned_url(self, digest: str, expires: int) -> str | None:
         """A URL from which anyone holding it may GET the blob (Range too) for the next `expires` seconds, no other
         credential needed; None where the backend has no such thing (the default; the local directory). `serve
         --redirect` sends clients there."""
         return None
+
+
+@dataclass(frozen=True)
+class StoreBackend:
+    """A kind of blob store, named by the URL scheme of `--store SCHEME://...` (`name`): `open(url)` returns the
+    store (taking endpoint and credentials from its own environment, never from the URL's owner)."""
+
+    name: str
+    open: Callable[[str], BlobStore]
+    description: str = ""
+
+
+def add_range(ranges: list[tuple[int, int]], start: int, end: int) -> None:
+    """Merge [start, end) into the sorted, disjoint, non-touching `ranges` in place."""
+    if end <= start:
+        return
+    i = bisect.bisect_left(ranges, (start, start))
+    if i > 0 and ranges[i - 1][1] >= start:
+        i -= 1
+    j = i
+    while j < len(ranges) and ranges[j][0] <= end:
+        start, end = min(start, ranges[j][0]), max(end, ranges[j][1])
+        j += 1
+    ranges[i:j] = [(start, end)]
 
 
 class _Slice(io.RawIOBase):

@@ -3,7 +3,6 @@ partial writes in `<root>/tmp/`, resumable across processes."""
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import os
@@ -22,6 +21,7 @@ from hubmirror.store.base import (
     BlobInfo,
     BlobStore,
     BlobWriter,
+    add_range,
     check_digest,
 )
 
@@ -157,7 +157,7 @@ class LocalBlobWriter(BlobWriter):
         for line in text.splitlines(keepends=True):
             parts = line.split()
             if line.endswith("\n") and len(parts) == 2 and all(p.isdigit() for p in parts):  # a torn line is not
-                _add_range(ranges, int(parts[0]), min(int(parts[1]), on_disk))
+                add_range(ranges, int(parts[0]), min(int(parts[1]), on_disk))
         if on_disk == 0:
             self.ranges_path.unlink(missing_ok=True)
         else:  # rewrite the log as it is now true (no stale range may come to life once the file grows)
@@ -237,7 +237,7 @@ class LocalBlobWriter(BlobWriter):
                                            0o644)
                     os.write(self._log_fd, "".join(f"{a} {b}\n" for a, b in self._ranges).encode())
                 os.write(self._log_fd, f"{offset} {position}\n".encode())
-            _add_range(self._ranges, offset, position)
+            add_range(self._ranges, offset, position)
 
     def commit(self, digest: str, size: int) -> None:
         target = self.store.path(digest)
@@ -294,20 +294,6 @@ class LocalBlobWriter(BlobWriter):
             self._lock.release()
             if self._unique:
                 Path(self._lock.lock_file).unlink(missing_ok=True)
-
-
-def _add_range(ranges: list[tuple[int, int]], start: int, end: int) -> None:
-    """Merge [start, end) into the sorted, disjoint, non-touching `ranges` in place."""
-    if end <= start:
-        return
-    i = bisect.bisect_left(ranges, (start, start))
-    if i > 0 and ranges[i - 1][1] >= start:
-        i -= 1
-    j = i
-    while j < len(ranges) and ranges[j][0] <= end:
-        start, end = min(start, ranges[j][0]), max(end, ranges[j][1])
-        j += 1
-    ranges[i:j] = [(start, end)]
 
 
 def _mtime(path: Path) -> float:

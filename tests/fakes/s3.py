@@ -26,7 +26,7 @@ def moto_s3(monkeypatch) -> Iterator[str]:
             monkeypatch.setenv(name, value)
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
             monkeypatch.delenv(name, raising=False)
-        from hubmirror.s3client import client
+        from hubmirror.store.s3.location import client
 
         bucket = f"models-{uuid.uuid4().hex[:12]}"
         client().create_bucket(Bucket=bucket)

@@ -1,4 +1,4 @@
-"""One place that turns `s3://bucket/prefix` into a boto3 client and key prefix.
+"""`s3://bucket/prefix` locations, the one boto3 client every thread shares, and how S3's errors are told apart.
 
 Endpoint, credentials and region come from the standard AWS chain (`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3`,
 `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, `AWS_DEFAULT_REGION`, ...): hubmirror never stores,
@@ -61,3 +61,29 @@ def client():
                 _cached = (settings, boto3.session.Session().client("s3", config=config))
             cached = _cached
     return cached[1]
+
+
+def error_code(exc: Exception) -> str:
+    """S3's error code of a failed call (`NoSuchKey`, `PreconditionFailed`, ...), else its HTTP status as text."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", "")) or str(
+        response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+
+
+def missing(exc: Exception) -> bool:
+    """The object or upload does not exist."""
+    return error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchUpload")
+
+
+def precondition(exc: Exception) -> bool:
+    """A conditional write lost: If-None-Match found the key, or If-Match a newer ETag."""
+    return error_code(exc) in ("412", "PreconditionFailed", "409", "ConditionalRequestConflict")
+
+
+def delete_keys(bucket: str, keys: list[str]) -> None:
+    """Delete `keys` in batches of a thousand (DeleteObjects' limit)."""
+    s3 = client()
+    for i in range(0, len(keys), 1000):
+        batch = keys[i : i + 1000]
+        if batch:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})

@@ -2,19 +2,18 @@
 (`BlobWriter.write_at`), the whole file hashed once in order as its unbroken prefix grows (read back from the writer,
 or taken as it arrives by the piece at the front), then verified and committed.
 
-Used by `hubmirror.transfer.fetch_file` for a file of at least `Connections.threshold` bytes whose source serves
-bounded ranges (`Source.open_range`); anything else streams sequentially. The first piece is asked for before the
-others: an upstream that answers it with the whole file (no Range support) sends the file back to the sequential
-path. Pieces are resumed across processes: the writer remembers which byte ranges it holds (see the store contract),
+`hubmirror.fetch.files` decides which files come this way (`wanted`: at least `Connections.threshold` bytes, from a
+source that serves bounded ranges, `Source.open_range`); anything else comes in one stream (`stream.py`). The first
+piece is asked for before the others: an upstream that answers it with the whole file (no Range support) makes
+`fetch_pieces` return None, and the caller streams the file instead. Pieces are resumed across processes: the writer remembers which byte ranges it holds (see the store contract),
 so an interrupted pull asks only for the missing ones next time. Each piece has its own retry budget
-(`hubmirror.http.retrying`): its request is retried like any ranged GET (429, 5xx, transport failures), and a piece
+(`hubmirror.fetch.retries.retrying`): its request is retried like any ranged GET (429, 5xx, transport failures), and a piece
 that breaks off mid-body is asked for again from where it broke. A piece that fails for good stops the others and
 fails the file with one line, keeping what arrived for the next pull. Wrong bytes are IntegrityError, nothing stored.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +22,12 @@ from hubmirror.catalog import StoredFile
 from hubmirror.crashpoints import crashpoint
 from hubmirror.digests import SHA256_PREFIX, MultiHasher, mismatches
 from hubmirror.errors import Cancelled, HubmirrorError, IntegrityError, TransferBrokenError
-from hubmirror.records import RemoteFile, ResolvedRevision
-from hubmirror.sources import Download, Source, SourceContext
+from hubmirror.fetch.download import Download, adopt_announced_digests
+from hubmirror.fetch.retries import retrying
+from hubmirror.fetch.stored import already_stored
+from hubmirror.sources import Source, SourceContext
 from hubmirror.store import BlobStore, BlobWriter
-
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
-CHUNK_SIZE = 1024 * 1024
+from hubmirror.upstream import RemoteFile, ResolvedRevision
 
 
 def wanted(source: Source, file: RemoteFile, ctx: SourceContext) -> bool:
@@ -56,7 +55,7 @@ def missing_pieces(held: list[tuple[int, int]], size: int, piece_size: int) -> l
     return pieces
 
 
-def fetch_ranged(
+def fetch_pieces(
     source: Source,
     revision: ResolvedRevision,
     file: RemoteFile,
@@ -85,10 +84,11 @@ def fetch_ranged(
 
 def _fetch(source, revision, file, store, ctx, writer: BlobWriter, on_bytes, stop) -> StoredFile | None:
     size = file.size
-    if file.sha256 and store.exists(file.sha256):  # another process stored it while we waited for the writer
+    stored = already_stored(store, file)
+    if stored is not None:  # another process stored it while we waited for the writer
         writer.discard()
         on_bytes(size)
-        return StoredFile(file, file.sha256, file.digests.get("git-sha1"), store.stat(file.sha256).size)
+        return stored
     held = writer.held()
     if held and held[-1][1] > size:
         writer.restart()
@@ -160,13 +160,9 @@ class _Run:
         self._pool: ThreadPoolExecutor | None = None
 
     def adopt_digests(self, download: Download) -> None:
-        """Take the digests a response announces (as `transfer` does); two different values for one is refused."""
+        """Take the digests a response announces (as a stream does); two different values for one is refused."""
         with self._digests_lock:
-            for alg, value in download.digests.items():
-                if self.file.digests.get(alg, value).lower() != value.lower():
-                    raise IntegrityError(f"{self.revision.ref}: {self.file.path}: the upstream announces two "
-                                         f"different {alg} digests")
-                self.file.digests[alg] = value
+            adopt_announced_digests(f"{self.revision.ref}: {self.file.path}", self.file.digests, download)
 
     def start(self, pieces: list[tuple[int, int]], first: Download | None) -> None:
         if not pieces:
@@ -233,8 +229,6 @@ class _Run:
 
     def _piece(self, start: int, end: int, download: Download | None) -> None:
         """Fetch bytes [start, end) into the writer, asking again from where a broken transfer stopped."""
-        from hubmirror.http import retrying
-
         what = f"{self.revision.ref}: {self.file.path}: bytes {start}-{end - 1}"
         position = start
         try:
@@ -271,51 +265,3 @@ class _Run:
             if download is not None:  # handed over, never read: cancelled before its turn
                 download.close()
 
-
-def open_bounded(
-    session,
-    url: str,
-    start: int,
-    end: int,
-    *,
-    headers: dict[str, str] | None = None,
-    timeout: float = 60.0,
-    errors=None,
-) -> Download | None:
-    """GET bytes [start, end) of `url` with `Range: bytes=start-(end-1)`, following redirects: a bounded
-    `hubmirror.http.open_range`, retried the same way (under the thread's `retrying` budget, else its own); None (the
-    response closed) when the server answers with the whole file (200) instead of a 206 of exactly that range.
-
-    `errors` maps a failed answer to the source's own error (else `status_error`). A transfer that breaks off
-    mid-body raises `TransferBrokenError`; what arrived stays written.
-    """
-    from hubmirror import http
-
-    where = http.redacted(url)
-    headers = {"Accept-Encoding": "identity", **(headers or {}), "Range": f"bytes={start}-{end - 1}"}
-    resp = http.get_streaming(session, url, headers, timeout=timeout, errors=errors,
-                              retrier=http.current_retrier(f"GET {where}"))
-    if resp.status_code == 200:
-        resp.close()
-        return None
-    http.raise_for(resp, errors)
-    match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-    if resp.status_code != 206 or not match or (int(match.group(1)), int(match.group(2))) != (start, end - 1):
-        resp.close()
-        raise HubmirrorError(f"{where}: the server answered the request for bytes {start}-{end - 1} with "
-                             f"HTTP {resp.status_code} {resp.headers.get('Content-Range', '')!r}")
-    return Download(start=start, chunks=_body(resp, where), close=resp.close)
-
-
-def _body(resp, what: str):
-    """The response's body in chunks of `CHUNK_SIZE` (read whole by urllib3: a third of the CPU of
-    `hubmirror.http.stream_body`, which hands on every byte before a break; a piece loses at most the chunk in
-    flight, and asks again from the last byte written); a broken connection is a `TransferBrokenError`."""
-    import requests
-    import urllib3
-
-    try:
-        yield from resp.iter_content(CHUNK_SIZE)
-    except (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
-        reason = "read timeout: the connection stalled" if "timed out" in str(exc).lower() else type(exc).__name__
-        raise TransferBrokenError(f"{what}: the transfer broke off ({reason})", reason) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hubmirror.catalog import Catalog
 from hubmirror.errors import NotFoundError, UsageError
-from hubmirror.records import ModelRef
+from hubmirror.upstream import ModelRef
 
 
 def parse_ref(registry, text: str) -> ModelRef:

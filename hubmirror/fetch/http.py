@@ -1,44 +1,20 @@
-"""HTTP plumbing shared by the source plugins: sessions, JSON API requests, ranged GETs that resume, whole-file
-spooling, retries, and the mapping of failed answers to one-line hubmirror errors.
+"""HTTP for the source plugins: sessions, JSON API requests, ranged GETs that resume, bounded ranged GETs for
+pieces, whole-file spooling, and the mapping of failed answers to one-line hubmirror errors.
 
 A source maps its service's error answers with an `ErrorMapper`: it returns the hubmirror error a response means (its
 service's error format: headers, a JSON body), or None; any failed answer it leaves unmapped gets `status_error`.
-
-Retries (`RetryPolicy`, `Retrier`): an answer of 429, 500, 502, 503 or 504 and a transport failure (refused or reset
-connection, connect or read timeout) are tried again after a wait: exponential backoff with full jitter
-(uniform(0, min(max_wait, base * 2**n))), or the server's `Retry-After` (seconds or an HTTP date) when it sends one,
-up to `retry_after_max`. The budget is `retries` failures in a row (bytes arriving reset the count) and `budget`
-seconds of waiting in all, per request, or per file while `retrying` holds a file's retrier (a download's requests,
-its redirects and its mid-body resumes share it); then the last error is raised, saying so. Only idempotent requests
-are retried: GET, HEAD and OPTIONS, and any request whose caller says `idempotent=True` (Kaggle's ModelApiService
-calls are POSTed reads). Other 4xx answers are never retried. Each retry is logged (logger `hubmirror.retry`, level
-INFO: one line, what, why, attempt n/N, wait), which `hubmirror --verbose` prints on stderr.
-
-Settings: `HUBMIRROR_RETRIES` (5), `HUBMIRROR_RETRY_BASE` (1 s), `HUBMIRROR_RETRY_MAX_WAIT` (30 s),
-`HUBMIRROR_RETRY_AFTER_MAX` (300 s), `HUBMIRROR_RETRY_BUDGET` (600 s), `HUBMIRROR_TIMEOUT` (connect and read
-timeout, the seconds without a byte after which a stalled connection is dropped and resumed; default: the caller's,
-60 s); the CLI's global `--retries` and `--read-timeout` override them (`configure`).
+Every request is retried as `hubmirror.fetch.retries` says; only idempotent requests are: GET, HEAD and OPTIONS, and
+any request whose caller says `idempotent=True` (Kaggle's ModelApiService calls are POSTed reads).
 """
 
 from __future__ import annotations
 
-import contextvars
-import copy
-import email.utils
 import errno
 import hashlib
 import http.client
-import logging
-import os
-import random
 import re
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -47,186 +23,27 @@ import requests
 import urllib3
 
 from hubmirror import __version__
-from hubmirror.download import Download
 from hubmirror.errors import (
     AccessDeniedError,
-    Cancelled,
     DiskFullError,
     HubmirrorError,
     NotFoundError,
     TransferBrokenError,
-    UsageError,
+)
+from hubmirror.fetch.download import Download
+from hubmirror.fetch.retries import (
+    RETRY_STATUSES,
+    Retrier,
+    current_retrier,
+    effective_timeout,
+    retry_after_seconds,
 )
 
 ErrorMapper = Callable[[requests.Response], HubmirrorError | None]
 
 CHUNK_SIZE = 1024 * 1024
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-log = logging.getLogger("hubmirror.retry")
-
-
-# -- retry policy ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: see the module's docstring. Every field can be set by environment or CLI."""
-
-    retries: int = 5  # failures in a row tolerated (so up to retries + 1 attempts without progress)
-    base: float = 1.0  # seconds: the cap of the first backoff, doubling with each failure in a row
-    max_wait: float = 30.0  # seconds: the cap of one backoff
-    retry_after_max: float = 300.0  # seconds: the longest Retry-After honoured; asked for longer, give up
-    budget: float = 600.0  # seconds of waiting in all, per request or per file
-    timeout: float | None = None  # connect and read timeout overriding the caller's (None: the caller's)
-
-
-_ENV = {
-    "retries": "HUBMIRROR_RETRIES",
-    "base": "HUBMIRROR_RETRY_BASE",
-    "max_wait": "HUBMIRROR_RETRY_MAX_WAIT",
-    "retry_after_max": "HUBMIRROR_RETRY_AFTER_MAX",
-    "budget": "HUBMIRROR_RETRY_BUDGET",
-    "timeout": "HUBMIRROR_TIMEOUT",
-}
-_overrides: dict[str, Any] = {}
-
-
-def retry_policy() -> RetryPolicy:
-    """The policy in force: the defaults, then the environment, then `configure` (the CLI's options)."""
-    values: dict[str, Any] = {}
-    for f in fields(RetryPolicy):
-        raw = os.environ.get(_ENV[f.name], "").strip()
-        if raw:
-            values[f.name] = _setting(_ENV[f.name], raw, int if f.name == "retries" else float)
-    return replace(RetryPolicy(), **values, **_overrides)
-
-
-def _setting(name: str, raw: str, kind: type) -> Any:
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = -1
-    positive = name == _ENV["timeout"]
-    if value < 0 or (positive and value == 0):
-        raise UsageError(f"{name}={raw!r}: expected a {'count' if kind is int else 'number of seconds'} "
-                         f"{'> 0' if positive else '≥ 0'}")
-    return value
-
-
-def configure(**settings: Any) -> Callable[[], None]:
-    """Override policy fields for this process (the CLI's `--retries`, `--read-timeout`); returns the undo."""
-    before = dict(_overrides)
-    _overrides.update({k: v for k, v in settings.items() if v is not None})
-
-    def undo() -> None:
-        _overrides.clear()
-        _overrides.update(before)
-
-    return undo
-
-
-def _timeout(timeout: float) -> float:
-    return retry_policy().timeout or timeout
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """A `Retry-After` header's wait in seconds: delay-seconds or an HTTP date (past dates: 0); None if absent or
-    unreadable."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-class Retrier:
-    """One operation's retry budget (a request, or one file's download with its resumes): see `RetryPolicy`.
-
-    `retry(error, why)` waits before the next attempt, or raises `error` (saying why it gave up) once the budget is
-    spent. `held` tells it how many bytes the operation holds: more than at the last failure is progress, which
-    resets the count of failures in a row. With `cancel` set, a wait ends early in `Cancelled`."""
-
-    def __init__(self, what: str, policy: RetryPolicy | None = None, cancel: threading.Event | None = None,
-                 sleep: Callable[[float], None] | None = None):
-        self.what = what
-        self.policy = policy or retry_policy()
-        self.cancel = cancel
-        self.failures = 0  # in a row, since the last progress
-        self.attempts = 1  # made so far, in all
-        self.waited = 0.0
-        self._held = 0
-        self._sleep = sleep
-
-    def retry(self, error: HubmirrorError, why: str, *, retry_after: float | None = None,
-              held: int | None = None) -> None:
-        policy = self.policy
-        if held is not None:
-            if held > self._held:
-                self.failures = 0
-            self._held = held
-        self.failures += 1
-        if self.failures > policy.retries:
-            raise _annotated(error, f"gave up after {self.attempts} attempt{'s' if self.attempts > 1 else ''}")
-        if retry_after is not None:
-            if retry_after > policy.retry_after_max:
-                raise _annotated(error, f"the server asks to retry after {retry_after:.0f} s, longer than "
-                                        f"{_ENV['retry_after_max']} ({policy.retry_after_max:.0f} s)")
-            wait = retry_after
-        else:
-            wait = random.uniform(0.0, min(policy.max_wait, policy.base * 2 ** (self.failures - 1)))
-        if self.waited + wait > policy.budget:
-            raise _annotated(error, f"gave up after {self.attempts} attempts: the retry budget of "
-                                    f"{policy.budget:.0f} s of waiting ({_ENV['budget']}) is spent")
-        log.info("retry %d/%d in %.2f s: %s: %s", self.failures + 1, policy.retries + 1, wait, self.what, why)
-        self._wait(wait)
-        self.waited += wait
-        self.attempts += 1
-
-    def _wait(self, seconds: float) -> None:
-        if self._sleep is not None:
-            self._sleep(seconds)
-        elif self.cancel is not None:
-            if self.cancel.wait(seconds):
-                raise Cancelled("pull cancelled")
-        elif seconds > 0:
-            time.sleep(seconds)
-
-
-def _annotated(error: HubmirrorError, note: str) -> HubmirrorError:
-    """`error` (same class, same exit code) with `note` added to its one line."""
-    new = copy.copy(error)
-    new.args = (f"{error} ({note})",)
-    return new
-
-
-_current: contextvars.ContextVar[Retrier | None] = contextvars.ContextVar("hubmirror_retrier", default=None)
-
-
-@contextmanager
-def retrying(what: str, *, cancel: threading.Event | None = None) -> Iterator[Retrier]:
-    """A retrier for one operation (a file's download), shared by every request made under it in this thread."""
-    retrier = Retrier(what, cancel=cancel)
-    token = _current.set(retrier)
-    try:
-        yield retrier
-    finally:
-        _current.reset(token)
-
-
-def current_retrier(what: str) -> Retrier:
-    """The retry budget of the file being fetched (see `retrying`), else a new one for `what`."""
-    return _current.get() or Retrier(what)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -327,7 +144,7 @@ def request(
     retrier = current_retrier(f"{method} {redacted(url)}") if idempotent else None
     while True:
         try:
-            resp = session.request(method, url, headers=headers, json=json, timeout=_timeout(timeout),
+            resp = session.request(method, url, headers=headers, json=json, timeout=effective_timeout(timeout),
                                    allow_redirects=allow_redirects)
         except requests.RequestException as exc:
             error = describe_network_error(url, exc)
@@ -408,7 +225,7 @@ def get_streaming(session: requests.Session, url: str, headers: dict[str, str], 
     statuses in RETRY_STATUSES (honouring Retry-After); any other answer is returned as it is."""
     while True:
         try:
-            resp = session.get(url, headers=headers, stream=True, timeout=_timeout(timeout), allow_redirects=True)
+            resp = session.get(url, headers=headers, stream=True, timeout=effective_timeout(timeout), allow_redirects=True)
         except requests.RequestException as exc:
             error = describe_network_error(url, exc)
             if not _transient(exc):
@@ -523,3 +340,47 @@ def spool(session: requests.Session, url: str, *, timeout: float, directory: Pat
         raise
     file.seek(0)
     return file, digest.hexdigest()
+
+
+def open_bounded(
+    session,
+    url: str,
+    start: int,
+    end: int,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    errors=None,
+) -> Download | None:
+    """GET bytes [start, end) of `url` with `Range: bytes=start-(end-1)`, following redirects: a bounded
+    `open_range`, retried the same way (under the thread's `retrying` budget, else its own); None (the
+    response closed) when the server answers with the whole file (200) instead of a 206 of exactly that range.
+
+    `errors` maps a failed answer to the source's own error (else `status_error`). A transfer that breaks off
+    mid-body raises `TransferBrokenError`; what arrived stays written.
+    """
+    where = redacted(url)
+    headers = {"Accept-Encoding": "identity", **(headers or {}), "Range": f"bytes={start}-{end - 1}"}
+    resp = get_streaming(session, url, headers, timeout=timeout, errors=errors,
+                              retrier=current_retrier(f"GET {where}"))
+    if resp.status_code == 200:
+        resp.close()
+        return None
+    raise_for(resp, errors)
+    match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+    if resp.status_code != 206 or not match or (int(match.group(1)), int(match.group(2))) != (start, end - 1):
+        resp.close()
+        raise HubmirrorError(f"{where}: the server answered the request for bytes {start}-{end - 1} with "
+                             f"HTTP {resp.status_code} {resp.headers.get('Content-Range', '')!r}")
+    return Download(start=start, chunks=_piece_body(resp, where), close=resp.close)
+
+
+def _piece_body(resp, what: str):
+    """The response's body in chunks of `CHUNK_SIZE` (read whole by urllib3: a third of the CPU of
+    `stream_body`, which hands on every byte before a break; a piece loses at most the chunk in
+    flight, and asks again from the last byte written); a broken connection is a `TransferBrokenError`."""
+    try:
+        yield from resp.iter_content(CHUNK_SIZE)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
+        reason = "read timeout: the connection stalled" if "timed out" in str(exc).lower() else type(exc).__name__
+        raise TransferBrokenError(f"{what}: the transfer broke off ({reason})", reason) from exc

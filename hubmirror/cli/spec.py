@@ -17,10 +17,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from hubmirror.admit import admit_revisions
 from hubmirror.errors import UsageError
 from hubmirror.mirror import Mirror
 from hubmirror.plugin_manager import PluginRegistry
-from hubmirror.pull import resolve_selections, store_revisions
+from hubmirror.pull import resolve_selections
 
 _KEYS = {"ref", "include", "exclude", "endpoint"}
 
@@ -80,7 +81,7 @@ def sync(mirror: Mirror, registry: PluginRegistry, entries: list[SpecEntry], par
                 if change.status != "unchanged":
                     pending.append((revision, files))
             if pending and not dry_run:
-                store_revisions(mirror, source, plugin, pending, ctx)
+                admit_revisions(mirror, source, plugin, pending, ctx)
                 for change in changes[-len(selections):]:
                     change.after = change.after or mirror.catalog.commit_for(change.model, change.requested)
     return changes

@@ -1,10 +1,15 @@
-"""The values that pass between source plugins and the core: references, resolved revisions, files, metadata."""
+"""What a source tells the core of an upstream model: references, metadata, resolved revisions and their files
+(with the upstream's own digests), and the check every listing passes before anything of it is stored."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from hubmirror.digests import is_valid_digest
+from hubmirror.errors import IntegrityError
+from hubmirror.safepath import check_relative_path
 
 
 @dataclass(frozen=True)
@@ -93,3 +98,18 @@ class ResolvedRevision:
     requested: str
     metadata: ModelMetadata
     files: list[RemoteFile]
+
+
+def check_listing(revision: ResolvedRevision) -> None:
+    """Refuse a revision whose file list could hurt: unsafe or duplicate names, malformed digests, negative sizes."""
+    seen: set[str] = set()
+    for f in revision.files:
+        check_relative_path(f.path)
+        if f.path in seen:
+            raise IntegrityError(f"{revision.ref}: upstream lists {f.path!r} twice")
+        seen.add(f.path)
+        if f.size is not None and (not isinstance(f.size, int) or f.size < 0):
+            raise IntegrityError(f"{revision.ref}: {f.path}: upstream size {f.size!r} is not a byte count")
+        for alg, value in f.digests.items():
+            if not is_valid_digest(alg, value):
+                raise IntegrityError(f"{revision.ref}: {f.path}: upstream {alg} {value!r} is malformed")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import click
 
-from hubmirror.output import progress_enabled
+from hubmirror.cli.output import progress_enabled
 
 _bars = 0  # progress bars on the screen now: a line goes above them, through tqdm
 _bars_lock = threading.Lock()

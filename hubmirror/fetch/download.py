@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from hubmirror.errors import IntegrityError
+
 
 @dataclass
 class Download:
@@ -23,3 +25,12 @@ def local_download(path: Path, offset: int = 0, chunk_size: int = 1 << 20) -> Do
     f = open(path, "rb")
     f.seek(offset)
     return Download(offset, iter(lambda: f.read(chunk_size), b""), f.close)
+
+
+def adopt_announced_digests(what: str, digests: dict[str, str], download: Download) -> None:
+    """Add the digests `download` announces (Kaggle's md5 in `x-goog-hash`) to a file's `digests`, to be checked
+    like published ones; an announced value that contradicts a known one is refused."""
+    for alg, value in download.digests.items():
+        if digests.get(alg, value).lower() != value.lower():
+            raise IntegrityError(f"{what}: the upstream announces two different {alg} digests")
+        digests[alg] = value

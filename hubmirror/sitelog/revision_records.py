@@ -9,10 +9,9 @@ import json
 
 from hubmirror.catalog import StoredFile
 from hubmirror.errors import IntegrityError
-from hubmirror.pull import check_listing
-from hubmirror.records import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
-from hubmirror.sitelog.bucket import encode
 from hubmirror.store import check_digest
+from hubmirror.store.bucket import encode
+from hubmirror.upstream import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision, check_listing
 
 FORMAT = "hubmirror-record/1"
 

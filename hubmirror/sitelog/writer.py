@@ -1,0 +1,74 @@
+"""`SiteWriter`: the catalog writer of a mirror whose store is a bucket many hosts share. Every change is published
+to the bucket (records, refs, log; see log.py) and then applied to this host's catalog, an index of the bucket."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from hubmirror.sitelog.leases import Lease, collect_site
+from hubmirror.sitelog.log import SiteLog
+from hubmirror.writer import CatalogWriter
+
+log = logging.getLogger("hubmirror.sitelog")
+
+REFRESH_ENV = "HUBMIRROR_SITE_REFRESH"
+DEFAULT_REFRESH_SECONDS = 3.0  # serve's refresh period: another host's pull shows within it (plus one LIST)
+
+
+class SiteWriter(CatalogWriter):
+    shared = True
+
+    def __init__(self, catalog, store, site: SiteLog):
+        super().__init__(catalog, store)
+        self.site = site
+
+    def record_revisions(self, revisions, plugin, description="", scans=None) -> None:
+        self.site.publish_revisions(self.catalog, revisions, plugin, description, scans)
+
+    def remove(self, key: str, commit: str | None = None) -> int:
+        catalog = self.catalog
+        rows = catalog.files(key, commit) if commit else [
+            f for r in catalog.revisions(key) for f in catalog.files(key, r["commit_id"])]
+        self.site.publish_removal(catalog, key, commit)
+        return len(rows)
+
+    def record_scans(self, scans: list[dict]) -> None:
+        self.site.publish_scans(self.catalog, scans)
+
+    def allow(self, sha256: str, reason: str | None) -> None:
+        self.site.publish_allowance(self.catalog, sha256, reason)
+
+    def record_benchmark(self, row: dict) -> None:
+        self.site.publish_benchmark(self.catalog, row)
+
+    def lease(self, digests):
+        return Lease(self.site.bucket, self.site.host, digests)
+
+    def refresh(self, *, full: bool = False) -> int:
+        return self.site.refresh(self.catalog, full=full)
+
+    def collect(self, *, grace_seconds: float, dry_run: bool = False):
+        return collect_site(self.site, self.catalog, self.store, grace_seconds=grace_seconds, dry_run=dry_run)
+
+    def start_refresher(self, open_mirror, interval: float | None = None) -> threading.Event:
+        """Refresh every `interval` seconds (`HUBMIRROR_SITE_REFRESH`, else 3) in a daemon thread, through a mirror
+        of its own; a failed refresh (the bucket unreachable for a while) is logged and tried again next period."""
+        interval = float(interval or os.environ.get(REFRESH_ENV) or DEFAULT_REFRESH_SECONDS)
+        stop = threading.Event()
+
+        def loop():
+            mirror = open_mirror()
+            try:
+                while not stop.is_set():
+                    try:
+                        mirror.writer.refresh()
+                    except Exception as exc:  # noqa: BLE001 - serve what is indexed, retry next period
+                        log.warning("site refresh failed: %s", exc)
+                    stop.wait(interval)
+            finally:
+                mirror.close()
+
+        threading.Thread(target=loop, name="site-refresh", daemon=True).start()
+        return stop

@@ -1,0 +1,103 @@
+"""Where a mirror's catalog changes go, decided once when the mirror opens (`Mirror.writer`).
+
+A mirror on this machine writes its own catalog.db (`LocalWriter`). A mirror whose store is a bucket many hosts share
+publishes every change to the bucket first and then applies it to its catalog, which is an index of the bucket
+(`hubmirror.sitelog.writer.SiteWriter`). Every command writes through this one interface, whichever it is.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
+
+from hubmirror.catalog import Catalog, StoredFile
+from hubmirror.store import BlobStore
+from hubmirror.upstream import ModelMetadata, ResolvedRevision
+
+if TYPE_CHECKING:
+    from hubmirror.gc import GcReport
+
+
+class CatalogWriter(ABC):
+    """One mirror's catalog changes. `shared` says whether other hosts see them (and so whether `refresh` and a
+    serving refresher have anything to do)."""
+
+    shared = False
+
+    def __init__(self, catalog: Catalog, store: BlobStore):
+        self.catalog = catalog
+        self.store = store
+
+    @abstractmethod
+    def record_revisions(self, revisions: list[tuple[ResolvedRevision, list[StoredFile]]], plugin: str,
+                         description: str = "", scans: list[dict] | None = None) -> None:
+        """Catalogue stored revisions (and their files' scan verdicts) in one transaction."""
+
+    @abstractmethod
+    def remove(self, key: str, commit: str | None = None) -> int:
+        """Forget a model, or one revision of it; return the file rows removed."""
+
+    @abstractmethod
+    def record_scans(self, scans: list[dict]) -> None:
+        """Record admission verdicts of stored blobs."""
+
+    @abstractmethod
+    def allow(self, sha256: str, reason: str | None) -> None:
+        """Allow one quarantined file (`reason`), or revoke its allowance (None)."""
+
+    @abstractmethod
+    def record_benchmark(self, row: dict) -> None:
+        """Record one benchmark row."""
+
+    def record_index(self, models: Iterable[ModelMetadata], plugin: str, description: str) -> int:
+        """Put a source's listing in this host's catalog (searchable, not cached); return how many models. A listing
+        is not site state: each host indexes what it wants to search."""
+        return self.catalog.record_index(models, plugin, description)
+
+    def lease(self, digests: Iterable[str]) -> AbstractContextManager:
+        """Held while a pull stores and catalogues `digests`: a shared store's gc on any host spares them. Yields the
+        lease (to `extend`), or None where no other host collects garbage."""
+        return nullcontext(None)
+
+    def refresh(self, *, full: bool = False) -> int:
+        """Catch up with what other hosts published; return the changes applied."""
+        return 0
+
+    @abstractmethod
+    def collect(self, *, grace_seconds: float, dry_run: bool = False) -> "GcReport":
+        """Mark and sweep the store's unreferenced blobs older than the grace period."""
+
+    def start_refresher(self, open_mirror: Callable, interval: float | None = None) -> threading.Event | None:
+        """For `serve`: keep refreshing in the background through a mirror of its own (`open_mirror()`); returns
+        the event that stops it, or None where there is nothing to refresh from."""
+        return None
+
+
+class LocalWriter(CatalogWriter):
+    """A mirror on this machine: changes go straight into its catalog.db."""
+
+    def record_revisions(self, revisions, plugin, description="", scans=None) -> None:
+        self.catalog.record_revisions(revisions, plugin, description, scans)
+
+    def remove(self, key: str, commit: str | None = None) -> int:
+        return self.catalog.remove(key, commit)
+
+    def record_scans(self, scans: list[dict]) -> None:
+        self.catalog.record_scans(scans)
+
+    def allow(self, sha256: str, reason: str | None) -> None:
+        if reason is None:
+            self.catalog.revoke(sha256)
+        else:
+            self.catalog.allow(sha256, reason)
+
+    def record_benchmark(self, row: dict) -> None:
+        self.catalog.record_benchmark(row)
+
+    def collect(self, *, grace_seconds: float, dry_run: bool = False) -> "GcReport":
+        from hubmirror.gc import collect
+
+        return collect(self.catalog, self.store, grace_seconds=grace_seconds, dry_run=dry_run)

@@ -1,7 +1,7 @@
 """Hugging Face Hub source: `hf:org/name[@branch|tag|commit]`.
 
 Metadata goes through huggingface_hub's own `HfApi` (endpoint and token passed explicitly), so the source asks the
-Hub exactly what `snapshot_download` asks; bytes go through hubmirror's ranged GET (`hubmirror.http.open_range`),
+Hub exactly what `snapshot_download` asks; bytes go through hubmirror's ranged GET (`hubmirror.api.open_range`),
 which resumes, and whose output the core hashes against the tree's digests (`huggingface_hub` checks sizes only). The
 endpoint comes from `--endpoint`, else `HF_ENDPOINT`; the token from `HF_TOKEN`, else the token file huggingface_hub
 writes. The token is sent to the Hub only, never to a CDN host, and is never stored.
@@ -30,7 +30,7 @@ its path, query and headers; `{rev}` is quoted with `safe=""` and `{path}` with 
 Requests 1, 2 and 4 carry huggingface_hub's own headers: `user-agent: hubmirror/{version}; hf_hub/{version}; …`,
 `authorization: Bearer {token}` when there is a token, and its `X-Amzn-Trace-Id` request id. huggingface_hub retries
 2 and 4 on 408/429/5xx and network errors (its `http_backoff`); hubmirror sends 1 again after a 429/5xx answer or a
-transport failure, under its own retry policy (`hubmirror.http.RetryPolicy`), and retries 3 as every download.
+transport failure, under its own retry policy (`hubmirror.fetch.retries.RetryPolicy`), and retries 3 as every download.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def hf_api_error(exc: BaseException, what: str, endpoint: str) -> HubmirrorError
         return HubmirrorError(f"{what}: HF_HUB_OFFLINE is set, so huggingface_hub sends no request: unset it to pull")
     if isinstance(exc, errors.HFValidationError):
         return UsageError(f"{what}: {str(exc).splitlines()[0]}")
-    if isinstance(exc, httpx2.HTTPError):  # transport failures: worded as hubmirror.http words requests' own
+    if isinstance(exc, httpx2.HTTPError):  # transport failures: worded as hubmirror.fetch.http words requests' own
         try:
             url = str(exc.request.url.copy_with(query=None, fragment=None))
         except (AttributeError, RuntimeError):  # an exception raised before its request was set
@@ -280,7 +280,7 @@ class HuggingFaceSource(Source):
 
     def _model_info(self, ctx: SourceContext, api, ref: ModelRef, revision: str):
         """Request 1, `HfApi.model_info(repo_id, revision=revision)`. huggingface_hub sends it once; it is sent
-        again, as hubmirror retries every idempotent request (`hubmirror.http.RetryPolicy`), after a 429 or 5xx
+        again, as hubmirror retries every idempotent request (`hubmirror.fetch.retries.RetryPolicy`), after a 429 or 5xx
         answer (honouring `Retry-After`) or a transport failure. The tree and the listing are retried by
         huggingface_hub itself (`http_backoff`)."""
         import httpx2

@@ -257,7 +257,7 @@ class KaggleSource(Source):
     def call(self, ctx: SourceContext, what: str, method: str, request):
         """One ModelApiService call through kagglesdk, with its failures as one-line hubmirror errors. These calls
         only read, so 429/5xx answers and transport failures are tried again under hubmirror's retry policy
-        (`hubmirror.http.Retrier`), as `request(..., idempotent=True)` would."""
+        (`hubmirror.api.Retrier`), as `request(..., idempotent=True)` would."""
         api = self.client(ctx).models.model_api_client
         retrier = Retrier(f"Kaggle {method}: {what}")
         while True:

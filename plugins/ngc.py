@@ -32,7 +32,7 @@ The requests a pull sends, in order (guest form in brackets):
    (`_iter_download_items`, not paginated); the answer's `urls[0]` is a presigned storage URL.
 5. Per file: `GET <presigned URL>`, no auth headers, `Range: bytes=N-` only to resume. The CLI fetches the same URL in
    closed `Range: bytes=a-b` chunks over several connections; hubmirror reads it in one stream per file (one request
-   instead of size/chunk, the same bytes), through `hubmirror.http.open_range`, which resumes.
+   instead of size/chunk, the same bytes), through `hubmirror.api.open_range`, which resumes.
 
 `index ngc`: `GET {base}/v2/search/catalog/resources/MODEL?q=<JSON>` for pages 0, 1, … until `resultPageTotal` (the
 CLI's `pagination_helper_search`), with the CLI's own `q` (`json.dumps(…, sort_keys=True)`: `fields`, `filters: []`,

@@ -17,7 +17,7 @@ The requests a pull sends:
   parameter appended as tensorflow_hub's `_append_format_query` does (`parse_qsl` + `urlencode`), following redirects
   to where the tarball is stored: `HttpCompressedFileResolver`'s one request (tensorflow_hub 0.16). Headers: the
   session's `User-Agent: hubmirror/<version>` and `Accept-Encoding: identity` (the tarball's bytes as sent, which are
-  what gets pinned), plus `Range: bytes=N-` only to resume a tarball cut off at byte N (`hubmirror.http.spool`),
+  what gets pinned), plus `Range: bytes=N-` only to resume a tarball cut off at byte N (`hubmirror.api.spool`),
   which tensorflow_hub cannot. Never `?tf-hub-format=uncompressed` (a 303 to a `gs://` path) nor any other format.
 """
 

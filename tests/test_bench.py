@@ -111,3 +111,15 @@ def test_oom_backoff_follows_timm():
         sizes.append(batch)
         batch = decay_batch(batch)
     assert sizes == [64, 48, 32, 24, 16, 12, 8, 6, 4, 3, 2, 1]
+
+
+def test_bench_without_torch_names_the_extra_to_install(run, monkeypatch):
+    """`pip install hubmirror` alone has no torch: bench says which extra brings it, and starts no worker."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    result = run("bench", "hf:org/anything")
+    assert result.exit_code == 1
+    assert result.output.strip() == ("error: bench needs torch, which is not installed here: pip install "
+                                     "'hubmirror[bench]' (torch, timm, transformers, safetensors, onnxruntime)")

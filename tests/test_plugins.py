@@ -253,12 +253,17 @@ def register_adopters(register):
 '''
 
 
+def plugin_folder(tmp_path: Path, module: str, text: str) -> Path:
+    """A --plugins-dir holding one plugin module, `module`.py."""
+    folder = tmp_path / f"{module}-plugins"
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(text)
+    return folder
+
+
 @pytest.fixture
 def clients_plugin(tmp_path):
-    plugin_dir = tmp_path / "client-plugins"
-    plugin_dir.mkdir()
-    (plugin_dir / "sitecaches.py").write_text(CLIENTS_PLUGIN)
-    return plugin_dir
+    return plugin_folder(tmp_path, "sitecaches", CLIENTS_PLUGIN)
 
 
 def test_hook_register_layouts(clients_plugin, hub, run, tmp_path):
@@ -331,10 +336,7 @@ def register_stores(register):
 
 @pytest.fixture
 def store_plugin(tmp_path):
-    plugin_dir = tmp_path / "store-plugins"
-    plugin_dir.mkdir()
-    (plugin_dir / "shelfstore.py").write_text(STORE_PLUGIN)
-    return plugin_dir
+    return plugin_folder(tmp_path, "shelfstore", STORE_PLUGIN)
 
 
 def test_hook_register_stores(store_plugin, hub, run, tmp_path):

@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from hubmirror.cli.state import json_option, pass_state
-from hubmirror.errors import UsageError
+from hubmirror.errors import HubmirrorError, UsageError
+
+BENCH_EXTRA = "pip install 'hubmirror[bench]' (torch, timm, transformers, safetensors, onnxruntime)"
 
 
 @click.command(name="bench")
@@ -47,6 +49,7 @@ def bench_cmd(state, refs, everything, query, limit, device, batch, dtype, timeo
 
     if sum(map(bool, (refs, everything, query is not None))) != 1:
         raise UsageError("bench takes exactly one of: REF..., --all, --query")
+    require_torch()
     settings = BenchSettings(device, batch, dtype, timeout, warmup, min_iters, min_seconds, jobs=jobs,
                              isolation=isolation, threads=threads,
                              memory_limit=int(memory_limit * 2**30) if memory_limit else None, force=force)
@@ -69,6 +72,14 @@ def bench_cmd(state, refs, everything, query, limit, device, batch, dtype, timeo
                    if r["throughput"] else environment.get("error", "")[-200:].strip() or environment.get("note", ""))
         click.echo(f"{r['status']:10} {r['model_key']} [{r['device']}, {r['dtype']}, batch {r['batch_size']}] {figures}")
     click.echo(summary(outcome, progress.elapsed))
+
+
+def require_torch() -> None:
+    """Every benchmark worker imports torch: without it, say which extra brings it, before any worker starts."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise HubmirrorError(f"bench needs torch, which is not installed here: {BENCH_EXTRA}")
 
 
 class BenchProgress:

@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from hubmirror.catalog import StoredFile
 from hubmirror.crashpoints import crashpoint
-from hubmirror.digests import SHA256_PREFIX, MultiHasher, mismatches
+from hubmirror.digests import SHA256_PREFIX, MultiHasher
 from hubmirror.errors import Cancelled, HubmirrorError, IntegrityError, TransferBrokenError
 from hubmirror.fetch.download import Download, adopt_announced_digests
 from hubmirror.fetch.retries import retrying
-from hubmirror.fetch.stored import already_stored
+from hubmirror.fetch.stored import already_stored, commit_verified
 from hubmirror.sources import Source, SourceContext
 from hubmirror.store import BlobStore, BlobWriter
 from hubmirror.upstream import RemoteFile, ResolvedRevision
@@ -126,18 +126,13 @@ def _fetch(source, revision, file, store, ctx, writer: BlobWriter, on_bytes, sto
     run.raise_failure()
     if hasher.size < size:
         raise HubmirrorError(f"{file.path}: transfer ended after {hasher.size} of {size} bytes")
-    expected = {alg: value.lower() for alg, value in file.digests.items()}
     digests = hasher.hexdigests()
     if _algorithms(file) - set(digests) - {"git-sha1"}:  # a digest announced by a later piece: one more pass
         rehash = MultiHasher(_algorithms(file), size)
         for chunk in writer.existing_chunks():
             rehash.update(chunk)
         digests = rehash.hexdigests()
-    bad = mismatches(expected, digests)
-    if bad:
-        raise IntegrityError(f"{revision.ref}: {file.path}: {bad[0]}; the bytes were refused")
-    writer.commit(digests["sha256"], hasher.size)
-    return StoredFile(file, digests["sha256"], digests.get("git-sha1"), hasher.size)
+    return commit_verified(writer, revision, file, digests, hasher.size)
 
 
 def _algorithms(file: RemoteFile) -> set[str]:

@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 from hubmirror.catalog import StoredFile
 from hubmirror.crashpoints import crashpoint
-from hubmirror.digests import MultiHasher, mismatches
+from hubmirror.digests import MultiHasher
 from hubmirror.errors import Cancelled, HubmirrorError, IntegrityError, TransferBrokenError
 from hubmirror.fetch.download import Download, adopt_announced_digests
 from hubmirror.fetch.retries import retrying
-from hubmirror.fetch.stored import already_stored
+from hubmirror.fetch.stored import already_stored, commit_verified
 from hubmirror.sources import Source, SourceContext
 from hubmirror.store import BlobStore
 from hubmirror.upstream import RemoteFile, ResolvedRevision
@@ -73,12 +73,7 @@ def fetch_stream(source: Source, revision: ResolvedRevision, file: RemoteFile, s
                 if download.start != held.bytes:  # the upstream sent the file from its first byte
                     on_bytes(-held.bytes)
                     hasher, held.bytes = MultiHasher(set(expected), file.size), 0
-        digests = hasher.hexdigests()
-        bad = mismatches(expected, digests)
-        if bad:
-            raise IntegrityError(f"{what}: {bad[0]}; the bytes were refused")
-        writer.commit(digests["sha256"], hasher.size)
-    return StoredFile(file, digests["sha256"], digests.get("git-sha1"), hasher.size)
+        return commit_verified(writer, revision, file, hasher.hexdigests(), hasher.size)
 
 
 def _reopen(source, revision, file, ctx, writer, offset: int) -> Download:

@@ -1,6 +1,6 @@
 """`hubmirror serve`: a read-only HTTP server that speaks the Hugging Face Hub protocol for everything in the mirror
-(shared/reference/hf-protocol.md), so unmodified huggingface_hub, transformers, sentence-transformers and timm load
-from it with `HF_ENDPOINT` pointing here. Starlette on uvicorn.
+(answering the requests huggingface_hub sends; docs/serving.md), so unmodified huggingface_hub, transformers,
+sentence-transformers and timm load from it with `HF_ENDPOINT` pointing here. Starlette on uvicorn.
 
 - `GET /api/models/{repo}` and `…/revision/{rev}` (`?blobs=true`), `…/tree/{rev}[/{path}]` (recursive, paged with a
   `Link` to this server), `POST …/paths-info/{rev}`, `…/refs`.

@@ -1,5 +1,5 @@
-"""The Hugging Face Hub's documents and errors (shared/reference/hf-protocol.md §3, §4, §6), built from catalog data:
-model info, tree and paths-info entries, refs, resolve headers. No I/O here."""
+"""The Hugging Face Hub's documents and errors, as huggingface_hub reads them (docs/serving.md), built from catalog
+data: model info, tree and paths-info entries, refs, resolve headers. No I/O here."""
 
 from __future__ import annotations
 

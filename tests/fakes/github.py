@@ -1,4 +1,4 @@
-"""An imitation of GitHub on 127.0.0.1 (shared/reference/sources-protocols.md §2–3): what torch.hub and release
+"""An imitation of GitHub on 127.0.0.1 (docs/sources.md): what torch.hub and release
 downloads use.
 
 Three servers, as on the real service: `web` (github.com: `/{o}/{r}/zipball/{ref}` → 302 to codeload,

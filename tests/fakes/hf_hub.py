@@ -1,4 +1,4 @@
-"""An imitation of the Hugging Face Hub's download protocol on 127.0.0.1 (shared/reference/hf-protocol.md).
+"""An imitation of the Hugging Face Hub's download protocol on 127.0.0.1 (what huggingface_hub sends: docs/sources.md).
 
 Implements: model info with and without `/revision/` (and `?blobs=true`), the recursive tree with `Link` pagination,
 paths-info, refs, resolve HEAD/GET (regular files answered directly with their git blob id as ETag; LFS files

@@ -1,4 +1,4 @@
-"""An imitation of Kaggle Models on 127.0.0.1 (shared/reference/sources-protocols.md §6): the kagglesdk RPC API
+"""An imitation of Kaggle Models on 127.0.0.1 (docs/sources.md): the kagglesdk RPC API
 that kagglehub ≥ 0.4 and kaggle 2.x speak, and the signed "GCS" storage its downloads redirect to.
 
 API (`POST {/api,}/v1/models.ModelApiService/{Method}`, camelCase JSON, framework enums by name):

@@ -1,4 +1,4 @@
-"""An imitation of NVIDIA NGC's model registry on 127.0.0.1 (shared/reference/sources-protocols.md §9).
+"""An imitation of NVIDIA NGC's model registry on 127.0.0.1 (the requests of the NGC CLI; docs/sources.md).
 
 Three loopback hosts, as the real service: auth (`GET /token?service=ngc&scope=group/ngc:{org}` with
 `Basic base64("$oauthtoken:" + key)` → `{token, expires_in}`), API (`/v2/org/{org}[/team/{team}]/models/{name}`,

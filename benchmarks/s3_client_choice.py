@@ -83,7 +83,7 @@ def run_obstore(bucket: str, data: bytes, runs: int, endpoint: str | None) -> di
 
 
 def run_store(bucket: str, data: bytes, runs: int) -> dict[str, list[float]]:
-    from hubmirror.store.s3 import S3BlobStore
+    from hubmirror.store.s3.store import S3BlobStore
 
     digest = hashlib.sha256(data).hexdigest()
     up, down = [], []

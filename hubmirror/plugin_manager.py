@@ -17,7 +17,6 @@ import pluggy
 from hubmirror import hookspecs
 from hubmirror.errors import UsageError
 from hubmirror.sources import Source
-from hubmirror.store.base import StoreBackend
 
 ENTRY_POINT_GROUP = "hubmirror"
 LOAD_PLUGINS_ENV = "HUBMIRROR_LOAD_PLUGINS"
@@ -55,7 +54,7 @@ class PluginRegistry:
             self._load_directory(Path(directory))
         self.pm.check_pending()
         self._sources: dict[str, tuple[Source, str]] | None = None
-        self._stores: dict[str, tuple[StoreBackend, str]] | None = None
+        self._stores: dict[str, tuple] | None = None
 
     def _load_entry_points(self) -> None:
         wanted = os.environ.get(LOAD_PLUGINS_ENV)
@@ -112,13 +111,15 @@ class PluginRegistry:
             known = ", ".join(sorted(self.sources())) or "none"
             raise UsageError(f"unknown source {name!r} (known: {known})") from None
 
-    def stores(self) -> dict[str, tuple[StoreBackend, str]]:
+    def stores(self) -> dict[str, tuple]:
         """{URL scheme: (store backend, plugin name)} for every registered store backend."""
         if self._stores is None:
+            from hubmirror.store.base import StoreBackend  # the store package is not needed to load plugins
+
             self._stores = self.collect("register_stores", StoreBackend, "store backend")
         return self._stores
 
-    def store_backend(self, url: str) -> StoreBackend:
+    def store_backend(self, url: str):
         """The store backend registered for `url`'s scheme."""
         scheme = url.partition("://")[0].lower() if "://" in url else ""
         try:

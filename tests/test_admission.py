@@ -163,3 +163,34 @@ def test_scan_rescans_when_the_rules_change(hub, run, monkeypatch):
     monkeypatch.setattr(admission, "SCANNER_VERSION", admission.SCANNER_VERSION + "-next")
     assert run.json("scan")["scanned"] == 2
     assert run.json("scan", "--force", "hf:org/ok")["scanned"] == 2
+
+
+def _onnx_graph_first(location: str) -> bytes:
+    """An ONNX model whose first field is its graph (protobuf fields come in any order): by its bytes alone it is
+    nothing recognisable; read as ONNX, as a loader reads any file named *.onnx, it points outside the model."""
+    entry = field(1, b"location") + field(2, location.encode())
+    return field(7, field(5, field(8, b"w") + field(13, entry))) + b"\x08\x08"
+
+
+def test_a_verdict_covers_every_name_its_bytes_are_catalogued_under(hub, run, root):
+    """The verdict of a blob is not the verdict of whichever name judged it first: the same bytes listed as `zz.dat`
+    and as `model.onnx` are judged as both, in one repo and across repos, and `scan --force` judges every name."""
+    evil = _onnx_graph_first("../../../etc/passwd")
+    assert scan_file(io.BytesIO(evil), "zz.dat").verdict == "clean"  # the rule depends on the name
+    assert scan_file(io.BytesIO(evil), "model.onnx").verdict == "unsafe"
+    hub.create_repo("org/twice", {"config.json": b"{}", "model.onnx": evil, "zz.dat": evil})
+    result = run("pull", "hf:org/twice")
+    assert result.exit_code == 1
+    assert "quarantined: hf:org/twice:model.onnx" in result.output and "quarantined: hf:org/twice:zz.dat" in result.output
+    later = _onnx_graph_first("/etc/shadow")  # across repos: stored first under a harmless name, clean as such
+    hub.create_repo("org/harmless", {"zz.dat": later})
+    assert run("pull", "hf:org/harmless").exit_code == 0
+    hub.create_repo("org/renamed", {"model.onnx": later})
+    result = run("pull", "hf:org/renamed")  # a new name for stored bytes is judged before it is catalogued
+    assert result.exit_code == 1 and "quarantined: hf:org/renamed:model.onnx" in result.output
+    with MirrorServer(root) as server:
+        for repo in ("org/harmless/resolve/main/zz.dat", "org/renamed/resolve/main/model.onnx"):
+            assert requests.get(f"{server.url}/{repo}").status_code == 403
+    flagged = {(q["model_key"], q["path"]) for q in run.json("scan", "--force")["quarantined"]}
+    assert flagged == {("hf:org/twice", "model.onnx"), ("hf:org/twice", "zz.dat"), ("hf:org/harmless", "zz.dat"),
+                       ("hf:org/renamed", "model.onnx")}

@@ -31,7 +31,7 @@ def url(monkeypatch):
 
 @pytest.fixture
 def store(url):
-    from hubmirror.store.s3 import S3BlobStore
+    from hubmirror.store.s3.store import S3BlobStore
 
     return S3BlobStore(url)
 
@@ -142,7 +142,7 @@ def test_pieces_across_slots_survive_a_suspend(store):
 
 WRITE_ALL = """
     import sys
-    from hubmirror.store.s3 import S3BlobStore, S3BlobWriter
+    from hubmirror.store.s3.store import S3BlobStore, S3BlobWriter
     uploaded = []
     real = S3BlobWriter._upload_part
     def counting(self, n, data, future):
@@ -195,7 +195,7 @@ def _merged(ranges):
 
 HOLD = """
     import sys, time
-    from hubmirror.store.s3 import S3BlobStore
+    from hubmirror.store.s3.store import S3BlobStore
     store = S3BlobStore({url!r})
     w = store.writer("shared")
     w.write(b"held by the first")
@@ -207,7 +207,7 @@ HOLD = """
 
 WAIT = """
     import time
-    from hubmirror.store.s3 import S3BlobStore
+    from hubmirror.store.s3.store import S3BlobStore
     store = S3BlobStore({url!r})
     start = time.monotonic()
     with store.writer("shared") as w:
@@ -302,7 +302,7 @@ def test_open_is_seekable_with_ranged_reads(store, monkeypatch):
 
 def test_the_store_is_chosen_by_option_then_environment_then_config(tmp_path, url, monkeypatch):
     from hubmirror.mirror import Mirror, open_store
-    from hubmirror.store.s3 import S3BlobStore
+    from hubmirror.store.s3.store import S3BlobStore
 
     root = tmp_path / "mirror"
     root.mkdir()
@@ -332,7 +332,7 @@ def test_pull_with_store_option_keeps_blobs_in_the_bucket_and_no_credentials_any
     result = subprocess.run([sys.executable, "-m", "hubmirror", "--store", url, "--root", str(root), "--quiet",
                              "pull", "hf:org/m"], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
-    from hubmirror.store.s3 import S3BlobStore
+    from hubmirror.store.s3.store import S3BlobStore
 
     store = S3BlobStore(url)
     stored = {b.digest for b in store.iter_blobs()}

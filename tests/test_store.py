@@ -106,7 +106,7 @@ class TestS3Store(StoreContract):
 
     @pytest.fixture
     def store(self, monkeypatch):
-        from hubmirror.store.s3 import S3BlobStore
+        from hubmirror.store.s3.store import S3BlobStore
         from tests.fakes.s3 import moto_s3
 
         with moto_s3(monkeypatch) as url:

@@ -35,12 +35,15 @@ here through the `register_stores` hook, as a third-party backend registers its 
 
 from hubmirror.hookspecs import hookimpl
 from hubmirror.store.base import StoreBackend
-from hubmirror.store.s3.store import S3BlobStore
-from hubmirror.store.s3.writer import S3BlobWriter
 
-__all__ = ["S3BlobStore", "S3BlobWriter"]
+
+def open_s3(url: str):
+    """The S3 store at `url` (imported only when a mirror uses one)."""
+    from hubmirror.store.s3.store import S3BlobStore
+
+    return S3BlobStore(url)
 
 
 @hookimpl
 def register_stores(register):
-    register(StoreBackend("s3", S3BlobStore, "blobs as objects in an S3-compatible bucket (s3://BUCKET[/PREFIX])"))
+    register(StoreBackend("s3", open_s3, "blobs as objects in an S3-compatible bucket (s3://BUCKET[/PREFIX])"))

@@ -3,16 +3,23 @@ search_1m_models.py's builder, kept in --work), each against `python -c pass` in
 baseline and the command one after the other, in alternating order) and the ratio is the median of the pairs' ratios,
 so a host that slows down for a while slows both sides. Targets: `--help` <= 2.5x, cold `search` <= 3x.
 
+Measured as installed: hubmirror's modules compiled to bytecode first (`compileall`, which pip does for an install
+and Python does on a module's first import, unless PYTHONDONTWRITEBYTECODE is set, as it is on some build hosts);
+`--from-source` also measures with no bytecode at all (every module compiled at each start).
+
 Then `python -X importtime` of each command: how many modules it imports, and the heaviest (cumulative time), which is
 where to look when a ratio grows.
 
-    python benchmarks/cli_startup.py [--runs 21] [--models 1000000] [--work DIR]
+    python benchmarks/cli_startup.py [--runs 21] [--models 1000000] [--work DIR] [--from-source]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,14 +31,14 @@ from common import VENV_BIN, wall
 from hubmirror.catalog import Catalog
 
 
-def paired(command: list[str], runs: int) -> tuple[float, float, float]:
+def paired(command: list[str], runs: int, env: dict) -> tuple[float, float, float]:
     """(median seconds of `command`, median seconds of `python -c pass`, median of the pairs' ratios)."""
     baseline = [sys.executable, "-c", "pass"]
     ours, base, ratios = [], [], []
-    wall(baseline), wall(command)  # warm the file cache for both
+    wall(baseline, env), wall(command, env)  # warm the file cache for both
     for i in range(runs):
         first, second = (baseline, command) if i % 2 == 0 else (command, baseline)
-        a, b = wall(first), wall(second)
+        a, b = wall(first, env), wall(second, env)
         b_time, c_time = (a, b) if first is baseline else (b, a)
         base.append(b_time)
         ours.append(c_time)
@@ -57,6 +64,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--models", type=int, default=1_000_000)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hubmirror-bench-search")
+    parser.add_argument("--from-source", action="store_true", help="also measure with no bytecode (compiled at start)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     path = args.work / "catalog.db"
@@ -72,11 +80,23 @@ def main() -> None:
         f"cold search, {args.models:,} models": ([hubmirror, "--root", str(args.work), "search", "sentence embedding"],
                                                  3.0),
     }
-    for name, (command, target) in commands.items():
-        ours, base, ratio = paired(command, args.runs)
-        verdict = "met" if ratio <= target else "MISSED"
-        print(f"{name}: hubmirror {ours * 1000:.0f} ms, python -c pass {base * 1000:.0f} ms, median paired ratio "
-              f"{ratio:.2f}x (target <= {target}x: {verdict}; {args.runs} pairs)", flush=True)
+    checkout = Path(__file__).resolve().parents[1]
+    ways = []
+    if args.from_source:
+        ways.append(("from source (no bytecode of hubmirror's own)", {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}))
+    ways.append(("as installed (bytecode compiled)", dict(os.environ)))
+    for way, env in ways:
+        for folder in ("hubmirror", "plugins"):
+            if way.startswith("from source"):
+                for cache in (checkout / folder).rglob("__pycache__"):
+                    shutil.rmtree(cache)
+            else:
+                compileall.compile_dir(checkout / folder, quiet=1)
+        for name, (command, target) in commands.items():
+            ours, base, ratio = paired(command, args.runs, env)
+            verdict = "met" if ratio <= target else "MISSED"
+            print(f"{way}, {name}: hubmirror {ours * 1000:.0f} ms, python -c pass {base * 1000:.0f} ms, median paired "
+                  f"ratio {ratio:.2f}x (target <= {target}x: {verdict}; {args.runs} pairs)", flush=True)
     for name, (command, _) in commands.items():
         count, top = imports(["-m", "hubmirror", *command[1:]])
         heaviest = ", ".join(f"{module} {micros / 1000:.0f} ms" for micros, module in top)

@@ -15,7 +15,6 @@ With trusted keys set, `import` accepts only bundles whose index.json is signed 
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from hubmirror.errors import UsageError
@@ -42,6 +41,8 @@ def load_config(root: Path) -> dict:
     cached = _parsed.get(path)
     if cached is not None and cached[0] == stamp:
         return cached[1]
+    import tomllib  # only when there is a file to parse
+
     try:
         settings = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -1,11 +1,9 @@
 """Exceptions that the CLI turns into one-line messages and exit codes (1 failure, 2 usage)."""
 
-import copy
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class HubAnswer:
+class HubAnswer(NamedTuple):
     """What a Hugging Face Hub's failed HTTP answer said: its status, `X-Error-Code` (None without one) and
     `X-Error-Message`."""
 
@@ -73,6 +71,8 @@ class DiskFullError(HubmirrorError):
 def reworded(error: HubmirrorError, text: str) -> HubmirrorError:
     """`error` with `text` as its one line: the same class, exit code and attributes (`hub_answer`, `reason`). The one
     way an error is re-worded (naming the file it concerns, a retry's verdict, several failures in one)."""
+    import copy
+
     new = copy.copy(error)
     new.args = (text,)
     return new

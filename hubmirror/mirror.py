@@ -8,7 +8,6 @@ from pathlib import Path
 
 from hubmirror.catalog import CATALOG_NAME, Catalog
 from hubmirror.locks import mirror_lock
-from hubmirror.sources import SourceContext
 from hubmirror.store import BlobStore, LocalBlobStore
 from hubmirror.writer import CatalogWriter, LocalWriter
 
@@ -81,8 +80,11 @@ class Mirror:
             store.initialise()
         return cls(root, catalog, store, writer_for(root, catalog, store))
 
-    def source_context(self, registry, endpoint: str | None = None) -> SourceContext:
-        """What sources get from this mirror: the other sources (to delegate) and scratch space in tmp/."""
+    def source_context(self, registry, endpoint: str | None = None):
+        """What sources get from this mirror (a `SourceContext`): the other sources (to delegate) and scratch space
+        in tmp/."""
+        from hubmirror.sources import SourceContext  # commands that read the catalog only never load sources
+
         return SourceContext(endpoint=endpoint, source_for=lambda name: registry.source(name)[0],
                              cache_dir=self.root / "tmp" / "cache")
 

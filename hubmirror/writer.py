@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
-from hubmirror.catalog import Catalog, StoredFile
-from hubmirror.store import BlobStore
-from hubmirror.upstream import ModelMetadata, ResolvedRevision
-
 if TYPE_CHECKING:
+    from hubmirror.catalog import Catalog, StoredFile
     from hubmirror.gc import GcReport
+    from hubmirror.store import BlobStore
+    from hubmirror.upstream import ModelMetadata, ResolvedRevision
 
 
 class CatalogWriter(ABC):

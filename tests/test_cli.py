@@ -22,6 +22,28 @@ def test_help_imports_nothing_heavy():
     assert out.strip().splitlines()[-1] == "[]"
 
 
+def test_every_command_is_where_the_lazy_group_looks_for_it():
+    """Commands load on first use from the module COMMAND_MODULES names: the table and the modules agree."""
+    import importlib
+
+    from hubmirror.cli import COMMAND_MODULES
+
+    defined = {c.name: module for module in set(COMMAND_MODULES.values())
+               for c in importlib.import_module(f"hubmirror.cli.{module}").COMMANDS}
+    assert defined == COMMAND_MODULES
+
+
+def test_a_command_loads_only_its_own_module():
+    code = (
+        "import sys\n"
+        "from hubmirror.cli import cli\n"
+        "try:\n    cli(['search', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('hubmirror.cli.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "['hubmirror.cli.browsing', 'hubmirror.cli.state']"
+
+
 def test_search_and_list_do_not_import_torch_network_clients_or_sqlite_utils(tmp_path, hub):
     hub.create_repo("org/m", {"a.txt": b"a"})
     assert CliRunner().invoke(cli, ["--root", str(tmp_path), "pull", "hf:org/m", "--endpoint", hub.url]).exit_code == 0

@@ -26,8 +26,11 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Collection, Iterable, Iterator
+from typing import TYPE_CHECKING
 
-from hubmirror.upstream import ModelMetadata
+if TYPE_CHECKING:
+    from hubmirror.upstream import ModelMetadata
+
 
 _MAX_QUERY_WORDS = 8
 SEARCH_TABLE = "models_search"

@@ -4,11 +4,14 @@ transaction that makes a model's revisions and refs what the bucket says, plus v
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hubmirror.catalog.connection import utc_now
 from hubmirror.catalog.writes import StoredFile
 from hubmirror.crashpoints import crashpoint
-from hubmirror.upstream import ResolvedRevision
+
+if TYPE_CHECKING:
+    from hubmirror.upstream import ResolvedRevision
 
 
 @dataclass

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from hubmirror.catalog.connection import utc_now
 from hubmirror.catalog.search import search_facets
 from hubmirror.crashpoints import crashpoint
-from hubmirror.upstream import ModelMetadata, RemoteFile, ResolvedRevision
+
+if TYPE_CHECKING:
+    from hubmirror.upstream import ModelMetadata, RemoteFile, ResolvedRevision
 
 
 @dataclass

@@ -1,17 +1,53 @@
-"""The `hubmirror` command line. Heavy modules are imported inside the commands that need them, so that `--help`
-and the light commands start fast."""
+"""The `hubmirror` command line. Heavy modules are imported inside the commands that need them, and a command's module
+only when that command runs (or `--help` lists them all), so that `--help` and the light commands start fast."""
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from pathlib import Path
 
 import click
 
-from hubmirror.cli import benchmarks, browsing, exchange, integrity, mirroring, serving
 from hubmirror.cli.state import HubmirrorGroup, State
 
+# Each command and the module of hubmirror.cli that defines it (in its COMMANDS list; a test keeps the two in step).
+COMMAND_MODULES = {
+    "pull": "mirroring", "index": "mirroring", "adopt": "mirroring", "sync": "mirroring", "rm": "mirroring",
+    "export": "exchange", "import": "exchange", "keygen": "exchange", "materialize": "exchange",
+    "serve": "serving",
+    "verify": "integrity", "gc": "integrity", "scan": "integrity", "allow": "integrity",
+    "list": "browsing", "show": "browsing", "search": "browsing", "plugins": "browsing",
+    "bench": "benchmarks", "report": "benchmarks",
+}
 
-@click.group(cls=HubmirrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+def help_width() -> int:
+    """The width click gives help text (the terminal's, at most 78 columns, at least 50), found as
+    `shutil.get_terminal_size` finds it but without importing shutil (and with it bz2 and lzma) at every start."""
+    try:
+        columns = int(os.environ.get("COLUMNS") or 0) or os.get_terminal_size(sys.__stdout__.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        columns = 80
+    return max(min(columns, 80) - 2, 50)
+
+
+class LazyGroup(HubmirrorGroup):
+    """Commands imported on first use, as click's documentation shows for large command lines."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx, name: str):
+        module = COMMAND_MODULES.get(name)
+        if module is None:
+            return None
+        commands = importlib.import_module(f"hubmirror.cli.{module}").COMMANDS
+        return next(c for c in commands if c.name == name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "terminal_width": help_width()})
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), envvar="HUBMIRROR_HOME",
               help="Mirror directory (catalog.db at its root). Default: $HUBMIRROR_HOME, else the current directory.")
 @click.option("--store", "store_url", metavar="URL", envvar="HUBMIRROR_STORE",
@@ -42,10 +78,6 @@ def cli(ctx, root, store_url, plugins_dir, quiet, verbose, retries, read_timeout
 
         ctx.call_on_close(configure(retries=retries, timeout=read_timeout))
 
-
-for _module in (mirroring, exchange, serving, integrity, browsing, benchmarks):
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
 
 
 def main() -> None:

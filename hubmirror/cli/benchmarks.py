@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -43,6 +42,8 @@ BENCH_EXTRA = "pip install 'hubmirror[bench]' (torch, timm, transformers, safete
 def bench_cmd(state, refs, everything, query, limit, device, batch, dtype, timeout, warmup, min_iters, min_seconds,
               jobs, isolation, threads, memory_limit, force, as_json):
     """Load each model from the store in its own process, time it on synthetic input, record the results."""
+    import json
+
     from hubmirror.bench.runner import BenchSettings, bench
     from hubmirror.cli.output import emit_json
     from hubmirror.cli.selection import select_revisions
@@ -129,6 +130,8 @@ def summary(outcome, elapsed: float) -> str:
 
 def model_overhead(row: dict) -> float | None:
     """Seconds one model took beyond its timed iterations (loading, warm-up, process work)."""
+    import json
+
     environment = json.loads(row["environment"])
     if "wall_seconds" not in environment or "measure_seconds" not in environment:
         return None

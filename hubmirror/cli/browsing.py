@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from hubmirror.cli.state import json_option, pass_state
@@ -34,6 +32,7 @@ def list_models(state, show_all, source, as_json):
 @pass_state
 def show(state, ref, as_json):
     """Show a model: metadata, refs, revisions and the files of REF's revision."""
+    import json
 
     from hubmirror.cli.output import emit_json, human_size, table
     from hubmirror.errors import NotFoundError

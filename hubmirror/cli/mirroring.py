@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -25,6 +23,8 @@ from hubmirror.cli.state import json_option, pass_state
 @pass_state
 def pull(state, refs, include, exclude, endpoint, workers, connections, as_json):
     """Mirror models: SOURCE:ID[@REVISION], e.g. hf:sentence-transformers/all-MiniLM-L6-v2."""
+    from dataclasses import replace
+
     from hubmirror.cli.output import emit_json, human_size
     from hubmirror.cli.progress import TransferProgress
     from hubmirror.pull import pull as do_pull
@@ -64,6 +64,8 @@ def pull(state, refs, include, exclude, endpoint, workers, connections, as_json)
 def report_quarantine(rows: list[dict]) -> None:
     """Warn about every file the scanner did not inspect that is admitted anyway; say loudly which files the
     admission scan quarantined, and fail: they will not be served or exported."""
+    import json
+
     for q in rows:
         if not q["quarantined"]:
             why = "an operator allowed it" if q["allowed"] else 'config.toml has [admission] unscanned = "admit"'

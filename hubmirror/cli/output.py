@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 
 def emit_json(data) -> None:
+    import json  # only commands asked for --json pay for it
+
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 

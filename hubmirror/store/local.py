@@ -3,15 +3,12 @@ partial writes in `<root>/tmp/`, resumable across processes."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
 import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
-
-from filelock import FileLock
 
 from hubmirror.crashpoints import crashpoint
 from hubmirror.digests import SHA256_RE
@@ -65,6 +62,8 @@ class LocalBlobStore(BlobStore):
         self.initialise()
         if resume_key is None:
             return LocalBlobWriter(self, self.tmp_dir / f"ingest-{os.getpid()}-{time.monotonic_ns()}", unique=True)
+        import hashlib  # a writer's business: reading the store never loads OpenSSL's digests
+
         name = "partial-" + hashlib.sha256(resume_key.encode()).hexdigest()[:40]
         return LocalBlobWriter(self, self.tmp_dir / name, unique=False)
 
@@ -97,7 +96,7 @@ class LocalBlobStore(BlobStore):
             if not entry.is_file():
                 continue
             lock_path = Path(str(entry) + ".lock")
-            lock = FileLock(str(lock_path))
+            lock = _file_lock(lock_path)
             try:
                 lock.acquire(timeout=0)
             except TimeoutError:
@@ -126,7 +125,7 @@ class LocalBlobWriter(BlobWriter):
         self.temp_path = temp_path
         self.ranges_path = Path(str(temp_path) + RANGES_SUFFIX)
         self._unique = unique  # no other writer can ever ask for this name, so its lock file goes with it
-        self._lock = FileLock(str(temp_path) + ".lock")
+        self._lock = _file_lock(Path(str(temp_path) + ".lock"))
         self._lock.acquire()
         self._file = open(temp_path, "ab", buffering=0)
         self._mutex = threading.Lock()  # guards _ranges and the descriptors below against concurrent write_at
@@ -294,6 +293,13 @@ class LocalBlobWriter(BlobWriter):
             self._lock.release()
             if self._unique:
                 Path(self._lock.lock_file).unlink(missing_ok=True)
+
+
+def _file_lock(path: Path):
+    """An inter-process lock on `path` (filelock is imported here, when a lock is first needed, not at start-up)."""
+    from filelock import FileLock
+
+    return FileLock(str(path))
 
 
 def _mtime(path: Path) -> float:

@@ -84,7 +84,7 @@ def _store_and_catalogue(mirror, source, plugin, selections, ctx, workers, on_st
     missing = [f.remote.path for r in results for f in r.files if not mirror.store.exists(f.sha256)]
     if missing:
         raise IntegrityError(f"blobs vanished before cataloguing: {', '.join(missing)}")
-    scans = judge(mirror.store, mirror.catalog, {f.sha256: f.remote.path for r in results for f in r.files})
+    scans = judge(mirror.store, mirror.catalog, [(f.sha256, f.remote.path) for r in results for f in r.files])
     mirror.writer.record_revisions([(r.revision, r.files) for r in results], plugin, source.description, scans)
     if lease is not None:  # a gc on another host that raced the lease: store again what it took
         _restore_missing(mirror, results, store)

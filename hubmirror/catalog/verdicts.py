@@ -14,6 +14,12 @@ _HELD = ("(s.verdict != 'clean' AND NOT (s.verdict = 'unscanned' AND ?) "
          "AND s.sha256 NOT IN (SELECT sha256 FROM allowed))")
 
 
+def _chunks(values: list, size: int = 500):
+    """`values` in slices of at most `size` (SQLite's bound parameters per statement are limited)."""
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
 class Verdicts:
     """Mixin of Catalog: scan verdicts, allowances and the quarantine they make."""
 
@@ -23,9 +29,23 @@ class Verdicts:
         self.db["scans"].upsert_all(({**s, "scanner": SCANNER, "scanned_at": now} for s in scans),
                                     pk=("sha256", "scanner"))
 
-    def scan_versions(self) -> dict[str, str]:
-        """{sha256: scanner version} of every blob the scanner has judged."""
-        return dict(self.conn.execute("SELECT sha256, scanner_version FROM scans WHERE scanner = ?", [SCANNER]))
+    def scan_rows(self, digests) -> dict[str, dict]:
+        """{sha256: {scanner_version, verdict, details}} of those of `digests` the scanner has judged."""
+        rows = {}
+        for chunk in _chunks(sorted(digests)):
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(f"SELECT sha256, scanner_version, verdict, details FROM scans WHERE scanner = ? "
+                                  f"AND sha256 IN ({marks})", [SCANNER, *chunk]):
+                rows[row["sha256"]] = row
+        return rows
+
+    def names_of(self, digests) -> list[tuple[str, str]]:
+        """(sha256, path) of every catalogued file whose bytes are one of `digests`."""
+        names = []
+        for chunk in _chunks(sorted(digests)):
+            names += self.conn.execute(f"SELECT DISTINCT sha256, path FROM files WHERE sha256 IN "
+                                       f"({','.join('?' * len(chunk))})", chunk).fetchall()
+        return [(sha, path) for sha, path in names]
 
     def _judged(self, where: str, args: list) -> list[dict]:
         rows = self._rows(

@@ -69,7 +69,7 @@ def scan(state, refs, force, as_json):
 
     with state.mirror() as mirror:
         rows = mirror.catalog.file_rows(state.revisions(mirror, refs))
-        scans = judge(mirror.store, mirror.catalog, {r["sha256"]: r["path"] for r in rows}, force=force)
+        scans = judge(mirror.store, mirror.catalog, [(r["sha256"], r["path"]) for r in rows], force=force)
         mirror.writer.record_scans(scans)  # every host's catalog, on a bucket
         flagged = mirror.catalog.flagged()
     quarantined = [q for q in flagged if q["quarantined"]]

@@ -25,7 +25,7 @@ from hubmirror.scanning.pickles import (
 )
 from hubmirror.scanning.protobuf import location_problems, onnx_model
 
-SCANNER_VERSION = "2"  # bump when a rule changes, so `hubmirror scan` re-scans everything
+SCANNER_VERSION = "3"  # bump when a rule changes, so `hubmirror scan` re-scans everything
 VERDICTS = ("clean", "unscanned", "unsafe", "error")  # best to worst
 MAX_ZIP_MEMBERS = 100_000
 MAX_KERAS_CONFIG = 8 * 1024 * 1024  # a .keras archive's config.json is parsed whole to look for Lambda layers
@@ -44,11 +44,40 @@ class Verdict:
     verdict: str = "clean"
     format: str = "unknown"
     findings: list[str] = field(default_factory=list)
+    readings: list[str] = field(default_factory=list)  # the name readings it covers (see `reading`)
 
     def worse(self, verdict: str, finding: str) -> None:
         self.findings.append(finding)
         if VERDICTS.index(verdict) > VERDICTS.index(self.verdict):
             self.verdict = verdict
+
+    def combined(self, other: Verdict) -> Verdict:
+        """One blob judged under two readings: the worse verdict wins, findings and readings add up."""
+        worst = other if VERDICTS.index(other.verdict) > VERDICTS.index(self.verdict) else self
+        findings = self.findings + [f for f in other.findings if f not in self.findings]
+        return Verdict(worst.verdict, worst.format, findings, sorted({*self.readings, *other.readings}))
+
+    def details(self) -> str:
+        """The catalog's `details` column: format, findings and the readings judged."""
+        return json.dumps({"format": self.format, "findings": self.findings, "readings": self.readings})
+
+    @classmethod
+    def from_details(cls, verdict: str, details: str) -> Verdict:
+        known = json.loads(details or "{}")
+        return cls(verdict, known.get("format", "unknown"), list(known.get("findings") or []),
+                   list(known.get("readings") or []))
+
+
+def reading(name: str) -> str:
+    """The rules a file's name adds to the reading of its bytes: `safetensors` (it must be one), `onnx` (parsed as
+    ONNX whatever its first byte), `tensorflow` (not inspected), or `content` (the bytes alone decide)."""
+    if name.endswith(".safetensors"):
+        return "safetensors"
+    if name.endswith(".onnx"):
+        return "onnx"
+    if _TENSORFLOW_NAME.search(name):
+        return "tensorflow"
+    return "content"
 
 
 def scanner_versions() -> str:

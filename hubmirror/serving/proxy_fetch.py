@@ -133,7 +133,7 @@ class RevisionFetch:
                                 stop=self._stop)
             with self._catalog_lock:
                 self._mirror.writer.record_scans(judge(self._mirror.store, self._mirror.catalog,
-                                                         {stored.sha256: path}))
+                                                         [(stored.sha256, path)]))
         except BaseException as exc:  # noqa: BLE001 - the waiting requests get it
             self._on_file("error")
             future.set_exception(exc)

@@ -40,7 +40,7 @@ from hubmirror.fetch.http import (
 from hubmirror.fetch.retries import RETRY_STATUSES, Retrier, retry_after_seconds, retry_policy
 from hubmirror.hookspecs import hookimpl
 from hubmirror.safepath import check_relative_path
-from hubmirror.serving.hub_ids import hub_commit, repo_id, served_file
+from hubmirror.serving.hub_ids import hub_commit, is_repo_id, repo_id, served_file
 from hubmirror.sources import Delegated, Source, SourceContext, delegate_files
 from hubmirror.store.base import BlobInfo, BlobStore, BlobWriter, StoreBackend
 from hubmirror.store.bucket import SharedBucket
@@ -52,7 +52,7 @@ __all__ = [
     "Loader", "ModelMetadata", "ModelRef", "NotFoundError", "Placer", "RemoteFile", "ResolvedRevision", "Retrier",
     "SharedBucket", "Source", "SourceContext", "StoreBackend", "TransferBrokenError", "UnsafePathError",
     "UsageError", "__version__", "check_relative_path", "chunks", "delegate_files", "describe_network_error", "hookimpl", "hub_commit",
-    "is_valid_digest", "local_download", "open_bounded", "open_range", "open_tar", "open_zip", "parse_target",
+    "is_repo_id", "is_valid_digest", "local_download", "open_bounded", "open_range", "open_tar", "open_zip", "parse_target",
     "repo_id", "request", "request_json", "retry_after_seconds", "retry_policy", "served_file", "spool", "torch_dtype",
     "transport_error",
 ]

@@ -1,6 +1,15 @@
 """Exceptions that the CLI turns into one-line messages and exit codes (1 failure, 2 usage)."""
 
+import re
 from typing import NamedTuple
+
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^\s/?#@]*@)?([^\s?#]*)([?#]\S*)?")
+
+
+def redact(text: str) -> str:
+    """`text` with every URL in it as it may be shown in a message, a log or a header: no userinfo (a password), no
+    query or fragment (a signature, a token). The one redaction every URL goes through on its way to a person."""
+    return _URL.sub(lambda m: m.group(1) + m.group(3), text)
 
 
 class HubAnswer(NamedTuple):
@@ -18,6 +27,9 @@ class HubmirrorError(Exception):
 
     exit_code = 1
     hub_answer: HubAnswer | None = None
+
+    def __str__(self) -> str:  # whatever a message quotes (an upstream's error, a URL), it shows no secret
+        return redact(super().__str__())
 
     @property
     def hub_error_code(self) -> str | None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,8 +101,29 @@ class ResolvedRevision:
     files: list[RemoteFile]
 
 
+# A model id as it may enter the catalog, whatever brought it (a pull, a bundle, a registry, a bucket record, the
+# proxy): printable, no white space, none of what a shell or an HTML attribute gives a meaning to (quotes, `$`, `;`,
+# `|`, `<`, `>`, backslash, backtick), no `..` segment. (`file:` ids are absolute paths, `url:` ids URLs: a served
+# repo id is checked as the Hub's own format, in hubmirror.serving.hub_ids.)
+_MODEL_ID = re.compile(r"[^\s\x00-\x1f\x7f\"'`$;|<>\\]{1,512}\Z")
+
+
+def check_model_id(model_id: str) -> str:
+    """`model_id`, or an IntegrityError saying why it may not name a model here (see _MODEL_ID)."""
+    if not isinstance(model_id, str) or not _MODEL_ID.match(model_id) or ".." in model_id.split("/"):
+        raise IntegrityError(f"model id {str(model_id)[:100]!r} is not allowed: printable, no spaces or quotes, no "
+                             "shell or HTML metacharacters, no '..' segment")
+    return model_id
+
+
 def check_listing(revision: ResolvedRevision) -> None:
-    """Refuse a revision whose file list could hurt: unsafe or duplicate names, malformed digests, negative sizes."""
+    """Refuse a revision that could hurt: metadata naming another model than the one asked for (it would rewrite that
+    model's catalog row), unsafe or duplicate file names, malformed digests, negative sizes."""
+    check_model_id(revision.ref.model_id)
+    meta = revision.metadata
+    if (meta.source, meta.model_id) != (revision.ref.source, revision.ref.model_id):
+        raise IntegrityError(f"{revision.ref}: the upstream describes it as {meta.source}:{meta.model_id}; nothing "
+                             "is catalogued under another model's name")
     seen: set[str] = set()
     for f in revision.files:
         check_relative_path(f.path)

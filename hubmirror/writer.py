@@ -7,7 +7,6 @@ publishes every change to the bucket first and then applies it to its catalog, w
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hubmirror.catalog import Catalog, StoredFile
     from hubmirror.gc import GcReport
+    from hubmirror.sitelog.refresher import Refresher
     from hubmirror.store import BlobStore
     from hubmirror.upstream import ModelMetadata, ResolvedRevision
 
@@ -69,9 +69,9 @@ class CatalogWriter(ABC):
     def collect(self, *, grace_seconds: float, dry_run: bool = False) -> "GcReport":
         """Mark and sweep the store's unreferenced blobs older than the grace period."""
 
-    def start_refresher(self, open_mirror: Callable, interval: float | None = None) -> threading.Event | None:
+    def start_refresher(self, open_mirror: Callable, interval: float | None = None) -> Refresher | None:
         """For `serve`: keep refreshing in the background through a mirror of its own (`open_mirror()`); returns
-        the event that stops it, or None where there is nothing to refresh from."""
+        the running `hubmirror.sitelog.refresher.Refresher`, or None where there is nothing to refresh from."""
         return None
 
 

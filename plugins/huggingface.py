@@ -59,6 +59,7 @@ from hubmirror.api import (
     UsageError,
     __version__,
     hookimpl,
+    is_repo_id,
     open_bounded,
     open_range,
     retry_after_seconds,
@@ -67,7 +68,6 @@ from hubmirror.api import (
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"  # huggingface_hub.constants.DEFAULT_REVISION
-REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}\Z")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
 _README_MAX = 512 * 1024
 DEFAULT_INDEX_LIMIT = 1000
@@ -239,7 +239,7 @@ class HuggingFaceSource(Source):
 
     def parse(self, spec: str) -> ModelRef:
         ref = super().parse(spec)
-        if not REPO_ID_RE.match(ref.model_id) or ".." in ref.model_id:
+        if not is_repo_id(ref.model_id):
             raise UsageError(f"malformed Hugging Face repo id {ref.model_id!r} (expected org/name)")
         return ref
 
@@ -255,7 +255,7 @@ class HuggingFaceSource(Source):
             info = self._call(ctx, "hf model listing", next, models, None)
             if info is None:
                 return
-            if isinstance(info.id, str) and REPO_ID_RE.match(info.id):
+            if is_repo_id(info.id):
                 count += 1
                 yield self._metadata(ModelRef(self.name, info.id), info)
 
@@ -346,9 +346,11 @@ class HuggingFaceSource(Source):
         model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
         extra = {"cardData": card, "config": info.config, "createdAt": _hub_time(info.created_at),
                  "private": info.private}
+        if isinstance(info.id, str) and info.id != ref.model_id:  # a renamed repo, or an upstream that says so
+            extra["upstreamId"] = info.id
         return ModelMetadata(
             source="hf",
-            model_id=info.id if isinstance(info.id, str) else ref.model_id,
+            model_id=ref.model_id,  # what the mirror asked for: an upstream's answer never names another model
             task=info.pipeline_tag if isinstance(info.pipeline_tag, str) else None,
             library=info.library_name if isinstance(info.library_name, str) else None,
             architecture=architectures[0] if architectures else model_type,

@@ -290,3 +290,18 @@ def test_bad_settings_are_usage_errors(run, monkeypatch):
     monkeypatch.setenv("HUBMIRROR_RETRIES", "many")
     result = run("pull", "hf:org/m")
     assert result.exit_code == 2 and "HUBMIRROR_RETRIES" in result.output
+
+
+def test_an_upstream_answer_naming_another_model_never_rewrites_it(hub, run):
+    """Model info whose `id` is another cached repo's (a rename, or a lie) is catalogued under the id the mirror asked
+    for; the other model's row keeps its own task, tags and card."""
+    hub.create_repo("org/victim", {"README.md": b"---\npipeline_tag: text-classification\n---\n# the real one\n"})
+    assert run("pull", "hf:org/victim").exit_code == 0
+    liar = hub.create_repo("org/liar", {"README.md": b"---\npipeline_tag: image-to-image\n---\n# overwrite!\n"})
+    liar.repo_id = "org/victim"  # the upstream's model info now says id: org/victim
+    result = run("pull", "hf:org/liar")
+    assert result.exit_code == 0, result.output
+    models = {m["key"]: m for m in run.json("list")}
+    assert models["hf:org/victim"]["task"] == "text-classification"
+    assert models["hf:org/liar"]["task"] == "image-to-image"
+    assert run.json("show", "hf:org/liar")["metadata"]["upstreamId"] == "org/victim"

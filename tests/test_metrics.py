@@ -172,3 +172,28 @@ def test_serve_with_a_token_keeps_healthz_open_and_metrics_closed(pulled, tmp_pa
         server.wait(timeout=20)
     text = log.read_text()
     assert '"GET /healthz" 200' in text and '"GET /metrics" 401' in text and token not in text
+
+
+def test_made_up_methods_add_no_series(root, run, hub):
+    """Every label's values are bounded: 300 requests with methods nobody defined leave /metrics the size it was."""
+    import random
+
+    hub.create_repo("org/m", {"config.json": b"{}"})
+    assert run("pull", "hf:org/m").exit_code == 0
+    with MirrorServer(root) as server:
+        host, port = server.url.split("//")[1].split(":")
+
+        def send(method: str) -> None:
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                s.sendall(f"{method} /api/models/org/m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                while s.recv(65536):
+                    pass
+
+        rng = random.Random(7)
+        send("BREW")
+        before = len(requests.get(f"{server.url}/metrics").text)
+        for _ in range(300):
+            send("".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(12)))
+        after = requests.get(f"{server.url}/metrics").text
+    assert len(after) < before + 2000  # counts grow, series do not
+    assert 'method="other"' in after and "BREW" not in after

@@ -10,52 +10,15 @@ import os
 import threading
 import time
 
-import pytest
-
-from hubmirror.catalog import Catalog
 from hubmirror.cli.selection import parse_ref
-from hubmirror.mirror import Mirror
-from hubmirror.plugin_manager import PluginRegistry
 from hubmirror.pull import pull
 from hubmirror.sitelog.leases import Lease, collect_site
 from hubmirror.sitelog.log import SiteLog
-from hubmirror.sitelog.writer import SiteWriter
 from hubmirror.store import LocalBlobStore
 from hubmirror.store.s3.bucket import S3Bucket
 from hubmirror.store.s3.location import BucketLocation, client
-from tests.fakes.s3 import moto_s3
 
-
-@pytest.fixture
-def bucket_url(monkeypatch):
-    with moto_s3(monkeypatch) as url:
-        yield url
-
-
-@pytest.fixture
-def registry():
-    return PluginRegistry(load_entry_points=False)
-
-
-@pytest.fixture
-def hosts(tmp_path, bucket_url):
-    shared = tmp_path / "shared-blobs"
-    opened = []
-
-    def make(name: str) -> Mirror:
-        root = tmp_path / name
-        root.mkdir()
-        store = LocalBlobStore(shared)
-        store.initialise()
-        catalog = Catalog(root / "catalog.db")
-        site = SiteLog(S3Bucket(BucketLocation.parse(bucket_url)), name)
-        mirror = Mirror(root, catalog, store, SiteWriter(catalog, store, site))  # blobs here, records in the bucket
-        opened.append(mirror)
-        return mirror
-
-    yield make
-    for m in opened:
-        m.close()
+pytest_plugins = ["tests.site_fixtures"]
 
 
 def files_of(n: int, extra: bytes = b"") -> dict[str, bytes]:

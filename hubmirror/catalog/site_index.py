@@ -80,8 +80,9 @@ class SiteIndex:
                 else:
                     self.db["allowed"].upsert({"sha256": sha256, "reason": allowed.get("reason"),
                                                "allowed_at": allowed.get("allowed_at") or now}, pk="sha256")
+            columns = set(self.db["benchmarks"].columns_dict) - {"id"}  # a row from a bucket adds no column
             for row in changes.benchmarks:
-                self.db["benchmarks"].insert({k: v for k, v in row.items() if k != "id"})
+                self.db["benchmarks"].insert({k: v for k, v in row.items() if k in columns})
             self.db["site_log"].insert_all(({"name": n, "applied_at": now} for n in changes.entries),
                                            pk="name", ignore=True)
             crashpoint("catalog.before_commit")

@@ -34,7 +34,7 @@ def serve(state, host, port, token, redirect, upstream, ref_ttl, upstream_timeou
 
     with state.mirror() as mirror:  # fail early, and clearly, where there is no mirror
         store = mirror.store  # whichever backend the mirror keeps its blobs in
-        mirror.writer.start_refresher(state.mirror)  # a shared bucket: what other hosts publish shows within seconds
+        refresher = mirror.writer.start_refresher(state.mirror)  # a shared bucket: other hosts' changes, within seconds
     how = " (LFS files redirected to presigned URLs)" if redirect else ""
     proxy = None
     if upstream is not None:
@@ -44,7 +44,8 @@ def serve(state, host, port, token, redirect, upstream, ref_ttl, upstream_timeou
         proxy = {"endpoint": endpoint, "ref_ttl": ref_ttl, "timeout": upstream_timeout, "allow": allow, "deny": deny}
         how += f" (pulling what it lacks from {endpoint})"
     click.echo(f"serving {state.root} at http://{host}:{port} (HF_ENDPOINT=http://{host}:{port}){how}", err=True)
-    run_server(state.root, host, port, token, state.registry(), store=store, redirect=redirect, upstream=proxy)
+    run_server(state.root, host, port, token, state.registry(), store=store, redirect=redirect, upstream=proxy,
+               refresher=refresher)
 
 
 COMMANDS = [serve]

@@ -30,6 +30,7 @@ from hubmirror.errors import (
     IntegrityError,
     NotFoundError,
     TransferBrokenError,
+    redact,
 )
 from hubmirror.exchange.modelpack import INDEX_MT, MANIFEST_MT
 from hubmirror.exchange.oci_layout import DIGEST_RE, MAX_MANIFEST, check_bytes, digest_hex
@@ -42,7 +43,6 @@ from hubmirror.fetch.http import (
     new_session,
     open_range,
     raise_for,
-    redacted,
     request,
 )
 from hubmirror.fetch.retries import current_retrier
@@ -60,7 +60,7 @@ def registry_errors(resp: requests.Response) -> HubmirrorError | None:
         detail = f": {first.get('code')}: {str(first.get('message'))[:200]}"
     except (ValueError, AttributeError, IndexError, TypeError):
         detail = ""
-    where = f"{redacted(resp.url)}: HTTP {resp.status_code}{detail}"
+    where = f"{redact(resp.url)}: HTTP {resp.status_code}{detail}"
     if resp.status_code in (401, 403):
         return AccessDeniedError(f"{where} (access denied: check the credentials for this registry)")
     if resp.status_code == 404:
@@ -140,7 +140,7 @@ class RegistryClient:
             resp = self.session.request(method, urljoin(self.base, url), data=data, headers=headers,
                                         timeout=self.timeout)
         except requests.RequestException as exc:
-            raise describe_network_error(redacted(url), exc) from exc
+            raise describe_network_error(redact(url), exc) from exc
         raise_for(resp, registry_errors)
         return resp
 

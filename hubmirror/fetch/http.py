@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -29,6 +28,7 @@ from hubmirror.errors import (
     HubmirrorError,
     NotFoundError,
     TransferBrokenError,
+    redact,
 )
 from hubmirror.fetch.download import Download
 from hubmirror.fetch.retries import (
@@ -55,12 +55,6 @@ def _transient(exc: BaseException) -> bool:
         return False
     return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                             requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
-
-
-def redacted(url: str) -> str:
-    """`url` without its query (it may be signed) or fragment."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _status_why(resp: requests.Response) -> str:
@@ -102,7 +96,7 @@ def status_error(resp: requests.Response) -> HubmirrorError | None:
     """The generic error for a failed answer (HTTP ≥ 400), naming the URL without its query (it may be signed)."""
     if resp.status_code < 400:
         return None
-    where = redacted(resp.url)
+    where = redact(resp.url)
     if resp.status_code in (401, 403):
         return AccessDeniedError(f"{where}: access denied (HTTP {resp.status_code})")
     if resp.status_code == 404:
@@ -141,7 +135,7 @@ def request(
     caller says `idempotent=True` (a POST that only reads)."""
     if idempotent is None:
         idempotent = method.upper() in IDEMPOTENT_METHODS
-    retrier = current_retrier(f"{method} {redacted(url)}") if idempotent else None
+    retrier = current_retrier(f"{method} {redact(url)}") if idempotent else None
     while True:
         try:
             resp = session.request(method, url, headers=headers, json=json, timeout=effective_timeout(timeout),
@@ -194,7 +188,7 @@ def open_range(
     retried (see the module's docstring) under `retrier`, else the file's (`retrying`), else one of its own. A
     transfer that breaks off mid-body raises `TransferBrokenError`; `fetch_file` resumes it from the bytes held.
     """
-    retrier = retrier or current_retrier(f"GET {redacted(url)}")
+    retrier = retrier or current_retrier(f"GET {redact(url)}")
     req_headers = {"Accept-Encoding": "identity", **(headers or {})}
     while True:
         if offset:
@@ -213,10 +207,10 @@ def open_range(
         match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
         if not match or int(match.group(1)) != offset:
             resp.close()
-            raise HubmirrorError(f"{redacted(url)}: server answered a range request with a different range")
+            raise HubmirrorError(f"{redact(url)}: server answered a range request with a different range")
         start = offset
     digests = digests_from(resp) if digests_from else {}
-    return Download(start=start, chunks=stream_body(resp, redacted(url)), close=resp.close, digests=digests)
+    return Download(start=start, chunks=stream_body(resp, redact(url)), close=resp.close, digests=digests)
 
 
 def get_streaming(session: requests.Session, url: str, headers: dict[str, str], *, timeout: float,
@@ -314,7 +308,7 @@ def spool(session: requests.Session, url: str, *, timeout: float, directory: Pat
     file = tempfile.TemporaryFile(dir=directory)
     digest = hashlib.sha256()
     held = 0
-    retrier = current_retrier(f"GET {redacted(url)}")
+    retrier = current_retrier(f"GET {redact(url)}")
     try:
         while True:
             download = open_range(session, url, held, timeout=timeout, retrier=retrier)
@@ -335,7 +329,7 @@ def spool(session: requests.Session, url: str, *, timeout: float, directory: Pat
     except BaseException as exc:
         file.close()
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(f"disk full while downloading {redacted(url)} into {directory or 'a temp file'} "
+            raise DiskFullError(f"disk full while downloading {redact(url)} into {directory or 'a temp file'} "
                                 f"({exc.strerror})") from exc
         raise
     file.seek(0)
@@ -359,7 +353,7 @@ def open_bounded(
     `errors` maps a failed answer to the source's own error (else `status_error`). A transfer that breaks off
     mid-body raises `TransferBrokenError`; what arrived stays written.
     """
-    where = redacted(url)
+    where = redact(url)
     headers = {"Accept-Encoding": "identity", **(headers or {}), "Range": f"bytes={start}-{end - 1}"}
     resp = get_streaming(session, url, headers, timeout=timeout, errors=errors,
                               retrier=current_retrier(f"GET {where}"))

@@ -47,6 +47,7 @@ from starlette.routing import Route
 
 from hubmirror.catalog import CATALOG_NAME
 from hubmirror.serving import hf_api
+from hubmirror.serving.bodies import MAX_API_BODY, BodyTooLarge, bounded_body
 from hubmirror.serving.hf_api import HubError
 from hubmirror.serving.metrics import (
     Metrics,
@@ -64,16 +65,18 @@ from hubmirror.store import BlobStore
 API_MARKERS = ("revision", "tree", "paths-info", "refs")
 REDIRECT_EXPIRES = 900  # seconds a presigned URL of `--redirect` stays good (a client's in-download resumes reuse it)
 STREAM_CHUNK = 4 * 1024 * 1024  # bytes per read of a blob streamed from a store with no local file
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII)
+_RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})", re.ASCII)  # longer numbers are no range of any blob
+_WHOLE = re.compile(r"\d{1,12}", re.ASCII)  # a page size or cursor: ASCII digits, no more than any catalog holds
 
 
 def create_app(root: Path, token: str | None = None, registry=None, *, store: BlobStore | None = None,
-               redirect: bool = False, upstream: dict | None = None) -> Starlette:
+               redirect: bool = False, upstream: dict | None = None, refresher=None) -> Starlette:
     """The ASGI application serving the mirror at `root` (repo ids as `registry`'s plugins claim them) with its
     blobs in `store` (by default the store `Mirror.open(root)` finds: whatever backend the mirror uses); with
     `redirect`, LFS-style files are 302s to the store's presigned URLs where it has them. With `upstream` (the
     keyword arguments of `hubmirror.serving.proxy.Upstream`: `endpoint`, `ref_ttl`, `timeout`, `allow`, `deny`),
-    what the mirror lacks is pulled from that Hugging Face endpoint first."""
+    what the mirror lacks is pulled from that Hugging Face endpoint first. `refresher` (a site's
+    `hubmirror.sitelog.refresher.Refresher`) makes `/healthz` and `/metrics` say how the catalog's refresh is doing."""
     if registry is None:
         from hubmirror.plugin_manager import PluginRegistry
 
@@ -95,7 +98,10 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
     async def api(request: Request) -> Response:
         if refused := _refused(request, expected):
             return refused
-        body = await request.body() if request.method == "POST" else b""
+        try:
+            body = await bounded_body(request, MAX_API_BODY) if request.method == "POST" else b""
+        except BodyTooLarge as exc:
+            return HubError(413, None, str(exc)).response()
         return await run_in_threadpool(_answer, _api, request, view, body)
 
     async def files(request: Request) -> Response:
@@ -117,9 +123,9 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
         return _refused(request, expected) or metrics_response(metrics)
 
     async def healthz(request: Request) -> Response:  # open even with --token: load balancers carry no token
-        return await run_in_threadpool(health_response, Path(root) / CATALOG_NAME)
+        return await run_in_threadpool(health_response, Path(root) / CATALOG_NAME, refresher)
 
-    metrics = Metrics()
+    metrics = Metrics(refresher)
     app = Starlette(routes=[Route("/metrics", metrics_page), Route("/healthz", healthz, methods=["GET", "HEAD"]),
                             Route("/api/models", listing, methods=["GET", "HEAD"]),
                             Route("/api/models/{rest:path}", api, methods=["GET", "HEAD", "POST"]),
@@ -131,12 +137,13 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
 
 
 def serve(root: Path, host: str, port: int, token: str | None, registry=None, *, store: BlobStore | None = None,
-          redirect: bool = False, upstream: dict | None = None) -> None:
+          redirect: bool = False, upstream: dict | None = None, refresher=None) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
     log_access_to_stderr()
-    uvicorn.run(create_app(root, token, registry, store=store, redirect=redirect, upstream=upstream), host=host,
+    app = create_app(root, token, registry, store=store, redirect=redirect, upstream=upstream, refresher=refresher)
+    uvicorn.run(app, host=host,
                 port=port, log_level="warning", access_log=False)
 
 
@@ -227,20 +234,25 @@ def _list_models(request: Request, view: MirrorView, segments: list[str]) -> Res
     params = request.query_params
     if params.get("sort") not in hf_api.LIST_SORTS:
         raise HubError(400, None, f"sort must be one of {', '.join(s for s in hf_api.LIST_SORTS if s)}")
-    limit, cursor = params.get("limit") or str(hf_api.LIST_PAGE), params.get("cursor") or "0"
-    if not (limit.isdigit() and cursor.isdigit()):
-        raise HubError(400, None, "limit and cursor must be whole numbers")
-    limit = min(int(limit), hf_api.LIST_PAGE)
+    limit = min(_whole(params.get("limit") or str(hf_api.LIST_PAGE), "limit"), hf_api.LIST_PAGE)
+    cursor = _whole(params.get("cursor") or "0", "cursor")
     license_ = params.get("license") or next((f.removeprefix("license:") for f in params.getlist("filter")
                                               if f.startswith("license:")), None)
     with view.catalog() as catalog:
         rows = catalog.search(params.get("search", ""), task=params.get("pipeline_tag") or None, license=license_,
                               library=params.get("library") or None, cached=True, sort=params.get("sort"),
-                              limit=limit + 1, offset=int(cursor))
+                              limit=limit + 1, offset=cursor)
     served = {m["key"]: repo for repo, m in view.repos().items()}
     page = [hf_api.list_entry(served[r["key"]], r) for r in rows[:limit] if r["key"] in served]
-    following = _next_page(request, "/api/models", int(cursor) + limit) if len(rows) > limit else {}
+    following = _next_page(request, "/api/models", cursor + limit) if len(rows) > limit else {}
     return JSONResponse(page, headers=following)
+
+
+def _whole(text: str, name: str) -> int:
+    """A query parameter that must be a whole number (`limit`, `cursor`); anything else is a 400, never a 500."""
+    if not _WHOLE.fullmatch(text):
+        raise HubError(400, None, f"{name} must be a whole number of at most 12 digits")
+    return int(text)
 
 
 def _next_page(request: Request, path: str, cursor: int) -> dict:
@@ -255,10 +267,7 @@ def _tree_page(request: Request, view: MirrorView, model: dict, commit: str, sha
     entries = hf_api.tree(view.files(model, commit, directory), directory, recursive)
     if directory and not entries:
         raise HubError(404, "EntryNotFound", f"{directory} does not exist on {sha}", {"X-Repo-Commit": sha})
-    cursor = request.query_params.get("cursor") or "0"
-    if not cursor.isdigit():
-        raise HubError(400, None, f"bad cursor {cursor!r}")
-    page, following = hf_api.tree_page(entries, int(cursor))
+    page, following = hf_api.tree_page(entries, _whole(request.query_params.get("cursor") or "0", "cursor"))
     # the next page's URL: this one's raw path, so that the revision stays one segment
     headers = _next_page(request, _raw_path(request), following) if following is not None else {}
     return JSONResponse(page, headers=headers)

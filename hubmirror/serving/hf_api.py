@@ -8,6 +8,7 @@ import json
 from starlette.responses import JSONResponse, Response
 
 from hubmirror.digests import git_blob_sha1
+from hubmirror.errors import redact
 from hubmirror.serving.hub_ids import ServedFile, hub_commit, lfs_pointer
 
 TREE_PAGE = 1000
@@ -24,10 +25,19 @@ class HubError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
     def response(self) -> Response:
-        headers = {"X-Error-Message": self.message, "Access-Control-Expose-Headers": EXPOSE, **self.headers}
+        """The answer: the message (its URLs redacted) in the JSON body and, made header-safe, in `X-Error-Message`."""
+        message = redact(self.message)
+        headers = {"X-Error-Message": header_safe(message), "Access-Control-Expose-Headers": EXPOSE, **self.headers}
         if self.code:
             headers["X-Error-Code"] = self.code
-        return JSONResponse({"error": self.message}, status_code=self.status, headers=headers)
+        return JSONResponse({"error": message}, status_code=self.status, headers=headers)
+
+
+def header_safe(text: str, limit: int = 1000) -> str:
+    """`text` as a header value may carry it: ASCII (anything else escaped), no control character (a CR or LF
+    would end the header), at most `limit` characters. Request text echoed in a message can never make a 500."""
+    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else " " for c in ascii_text)[:limit]
 
 
 LIST_PAGE = 1000  # models per page of `GET /api/models` (the Hub's own cap)

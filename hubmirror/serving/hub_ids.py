@@ -17,6 +17,13 @@ from typing import Iterable
 from hubmirror.digests import git_blob_sha1
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}\Z")
+# The Hub's own repo id format ([namespace/]name): what a model is served under, and what the HF source accepts.
+REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}\Z")
+
+
+def is_repo_id(text: str) -> bool:
+    """Whether `text` is a repo id as the Hub writes them (never a path, a URL or a `..`)."""
+    return isinstance(text, str) and REPO_ID_RE.match(text) is not None and ".." not in text
 
 
 def default_repo_id(model: dict) -> str:
@@ -29,8 +36,11 @@ def _mangled(model_id: str) -> str:
 
 
 def repo_id(model: dict, registry) -> str:
-    """The repo id a catalog model row prefers to be served and materialised under (see `assign_repo_ids`)."""
-    return registry.pm.hook.served_repo_id(model=model) or default_repo_id(model)
+    """The repo id a catalog model row prefers to be served and materialised under (see `assign_repo_ids`): what a
+    plugin claims for it when that is a repo id as the Hub writes them (a link, a cache folder and a client's URL are
+    built from it), else `default_repo_id`."""
+    claimed = registry.pm.hook.served_repo_id(model=model)
+    return claimed if claimed and is_repo_id(claimed) else default_repo_id(model)
 
 
 def assign_repo_ids(models: Iterable[dict], registry) -> dict[str, dict]:

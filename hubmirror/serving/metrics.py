@@ -4,15 +4,18 @@
   `hubmirror_http_requests_total{route,method,status}`, `hubmirror_http_response_bytes_total{route}`,
   `hubmirror_http_request_duration_seconds{route}` (a histogram, whole response), `hubmirror_proxy_requests_total
   {outcome}` (hit|miss of `serve --upstream`), `hubmirror_upstream_fetches_total{status}`,
-  `hubmirror_store_errors_total`, and the process collector. Routes are templates (`route_of`), never raw paths.
+  `hubmirror_store_errors_total`, on a site's bucket `hubmirror_site_refresh_age_seconds` (since the last good
+  refresh) and `hubmirror_site_refresh_failures` (in a row), and the process collector. Routes are templates
+  (`route_of`), never raw paths.
 - `MetricsMiddleware`: records every HTTP request and logs one line to the `hubmirror.serving.access` logger:
   client, method, path (as sent, without its query string), status, bytes of body sent, duration. Headers (so
   `Authorization` and cookies) are never logged.
 - `record_proxy(outcome)`, `record_upstream_fetch(status)`, `record_store_error()`: record into the Metrics of the
   request being answered (a context variable the middleware sets; Starlette's worker threads inherit it). Code running
   outside a request (a thread of its own) wraps its work in `metrics.activate()`, or records nothing.
-- `/metrics` answers `metrics_response()`; `/healthz` answers `health_response(catalog_path)`: 200 `ok` when the
-  catalog can be read, else 503.
+- `/metrics` answers `metrics_response()`; `/healthz` answers `health_response(catalog_path, refresher)`: 200 `ok`
+  when the catalog can be read (and, on a site's bucket, its refresh has not failed `DEGRADED_AFTER` times in a
+  row), else 503.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -36,6 +40,7 @@ from prometheus_client import (
 access_log = logging.getLogger("hubmirror.serving.access")
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 PROXY_OUTCOMES = ("hit", "miss")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other is counted as "other"
 _API_MARKERS = {"revision": "api_revision", "tree": "api_tree", "paths-info": "api_paths_info", "refs": "api_refs"}
 _current: contextvars.ContextVar[Metrics | None] = contextvars.ContextVar("hubmirror_metrics", default=None)
 
@@ -43,7 +48,7 @@ _current: contextvars.ContextVar[Metrics | None] = contextvars.ContextVar("hubmi
 class Metrics:
     """The collectors of one server, in a registry of their own."""
 
-    def __init__(self):
+    def __init__(self, refresher=None):
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         self.requests = Counter("hubmirror_http_requests", "HTTP requests answered, by route template and status",
@@ -58,6 +63,11 @@ class Metrics:
                                         "by outcome", ["status"], registry=self.registry)
         self.store_errors = Counter("hubmirror_store_errors", "Blob store failures while serving",
                                     registry=self.registry)
+        if refresher is not None:  # a site's bucket: how stale may the catalog be?
+            Gauge("hubmirror_site_refresh_age_seconds", "Seconds since the catalog last refreshed from the site's "
+                  "bucket", registry=self.registry).set_function(refresher.age)
+            Gauge("hubmirror_site_refresh_failures", "Refreshes from the site's bucket failed in a row",
+                  registry=self.registry).set_function(lambda: refresher.failures)
 
     @contextlib.contextmanager
     def activate(self):
@@ -70,8 +80,9 @@ class Metrics:
             _current.reset(token)
 
     def observe(self, route: str, method: str, status: int, sent: int, seconds: float) -> None:
-        """Count one answered request."""
-        self.requests.labels(route, method, str(status)).inc()
+        """Count one answered request. Every label has a bounded set of values: a client that makes up methods
+        (or paths) adds no series."""
+        self.requests.labels(route, method if method in METHODS else "other", str(status)).inc()
         self.response_bytes.labels(route).inc(sent)
         self.duration.labels(route).observe(seconds)
 
@@ -188,10 +199,15 @@ def catalog_readable(catalog_path: Path) -> bool:
     return True
 
 
-def health_response(catalog_path: Path):
-    """`/healthz` for a load balancer: 200 `ok` when the catalog is readable, else 503."""
+def health_response(catalog_path: Path, refresher=None):
+    """`/healthz` for a load balancer: 200 `ok` when the catalog is readable and (on a site's bucket) refreshing,
+    else 503 saying why."""
     from starlette.responses import PlainTextResponse
 
-    if catalog_readable(catalog_path):
-        return PlainTextResponse("ok\n")
-    return PlainTextResponse("catalog unreadable\n", status_code=503)
+    if not catalog_readable(catalog_path):
+        return PlainTextResponse("catalog unreadable\n", status_code=503)
+    if refresher is not None and refresher.degraded():
+        return PlainTextResponse(f"degraded: {refresher.failures} site refreshes failed in a row, the last "
+                                 f"{refresher.age():.0f} s ago was good ({refresher.last_error[:200]})\n",
+                                 status_code=503)
+    return PlainTextResponse("ok\n")

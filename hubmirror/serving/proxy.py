@@ -57,8 +57,8 @@ class Upstream:
         self.endpoint = endpoint.rstrip("/")
         self.ref_ttl = ref_ttl
         self.timeout = timeout
-        self.allow = tuple(allow)
-        self.deny = tuple(deny)
+        self.allow = tuple(p.lower() for p in allow)
+        self.deny = tuple(p.lower() for p in deny)
         self._lock = threading.Lock()  # guards the four maps below
         self._resolving: dict[tuple[str, str], Future] = {}  # resolutions in progress, one per (repo, revision)
         self._checked: dict[tuple[str, str], float] = {}  # when a revision was last asked upstream (monotonic)
@@ -68,6 +68,8 @@ class Upstream:
         self._load_source()  # huggingface_hub imported before the server listens, not while the first miss waits
 
     def allowed(self, repo: str) -> bool:
+        """Whether `repo` may be fetched: the globs are matched whatever the case, as the Hub resolves repo ids."""
+        repo = repo.lower()
         if self.allow and not any(fnmatch.fnmatchcase(repo, p) for p in self.allow):
             return False
         return not any(fnmatch.fnmatchcase(repo, p) for p in self.deny)

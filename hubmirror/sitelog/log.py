@@ -32,6 +32,8 @@ from urllib.parse import quote
 
 from hubmirror.catalog import Catalog, StoredFile, utc_now
 from hubmirror.catalog.site_index import SiteChanges, SiteModel, SiteRevision
+from hubmirror.errors import IntegrityError
+from hubmirror.sitelog.entries import parse_entry
 from hubmirror.sitelog.revision_records import build_record, merge_records, parse_record, record_bytes
 from hubmirror.store.bucket import SharedBucket, SiteError, encode
 from hubmirror.upstream import ResolvedRevision
@@ -46,6 +48,16 @@ def host_id(root: Path) -> str:
     """This host and mirror root, as a key-safe name (several --roots on one machine are distinct hosts)."""
     name = re.sub(r"[^a-z0-9]+", "-", socket.gethostname().lower()).strip("-")[:24] or "host"
     return f"{name}-{sha1(str(Path(root).resolve()).encode()).hexdigest()[:8]}"
+
+
+def _allowance(value) -> dict | None:
+    """An allowance object as applied: {reason, allowed_at}, or None (revoked: the object is gone)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("reason"), str):
+        raise SiteError("an allowance must be an object with a reason")
+    return {"reason": value["reason"], "allowed_at": value.get("allowed_at") if isinstance(value.get("allowed_at"), str)
+            else None}
 
 
 def model_ref_key(key: str) -> str:
@@ -93,7 +105,18 @@ class SiteLog:
         return self._records[hex_digest]
 
     def model_state(self, key: str) -> dict:
-        return self.bucket.get_json(self._ref_key(key)) or {"model": key, "revisions": {}, "refs": {}}
+        """The model's ref object ({model, revisions: {commit: {record, pulled_at}}, refs: {name: commit}}), its
+        shape checked (an empty one where the bucket has none)."""
+        state = self.bucket.get_json(self._ref_key(key))
+        if state is None:
+            return {"model": key, "revisions": {}, "refs": {}}
+        revisions, refs = (state.get("revisions"), state.get("refs")) if isinstance(state, dict) else (None, None)
+        if not (isinstance(revisions, dict) and isinstance(refs, dict)
+                and all(isinstance(c, str) and isinstance(v, dict) and isinstance(v.get("record"), str)
+                        for c, v in revisions.items())
+                and all(isinstance(n, str) and isinstance(c, str) for n, c in refs.items())):
+            raise SiteError(f"{self.bucket}: the ref object of {key} is malformed")
+        return state
 
     def _log(self, entry: dict) -> str:
         name = self.entry_name()
@@ -184,18 +207,36 @@ class SiteLog:
         return len(pending)
 
     def _apply(self, catalog: Catalog, names: list[str]) -> None:
+        """Apply log entries `names` in one transaction. What cannot be read or does not check out (an entry, a
+        model's ref object or record, an allowance) is skipped with one warning naming its key; the rest applies,
+        and the entries count as applied (a skipped model is read again when a later entry names it)."""
         changes = SiteChanges(entries=list(names))
         models: set[str] = set()
         allowed: set[str] = set()
         for name in names:
-            entry = self.bucket.get_json(self._log_key(name)) or {}
-            models.update(m for m in entry.get("models") or [] if isinstance(m, str))
-            allowed.update(s for s in entry.get("allowed") or [] if isinstance(s, str) and len(s) == 64)
-            changes.scans.extend(s for s in entry.get("scans") or [] if isinstance(s, dict))
-            changes.benchmarks.extend(b for b in entry.get("benchmarks") or [] if isinstance(b, dict))
-        changes.models = [self._site_model(catalog, key, self.model_state(key)) for key in sorted(models)]
+            key = self._log_key(name)
+            try:
+                got = self.bucket.get(key)
+                entry = parse_entry(got[0] if got else b"{}")
+            except SiteError as exc:
+                log.warning("%s: log entry %s skipped: %s", self.bucket, key, exc)
+                continue
+            models.update(entry.models)
+            allowed.update(entry.allowed)
+            changes.scans.extend(entry.scans)
+            changes.benchmarks.extend(entry.benchmarks)
+        for key in sorted(models):
+            try:
+                changes.models.append(self._site_model(catalog, key, self.model_state(key)))
+            except (SiteError, IntegrityError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                log.warning("%s: model %s skipped: its ref object or a record of it does not check out: %s",
+                            self.bucket, key, exc)
         for sha256 in sorted(allowed):
-            changes.allowances[sha256] = self.bucket.get_json(self.bucket.key("allowed", f"{sha256}.json"))
+            key = self.bucket.key("allowed", f"{sha256}.json")
+            try:
+                changes.allowances[sha256] = _allowance(self.bucket.get_json(key))
+            except SiteError as exc:
+                log.warning("%s: allowance %s skipped: %s", self.bucket, key, exc)
         catalog.apply_site(changes)
 
     def _site_model(self, catalog: Catalog, key: str, state: dict) -> SiteModel:

@@ -3,18 +3,10 @@ to the bucket (records, refs, log; see log.py) and then applied to this host's c
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-
 from hubmirror.sitelog.leases import Lease, collect_site
 from hubmirror.sitelog.log import SiteLog
+from hubmirror.sitelog.refresher import Refresher
 from hubmirror.writer import CatalogWriter
-
-log = logging.getLogger("hubmirror.sitelog")
-
-REFRESH_ENV = "HUBMIRROR_SITE_REFRESH"
-DEFAULT_REFRESH_SECONDS = 3.0  # serve's refresh period: another host's pull shows within it (plus one LIST)
 
 
 class SiteWriter(CatalogWriter):
@@ -52,23 +44,7 @@ class SiteWriter(CatalogWriter):
     def collect(self, *, grace_seconds: float, dry_run: bool = False):
         return collect_site(self.site, self.catalog, self.store, grace_seconds=grace_seconds, dry_run=dry_run)
 
-    def start_refresher(self, open_mirror, interval: float | None = None) -> threading.Event:
-        """Refresh every `interval` seconds (`HUBMIRROR_SITE_REFRESH`, else 3) in a daemon thread, through a mirror
-        of its own; a failed refresh (the bucket unreachable for a while) is logged and tried again next period."""
-        interval = float(interval or os.environ.get(REFRESH_ENV) or DEFAULT_REFRESH_SECONDS)
-        stop = threading.Event()
-
-        def loop():
-            mirror = open_mirror()
-            try:
-                while not stop.is_set():
-                    try:
-                        mirror.writer.refresh()
-                    except Exception as exc:  # noqa: BLE001 - serve what is indexed, retry next period
-                        log.warning("site refresh failed: %s", exc)
-                    stop.wait(interval)
-            finally:
-                mirror.close()
-
-        threading.Thread(target=loop, name="site-refresh", daemon=True).start()
-        return stop
+    def start_refresher(self, open_mirror, interval: float | None = None) -> Refresher:
+        """Refresh every `interval` seconds (`HUBMIRROR_SITE_REFRESH`, else 3) in the background, backing off while
+        the bucket fails (see refresher.py)."""
+        return Refresher(open_mirror, interval).start()

@@ -26,6 +26,9 @@ def encode(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+MAX_OBJECT = 64 << 20  # bytes of one site object (a record of a 100,000-file repo is a few MiB)
+
+
 class SharedBucket(ABC):
     """Objects in a bucket shared by many hosts. Implementations raise `SiteError` for a failure they cannot
     classify; a lost race is an answer (False), not an error."""
@@ -35,8 +38,8 @@ class SharedBucket(ABC):
         """The object key of `parts` under the store's prefix."""
 
     @abstractmethod
-    def get(self, key: str) -> tuple[bytes, str] | None:
-        """(body, ETag) of `key`, or None where it does not exist."""
+    def get(self, key: str, max_bytes: int = MAX_OBJECT) -> tuple[bytes, str] | None:
+        """(body, ETag) of `key`, or None where it does not exist; a `SiteError` for a body over `max_bytes`."""
 
     @abstractmethod
     def put(self, key: str, body: bytes) -> None:
@@ -59,16 +62,21 @@ class SharedBucket(ABC):
         """Full keys under `key(prefix)`, in key order, from after `start_after` (a full key)."""
 
     def get_json(self, key: str):
-        """The JSON value at `key`, or None where it does not exist."""
+        """The JSON value at `key`, or None where it does not exist; a `SiteError` when it is not JSON."""
         got = self.get(key)
-        return None if got is None else json.loads(got[0])
+        if got is None:
+            return None
+        try:
+            return json.loads(got[0])
+        except (ValueError, RecursionError) as exc:
+            raise SiteError(f"{self}: {key} is not JSON ({exc})") from None
 
     def compare_and_swap(self, key: str, change: Callable[[dict | None], dict], attempts: int = 50) -> dict:
         """Read the JSON object at `key`, write `change(it)` only if nobody replaced it meanwhile (If-Match: ETag, or
         If-None-Match: * where it did not exist), retrying on a lost race; return what was written."""
         for attempt in range(attempts):
             got = self.get(key)
-            new = change(json.loads(got[0]) if got else None)
+            new = change(self.get_json(key) if got else None)
             written = self.put_if_match(key, encode(new), got[1]) if got else self.put_if_absent(key, encode(new))
             if written:
                 return new

@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from hubmirror.config import unscanned_policy
+from hubmirror.serving.bodies import MAX_FORM_BODY, BodyTooLarge, bounded_body
 from hubmirror.serving.web import auth, listing, summary
 from hubmirror.serving.web.model_page import PageNotFound, model_page, tree_page
 from hubmirror.serving.web.versioned import PerCatalogVersion
@@ -104,7 +105,10 @@ class WebCatalog:
             return RedirectResponse("/", status_code=303)
         if request.method == "GET":
             return self._html(request, "login.html", next=_local(request.query_params.get("next", "/")))
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        try:
+            form = parse_qs((await bounded_body(request, MAX_FORM_BODY)).decode("utf-8", "replace"))
+        except BodyTooLarge as exc:
+            return self._html(request, "error.html", status=413, message=str(exc))
         target = _local(form.get("next", ["/"])[0])
         if not auth.token_matches(form.get("token", [""])[0], self.expected):
             return self._html(request, "login.html", status=401, next=target, failed=True)

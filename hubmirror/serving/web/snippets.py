@@ -26,30 +26,35 @@ def snippets(base: str, repo: str, sha: str, model: dict, files: list[dict]) -> 
     paths = [f["path"] for f in files]
     weights = [p for p in paths if p.endswith(WEIGHT_SUFFIXES)]
     first = next(iter(weights + [p for p in paths if p == "config.json"] + paths), None)
-    found = [Snippet("huggingface_hub", f"{endpoint} python -c \"from huggingface_hub import snapshot_download; "
-                                        f"print(snapshot_download({repo!r}, revision={sha!r}))\"")]
+    found = [Snippet("huggingface_hub", f"{endpoint} " + python(
+        f"from huggingface_hub import snapshot_download; print(snapshot_download({repo!r}, revision={sha!r}))"))]
     library, source = model.get("library") or "", model.get("source") or ""
     if library == "timm" or source == "timm":
-        found.append(Snippet("timm", f"{endpoint} python -c \"import timm; "
-                                     f"timm.create_model({'hf-hub:' + repo!r}, pretrained=True)\""))
+        found.append(Snippet("timm", f"{endpoint} " + python(
+            f"import timm; timm.create_model({'hf-hub:' + repo!r}, pretrained=True)")))
     elif library == "sentence-transformers":
-        found.append(Snippet("sentence-transformers", f"{endpoint} python -c \"from sentence_transformers import "
-                                                      f"SentenceTransformer; SentenceTransformer({repo!r}, "
-                                                      f"revision={sha!r})\""))
+        found.append(Snippet("sentence-transformers", f"{endpoint} " + python(
+            f"from sentence_transformers import SentenceTransformer; SentenceTransformer({repo!r}, revision={sha!r})")))
     if "config.json" in paths and library != "timm" and source != "timm":
-        found.append(Snippet("transformers", f"{endpoint} python -c \"from transformers import AutoModel; "
-                                             f"AutoModel.from_pretrained({repo!r}, revision={sha!r})\""))
+        found.append(Snippet("transformers", f"{endpoint} " + python(
+            f"from transformers import AutoModel; AutoModel.from_pretrained({repo!r}, revision={sha!r})")))
     torch_weight = next((p for p in weights if p.endswith(TORCH_SUFFIXES)), None)
     if torch_weight is not None:
         url = file_url(base, repo, sha, torch_weight)
-        found.append(Snippet("torch.hub", f"python -c \"import torch; "
-                                          f"torch.hub.load_state_dict_from_url({url!r}, map_location='cpu')\"", url))
+        found.append(Snippet("torch.hub", python(f"import torch; torch.hub.load_state_dict_from_url({url!r}, "
+                                                 f"map_location='cpu')"), url))
     found.append(Snippet("hubmirror materialize", f"hubmirror materialize --layout hf-cache ./hf-cache "
                                                   f"{shlex.quote(model['key'])}"))
     if first is not None:
         url = file_url(base, repo, sha, first)
         found.append(Snippet("URL", f"curl -LO {shlex.quote(url)}", url))
     return found
+
+
+def python(code: str) -> str:
+    """`python -c CODE` as a POSIX shell reads it: the code one argument, whatever quotes or `$` the ids in it hold
+    (each id is a Python literal in the code, and the whole code is quoted for the shell)."""
+    return f"python -c {shlex.quote(code)}"
 
 
 def file_url(base: str, repo: str, sha: str, path: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from hubmirror.store.bucket import SharedBucket, SiteError
+from hubmirror.store.bucket import MAX_OBJECT, SharedBucket, SiteError
 from hubmirror.store.s3.location import BucketLocation, client, missing, precondition
 
 
@@ -39,7 +39,7 @@ class S3Bucket(SharedBucket):
     def put_if_match(self, key: str, body: bytes, etag: str) -> bool:
         return self._put(key, body, "updating", IfMatch=etag)
 
-    def get(self, key: str) -> tuple[bytes, str] | None:
+    def get(self, key: str, max_bytes: int = MAX_OBJECT) -> tuple[bytes, str] | None:
         from botocore.exceptions import ClientError
 
         try:
@@ -48,7 +48,11 @@ class S3Bucket(SharedBucket):
             if missing(exc):
                 return None
             raise SiteError(f"{self.location}: reading {key}: {exc}") from None
-        return answer["Body"].read(), answer["ETag"]
+        with answer["Body"] as body:
+            data = body.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise SiteError(f"{self.location}: {key} is over {max_bytes} bytes")
+        return data, answer["ETag"]
 
     def delete(self, key: str) -> None:
         client().delete_object(Bucket=self.location.bucket, Key=key)

@@ -1,0 +1,71 @@
+"""What a site log entry may say, checked before anything of it is applied.
+
+An entry is a JSON object any host wrote, or anyone who can write to the bucket: every field is checked for its type
+and shape, and an entry that fails is refused whole (its key named once, never blocking the entries beside it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from hubmirror.digests import SHA256_RE
+from hubmirror.scanning.file_verdict import VERDICTS
+from hubmirror.store.bucket import SiteError
+
+MAX_MODEL_KEY = 512
+_MODEL_KEY = re.compile(r"[a-z0-9][a-z0-9_-]*:[^\x00-\x1f\x7f]+\Z")
+_SCAN_FIELDS = {"sha256": str, "scanner_version": str, "verdict": str, "details": str}
+_BENCHMARK_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass
+class LogEntry:
+    models: list[str] = field(default_factory=list)  # model keys whose ref object changed
+    allowed: list[str] = field(default_factory=list)  # sha256 of allowances touched
+    scans: list[dict] = field(default_factory=list)  # {sha256, scanner_version, verdict, details}
+    benchmarks: list[dict] = field(default_factory=list)  # benchmark rows (scalar values only)
+
+
+def parse_entry(body: bytes) -> LogEntry:
+    """The checked content of one log entry's bytes; a `SiteError` saying what is wrong with it otherwise."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise SiteError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise SiteError("not a JSON object")
+    entry = LogEntry()
+    for key in _list(value, "models"):
+        if not (isinstance(key, str) and len(key) <= MAX_MODEL_KEY and _MODEL_KEY.match(key)):
+            raise SiteError(f"model key {str(key)[:80]!r} is malformed")
+        entry.models.append(key)
+    for sha256 in _list(value, "allowed"):
+        entry.allowed.append(_sha256(sha256))
+    for scan in _list(value, "scans"):
+        if not isinstance(scan, dict) or any(not isinstance(scan.get(k), t) for k, t in _SCAN_FIELDS.items()):
+            raise SiteError("a scan verdict lacks sha256, scanner_version, verdict or details")
+        _sha256(scan["sha256"])
+        if scan["verdict"] not in VERDICTS:
+            raise SiteError(f"scan verdict {scan['verdict'][:40]!r} is not one of {', '.join(VERDICTS)}")
+        entry.scans.append({k: scan[k] for k in _SCAN_FIELDS})
+    for row in _list(value, "benchmarks"):
+        if not isinstance(row, dict) or not all(isinstance(k, str) and isinstance(v, _BENCHMARK_SCALARS)
+                                                for k, v in row.items()):
+            raise SiteError("a benchmark row is not an object of scalars")
+        entry.benchmarks.append(row)
+    return entry
+
+
+def _list(value: dict, name: str) -> list:
+    items = value.get(name) or []
+    if not isinstance(items, list):
+        raise SiteError(f"{name!r} is not a list")
+    return items
+
+
+def _sha256(value) -> str:
+    if not isinstance(value, str) or not SHA256_RE.match(value):
+        raise SiteError(f"{str(value)[:80]!r} is not a sha256 digest")
+    return value

@@ -1,0 +1,128 @@
+"""A site's bucket is written by every host, and by anyone who holds its credentials: a malformed or forged object is
+skipped and named, never a reason for a host to stop (a command that fails on every host until someone deletes the
+object by hand), and serve's background refresh survives a bucket that is away, says so, and recovers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+from starlette.testclient import TestClient
+
+from hubmirror.serving.app import create_app
+from hubmirror.sitelog.refresher import DEGRADED_AFTER, Refresher
+from hubmirror.store.bucket import SiteError
+from hubmirror.store.s3.bucket import S3Bucket
+from hubmirror.store.s3.location import BucketLocation, client
+from tests.test_site_catalog import do_pull, files_of
+
+pytest_plugins = ["tests.site_fixtures"]
+
+HOSTILE_ENTRIES = {
+    "not-json": b"{not json",
+    "an-array": b"[1, 2, 3]",
+    "models-not-a-list": json.dumps({"models": "hf:org/a"}).encode(),
+    "a-bad-model-key": json.dumps({"models": ["../../etc/passwd"]}).encode(),
+    "a-scan-without-fields": json.dumps({"scans": [{"sha256": "ab" * 32}]}).encode(),
+    "a-forged-verdict": json.dumps({"scans": [{"sha256": "ab" * 32, "scanner_version": "3", "verdict": "fine",
+                                               "details": "{}"}]}).encode(),
+    "a-benchmark-of-objects": json.dumps({"benchmarks": [{"model_key": "hf:org/a", "environment": {"x": 1}}]}).encode(),
+    "an-allowance-not-a-digest": json.dumps({"allowed": ["../x"]}).encode(),
+}
+
+
+def put_log(location: BucketLocation, name: str, body: bytes) -> str:
+    key = location.key("log", f"{int(time.time() * 1000):013d}-{name}-{'0' * 12}.json")
+    client().put_object(Bucket=location.bucket, Key=key, Body=body)
+    return key
+
+
+def test_malformed_log_entries_are_skipped_and_named_once(hosts, registry, hub, bucket_url, caplog):
+    location = BucketLocation.parse(bucket_url)
+    hub.create_repo("org/a", files_of(1))
+    hub.create_repo("org/b", files_of(2))
+    a, b = hosts("a"), hosts("b")
+    do_pull(a, registry, hub, "hf:org/a")
+    bad = [put_log(location, name, body) for name, body in HOSTILE_ENTRIES.items()]
+    # a benchmark row naming a column the table lacks is dropped to the columns it has, not an error
+    a.writer.record_benchmark({"model_key": "hf:org/a", "commit_id": "x", "status": "ok", "device": "cpu",
+                               "no_such_column": 1})
+    do_pull(a, registry, hub, "hf:org/b")
+    with caplog.at_level(logging.WARNING, logger="hubmirror.sitelog"):
+        b.writer.refresh()
+    assert {m["key"] for m in b.catalog.models()} == {"hf:org/a", "hf:org/b"}  # entries before and after applied
+    assert b.catalog.conn.execute("SELECT count(*) FROM benchmarks").fetchone() == (1,)
+    warned = [r.getMessage() for r in caplog.records]
+    assert [next(w for w in warned if key in w) for key in bad]  # each bad key named
+    assert len(warned) == len(bad)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hubmirror.sitelog"):
+        assert b.writer.refresh() == 0
+    assert caplog.records == []  # once
+
+
+def test_a_forged_ref_object_skips_that_model_only(hosts, registry, hub, bucket_url, caplog):
+    location = BucketLocation.parse(bucket_url)
+    hub.create_repo("org/a", files_of(1))
+    hub.create_repo("org/b", files_of(2))
+    a, b = hosts("a"), hosts("b")
+    do_pull(a, registry, hub, "hf:org/a")
+    ref = location.key("refs", "hf%3Aorg%2Fa.json")
+    forged = {"model": "hf:org/a", "revisions": {"c" * 40: {"record": "0" * 64}}, "refs": {"main": "c" * 40}}
+    client().put_object(Bucket=location.bucket, Key=ref, Body=json.dumps(forged).encode())  # a record nobody wrote
+    do_pull(a, registry, hub, "hf:org/b")
+    with caplog.at_level(logging.WARNING, logger="hubmirror.sitelog"):
+        b.writer.refresh()
+    assert {m["key"] for m in b.catalog.models()} == {"hf:org/b"}
+    assert any("hf:org/a" in r.getMessage() for r in caplog.records)
+    client().put_object(Bucket=location.bucket, Key=ref, Body=b"[]")  # not even an object
+    with pytest.raises(SiteError, match="malformed"):
+        b.writer.site.model_state("hf:org/a")
+
+
+def test_an_oversized_object_is_refused_not_read_whole(bucket_url):
+    location = BucketLocation.parse(bucket_url)
+    bucket = S3Bucket(location)
+    key = location.key("log", "big.json")
+    client().put_object(Bucket=location.bucket, Key=key, Body=b" " * 2000)
+    with pytest.raises(SiteError, match="over 1000 bytes"):
+        bucket.get(key, max_bytes=1000)
+    assert bucket.get(key, max_bytes=2000)[0] == b" " * 2000
+
+
+def test_the_refresher_survives_an_outage_says_so_and_recovers(hosts, registry, hub, monkeypatch, tmp_path):
+    hub.create_repo("org/a", files_of(1))
+    a, b = hosts("a"), hosts("b")
+    do_pull(a, registry, hub, "hf:org/a")
+    outage = {"on": True}
+    real_list = S3Bucket.list
+
+    def listing(self, prefix, start_after=None):
+        if outage["on"]:
+            raise SiteError(f"{self}: connection refused (an outage)")
+        return real_list(self, prefix, start_after)
+
+    monkeypatch.setattr(S3Bucket, "list", listing)
+    refresher = Refresher(lambda: hosts(f"serve-{time.monotonic_ns()}"), interval=0.01).start()
+    try:
+        app = TestClient(create_app(a.root, registry=registry, refresher=refresher))
+        deadline = time.monotonic() + 30
+        while not refresher.degraded() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert refresher.failures >= DEGRADED_AFTER and refresher._thread.is_alive()
+        health = app.get("/healthz")
+        assert health.status_code == 503 and "degraded" in health.text and "outage" in health.text
+        metrics = app.get("/metrics").text
+        assert "hubmirror_site_refresh_failures" in metrics and "hubmirror_site_refresh_age_seconds" in metrics
+        outage["on"] = False
+        deadline = time.monotonic() + 30
+        while refresher.failures and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert refresher.failures == 0 and refresher.age() < 30
+        assert app.get("/healthz").status_code == 200
+    finally:
+        refresher.stop()
+    assert not refresher._thread.is_alive()
+    assert b.writer.refresh() == 1  # the bucket is back for everyone

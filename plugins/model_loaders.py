@@ -58,7 +58,8 @@ class SentenceTransformersLoader(Loader):
         import torch
         from transformers import AutoModel
 
-        net = AutoModel.from_pretrained(directory, torch_dtype=torch_dtype(dtype)).eval().to(device)
+        # a local folder the runner filled from the store (HF_HUB_OFFLINE=1): nothing is downloaded, nothing to pin
+        net = AutoModel.from_pretrained(directory, torch_dtype=torch_dtype(dtype)).eval().to(device)  # nosec B615
         vocab, seq = net.config.vocab_size, min(128, getattr(net.config, "max_position_embeddings", 128))
 
         def make_input(b):

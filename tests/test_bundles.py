@@ -178,3 +178,26 @@ def test_bundles_of_the_format_before_modelpack_still_import(source_mirror, targ
     imported = target.json("import", str(bundle))
     assert imported["blobs_imported"] == 13 and len(imported["revisions"]) == 1
     assert target.json("verify")["ok"] is True
+
+
+def test_an_index_listing_one_manifest_many_times_parses_it_once(source_mirror, target, tmp_path, monkeypatch):
+    """A manifest bomb: index.json naming one manifest 20,000 times is one revision, read once; more distinct
+    manifests than any bundle carries is refused before any is parsed."""
+    from hubmirror.exchange import oci_layout
+
+    bundle = tmp_path / "bomb"
+    source_mirror.json("export", str(bundle), "hf:org/small")
+    index = json.loads((bundle / "index.json").read_text())
+    index["manifests"] = index["manifests"] * 20_000
+    (bundle / "index.json").write_text(json.dumps(index))
+    reads = []
+    real = oci_layout.BundleReader.read_manifest
+    monkeypatch.setattr(oci_layout.BundleReader, "read_manifest", lambda self, d: reads.append(d) or real(self, d))
+    done = target.json("import", str(bundle))
+    assert len(done["revisions"]) == 1 and len(reads) <= 2  # parsed for the revisions (and once for the blob list)
+    entry = index["manifests"][0]
+    index["manifests"] = [dict(entry, digest=f"sha256:{n:064x}") for n in range(oci_layout.MAX_INDEX_ENTRIES + 1)]
+    (bundle / "index.json").write_text(json.dumps(index))
+    reads.clear()
+    result = target("import", str(bundle))
+    assert result.exit_code == 1 and "more than" in result.output and reads == []

@@ -15,6 +15,7 @@ import pytest
 from hubmirror.errors import HubmirrorError
 from hubmirror.fetch.retries import Retrier, RetryPolicy, retry_after_seconds
 from tests.conftest import noise
+from tests.fakes.httpserver import Handler
 from tests.fakes.invariants import mirror_problems
 
 LFS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
@@ -305,3 +306,41 @@ def test_an_upstream_answer_naming_another_model_never_rewrites_it(hub, run):
     assert models["hf:org/victim"]["task"] == "text-classification"
     assert models["hf:org/liar"]["task"] == "image-to-image"
     assert run.json("show", "hf:org/liar")["metadata"]["upstreamId"] == "org/victim"
+
+
+class _Redirector(Handler):
+    """Answers every GET with a 302 to the owner's `target`."""
+
+    def do_GET(self):
+        self.owner.asked.append(self.path)
+        self.send_response(302)
+        self.send_header("Location", self.owner.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.mark.parametrize("target", ["http://169.254.169.254/latest/meta-data/iam/", "http://10.0.0.1/internal",
+                                    "file:///etc/passwd", "ftp://127.0.0.1/x"])
+def test_a_redirect_never_leads_into_a_network_the_upstream_is_not_part_of(run, target):
+    """An upstream (here on loopback) that redirects a download to a cloud metadata service, a private network or
+    another scheme: refused before any connection to it, with one line saying so; nothing catalogued."""
+    from tests.fakes.httpserver import LoopbackServer
+
+    class Owner:
+        asked: list = []
+
+    owner = Owner()
+    owner.target = target
+    server = LoopbackServer(_Redirector, owner).start()
+    try:
+        result = run("pull", f"url:{server.url}/weights-0123abcd.pth#sha256={'ab' * 32}")
+    finally:
+        server.stop()
+    assert result.exit_code == 1 and "refused" in result.output and "Traceback" not in result.output, result.output
+    assert run.json("list") == []
+
+
+def test_redirects_within_the_upstreams_own_network_still_work(hub, run):
+    """The Hub imitation on loopback redirects its LFS downloads to its storage host on loopback: allowed."""
+    hub.create_repo("org/lfs", {".gitattributes": b"*.bin filter=lfs diff=lfs merge=lfs -text\n", "w.bin": noise(5000)})
+    assert run("pull", "hf:org/lfs").exit_code == 0

@@ -265,8 +265,9 @@ class Search:
         if fastest or sort == "fastest":
             rows = self._fastest(" ".join(words), filters, wanted)
         elif not words:
-            rows = self._rows(f"SELECT m.* FROM {filters.models} WHERE 1 {filters.sql} ORDER BY "
-                              f"{SORTS[sort or 'downloads']} LIMIT ?", [*filters.args, wanted])
+            order = SORTS[sort if sort in SORTS else "downloads"]  # no words: relevance is popularity
+            rows = self._rows(f"SELECT m.* FROM {filters.models} WHERE 1 {filters.sql} ORDER BY {order} LIMIT ?",
+                              [*filters.args, wanted])
         else:
             match = " ".join(words + filters.tokens)
             found = (self._family_rows(SORT_FAMILIES[sort], match, filters) if sort in SORT_FAMILIES

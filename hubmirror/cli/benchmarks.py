@@ -23,10 +23,11 @@ BENCH_EXTRA = "pip install 'hubmirror[bench]' (torch, timm, transformers, safete
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
-@click.option("--timeout", default=300.0, show_default=True, help="Seconds per model before its process is killed.")
-@click.option("--warmup", default=3, show_default=True)
-@click.option("--min-iters", default=10, show_default=True)
-@click.option("--min-seconds", default=2.0, show_default=True)
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds per model before its process is killed.")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(min=0))
+@click.option("--min-iters", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--min-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--jobs", type=click.IntRange(min=1), help="Models at once (default: 1 on the CPU, one per GPU).")
 @click.option("--isolation", type=click.Choice(["auto", "fork", "inline", "spawn"]), default="auto", show_default=True,
               help="fork: children of a warm worker (CPU); inline: a long-lived worker per GPU, replaced after a "

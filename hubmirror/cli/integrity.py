@@ -12,7 +12,7 @@ from hubmirror.errors import UsageError
 
 @click.command()
 @click.argument("refs", nargs=-1)
-@click.option("--workers", type=int, help="Blobs hashed in parallel (default: one per core).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Blobs hashed in parallel (default: one per core).")
 @json_option
 @pass_state
 def verify(state, refs, workers, as_json):
@@ -36,9 +36,11 @@ def verify(state, refs, workers, as_json):
 
 
 @click.command()
-@click.option("--grace", default=3600, show_default=True, help="Spare unreferenced blobs younger than this (seconds).")
+@click.option("--grace", default=3600.0, show_default=True, type=click.FloatRange(min=0),
+              help="Spare unreferenced blobs younger than this (seconds).")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
-@click.option("--wait", default=600.0, show_default=True, help="Seconds to wait for running pulls to finish.")
+@click.option("--wait", default=600.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds to wait for running pulls to finish.")
 @json_option
 @pass_state
 def gc(state, grace, dry_run, wait, as_json):

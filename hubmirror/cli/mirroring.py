@@ -15,7 +15,7 @@ from hubmirror.cli.state import json_option, pass_state
 @click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--exclude", multiple=True, help="Skip files matching this glob (repeatable).")
 @click.option("--endpoint", help="Upstream base URL (default: the source's own, e.g. $HF_ENDPOINT).")
-@click.option("--workers", default=8, show_default=True, help="Files downloaded in parallel.")
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 64), help="Files downloaded in parallel.")
 @click.option("--connections", type=click.IntRange(min=1), default=8, show_default=True,
               help="Connections per large file (>= 64 MiB, from a source that serves byte ranges), fetched in pieces; "
                    "at most 16 to one host in all.")
@@ -87,7 +87,7 @@ def report_quarantine(rows: list[dict]) -> None:
 @click.command()
 @click.argument("source")
 @click.option("--query", help="Only models the source's own search finds for this text.")
-@click.option("--limit", type=int, help="At most this many models.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many models.")
 @click.option("--endpoint", help="Upstream base URL (default: the source's own).")
 @json_option
 @pass_state

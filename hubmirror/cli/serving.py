@@ -9,7 +9,7 @@ from hubmirror.cli.state import pass_state
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
-@click.option("--port", default=8970, show_default=True)
+@click.option("--port", default=8970, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--token", envvar="HUBMIRROR_SERVE_TOKEN", help="Require `Authorization: Bearer TOKEN`.")
 @click.option("--redirect", is_flag=True,
               help="Answer LFS file downloads with a 302 to a short-lived presigned URL of the store (an S3 bucket) "

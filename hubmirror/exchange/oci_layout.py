@@ -19,6 +19,7 @@ from hubmirror.fetch.download import Download
 DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})\Z")
 MAX_METADATA_BLOB = 64 * 1024 * 1024
 MAX_MANIFEST = 4 * 1024 * 1024  # what distribution registries accept; a larger one is refused unread
+MAX_INDEX_ENTRIES = 10_000  # model revisions one bundle or registry artifact may carry
 CHUNK = 1 << 20
 
 
@@ -128,7 +129,7 @@ class BundleReader:
         index = json_object(data, "bundle index.json")
         if not isinstance(index.get("manifests"), list):
             raise IntegrityError("the bundle's index.json lists no manifests")
-        return index
+        return {**index, "manifests": unique_entries(index["manifests"], "the bundle's index.json")}
 
     def read_blob(self, hex_digest: str, limit: int) -> bytes:
         """At most `limit` bytes of a blob, unchecked."""
@@ -175,6 +176,21 @@ class BundleReader:
             digests.add(digest_hex(manifest["config"]["digest"]))
             digests.update(digest_hex(layer["digest"]) for layer in manifest.get("layers") or [])
         return digests
+
+
+def unique_entries(manifests: list, what: str) -> list:
+    """An index's manifest entries, each digest once (an index listing one manifest a million times is one
+    manifest, parsed once), at most MAX_INDEX_ENTRIES of them."""
+    unique, seen = [], set()
+    for entry in manifests:
+        digest = entry.get("digest") if isinstance(entry, dict) else None
+        if isinstance(digest, str) and digest in seen:
+            continue
+        seen.add(digest)
+        unique.append(entry)
+        if len(unique) > MAX_INDEX_ENTRIES:
+            raise IntegrityError(f"{what} lists more than {MAX_INDEX_ENTRIES} manifests")
+    return unique
 
 
 class DirBundle(BundleReader):

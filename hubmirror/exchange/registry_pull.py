@@ -10,7 +10,7 @@ from __future__ import annotations
 from hubmirror.errors import IntegrityError
 from hubmirror.exchange.bundle_import import ImportReport, admit
 from hubmirror.exchange.modelpack import INDEX_MT, MANIFEST_MT, json_object
-from hubmirror.exchange.oci_layout import BundleReader, check_bytes, digest_hex
+from hubmirror.exchange.oci_layout import BundleReader, check_bytes, digest_hex, unique_entries
 from hubmirror.exchange.registry import RegistryClient
 from hubmirror.exchange.registry_signature import check_signature
 from hubmirror.exchange.registry_target import Target
@@ -41,9 +41,10 @@ class RegistryReader(BundleReader):
             data, media_type, digest = self.client.get_manifest(self.client.target.reference or "latest")
             self._subject = (data, digest)
             if media_type == INDEX_MT:
-                self._index = json_object(data, "image index")
-                if not isinstance(self._index.get("manifests"), list):
+                index = json_object(data, "image index")
+                if not isinstance(index.get("manifests"), list):
                     raise IntegrityError(f"{self.client.target}: the image index lists no manifests")
+                self._index = {**index, "manifests": unique_entries(index["manifests"], str(self.client.target))}
             else:
                 self._manifests[digest] = data
                 self._index = {"manifests": [{"mediaType": MANIFEST_MT, "digest": digest, "size": len(data)}]}

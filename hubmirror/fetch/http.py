@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urljoin
 
 import requests
 import urllib3
@@ -31,6 +32,7 @@ from hubmirror.errors import (
     redact,
 )
 from hubmirror.fetch.download import Download
+from hubmirror.fetch.redirects import check_redirect
 from hubmirror.fetch.retries import (
     RETRY_STATUSES,
     Retrier,
@@ -63,13 +65,30 @@ def _status_why(resp: requests.Response) -> str:
 
 
 def new_session() -> requests.Session:
-    """A session with hubmirror's User-Agent and a connection pool sized for parallel downloads."""
-    session = requests.Session()
+    """A session with hubmirror's User-Agent, a connection pool sized for parallel downloads, and redirects checked
+    against `hubmirror.fetch.redirects` before they are followed."""
+    session = _GuardedSession()
     session.headers["User-Agent"] = f"hubmirror/{__version__}"
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+class _GuardedSession(requests.Session):
+    """requests' session, each redirect checked (`check_redirect`) against where the request began."""
+
+    _origin: str | None = None
+
+    def resolve_redirects(self, resp, req, **kwargs):
+        self._origin = req.url  # a session serves one thread (SourceContext.session, RegistryClient.session)
+        return super().resolve_redirects(resp, req, **kwargs)
+
+    def get_redirect_target(self, resp):
+        target = super().get_redirect_target(resp)
+        if target is not None:
+            check_redirect(self._origin or resp.request.url, urljoin(resp.url, target))
+        return target
 
 
 def transport_error(url: str, kind: str, detail: str) -> HubmirrorError:

@@ -53,7 +53,7 @@ def assign_repo_ids(models: Iterable[dict], registry) -> dict[str, dict]:
     assigned: dict[str, dict] = {}
     for rid, model in sorted(preferred, key=lambda p: (p[0] != p[1]["model_id"], p[1]["key"])):
         fallbacks = (default_repo_id(model), f"hubmirror/{model['source']}--{_mangled(model['model_id'])}",
-                     "hubmirror/" + hashlib.sha1(model["key"].encode()).hexdigest()[:16])
+                     "hubmirror/" + hashlib.sha1(model["key"].encode(), usedforsecurity=False).hexdigest()[:16])
         rid = next(c for c in (rid, *fallbacks) if c not in assigned)
         assigned[rid] = model
     return assigned
@@ -63,7 +63,7 @@ def hub_commit(model_key: str, commit: str) -> str:
     """The 40-hex commit clients see for a catalog revision."""
     if _COMMIT.match(commit):
         return commit
-    return hashlib.sha1(f"hubmirror {model_key} {commit}".encode()).hexdigest()
+    return hashlib.sha1(f"hubmirror {model_key} {commit}".encode(), usedforsecurity=False).hexdigest()
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:

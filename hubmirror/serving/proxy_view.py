@@ -32,8 +32,10 @@ class ProxyView(MirrorView):
         return model is not None and super().commit(model, revision) is not None
 
     def repos(self) -> dict[str, dict]:
-        catalogued = super().repos()
+        # the fetches first, then the catalog: a fetch that ends in between was catalogued before it ended, so the
+        # catalog read after it has the repo (the other order loses it for that moment: a RepoNotFound)
         fetching = self.upstream.fetching()
+        catalogued = super().repos()
         if not fetching:
             return catalogued
         pending = {f.revision.ref.model_id: _model_row(f.revision) for f in fetching}

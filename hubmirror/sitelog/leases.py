@@ -21,6 +21,7 @@ DELETE on age that would close it.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,8 @@ import uuid
 
 from hubmirror.gc import GcReport, collect
 from hubmirror.store.bucket import SharedBucket, encode
+
+log = logging.getLogger("hubmirror.sitelog.leases")
 
 LEASE_TTL_ENV = "HUBMIRROR_LEASE_TTL"
 DEFAULT_LEASE_TTL = 900.0  # renewed every third of it while the pull runs; a killed pull's lease lapses after it
@@ -61,8 +64,8 @@ class Lease:
         while not self._stop.wait(self.ttl / 3):
             try:
                 self._write()
-            except Exception:  # noqa: BLE001, S110 - a missed renewal is retried; the lease lapses only after a whole TTL without one
-                pass
+            except Exception:  # noqa: BLE001 - a missed renewal is retried; the lease lapses only after a whole TTL
+                log.info("lease %s: renewal failed, retried in %.0f s", self.key, self.ttl / 3)
 
     def __enter__(self) -> Lease:
         self._write()
@@ -74,8 +77,8 @@ class Lease:
         self._stop.set()
         try:
             self.bucket.delete(self.key)
-        except Exception:  # noqa: BLE001, S110 - it lapses by itself
-            pass
+        except Exception:  # noqa: BLE001 - it lapses by itself
+            log.info("lease %s: not deleted; it lapses after its TTL", self.key)
 
 
 def live_lease_digests(bucket: SharedBucket, now: float | None = None) -> set[str]:

@@ -47,7 +47,7 @@ DEFAULT_SKEW_SECONDS = 60.0  # hosts' clocks and slow PUTs: entries up to this m
 def host_id(root: Path) -> str:
     """This host and mirror root, as a key-safe name (several --roots on one machine are distinct hosts)."""
     name = re.sub(r"[^a-z0-9]+", "-", socket.gethostname().lower()).strip("-")[:24] or "host"
-    return f"{name}-{sha1(str(Path(root).resolve()).encode()).hexdigest()[:8]}"
+    return f"{name}-{sha1(str(Path(root).resolve()).encode(), usedforsecurity=False).hexdigest()[:8]}"
 
 
 def _allowance(value) -> dict | None:

@@ -4,6 +4,7 @@ process, committed by one conditional PutObject or a server-side multipart assem
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import threading
@@ -361,10 +362,8 @@ class S3BlobWriter(BlobWriter):
                     raise
                 s3.abort_multipart_upload(Bucket=self.bucket, Key=final, UploadId=upload_id)  # deduplicated
         except BaseException:
-            try:
+            with contextlib.suppress(Exception):  # else gc's sweep aborts it
                 s3.abort_multipart_upload(Bucket=self.bucket, Key=final, UploadId=upload_id)
-            except Exception:
-                pass  # gc's sweep aborts it
             raise
 
     def _finish(self) -> None:

@@ -72,7 +72,7 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
 _README_MAX = 512 * 1024
 DEFAULT_INDEX_LIMIT = 1000
 _LIST_PAGE_MAX = 1000  # the largest `limit` sent to /api/models; beyond it the listing is cut here
-_TREE_MAX_ENTRIES = 10_000_000  # a tree listing longer than this is refused (a server whose Link never ends)
+_TREE_MAX_ENTRIES = 1_000_000  # a tree listing longer than this is refused (the Hub's largest repos hold far less)
 # What a malformed answer makes huggingface_hub's parsers raise (a missing field, a wrong type, bad JSON or dates).
 _MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 

@@ -152,3 +152,35 @@ def test_a_served_repo_id_is_the_hubs_format_or_the_default(claimed):
     assert served.startswith("hf/") and not served.startswith("/")
     assert repo_id({"key": "hf:org/ok", "source": "hf", "model_id": "org/ok"},
                    PluginRegistry(load_entry_points=False)) == "org/ok"
+
+
+def test_a_client_that_trickles_its_head_is_cut_off(cold, monkeypatch):
+    """50 connections sending a request head one line at a time are closed once the head's time is up (here 1 s);
+    the server answers everyone else meanwhile."""
+    import time
+
+    monkeypatch.setenv("HUBMIRROR_HEADER_TIMEOUT", "1")
+    with MirrorServer(cold) as server:
+        host, port = server.url.split("//")[1].split(":")
+        slow = [socket.create_connection((host, int(port)), timeout=10) for _ in range(50)]
+        for s in slow:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+        time.sleep(0.5)
+        for s in slow:
+            s.sendall(b"X-Slow: 1\r\n")  # still trickling, never the blank line
+        assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        started = time.monotonic()
+        closed = 0
+        for s in slow:
+            s.settimeout(max(0.1, 5 - (time.monotonic() - started)))
+            try:
+                closed += s.recv(1024) == b""
+            except OSError:
+                pass
+            s.close()
+    assert closed == 50
+    with MirrorServer(cold) as server:  # a whole head in time, then a kept-alive second request: both answered
+        with requests.Session() as session:
+            assert session.get(f"{server.url}/healthz").status_code == 200
+            time.sleep(1.5)  # longer than the bound, between requests: uvicorn's keep-alive rule, not the head's
+            assert session.get(f"{server.url}/healthz").status_code == 200

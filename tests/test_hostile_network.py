@@ -6,6 +6,7 @@ held), or fails with one line naming the file, keeping what arrived for the next
 import email.utils
 import hashlib
 import itertools
+import json
 import os
 import sqlite3
 import time
@@ -344,3 +345,15 @@ def test_redirects_within_the_upstreams_own_network_still_work(hub, run):
     """The Hub imitation on loopback redirects its LFS downloads to its storage host on loopback: allowed."""
     hub.create_repo("org/lfs", {".gitattributes": b"*.bin filter=lfs diff=lfs merge=lfs -text\n", "w.bin": noise(5000)})
     assert run("pull", "hf:org/lfs").exit_code == 0
+
+
+def test_upstream_metadata_is_bounded_before_it_is_catalogued(hub, run):
+    """A 20 MB card and thousands of tags from an upstream: the catalog keeps bounded text, and search still works."""
+    tags = "\n".join(f"  - tag{i}-{'x' * 300}" for i in range(3000))
+    card = f"---\npipeline_tag: text-classification\ntags:\n{tags}\nhuge: {'y' * (2 << 20)}\n---\n".encode()
+    hub.create_repo("org/big", {"README.md": card})
+    assert run("pull", "hf:org/big").exit_code == 0
+    shown = run.json("show", "hf:org/big")
+    assert len(shown["tags"].split()) <= 1000 and max(len(t) for t in shown["tags"].split()) <= 200
+    assert len(json.dumps(shown["metadata"])) <= 1 << 20
+    assert run.json("search", "big")[0]["key"] == "hf:org/big"

@@ -417,3 +417,21 @@ def test_the_whole_flow_on_an_s3_store(monkeypatch, minilm_hub, minilm, hub, run
         assert run.json("gc", "--grace", "0")["blobs_removed"] >= 2
         listed = client().list_objects_v2(Bucket=location.bucket, Prefix=key)
         assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_blob_changed_in_the_store_never_reaches_a_client_whole(nonlocal_store, hub, run, root):
+    """A store others can write to (a bucket) may hold other bytes than were verified: a whole-file answer from it is
+    hashed as it goes and breaks off before its last chunk when the bytes do not match their name."""
+    weights = noise(3 * 1024 * 1024)
+    hub.create_repo("org/m", {".gitattributes": LFS_ATTRS, "w.bin": weights})
+    assert run("pull", "hf:org/m").exit_code == 0
+    digest = hashlib.sha256(weights).hexdigest()
+    with MirrorServer(root) as server:
+        url = f"{server.url}/org/m/resolve/main/w.bin"
+        assert requests.get(url).content == weights
+        flip_byte(blob_file(root, digest), len(weights) - 10)
+        try:
+            got = requests.get(url).content
+        except requests.RequestException:
+            got = None  # the connection broke off short of Content-Length: what a client sees
+        assert got is None or len(got) < len(weights)

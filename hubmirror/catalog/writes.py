@@ -25,6 +25,11 @@ class StoredFile:
     reused: bool = False  # the bytes were already in the store
 
 
+MAX_METADATA_JSON = 1 << 20  # bytes of a model's extra metadata (card data, config) kept
+MAX_DESCRIPTION = 64 << 10
+MAX_TAGS, MAX_TAG = 1000, 200
+
+
 class RevisionWrites:
     """Mixin of Catalog: what pull, import, adopt, index and rm write."""
 
@@ -111,6 +116,11 @@ class RevisionWrites:
 
     @staticmethod
     def _model_row(meta: ModelMetadata, *, cached: bool, now: str) -> dict:
+        """The `models` row of `meta`, every text within its bound (an upstream's metadata is hostile until
+        checked: a 20 MB card or a million tags never reach the catalog, the search index or a page)."""
+        extra = json.dumps(meta.extra, sort_keys=True, default=str)
+        if len(extra) > MAX_METADATA_JSON:
+            extra = json.dumps({"omitted": f"the upstream's metadata was over {MAX_METADATA_JSON} bytes"})
         return {
             "key": meta.key,
             "source": meta.source,
@@ -119,13 +129,13 @@ class RevisionWrites:
             "library": meta.library,
             "architecture": meta.architecture,
             "license": meta.license,
-            "tags": " ".join(meta.tags),
-            "description": meta.description,
+            "tags": " ".join(t[:MAX_TAG] for t in meta.tags[:MAX_TAGS]),
+            "description": meta.description[:MAX_DESCRIPTION] if meta.description else meta.description,
             "downloads": meta.downloads,
             "likes": meta.likes,
             "last_modified": meta.last_modified,
             "gated": int(meta.gated),
-            "metadata": json.dumps(meta.extra, sort_keys=True, default=str),
+            "metadata": extra,
             "facets": search_facets(meta, cached),
             "cached": int(cached),
             "updated_at": now,

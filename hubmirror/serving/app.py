@@ -33,6 +33,7 @@ blobs are a 403 however they would have been sent.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from pathlib import Path
 from typing import Iterator
@@ -62,6 +63,7 @@ from hubmirror.serving.web import WebCatalog
 from hubmirror.serving.web.auth import is_allowed
 from hubmirror.store import BlobStore
 
+log = logging.getLogger("hubmirror.serving")
 API_MARKERS = ("revision", "tree", "paths-info", "refs")
 REDIRECT_EXPIRES = 900  # seconds a presigned URL of `--redirect` stays good (a client's in-download resumes reuse it)
 STREAM_CHUNK = 4 * 1024 * 1024  # bytes per read of a blob streamed from a store with no local file
@@ -143,8 +145,18 @@ def serve(root: Path, host: str, port: int, token: str | None, registry=None, *,
 
     log_access_to_stderr()
     app = create_app(root, token, registry, store=store, redirect=redirect, upstream=upstream, refresher=refresher)
-    uvicorn.run(app, host=host,
-                port=port, log_level="warning", access_log=False)
+    uvicorn.Server(server_config(app, host, port)).run()
+
+
+def server_config(app: Starlette, host: str, port: int):
+    """uvicorn's settings for `serve` (and the tests' servers): h11 with a bound on a request head's arrival
+    (`http_protocol.py`), no uvicorn access log (the middleware writes one)."""
+    import uvicorn
+
+    from hubmirror.serving.http_protocol import HeadTimeoutH11
+
+    return uvicorn.Config(app, host=host, port=port, http=HeadTimeoutH11, log_level="warning", access_log=False,
+                          lifespan="on")
 
 
 def _refused(request: Request, expected: bytes | None) -> Response | None:
@@ -324,8 +336,8 @@ def _streamed(request: Request, store: BlobStore, sha256: str, size: int, header
     or a stale `If-Range` get the whole blob (RFC 9110 §14.2 lets a server ignore Range)."""
     span = _byte_range(request, size, headers.get("ETag"))
     if span is None:
-        return StreamingResponse(_chunks(store, sha256, 0, size), headers={**headers, "Content-Length": str(size)},
-                                 media_type="application/octet-stream")
+        return StreamingResponse(_verified(_chunks(store, sha256, 0, size), sha256),
+                                 headers={**headers, "Content-Length": str(size)}, media_type="application/octet-stream")
     start, end = span
     if start >= end:
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
@@ -372,6 +384,27 @@ def _chunks(store: BlobStore, sha256: str, start: int, end: int) -> Iterator[byt
     except Exception:
         record_store_error()
         raise
+
+
+def _verified(chunks: Iterator[bytes], sha256: str) -> Iterator[bytes]:
+    """A whole blob from a store with no local file (a bucket others can write to), hashed as it goes: its last
+    chunk is sent only once every byte matched `sha256`, so a blob changed in the store never reaches a client whole
+    (the response breaks off short of its Content-Length, which every HTTP client reports)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    held = None
+    for chunk in chunks:
+        if held is not None:
+            yield held
+        digest.update(chunk)
+        held = chunk
+    if digest.hexdigest() != sha256:
+        record_store_error()
+        log.error("blob %s: the store's bytes do not match their digest; not sent (run hubmirror verify)", sha256)
+        raise OSError(f"blob {sha256} does not match its digest")
+    if held is not None:
+        yield held
 
 
 class _BlobFileResponse(FileResponse):

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import uvicorn
 
-from hubmirror.serving.app import create_app
+from hubmirror.serving.app import create_app, server_config
 
 
 class MirrorServer:
     def __init__(self, root: Path, token: str | None = None, registry=None, upstream: dict | None = None):
-        config = uvicorn.Config(create_app(root, token, registry, upstream=upstream), host="127.0.0.1", port=0, log_level="warning",
-                                access_log=False, lifespan="on")  # its shutdown closes the catalog connections
-        self.server = uvicorn.Server(config)
+        app = create_app(root, token, registry, upstream=upstream)
+        self.server = uvicorn.Server(server_config(app, "127.0.0.1", 0))  # `serve`'s own; lifespan closes the catalog
         self.thread = threading.Thread(target=self.server.run, name="mirror-server", daemon=True)
 
     @property

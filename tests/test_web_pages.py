@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import subprocess
+import time
 import sys
 from html import unescape
 from html.parser import HTMLParser
@@ -301,3 +302,25 @@ def test_token_login_sets_a_session_cookie_and_the_api_keeps_the_bearer(web_mirr
         assert session.get(api, timeout=30).status_code == 200
         session.post(f"{server.url}/logout")
         assert session.get(f"{server.url}/", allow_redirects=False, timeout=30).status_code == 303
+
+
+def test_a_session_expires_logout_revokes_it_and_secure_follows_a_trusted_proxy(web_mirror, monkeypatch):
+    """A stolen cookie is not a key for ever: it expires, and logging out refuses it even if it was copied; behind a
+    TLS-terminating proxy the server trusts, the cookie is marked Secure."""
+    token = "session-token"
+    api = f"/api/models/{MINILM_REPO_ID}"
+    with MirrorServer(web_mirror, token=token) as server:
+        session = requests.Session()
+        login = session.post(f"{server.url}/login", data={"token": token, "next": "/"}, allow_redirects=False,
+                             headers={"X-Forwarded-Proto": "https"})  # from 127.0.0.1: the default trusted proxy
+        assert "Secure" in login.headers["set-cookie"] and "Max-Age=43200" in login.headers["set-cookie"]
+        copied = dict(session.cookies)
+        assert requests.get(server.url + api, cookies=copied, timeout=30).status_code == 200
+        requests.post(f"{server.url}/logout", cookies=copied, timeout=30)  # (a Secure cookie: sent here by hand)
+        assert requests.get(server.url + api, cookies=copied, timeout=30).status_code == 401  # revoked, copy too
+        monkeypatch.setenv("HUBMIRROR_SESSION_HOURS", str(2 / 3600))  # two seconds
+        again = requests.post(f"{server.url}/login", data={"token": token, "next": "/"}, allow_redirects=False)
+        fresh = dict(again.cookies)
+        assert requests.get(server.url + api, cookies=fresh, timeout=30).status_code == 200
+        time.sleep(3.5)
+        assert requests.get(server.url + api, cookies=fresh, timeout=30).status_code == 401  # expired

@@ -10,7 +10,12 @@ from hubmirror.cli.state import pass_state
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=8970, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--token", envvar="HUBMIRROR_SERVE_TOKEN", help="Require `Authorization: Bearer TOKEN`.")
+@click.option("--token", envvar="HUBMIRROR_SERVE_TOKEN", help="Require `Authorization: Bearer TOKEN`. Prefer "
+              "$HUBMIRROR_SERVE_TOKEN or --token-file: a command line is visible to every user of the host (ps).")
+@click.option("--token-file", type=click.File("r"), help="Read the token from this file (its first line).")
+@click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True, metavar="IPS",
+              help="Proxies (comma-separated addresses, or *) whose X-Forwarded-For/-Proto are believed: behind a "
+                   "TLS-terminating load balancer, its address, so that the session cookie is marked Secure.")
 @click.option("--redirect", is_flag=True,
               help="Answer LFS file downloads with a 302 to a short-lived presigned URL of the store (an S3 bucket) "
                    "instead of streaming the bytes through this server; stores without such URLs stream as before.")
@@ -28,9 +33,15 @@ from hubmirror.cli.state import pass_state
 @click.option("--deny", multiple=True, metavar="PATTERN",
               help="With --upstream: never fetch repo ids matching this org/name glob (repeatable).")
 @pass_state
-def serve(state, host, port, token, redirect, upstream, ref_ttl, upstream_timeout, allow, deny):
+def serve(state, host, port, token, token_file, forwarded_allow_ips, redirect, upstream, ref_ttl, upstream_timeout,
+          allow, deny):
     """Serve the mirror over the Hugging Face Hub protocol (point HF_ENDPOINT here)."""
     from hubmirror.serving.app import serve as run_server
+
+    if token_file is not None:
+        token = token_file.readline().strip() or None
+        if token is None:
+            raise click.UsageError(f"{token_file.name} holds no token")
 
     with state.mirror() as mirror:  # fail early, and clearly, where there is no mirror
         store = mirror.store  # whichever backend the mirror keeps its blobs in
@@ -45,7 +56,7 @@ def serve(state, host, port, token, redirect, upstream, ref_ttl, upstream_timeou
         how += f" (pulling what it lacks from {endpoint})"
     click.echo(f"serving {state.root} at http://{host}:{port} (HF_ENDPOINT=http://{host}:{port}){how}", err=True)
     run_server(state.root, host, port, token, state.registry(), store=store, redirect=redirect, upstream=proxy,
-               refresher=refresher)
+               refresher=refresher, forwarded_allow_ips=forwarded_allow_ips)
 
 
 COMMANDS = [serve]

@@ -139,24 +139,26 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
 
 
 def serve(root: Path, host: str, port: int, token: str | None, registry=None, *, store: BlobStore | None = None,
-          redirect: bool = False, upstream: dict | None = None, refresher=None) -> None:
+          redirect: bool = False, upstream: dict | None = None, refresher=None,
+          forwarded_allow_ips: str = "127.0.0.1") -> None:
     """Run the server until interrupted."""
     import uvicorn
 
     log_access_to_stderr()
     app = create_app(root, token, registry, store=store, redirect=redirect, upstream=upstream, refresher=refresher)
-    uvicorn.Server(server_config(app, host, port)).run()
+    uvicorn.Server(server_config(app, host, port, forwarded_allow_ips)).run()
 
 
-def server_config(app: Starlette, host: str, port: int):
+def server_config(app: Starlette, host: str, port: int, forwarded_allow_ips: str = "127.0.0.1"):
     """uvicorn's settings for `serve` (and the tests' servers): h11 with a bound on a request head's arrival
-    (`http_protocol.py`), no uvicorn access log (the middleware writes one)."""
+    (`http_protocol.py`), X-Forwarded-* believed from `forwarded_allow_ips` only, no uvicorn access log (the
+    middleware writes one)."""
     import uvicorn
 
     from hubmirror.serving.http_protocol import HeadTimeoutH11
 
     return uvicorn.Config(app, host=host, port=port, http=HeadTimeoutH11, log_level="warning", access_log=False,
-                          lifespan="on")
+                          lifespan="on", proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips)
 
 
 def _refused(request: Request, expected: bytes | None) -> Response | None:

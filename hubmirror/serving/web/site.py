@@ -113,11 +113,15 @@ class WebCatalog:
         if not auth.token_matches(form.get("token", [""])[0], self.expected):
             return self._html(request, "login.html", status=401, next=target, failed=True)
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(auth.COOKIE, auth.session_value(self.expected), httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", path="/")
+        # Secure where the client reached us over TLS: uvicorn takes the scheme from X-Forwarded-Proto when the
+        # request came from a proxy `serve --forwarded-allow-ips` trusts (a TLS-terminating load balancer)
+        response.set_cookie(auth.COOKIE, auth.new_session(self.expected), max_age=auth.session_seconds(),
+                            httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
         return response
 
     async def logout(self, request: Request) -> Response:
+        if self.expected is not None:
+            auth.revoke(request, self.expected)
         response = RedirectResponse("/login" if self.expected else "/", status_code=303)
         response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
         return response

@@ -256,3 +256,31 @@ def test_serve_upstream_options(run, monkeypatch, cold):
     assert run("serve", "--upstream", "http://hub.example").exit_code == 0
     assert got["upstream"]["endpoint"] == "http://hub.example"
     assert run("serve").exit_code == 0 and got["upstream"] is None
+
+
+def test_clients_that_give_up_do_not_hold_the_server(hub, cold):
+    """40 clients ask for a file still crawling in from upstream and hang up after a second: their worker threads
+    are free again at once (not at --upstream-timeout), so a cached file is answered as fast as ever."""
+    hub.create_repo("org/cached", {"config.json": b"{}"})
+    hub.create_repo("org/slow", {".gitattributes": b"*.bin filter=lfs diff=lfs merge=lfs -text\n",
+                                 "w.bin": noise(2_000_000)})
+    hub.faults.throttle["w.bin"] = 50_000  # forty seconds
+    with proxy(cold, hub, timeout=120) as server:
+        assert requests.get(f"{server.url}/org/cached/resolve/main/config.json", timeout=30).status_code == 200
+        wait_catalogued(cold, "org/cached")
+
+        def give_up():
+            try:
+                requests.get(f"{server.url}/org/slow/resolve/main/w.bin", timeout=1)
+            except requests.RequestException:
+                pass
+
+        clients = [threading.Thread(target=give_up) for _ in range(40)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(timeout=30)
+        time.sleep(1)  # the server notices within its poll
+        started = time.monotonic()
+        assert requests.get(f"{server.url}/org/cached/resolve/main/config.json", timeout=30).status_code == 200
+        assert time.monotonic() - started < 3

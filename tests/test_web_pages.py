@@ -7,8 +7,8 @@ import os
 import pickle
 import re
 import subprocess
-import time
 import sys
+import time
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path

@@ -59,6 +59,7 @@ from hubmirror.serving.metrics import (
     record_store_error,
 )
 from hubmirror.serving.view import MirrorView
+from hubmirror.serving.waiting import ClientGone, answering
 from hubmirror.serving.web import WebCatalog
 from hubmirror.serving.web.auth import is_allowed
 from hubmirror.store import BlobStore
@@ -175,11 +176,15 @@ def _is_file_url(segments: list[str]) -> bool:
 
 
 def _answer(handler, request: Request, view: MirrorView, *args) -> Response:
-    """A handler's response (in a worker thread: handlers block on the catalog), HubError as the Hub reports it."""
+    """A handler's response (in a worker thread: handlers block on the catalog), HubError as the Hub reports it; a
+    wait for the upstream ends when the client goes (`waiting.py`: the answer is 499, which nobody reads)."""
     try:
-        return handler(request, view, _segments(request), *args)
+        with answering(request):
+            return handler(request, view, _segments(request), *args)
     except HubError as err:
         return err.response()
+    except ClientGone:
+        return Response(status_code=499)
 
 
 def _raw_path(request: Request) -> str:

@@ -33,6 +33,7 @@ from hubmirror.errors import HubmirrorError, UsageError
 from hubmirror.serving.hf_api import HubError
 from hubmirror.serving.metrics import record_proxy, record_upstream_fetch
 from hubmirror.serving.proxy_fetch import RevisionFetch
+from hubmirror.serving.waiting import wait_for
 
 COMMIT_LEN = 40
 DEFAULT_REF_TTL = 300.0
@@ -118,7 +119,7 @@ class Upstream:
                 future = self._resolving[key] = self._pool.submit(context.run, self._resolve, view, repo, revision)
                 future.add_done_callback(lambda _f, key=key: self._resolution_done(key))
         try:
-            future.result(timeout=self.timeout)
+            wait_for(future, self.timeout)
         except FutureTimeout:
             if cached:
                 return
@@ -137,7 +138,7 @@ class Upstream:
         if future is None:
             return None
         try:
-            return future.result(timeout=self.timeout)
+            return wait_for(future, self.timeout)
         except FutureTimeout:
             raise HubError(504, None, f"the upstream {self.endpoint} did not deliver {repo}: {path} within "
                                       f"{self.timeout:g} s (still being fetched: try again)") from None

@@ -24,6 +24,7 @@ from hubmirror.errors import Cancelled
 from hubmirror.upstream import RemoteFile, ResolvedRevision
 
 log = logging.getLogger("hubmirror.serving.proxy")
+ON_DEMAND = threading.BoundedSemaphore(16)  # small files fetched at once for waiting clients, over every revision
 
 
 class RevisionFetch:
@@ -67,15 +68,24 @@ class RevisionFetch:
         if future is None:
             return None
         size = self._files[path].size
-        if size is None or size < self._ctx.connections.threshold:
+        small = size is None or size < self._ctx.connections.threshold
+        if small and ON_DEMAND.acquire(blocking=False):  # a thread of its own, while there are few
             if self._claim(path):
-                self._thread(self._fetch, f"proxy {path}", path)
-        else:
+                self._thread(self._fetch_on_demand, f"proxy {path}", path)
+            else:
+                ON_DEMAND.release()
+        else:  # a large file, or too many at once: the next the background workers take
             with self._lock:
                 if path in self._waiting:
                     self._waiting.remove(path)
                     self._waiting.insert(0, path)
         return future
+
+    def _fetch_on_demand(self, path: str) -> None:
+        try:
+            self._fetch(path)
+        finally:
+            ON_DEMAND.release()
 
     def _thread(self, target, name: str, *args) -> threading.Thread:
         thread = threading.Thread(target=self._context.copy().run, args=(target, *args), name=name, daemon=True)

@@ -39,12 +39,18 @@ def put_log(location: BucketLocation, name: str, body: bytes) -> str:
     return key
 
 
-def test_malformed_log_entries_are_skipped_and_named_once(hosts, registry, hub, bucket_url, caplog):
-    location = BucketLocation.parse(bucket_url)
+@pytest.fixture
+def site(hosts, registry, hub, bucket_url):
+    """(the bucket's location, host a, host b): org/a pulled on a, org/b upstream for a later pull."""
     hub.create_repo("org/a", files_of(1))
     hub.create_repo("org/b", files_of(2))
     a, b = hosts("a"), hosts("b")
     do_pull(a, registry, hub, "hf:org/a")
+    return BucketLocation.parse(bucket_url), a, b
+
+
+def test_malformed_log_entries_are_skipped_and_named_once(site, registry, hub, caplog):
+    location, a, b = site
     bad = [put_log(location, name, body) for name, body in HOSTILE_ENTRIES.items()]
     # a benchmark row naming a column the table lacks is dropped to the columns it has, not an error
     a.writer.record_benchmark({"model_key": "hf:org/a", "commit_id": "x", "status": "ok", "device": "cpu",
@@ -63,12 +69,8 @@ def test_malformed_log_entries_are_skipped_and_named_once(hosts, registry, hub, 
     assert caplog.records == []  # once
 
 
-def test_a_forged_ref_object_skips_that_model_only(hosts, registry, hub, bucket_url, caplog):
-    location = BucketLocation.parse(bucket_url)
-    hub.create_repo("org/a", files_of(1))
-    hub.create_repo("org/b", files_of(2))
-    a, b = hosts("a"), hosts("b")
-    do_pull(a, registry, hub, "hf:org/a")
+def test_a_forged_ref_object_skips_that_model_only(site, registry, hub, caplog):
+    location, a, b = site
     ref = location.key("refs", "hf%3Aorg%2Fa.json")
     forged = {"model": "hf:org/a", "revisions": {"c" * 40: {"record": "0" * 64}}, "refs": {"main": "c" * 40}}
     client().put_object(Bucket=location.bucket, Key=ref, Body=json.dumps(forged).encode())  # a record nobody wrote

@@ -48,11 +48,11 @@ from hubmirror.upstream import ModelMetadata, ModelRef, RemoteFile, ResolvedRevi
 
 __all__ = [
     "SHA256_PREFIX", "RETRY_STATUSES", "AccessDeniedError", "AdoptReport", "Adopter", "Adoption", "BlobInfo",
-    "BlobStore", "BlobWriter", "Delegated", "Download", "HubAnswer", "HubmirrorError", "IntegrityError", "Layout", "Loaded",
-    "Loader", "ModelMetadata", "ModelRef", "NotFoundError", "Placer", "RemoteFile", "ResolvedRevision", "Retrier",
-    "SharedBucket", "Source", "SourceContext", "StoreBackend", "TransferBrokenError", "UnsafePathError",
-    "UsageError", "__version__", "check_relative_path", "chunks", "delegate_files", "describe_network_error", "hookimpl", "hub_commit",
-    "is_repo_id", "is_valid_digest", "local_download", "open_bounded", "open_range", "open_tar", "open_zip", "parse_target",
-    "repo_id", "request", "request_json", "retry_after_seconds", "retry_policy", "served_file", "spool", "torch_dtype",
-    "transport_error",
+    "BlobStore", "BlobWriter", "Delegated", "Download", "HubAnswer", "HubmirrorError", "IntegrityError", "Layout",
+    "Loaded", "Loader", "ModelMetadata", "ModelRef", "NotFoundError", "Placer", "RemoteFile", "ResolvedRevision",
+    "Retrier", "SharedBucket", "Source", "SourceContext", "StoreBackend", "TransferBrokenError", "UnsafePathError",
+    "UsageError", "__version__", "check_relative_path", "chunks", "delegate_files", "describe_network_error",
+    "hookimpl", "hub_commit", "is_repo_id", "is_valid_digest", "local_download", "open_bounded", "open_range",
+    "open_tar", "open_zip", "parse_target", "repo_id", "request", "request_json", "retry_after_seconds",
+    "retry_policy", "served_file", "spool", "torch_dtype", "transport_error",
 ]

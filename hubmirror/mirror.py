@@ -46,9 +46,9 @@ def open_store(root: Path, store_url: str | None = None, registry=None) -> BlobS
     return registry.store_backend(url).open(url)
 
 
-def writer_for(root: Path, catalog: Catalog, store: BlobStore) -> CatalogWriter:
-    """The catalog writer of a mirror: its site's, where the store has a bucket many hosts share, else local."""
-    bucket = store.shared_bucket()
+def writer_for(root: Path, catalog: Catalog, store: BlobStore, bucket) -> CatalogWriter:
+    """The catalog writer of a mirror: its site's, where the store has a bucket many hosts share (`bucket`), else
+    local."""
     if bucket is None:
         return LocalWriter(catalog, store)
     from hubmirror.sitelog.log import SiteLog, host_id
@@ -72,13 +72,14 @@ class Mirror:
         bucket: an empty `root` gets one (filled by `writer.refresh()`)."""
         root = Path(root).resolve()
         store = open_store(root, store_url, registry)
-        create = create or store.shared_bucket() is not None
+        bucket = store.shared_bucket()
+        create = create or bucket is not None
         if create:
             root.mkdir(parents=True, exist_ok=True)
         catalog = Catalog(root / CATALOG_NAME, create=create)
         if create:
             store.initialise()
-        return cls(root, catalog, store, writer_for(root, catalog, store))
+        return cls(root, catalog, store, writer_for(root, catalog, store, bucket))
 
     def source_context(self, registry, endpoint: str | None = None):
         """What sources get from this mirror (a `SourceContext`): the other sources (to delegate) and scratch space

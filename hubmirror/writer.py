@@ -21,10 +21,7 @@ if TYPE_CHECKING:
 
 
 class CatalogWriter(ABC):
-    """One mirror's catalog changes. `shared` says whether other hosts see them (and so whether `refresh` and a
-    serving refresher have anything to do)."""
-
-    shared = False
+    """One mirror's catalog changes."""
 
     def __init__(self, catalog: Catalog, store: BlobStore):
         self.catalog = catalog

@@ -14,6 +14,12 @@ CATALOG_NAME = "catalog.db"
 SCHEMA_VERSION = 5  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
 
 
+def chunks(values: list, size: int = 500):
+    """`values` in slices of at most `size` (SQLite's bound parameters per statement are limited)."""
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 

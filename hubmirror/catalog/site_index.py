@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hubmirror.catalog.connection import utc_now
+from hubmirror.catalog.connection import chunks, utc_now
 from hubmirror.catalog.writes import StoredFile
 from hubmirror.crashpoints import crashpoint
 
@@ -51,8 +51,7 @@ class SiteIndex:
     def site_applied(self, names: list[str]) -> set[str]:
         """Which of these log entry names are applied here."""
         found: set[str] = set()
-        for i in range(0, len(names), 500):
-            chunk = names[i:i + 500]
+        for chunk in chunks(names):
             found.update(r[0] for r in self.conn.execute(
                 f"SELECT name FROM site_log WHERE name IN ({','.join('?' * len(chunk))})", chunk))
         return found

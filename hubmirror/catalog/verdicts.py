@@ -4,7 +4,7 @@ scanner's."""
 
 from __future__ import annotations
 
-from hubmirror.catalog.connection import utc_now
+from hubmirror.catalog.connection import chunks, utc_now
 from hubmirror.config import unscanned_policy
 
 SCANNER = "hubmirror-admission"
@@ -12,12 +12,6 @@ SCANNER = "hubmirror-admission"
 # it, unless an operator allowed that blob. Its one parameter: whether the policy admits unscanned files.
 _HELD = ("(s.verdict != 'clean' AND NOT (s.verdict = 'unscanned' AND ?) "
          "AND s.sha256 NOT IN (SELECT sha256 FROM allowed))")
-
-
-def _chunks(values: list, size: int = 500):
-    """`values` in slices of at most `size` (SQLite's bound parameters per statement are limited)."""
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
 
 
 class Verdicts:
@@ -32,7 +26,7 @@ class Verdicts:
     def scan_rows(self, digests) -> dict[str, dict]:
         """{sha256: {scanner_version, verdict, details}} of those of `digests` the scanner has judged."""
         rows = {}
-        for chunk in _chunks(sorted(digests)):
+        for chunk in chunks(sorted(digests)):
             marks = ",".join("?" * len(chunk))
             for row in self._rows(f"SELECT sha256, scanner_version, verdict, details FROM scans WHERE scanner = ? "
                                   f"AND sha256 IN ({marks})", [SCANNER, *chunk]):
@@ -42,7 +36,7 @@ class Verdicts:
     def names_of(self, digests) -> list[tuple[str, str]]:
         """(sha256, path) of every catalogued file whose bytes are one of `digests`."""
         names = []
-        for chunk in _chunks(sorted(digests)):
+        for chunk in chunks(sorted(digests)):
             names += self.conn.execute(f"SELECT DISTINCT sha256, path FROM files WHERE sha256 IN "
                                        f"({','.join('?' * len(chunk))})", chunk).fetchall()
         return [(sha, path) for sha, path in names]

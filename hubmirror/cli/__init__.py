@@ -79,6 +79,5 @@ def cli(ctx, root, store_url, plugins_dir, quiet, verbose, retries, read_timeout
         ctx.call_on_close(configure(retries=retries, timeout=read_timeout))
 
 
-
 def main() -> None:
     cli(prog_name="hubmirror")

@@ -15,7 +15,8 @@ from hubmirror.cli.state import json_option, pass_state
 @click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--exclude", multiple=True, help="Skip files matching this glob (repeatable).")
 @click.option("--endpoint", help="Upstream base URL (default: the source's own, e.g. $HF_ENDPOINT).")
-@click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 64), help="Files downloaded in parallel.")
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Files downloaded in parallel.")
 @click.option("--connections", type=click.IntRange(min=1), default=8, show_default=True,
               help="Connections per large file (>= 64 MiB, from a source that serves byte ranges), fetched in pieces; "
                    "at most 16 to one host in all.")

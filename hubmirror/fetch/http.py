@@ -238,7 +238,8 @@ def get_streaming(session: requests.Session, url: str, headers: dict[str, str], 
     statuses in RETRY_STATUSES (honouring Retry-After); any other answer is returned as it is."""
     while True:
         try:
-            resp = session.get(url, headers=headers, stream=True, timeout=effective_timeout(timeout), allow_redirects=True)
+            resp = session.get(url, headers=headers, stream=True, timeout=effective_timeout(timeout),
+                               allow_redirects=True)
         except requests.RequestException as exc:
             error = describe_network_error(url, exc)
             if not _transient(exc):
@@ -374,8 +375,7 @@ def open_bounded(
     """
     where = redact(url)
     headers = {"Accept-Encoding": "identity", **(headers or {}), "Range": f"bytes={start}-{end - 1}"}
-    resp = get_streaming(session, url, headers, timeout=timeout, errors=errors,
-                              retrier=current_retrier(f"GET {where}"))
+    resp = get_streaming(session, url, headers, timeout=timeout, errors=errors, retrier=current_retrier(f"GET {where}"))
     if resp.status_code == 200:
         resp.close()
         return None
@@ -395,5 +395,5 @@ def _piece_body(resp, what: str):
     try:
         yield from resp.iter_content(CHUNK_SIZE)
     except (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
-        reason = "read timeout: the connection stalled" if "timed out" in str(exc).lower() else type(exc).__name__
+        reason = _cause(exc)
         raise TransferBrokenError(f"{what}: the transfer broke off ({reason})", reason) from exc

@@ -5,11 +5,12 @@ or taken as it arrives by the piece at the front), then verified and committed.
 `hubmirror.fetch.files` decides which files come this way (`wanted`: at least `Connections.threshold` bytes, from a
 source that serves bounded ranges, `Source.open_range`); anything else comes in one stream (`stream.py`). The first
 piece is asked for before the others: an upstream that answers it with the whole file (no Range support) makes
-`fetch_pieces` return None, and the caller streams the file instead. Pieces are resumed across processes: the writer remembers which byte ranges it holds (see the store contract),
-so an interrupted pull asks only for the missing ones next time. Each piece has its own retry budget
-(`hubmirror.fetch.retries.retrying`): its request is retried like any ranged GET (429, 5xx, transport failures), and a piece
-that breaks off mid-body is asked for again from where it broke. A piece that fails for good stops the others and
-fails the file with one line, keeping what arrived for the next pull. Wrong bytes are IntegrityError, nothing stored.
+`fetch_pieces` return None, and the caller streams the file instead. Pieces are resumed across processes: the writer
+remembers which byte ranges it holds (see the store contract), so an interrupted pull asks only for the missing ones
+next time. Each piece has its own retry budget (`hubmirror.fetch.retries.retrying`): its request is retried like any
+ranged GET (429, 5xx, transport failures), and a piece that breaks off mid-body is asked for again from where it
+broke. A piece that fails for good stops the others and fails the file with one line, keeping what arrived for the
+next pull. Wrong bytes are IntegrityError, nothing stored.
 """
 
 from __future__ import annotations

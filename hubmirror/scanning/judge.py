@@ -10,7 +10,6 @@ with the verdict (`details.readings`), so only a reading not judged yet costs a 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,15 +33,14 @@ def judge(store: BlobStore, catalog: Catalog, files: Iterable[tuple[str, str]], 
     todo = []
     for sha, by_reading in names.items():
         row = known.get(sha)
-        kept = None if force or row is None or row["scanner_version"] != current else row
-        done = set(json.loads(kept["details"]).get("readings") or []) if kept else set()
-        missing = sorted(name for r, name in by_reading.items() if r not in done)
+        kept = None if force or row is None or row["scanner_version"] != current else \
+            Verdict.from_details(row["verdict"], row["details"])
+        missing = sorted(name for r, name in by_reading.items() if kept is None or r not in kept.readings)
         if missing:
             todo.append((sha, missing, kept))
 
-    def one(item: tuple[str, list[str], dict | None]) -> dict:
-        sha, missing, kept = item
-        verdict = Verdict.from_details(kept["verdict"], kept["details"]) if kept else None
+    def one(item: tuple[str, list[str], Verdict | None]) -> dict:
+        sha, missing, verdict = item
         for name in missing:
             path = store.local_path(sha)
             if path is not None:  # a local file: read it directly

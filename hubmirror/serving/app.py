@@ -33,6 +33,7 @@ blobs are a 403 however they would have been sent.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -397,8 +398,6 @@ def _verified(chunks: Iterator[bytes], sha256: str) -> Iterator[bytes]:
     """A whole blob from a store with no local file (a bucket others can write to), hashed as it goes: its last
     chunk is sent only once every byte matched `sha256`, so a blob changed in the store never reaches a client whole
     (the response breaks off short of its Content-Length, which every HTTP client reports)."""
-    import hashlib
-
     digest = hashlib.sha256()
     held = None
     for chunk in chunks:

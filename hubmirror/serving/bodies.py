@@ -17,7 +17,7 @@ async def bounded_body(request: Request, limit: int) -> bytes:
     """The whole body of `request`, or `BodyTooLarge` as soon as it is known to exceed `limit` bytes (from its
     Content-Length before anything is read, else while it streams in)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
         raise BodyTooLarge(f"the request body is over {limit} bytes")
     held = bytearray()
     async for chunk in request.stream():

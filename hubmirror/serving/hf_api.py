@@ -36,8 +36,8 @@ class HubError(Exception):
 def header_safe(text: str, limit: int = 1000) -> str:
     """`text` as a header value may carry it: ASCII (anything else escaped), no control character (a CR or LF
     would end the header), at most `limit` characters. Request text echoed in a message can never make a 500."""
-    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
-    return "".join(c if " " <= c <= "~" else " " for c in ascii_text)[:limit]
+    one_line = " ".join(text.encode("ascii", "backslashreplace").decode("ascii").split())
+    return "".join(c if " " <= c <= "~" else " " for c in one_line)[:limit]
 
 
 LIST_PAGE = 1000  # models per page of `GET /api/models` (the Hub's own cap)

@@ -224,7 +224,7 @@ class Upstream:
 def hub_error(exc: BaseException, repo: str, revision: str) -> HubError:
     """The Hub's answer for a failed upstream request about `repo`@`revision` (nothing cached), so that clients raise
     as from the Hub: the Hub's own status and error code where its answer caused the failure, else a 502."""
-    message = " ".join(str(exc).encode("ascii", "replace").decode().split())[:1000]  # one header-safe line
+    message = str(exc)  # HubError.response makes it a header-safe line
     if isinstance(exc, UsageError):  # not a Hugging Face repo id
         return HubError(404, "RepoNotFound", f"Repository Not Found for url: {repo}. {message}")
     answer = getattr(exc, "hub_answer", None)

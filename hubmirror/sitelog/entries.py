@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass, field
 
 from hubmirror.digests import SHA256_RE
+from hubmirror.errors import IntegrityError
 from hubmirror.scanning.file_verdict import VERDICTS
 from hubmirror.store.bucket import SiteError
+from hubmirror.upstream import check_model_id
 
-MAX_MODEL_KEY = 512
-_MODEL_KEY = re.compile(r"[a-z0-9][a-z0-9_-]*:[^\x00-\x1f\x7f]+\Z")
+_SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
 _SCAN_FIELDS = {"sha256": str, "scanner_version": str, "verdict": str, "details": str}
 _BENCHMARK_SCALARS = (str, int, float, bool, type(None))
 
@@ -38,9 +39,7 @@ def parse_entry(body: bytes) -> LogEntry:
         raise SiteError("not a JSON object")
     entry = LogEntry()
     for key in _list(value, "models"):
-        if not (isinstance(key, str) and len(key) <= MAX_MODEL_KEY and _MODEL_KEY.match(key)):
-            raise SiteError(f"model key {str(key)[:80]!r} is malformed")
-        entry.models.append(key)
+        entry.models.append(_model_key(key))
     for sha256 in _list(value, "allowed"):
         entry.allowed.append(_sha256(sha256))
     for scan in _list(value, "scans"):
@@ -63,6 +62,18 @@ def _list(value: dict, name: str) -> list:
     if not isinstance(items, list):
         raise SiteError(f"{name!r} is not a list")
     return items
+
+
+def _model_key(key) -> str:
+    """`source:model_id`, the id as every way in checks it (`upstream.check_model_id`)."""
+    source, sep, model_id = key.partition(":") if isinstance(key, str) else ("", "", "")
+    try:
+        if not (sep and _SOURCE.match(source)):
+            raise IntegrityError("no source")
+        check_model_id(model_id)
+    except IntegrityError:
+        raise SiteError(f"model key {str(key)[:80]!r} is malformed") from None
+    return key
 
 
 def _sha256(value) -> str:

@@ -10,8 +10,6 @@ from hubmirror.writer import CatalogWriter
 
 
 class SiteWriter(CatalogWriter):
-    shared = True
-
     def __init__(self, catalog, store, site: SiteLog):
         super().__init__(catalog, store)
         self.site = site

@@ -45,9 +45,6 @@ class S3BlobStore(BlobStore):
     def __repr__(self) -> str:
         return f"S3BlobStore({str(self.location)!r})"
 
-    def initialise(self) -> None:
-        """Nothing to create: keys appear as they are written."""
-
     def shared_bucket(self) -> S3Bucket:
         """The bucket beside the blobs where a site's catalog records live: every host on this store shares it."""
         return S3Bucket(self.location)

@@ -6,6 +6,10 @@
     [admission]
     unscanned = "quarantine"   # or "admit": files in formats the scanner does not inspect (HDF5, GGUF, TensorFlow)
 
+    [site]                     # a mirror on a bucket many hosts share (docs/site-s3.md)
+    signing_key = "keys/site.key"      # this host signs the refs, allowances and log entries it publishes
+    trusted_keys = ["keys/site.pub"]   # and accepts from the bucket only what one of these (or its own key) signed
+
     [store]
     url = "s3://bucket/prefix"   # blobs in a bucket instead of blobs/ (overridden by --store and HUBMIRROR_STORE);
                                  # endpoint and credentials come from the AWS chain, never from this file
@@ -51,15 +55,32 @@ def load_config(root: Path) -> dict:
     return settings
 
 
-def trusted_keys(root: Path) -> list:
-    """The Ed25519 public keys pinned for imports."""
+def trusted_keys(root: Path, section: str = "import") -> list:
+    """The Ed25519 public keys pinned in `[section] trusted_keys` (files relative to the root, or base64 keys)."""
     from hubmirror.exchange.signing import load_public_key
 
+    entries = load_config(root).get(section, {}).get("trusted_keys", [])
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise UsageError(f"{Path(root) / CONFIG_NAME}: [{section}] trusted_keys must be a list of strings")
     keys = []
-    for entry in load_config(root).get("import", {}).get("trusted_keys", []):
+    for entry in entries:
         path = Path(root) / entry
         keys.append(load_public_key(path.read_text() if path.is_file() else entry))
     return keys
+
+
+def site_keys(root: Path) -> tuple | None:
+    """`[site]`: (the private key this host signs with or None, the public keys it trusts), or None where the site
+    is not signed (neither is set)."""
+    from hubmirror.exchange.signing import load_private_key
+
+    path = load_config(root).get("site", {}).get("signing_key")
+    if path is not None and not isinstance(path, str):
+        raise UsageError(f"{Path(root) / CONFIG_NAME}: [site] signing_key must be a path")
+    trusted = trusted_keys(root, "site")
+    if path is None and not trusted:
+        return None
+    return (load_private_key(Path(root) / path) if path else None), trusted
 
 
 def unscanned_policy(root: Path) -> str:

@@ -51,9 +51,15 @@ def writer_for(root: Path, catalog: Catalog, store: BlobStore, bucket) -> Catalo
     local."""
     if bucket is None:
         return LocalWriter(catalog, store)
+    from hubmirror.config import site_keys
     from hubmirror.sitelog.log import SiteLog, host_id
     from hubmirror.sitelog.writer import SiteWriter
 
+    keys = site_keys(root)
+    if keys is not None:
+        from hubmirror.sitelog.signed import SignedBucket
+
+        bucket = SignedBucket(bucket, *keys)
     return SiteWriter(catalog, store, SiteLog(bucket, host_id(root)))
 
 

@@ -9,6 +9,7 @@ from hubmirror.catalog import Catalog
 from hubmirror.mirror import Mirror
 from hubmirror.plugin_manager import PluginRegistry
 from hubmirror.sitelog.log import SiteLog
+from hubmirror.sitelog.signed import SignedBucket
 from hubmirror.sitelog.writer import SiteWriter
 from hubmirror.store import LocalBlobStore
 from hubmirror.store.s3.bucket import S3Bucket
@@ -32,13 +33,16 @@ def hosts(tmp_path, bucket_url):
     shared = tmp_path / "shared-blobs"
     opened = []
 
-    def make(name: str) -> Mirror:
+    def make(name: str, keys: tuple | None = None) -> Mirror:
+        """A host; with `keys` ((signing key or None, trusted public keys), as `[site]` in config.toml gives), one
+        of a signed site."""
         root = tmp_path / name
         root.mkdir()
         store = LocalBlobStore(shared)
         store.initialise()
         catalog = Catalog(root / "catalog.db")
-        site = SiteLog(S3Bucket(BucketLocation.parse(bucket_url)), name)
+        bucket = S3Bucket(BucketLocation.parse(bucket_url))
+        site = SiteLog(SignedBucket(bucket, *keys) if keys else bucket, name)
         mirror = Mirror(root, catalog, store, SiteWriter(catalog, store, site))  # blobs here, records in the bucket
         opened.append(mirror)
         return mirror

@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pickle
 import time
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.testclient import TestClient
 
+from hubmirror.errors import UsageError
+from hubmirror.exchange.signing import generate_keypair
+from hubmirror.mirror import Mirror
+from hubmirror.plugin_manager import PluginRegistry
 from hubmirror.serving.app import create_app
 from hubmirror.sitelog.refresher import DEGRADED_AFTER, Refresher
-from hubmirror.store.bucket import SiteError
+from hubmirror.sitelog.signed import SignedBucket
+from hubmirror.store.bucket import SiteError, encode
 from hubmirror.store.s3.bucket import S3Bucket
 from hubmirror.store.s3.location import BucketLocation, client
+from tests.test_admission import Reduce
 from tests.test_site_catalog import do_pull, files_of
 
 pytest_plugins = ["tests.site_fixtures"]
@@ -128,3 +137,110 @@ def test_the_refresher_survives_an_outage_says_so_and_recovers(hosts, registry, 
         refresher.stop()
     assert not refresher._thread.is_alive()
     assert b.writer.refresh() == 1  # the bucket is back for everyone
+
+
+# ---- a signed site: write access to the bucket alone changes nothing a host trusts ----
+
+EVIL_PICKLE = pickle.dumps(Reduce(os.system, ("echo pwned",)))
+
+
+@pytest.fixture
+def signed_site(hosts, registry, hub, bucket_url):
+    """(location, host a (signs), host b (signs), the site's private key): org/a pulled on a, with a pickle the scan
+    quarantines and a plain file beside it; b has applied it."""
+    key = Ed25519PrivateKey.generate()
+    keys = (key, [key.public_key()])
+    hub.create_repo("org/a", {**files_of(1), "evil.bin": EVIL_PICKLE})
+    hub.create_repo("org/b", files_of(2))
+    a, b = hosts("a", keys), hosts("b", keys)
+    do_pull(a, registry, hub, "hf:org/a")
+    assert b.writer.refresh() == 1
+    return BucketLocation.parse(bucket_url), a, b, key
+
+
+def signed_by(key: Ed25519PrivateKey, location: BucketLocation, key_below_prefix: str, value: dict) -> bytes:
+    """`value` sealed as a host holding `key` would seal it at `key_below_prefix`."""
+    return SignedBucket(S3Bucket(location), key, []).seal(location.key(key_below_prefix), encode(value))
+
+
+def served(mirror, path: str):
+    app = TestClient(create_app(mirror.root, registry=PluginRegistry(load_entry_points=False), store=mirror.store))
+    return app.get(f"/org/a/resolve/main/{path}")
+
+
+def test_a_signed_site_publishes_and_applies_everything(signed_site, registry, hub):
+    location, a, b, _ = signed_site
+    commit = a.catalog.model("hf:org/a")["latest_commit"]
+    assert b.catalog.file_verdicts("hf:org/a", commit)["evil.bin"]["verdict"] == "unsafe"
+    body = client().get_object(Bucket=location.bucket, Key=location.key("refs", "hf%3Aorg%2Fa.json"))["Body"].read()
+    assert set(json.loads(body)) == {"payload", "signature"}  # what lands in the bucket is the envelope
+    evil = b.catalog.files("hf:org/a", commit)
+    digest = next(f["sha256"] for f in evil if f["path"] == "evil.bin")
+    a.writer.allow(digest, "reviewed")
+    do_pull(a, registry, hub, "hf:org/b")
+    b.writer.refresh()
+    assert {m["key"] for m in b.catalog.models()} == {"hf:org/a", "hf:org/b"}
+    assert not b.catalog.is_quarantined(digest)
+    b.writer.remove("hf:org/b")
+    a.writer.refresh()
+    assert {m["key"] for m in a.catalog.models()} == {"hf:org/a"}
+
+
+def test_unsigned_forged_and_replayed_objects_change_nothing(signed_site, caplog):
+    location, _, b, key = signed_site
+    commit = b.catalog.model("hf:org/a")["latest_commit"]
+    files = {f["path"]: f["sha256"] for f in b.catalog.files("hf:org/a", commit)}
+    evil, plain = files["evil.bin"], files["weights.txt"]
+    assert served(b, "evil.bin").status_code == 403
+    stranger = Ed25519PrivateKey.generate()
+    clean = {"scans": [{"sha256": evil, "scanner_version": "3", "verdict": "clean", "details": "{}"}],
+             "allowed": [evil]}
+    put_log(location, "forger", encode(clean))  # unsigned: a verdict and an allowance from anyone with the bucket
+    name = f"{int(time.time() * 1000):013d}-stranger-{'1' * 12}.json"
+    client().put_object(Bucket=location.bucket, Key=location.key("log", name),
+                        Body=signed_by(stranger, location, f"log/{name}", clean))  # signed by a key nobody pinned
+    client().put_object(Bucket=location.bucket, Key=location.key("allowed", f"{evil}.json"),
+                        Body=encode({"reason": "forged", "allowed_at": None}))
+    # a genuine allowance of the plain file, replayed under the evil file's key
+    genuine = signed_by(key, location, f"allowed/{plain}.json", {"reason": "ok", "allowed_at": None})
+    client().put_object(Bucket=location.bucket, Key=location.key("allowed", f"{evil}.json"), Body=genuine)
+    name = f"{int(time.time() * 1000):013d}-a-{'2' * 12}.json"
+    client().put_object(Bucket=location.bucket, Key=location.key("log", name),
+                        Body=signed_by(key, location, f"log/{name}", {"allowed": [evil]}))  # a genuine notice
+    ref = location.key("refs", "hf%3Aorg%2Fa.json")
+    state = json.loads(json.loads(client().get_object(Bucket=location.bucket, Key=ref)["Body"].read())["payload"])
+    client().put_object(Bucket=location.bucket, Key=ref, Body=encode({**state, "refs": {}}))  # unsigned rewrite
+    with caplog.at_level(logging.WARNING, logger="hubmirror.sitelog"):
+        b.writer.refresh(full=True)
+    assert b.catalog.is_quarantined(evil)
+    assert served(b, "evil.bin").status_code == 403 and served(b, "weights.txt").status_code == 200
+    assert [r["name"] for r in b.catalog.refs("hf:org/a")] == ["main"]
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "is not signed" in warned and "does not trust" in warned and "does not verify" in warned
+
+
+def test_a_host_without_the_signing_key_reads_but_never_publishes(signed_site, hosts):
+    _, a, _, key = signed_site
+    reader = hosts("reader", (None, [key.public_key()]))
+    assert reader.writer.refresh() >= 1 and reader.catalog.model("hf:org/a")
+    with pytest.raises(SiteError, match="not publish"):
+        reader.writer.allow("ab" * 32, "mine")
+    with pytest.raises(SiteError, match="not publish"):
+        reader.writer.remove("hf:org/a")
+    assert a.writer.refresh() == 0 and a.catalog.model("hf:org/a")  # nothing of it reached the bucket
+
+
+def test_config_site_keys_sign_the_mirror_opened(tmp_path, bucket_url, monkeypatch):
+    private, public = generate_keypair(tmp_path / "keys", "site")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "config.toml").write_text(f'[site]\nsigning_key = "{private}"\ntrusted_keys = ["{public}"]\n')
+    mirror = Mirror.open(root, store_url=bucket_url)
+    try:
+        assert isinstance(mirror.writer.site.bucket, SignedBucket)
+        assert set(mirror.writer.site.bucket.trusted) == {public.read_text().strip()}
+    finally:
+        mirror.close()
+    (root / "config.toml").write_text('[site]\ntrusted_keys = "one key"\n')
+    with pytest.raises(UsageError, match="list of strings"):
+        Mirror.open(root, store_url=bucket_url)

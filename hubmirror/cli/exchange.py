@@ -109,7 +109,7 @@ def keygen(state, directory):
 
     private, public = generate_keypair(directory)
     click.echo(f"private key: {private}")
-    click.echo(f"public key:  {public} (add it to [import] trusted_keys in config.toml)")
+    click.echo(f"public key:  {public} (pin it in config.toml: [import] or [site] trusted_keys)")
 
 
 class RegisteredLayout(click.ParamType):

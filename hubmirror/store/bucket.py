@@ -64,10 +64,11 @@ class SharedBucket(ABC):
     def get_json(self, key: str):
         """The JSON value at `key`, or None where it does not exist; a `SiteError` when it is not JSON."""
         got = self.get(key)
-        if got is None:
-            return None
+        return None if got is None else self._json(key, got[0])
+
+    def _json(self, key: str, body: bytes):
         try:
-            return json.loads(got[0])
+            return json.loads(body)
         except (ValueError, RecursionError) as exc:
             raise SiteError(f"{self}: {key} is not JSON ({exc})") from None
 
@@ -76,7 +77,7 @@ class SharedBucket(ABC):
         If-None-Match: * where it did not exist), retrying on a lost race; return what was written."""
         for attempt in range(attempts):
             got = self.get(key)
-            new = change(self.get_json(key) if got else None)
+            new = change(self._json(key, got[0]) if got else None)
             written = self.put_if_match(key, encode(new), got[1]) if got else self.put_if_absent(key, encode(new))
             if written:
                 return new

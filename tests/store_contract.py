@@ -153,6 +153,9 @@ class StoreContract:
         assert {digest: info.size for digest, info in listed.items()} == sizes
         for digest, info in listed.items():
             assert store.stat(digest) == info
+            if info.size:  # a range read of the version stat describes (its tag, where the store has one)
+                with store.open_range(digest, 0, 1, info.tag) as f:
+                    assert f.read() == (b"a" if info.size == 1 else b"b")
         assert store.stat(sha256(b"absent")) is None
         assert not store.exists(sha256(b"absent"))
 

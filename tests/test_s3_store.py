@@ -293,6 +293,12 @@ def test_open_is_seekable_with_ranged_reads(store, monkeypatch):
         assert f.read() == DATA
     with store.open_range(digest, 5, 2005) as f:
         assert f.read() == DATA[5:2005]
+    tag = store.stat(digest).tag
+    with store.open_range(digest, 5, 2005, tag) as f:  # the version asked for: read
+        assert tag and f.read() == DATA[5:2005]
+    client().put_object(Bucket=store.bucket, Key=store.key(digest), Body=b"other bytes")
+    with pytest.raises(IntegrityError, match="changed since it was verified"):
+        store.open_range(digest, 5, 2005, tag)
     with pytest.raises(FileNotFoundError):
         store.open(sha256(b"absent"))
     assert store.presigned_url(digest, 60).startswith("http")

@@ -48,7 +48,9 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from hubmirror.catalog import CATALOG_NAME
+from hubmirror.errors import IntegrityError
 from hubmirror.serving import hf_api
+from hubmirror.serving.blob_checks import CHECKED
 from hubmirror.serving.bodies import MAX_API_BODY, BodyTooLarge, bounded_body
 from hubmirror.serving.hf_api import HubError
 from hubmirror.serving.metrics import (
@@ -63,7 +65,7 @@ from hubmirror.serving.view import MirrorView
 from hubmirror.serving.waiting import ClientGone, answering
 from hubmirror.serving.web import WebCatalog
 from hubmirror.serving.web.auth import is_allowed
-from hubmirror.store import BlobStore
+from hubmirror.store import BlobInfo, BlobStore
 
 log = logging.getLogger("hubmirror.serving")
 API_MARKERS = ("revision", "tree", "paths-info", "refs")
@@ -335,13 +337,15 @@ def _blob_response(request: Request, view: MirrorView, sha256: str, size: int, h
         return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
     if path is not None:
         return _BlobFileResponse(path, headers=headers, media_type="application/octet-stream")
-    return _streamed(request, store, sha256, info.size, headers)
+    return _streamed(request, store, info, headers)
 
 
-def _streamed(request: Request, store: BlobStore, sha256: str, size: int, headers: dict) -> Response:
+def _streamed(request: Request, store: BlobStore, info: BlobInfo, headers: dict) -> Response:
     """A blob with no local file, from `store.open_range` in STREAM_CHUNK reads (each in a worker thread), a single
-    Range passed through: 206 with `Content-Range`, 416 when it lies beyond the blob. Several ranges, a malformed one
-    or a stale `If-Range` get the whole blob (RFC 9110 §14.2 lets a server ignore Range)."""
+    Range passed through: 206 with `Content-Range` once the whole blob checked out (blob_checks.py), 416 when it lies
+    beyond the blob. Several ranges, a malformed one or a stale `If-Range` get the whole blob (RFC 9110 §14.2 lets a
+    server ignore Range), hashed as it streams."""
+    sha256, size = info.digest, info.size
     span = _byte_range(request, size, headers.get("ETag"))
     if span is None:
         return StreamingResponse(_verified(_chunks(store, sha256, 0, size), sha256),
@@ -349,7 +353,14 @@ def _streamed(request: Request, store: BlobStore, sha256: str, size: int, header
     start, end = span
     if start >= end:
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
-    return StreamingResponse(_chunks(store, sha256, start, end), status_code=206, media_type="application/octet-stream",
+    try:
+        CHECKED.ensure(store, sha256, size, info.tag)
+    except IntegrityError as exc:
+        record_store_error()
+        log.error("%s; not sent (run hubmirror verify)", exc)
+        raise HubError(502, None, "the blob does not match its digest in the store (run hubmirror verify)") from None
+    return StreamingResponse(_chunks(store, sha256, start, end, info.tag), status_code=206,
+                             media_type="application/octet-stream",
                              headers={**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}",
                                       "Content-Length": str(end - start)})
 
@@ -376,12 +387,13 @@ def _byte_range(request: Request, size: int, etag: str | None) -> tuple[int, int
     return (max(size - suffix, 0), size) if suffix else (size, size)
 
 
-def _chunks(store: BlobStore, sha256: str, start: int, end: int) -> Iterator[bytes]:
-    """Bytes [start, end) of the blob; a store that ends early breaks the response (its length was promised)."""
+def _chunks(store: BlobStore, sha256: str, start: int, end: int, tag: str | None = None) -> Iterator[bytes]:
+    """Bytes [start, end) of the blob (of version `tag`, where given); a store that ends early breaks the response
+    (its length was promised)."""
     if start >= end:
         return
     try:
-        with store.open_range(sha256, start, end) as f:
+        with store.open_range(sha256, start, end, tag) as f:
             left = end - start
             while left > 0:
                 chunk = f.read(min(STREAM_CHUNK, left))

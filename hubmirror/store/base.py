@@ -26,6 +26,7 @@ class BlobInfo:
     digest: str  # hex sha256
     size: int
     mtime: float
+    tag: str | None = None  # a version of the stored bytes that changes whenever they do (S3's ETag), where known
 
 
 class BlobWriter(ABC):
@@ -131,9 +132,10 @@ class BlobStore(ABC):
         """A filesystem path to the blob where the backend has one (for links and sendfile), else None."""
         return None
 
-    def open_range(self, digest: str, start: int, end: int) -> BinaryIO:
+    def open_range(self, digest: str, start: int, end: int, tag: str | None = None) -> BinaryIO:
         """A readable stream (a context manager; need not seek) of bytes [start, end) of the blob, which the caller
-        has checked lie within it. By default `open`, seek and read no further; a remote backend overrides it with
+        has checked lie within it; with `tag` (`stat`'s), only while the blob is still that version (an
+        `IntegrityError` otherwise). By default `open`, seek and read no further; a remote backend overrides it with
         one streamed ranged read (`serve` sends a response's bytes from one of these)."""
         f = self.open(digest)
         try:

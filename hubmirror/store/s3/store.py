@@ -13,7 +13,7 @@ from hubmirror.errors import HubmirrorError, IntegrityError
 from hubmirror.store.base import BlobInfo, BlobStore, check_digest
 from hubmirror.store.s3.bucket import S3Bucket
 from hubmirror.store.s3.leases import UploadLease
-from hubmirror.store.s3.location import BucketLocation, client, delete_keys, missing
+from hubmirror.store.s3.location import BucketLocation, client, delete_keys, missing, precondition
 from hubmirror.store.s3.reader import StreamedBody, open_seekable
 from hubmirror.store.s3.writer import PART_SIZE_ENV, S3BlobWriter
 
@@ -66,7 +66,7 @@ class S3BlobStore(BlobStore):
             if missing(exc):
                 return None
             raise
-        return BlobInfo(digest, head["ContentLength"], float(int(head["LastModified"].timestamp())))
+        return BlobInfo(digest, head["ContentLength"], float(int(head["LastModified"].timestamp())), head.get("ETag"))
 
     def open(self, digest: str) -> BinaryIO:
         key = self.key(digest)
@@ -78,16 +78,19 @@ class S3BlobStore(BlobStore):
             raise
         return open_seekable(self.bucket, key, head["ContentLength"], head.get("ETag"))
 
-    def open_range(self, digest: str, start: int, end: int) -> BinaryIO:
-        """Bytes [start, end) of the blob as one streamed ranged GET."""
+    def open_range(self, digest: str, start: int, end: int, tag: str | None = None) -> BinaryIO:
+        """Bytes [start, end) of the blob as one streamed ranged GET (If-Match: `tag` where given)."""
         key = self.key(digest)
         if end <= start:
             return io.BytesIO(b"")
+        condition = {"IfMatch": tag} if tag else {}
         try:
-            body = client().get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
+            body = client().get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}", **condition)["Body"]
         except Exception as exc:
             if missing(exc):
                 raise FileNotFoundError(f"{self.location}/blobs/sha256/{digest}: no such blob") from None
+            if precondition(exc):
+                raise IntegrityError(f"{self.location}/blobs/sha256/{digest} changed since it was verified") from None
             raise
         return StreamedBody(body)
 
@@ -113,7 +116,7 @@ class S3BlobStore(BlobStore):
             for obj in page.get("Contents", []):
                 name = obj["Key"][len(prefix):]
                 if _HEX.fullmatch(name):
-                    yield BlobInfo(name, obj["Size"], float(int(obj["LastModified"].timestamp())))
+                    yield BlobInfo(name, obj["Size"], float(int(obj["LastModified"].timestamp())), obj.get("ETag"))
 
     def sweep_temporaries(self, older_than: float) -> int:
         """Abort multipart uploads begun before `older_than` (a commit killed mid-assembly) and remove every upload

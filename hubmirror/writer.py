@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from hubmirror.access.tokens import TokenRecord
     from hubmirror.catalog import Catalog, StoredFile
     from hubmirror.gc import GcReport
     from hubmirror.sitelog.refresher import Refresher
@@ -47,6 +48,14 @@ class CatalogWriter(ABC):
     @abstractmethod
     def record_benchmark(self, row: dict) -> None:
         """Record one benchmark row."""
+
+    @abstractmethod
+    def put_token(self, record: TokenRecord) -> None:
+        """Add a token `serve` accepts (its record: a slow hash, never the token)."""
+
+    @abstractmethod
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token for good."""
 
     def record_index(self, models: Iterable[ModelMetadata], plugin: str, description: str) -> int:
         """Put a source's listing in this host's catalog (searchable, not cached); return how many models. A listing
@@ -92,6 +101,12 @@ class LocalWriter(CatalogWriter):
 
     def record_benchmark(self, row: dict) -> None:
         self.catalog.record_benchmark(row)
+
+    def put_token(self, record: TokenRecord) -> None:
+        self.catalog.put_token(record)
+
+    def revoke_token(self, token_id: str) -> None:
+        self.catalog.revoke_token(token_id)
 
     def collect(self, *, grace_seconds: float, dry_run: bool = False) -> "GcReport":
         from hubmirror.gc import collect

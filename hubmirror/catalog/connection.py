@@ -11,7 +11,7 @@ from typing import Iterable
 from hubmirror.errors import NoMirrorError
 
 CATALOG_NAME = "catalog.db"
-SCHEMA_VERSION = 5  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
+SCHEMA_VERSION = 6  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
 
 
 def chunks(values: list, size: int = 500):

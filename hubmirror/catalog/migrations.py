@@ -139,3 +139,12 @@ def m005_exact_search(db: Database) -> None:
                "replace(model_id, '/', '')), '')))")
     db.execute("CREATE INDEX models_likes ON models(likes)")
     db.execute("CREATE INDEX models_last_modified ON models(coalesce(last_modified, updated_at))")
+
+
+@migrations()
+def m006_tokens(db: Database) -> None:
+    """The tokens `serve` accepts (hubmirror.access.tokens): a slow hash of each, never the token; a revoked one keeps
+    its row (`revoked_at`) for good."""
+    db["tokens"].create({"id": str, "name": str, "scope": str, "hash": str, "repos": str, "gated": str,
+                         "created_at": str, "expires_at": str, "revoked_at": str}, pk="id")
+    db["tokens"].create_index(["name"])

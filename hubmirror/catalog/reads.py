@@ -10,7 +10,7 @@ class ModelReads:
 
     # The expression is the one migration m003 indexes: the planner uses the index only for that exact expression.
     NEWEST_FILE_NAMED = (
-        "SELECT sha256, size FROM files WHERE replace(path, rtrim(path, replace(path, '/', '')), '') = ? "
+        "SELECT sha256, size, model_key FROM files WHERE replace(path, rtrim(path, replace(path, '/', '')), '') = ? "
         "AND EXISTS (SELECT 1 FROM models WHERE key = files.model_key AND cached = 1) ORDER BY rowid DESC LIMIT 1")
 
     def model(self, key: str) -> dict | None:

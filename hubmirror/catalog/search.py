@@ -25,7 +25,7 @@ import contextlib
 import itertools
 import re
 import unicodedata
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -175,6 +175,11 @@ def family_bounds(family: int) -> tuple[int, int]:
     return family << FAMILY_SHIFT, ((family + 1) << FAMILY_SHIFT) - 1
 
 
+# gated upstream, or private (in the metadata; unreadable metadata counts as restricted), as access.policy.restricted
+RESTRICTED_SQL = ("(coalesce(m.gated, 0) != 0 OR CASE WHEN json_valid(m.metadata) THEN "
+                  "coalesce(json_extract(m.metadata, '$.private'), 0) != 0 ELSE m.metadata IS NOT NULL END)")
+
+
 class _Filters:
     """A search's filters: facet tokens for the full-text match, and the exact SQL check of each."""
 
@@ -252,14 +257,20 @@ class Search:
         limit: int = 20,
         offset: int = 0,
         fastest: bool = False,
+        visible: Callable[[str, bool], bool] | None = None,
     ) -> list[dict]:
         """Models matching every word of `query` (stemmed full-text search) and the filters: by relevance (see the
         module), or with `sort` by downloads, likes or lastModified (newest first), or `fastest`
         (sort="fastest": benchmarked models, highest throughput first). `offset` skips that many of the ordered
-        matches (paging). Exact: the true first rows of the whole ordering, at any catalog size."""
+        matches (paging). Exact: the true first rows of the whole ordering, at any catalog size. `visible(key,
+        restricted)` (a server's reader: hubmirror.access.policy) keeps only the models it may see, restricted meaning
+        gated upstream or private."""
         if sort not in (None, "relevance", "fastest", *SORTS):
             raise ValueError(f"unknown sort {sort!r}: relevance, downloads, likes, lastModified or fastest")
         filters = _Filters(source, task, license, library, cached, benchmarked)
+        if visible is not None:
+            self.conn.create_function("hm_visible", 2, lambda key, restricted: visible(key, bool(restricted)))
+            filters.clauses.append(f"hm_visible(m.key, {RESTRICTED_SQL})")
         words = fts_words(query)
         wanted = offset + limit
         if fastest or sort == "fastest":

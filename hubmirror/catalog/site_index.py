@@ -11,6 +11,7 @@ from hubmirror.catalog.writes import StoredFile
 from hubmirror.crashpoints import crashpoint
 
 if TYPE_CHECKING:
+    from hubmirror.access.tokens import TokenRecord
     from hubmirror.upstream import ResolvedRevision
 
 
@@ -43,6 +44,7 @@ class SiteChanges:
     scans: list[dict] = field(default_factory=list)
     allowances: dict[str, dict | None] = field(default_factory=dict)  # sha256 -> {reason, allowed_at} or None
     benchmarks: list[dict] = field(default_factory=list)
+    tokens: dict[str, TokenRecord | None] = field(default_factory=dict)  # id -> record, or None: revoked
 
 
 class SiteIndex:
@@ -82,6 +84,11 @@ class SiteIndex:
             columns = set(self.db["benchmarks"].columns_dict) - {"id"}  # a row from a bucket adds no column
             for row in changes.benchmarks:
                 self.db["benchmarks"].insert({k: v for k, v in row.items() if k in columns})
+            for token_id, record in changes.tokens.items():
+                if record is None:
+                    self._revoke_token(token_id)
+                else:
+                    self._put_token(record)
             self.db["site_log"].insert_all(({"name": n, "applied_at": now} for n in changes.entries),
                                            pk="name", ignore=True)
             crashpoint("catalog.before_commit")

@@ -20,6 +20,7 @@ COMMAND_MODULES = {
     "verify": "integrity", "gc": "integrity", "scan": "integrity", "allow": "integrity",
     "list": "browsing", "show": "browsing", "search": "browsing", "plugins": "browsing",
     "bench": "benchmarks", "report": "benchmarks",
+    "token": "access", "audit": "access",  # nosec B105 - command names
 }
 
 

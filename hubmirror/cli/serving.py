@@ -32,9 +32,11 @@ from hubmirror.cli.state import pass_state
               help="With --upstream: fetch only repo ids matching this org/name glob (repeatable).")
 @click.option("--deny", multiple=True, metavar="PATTERN",
               help="With --upstream: never fetch repo ids matching this org/name glob (repeatable).")
+@click.option("--audit-log", metavar="PATH", help="Write a JSON line per file read, login and logout to PATH "
+              "(reopened when logrotate moves it; '-' for standard output): who, what, status, bytes.")
 @pass_state
 def serve(state, host, port, token, token_file, forwarded_allow_ips, redirect, upstream, ref_ttl, upstream_timeout,
-          allow, deny):
+          allow, deny, audit_log):
     """Serve the mirror over the Hugging Face Hub protocol (point HF_ENDPOINT here)."""
     from hubmirror.serving.app import serve as run_server
 
@@ -55,8 +57,16 @@ def serve(state, host, port, token, token_file, forwarded_allow_ips, redirect, u
         proxy = {"endpoint": endpoint, "ref_ttl": ref_ttl, "timeout": upstream_timeout, "allow": allow, "deny": deny}
         how += f" (pulling what it lacks from {endpoint})"
     click.echo(f"serving {state.root} at http://{host}:{port} (HF_ENDPOINT=http://{host}:{port}){how}", err=True)
+    audit = None
+    if audit_log:
+        from hubmirror.access.audit import AuditLog
+
+        try:
+            audit = AuditLog(audit_log)
+        except OSError as exc:
+            raise click.UsageError(f"--audit-log {audit_log}: {exc.strerror or exc}") from None
     run_server(state.root, host, port, token, state.registry(), store=store, redirect=redirect, upstream=proxy,
-               refresher=refresher, forwarded_allow_ips=forwarded_allow_ips)
+               refresher=refresher, forwarded_allow_ips=forwarded_allow_ips, audit=audit)
 
 
 COMMANDS = [serve]

@@ -47,6 +47,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from hubmirror.access.audit import AuditLog, AuditMiddleware
+from hubmirror.access.gate import Gate, session_secret
+from hubmirror.access.policy import Principal, restricted
 from hubmirror.catalog import CATALOG_NAME
 from hubmirror.errors import IntegrityError
 from hubmirror.serving import hf_api
@@ -62,9 +65,9 @@ from hubmirror.serving.metrics import (
     record_store_error,
 )
 from hubmirror.serving.view import MirrorView
+from hubmirror.serving.visibility import readable, visibility
 from hubmirror.serving.waiting import ClientGone, answering
 from hubmirror.serving.web import WebCatalog
-from hubmirror.serving.web.auth import is_allowed
 from hubmirror.store import BlobInfo, BlobStore
 
 log = logging.getLogger("hubmirror.serving")
@@ -76,13 +79,16 @@ _WHOLE = re.compile(r"\d{1,12}", re.ASCII)  # a page size or cursor: ASCII digit
 
 
 def create_app(root: Path, token: str | None = None, registry=None, *, store: BlobStore | None = None,
-               redirect: bool = False, upstream: dict | None = None, refresher=None) -> Starlette:
+               redirect: bool = False, upstream: dict | None = None, refresher=None,
+               audit: AuditLog | None = None) -> Starlette:
     """The ASGI application serving the mirror at `root` (repo ids as `registry`'s plugins claim them) with its
     blobs in `store` (by default the store `Mirror.open(root)` finds: whatever backend the mirror uses); with
     `redirect`, LFS-style files are 302s to the store's presigned URLs where it has them. With `upstream` (the
     keyword arguments of `hubmirror.serving.proxy.Upstream`: `endpoint`, `ref_ttl`, `timeout`, `allow`, `deny`),
     what the mirror lacks is pulled from that Hugging Face endpoint first. `refresher` (a site's
-    `hubmirror.sitelog.refresher.Refresher`) makes `/healthz` and `/metrics` say how the catalog's refresh is doing."""
+    `hubmirror.sitelog.refresher.Refresher`) makes `/healthz` and `/metrics` say how the catalog's refresh is doing.
+    Who may read what: the mirror's tokens (`hubmirror token`) and `token` (the operator's), see
+    hubmirror.access; `audit` gets a line per file read, login and logout."""
     if registry is None:
         from hubmirror.plugin_manager import PluginRegistry
 
@@ -98,11 +104,11 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
         from hubmirror.serving.proxy_view import ProxyView
 
         view = ProxyView(root, registry, store, upstream)
-    expected = f"Bearer {token}".encode() if token else None
-    web = WebCatalog(view, root, expected)  # the HTML pages: a GET that is not a file URL (`_is_file_url`)
+    gate = Gate(view.tokens, token, lambda: session_secret(root))
+    web = WebCatalog(view, root, gate, audit)  # the HTML pages: a GET that is not a file URL (`_is_file_url`)
 
     async def api(request: Request) -> Response:
-        if refused := _refused(request, expected):
+        if refused := await _admit(request, gate):
             return refused
         try:
             body = await bounded_body(request, MAX_API_BODY) if request.method == "POST" else b""
@@ -113,9 +119,8 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
     async def files(request: Request) -> Response:
         if not _is_file_url(segments := _segments(request)):
             return await web.page(request, segments)
-        if refused := _refused(request, expected):
-            return refused
-        return await run_in_threadpool(_answer, _files, request, view, redirect)
+        request.state.file_request = True  # audited (AuditMiddleware), refused or not
+        return await _admit(request, gate) or await run_in_threadpool(_answer, _files, request, view, redirect)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -123,10 +128,17 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
         view.close()
 
     async def listing(request: Request) -> Response:
-        return _refused(request, expected) or await run_in_threadpool(_answer, _list_models, request, view)
+        return await _admit(request, gate) or await run_in_threadpool(_answer, _list_models, request, view)
 
     async def metrics_page(request: Request) -> Response:
-        return _refused(request, expected) or metrics_response(metrics)
+        if refused := await _admit(request, gate):
+            return refused
+        if not (gate.open() or request.state.principal.admin):  # its labels name repos: operators only
+            return HubError(403, None, "/metrics needs an admin token").response()
+        return metrics_response(metrics)
+
+    async def whoami(request: Request) -> Response:
+        return await _admit(request, gate) or JSONResponse(hf_api.whoami(request.state.principal))
 
     async def healthz(request: Request) -> Response:  # open even with --token: load balancers carry no token
         return await run_in_threadpool(health_response, Path(root) / CATALOG_NAME, refresher)
@@ -134,9 +146,11 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
     metrics = Metrics(refresher)
     app = Starlette(routes=[Route("/metrics", metrics_page), Route("/healthz", healthz, methods=["GET", "HEAD"]),
                             Route("/api/models", listing, methods=["GET", "HEAD"]),
+                            Route("/api/whoami-v2", whoami, methods=["GET"]),
                             Route("/api/models/{rest:path}", api, methods=["GET", "HEAD", "POST"]),
                             *web.routes, Route("/{rest:path}", files, methods=["GET", "HEAD"])], lifespan=lifespan,
-                    middleware=[Middleware(MetricsMiddleware, metrics=metrics)])
+                    middleware=[Middleware(MetricsMiddleware, metrics=metrics),
+                                *([Middleware(AuditMiddleware, audit=audit)] if audit is not None else [])])
     app.state.view = view
     app.state.metrics = metrics
     return app
@@ -144,12 +158,13 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
 
 def serve(root: Path, host: str, port: int, token: str | None, registry=None, *, store: BlobStore | None = None,
           redirect: bool = False, upstream: dict | None = None, refresher=None,
-          forwarded_allow_ips: str = "127.0.0.1") -> None:
+          forwarded_allow_ips: str = "127.0.0.1", audit: AuditLog | None = None) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
     log_access_to_stderr()
-    app = create_app(root, token, registry, store=store, redirect=redirect, upstream=upstream, refresher=refresher)
+    app = create_app(root, token, registry, store=store, redirect=redirect, upstream=upstream, refresher=refresher,
+                     audit=audit)
     uvicorn.Server(server_config(app, host, port, forwarded_allow_ips)).run()
 
 
@@ -165,11 +180,13 @@ def server_config(app: Starlette, host: str, port: int, forwarded_allow_ips: str
                           lifespan="on", proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips)
 
 
-def _refused(request: Request, expected: bytes | None) -> Response | None:
-    """The 401 for a request without the expected `Authorization` or the web catalog's session cookie (compared in
-    constant time), else None."""
-    if not is_allowed(request, expected):
+async def _admit(request: Request, gate: Gate) -> Response | None:
+    """The 401 for a request that shows no valid token or session (a mirror that is not open), else None, with
+    `request.state.principal` saying who it is."""
+    principal = await gate.principal(request)
+    if principal is None:
         return HubError(401, "RepoNotFound", "Invalid or missing token for this mirror.").response()
+    request.state.principal = principal
     return None
 
 
@@ -213,12 +230,16 @@ def _split_repo(view: MirrorView, segments: list[str], markers: tuple[str, ...])
     return repo, None, segments[2:]
 
 
-def _model(view: MirrorView, repo: str, revision: str | None = None) -> dict:
-    """The catalog model served as `repo`; with an upstream, `repo`@`revision` is pulled first if need be."""
+def _model(view: MirrorView, repo: str, revision: str | None, principal: Principal) -> dict:
+    """The catalog model served as `repo`; with an upstream, `repo`@`revision` is pulled first if need be. A repo
+    `principal` may not read is not found, as the Hub answers (never a 403 that says it exists), and one its globs
+    exclude is never asked upstream."""
+    if not principal.may_read(repo, False):
+        raise HubError(404, "RepoNotFound", f"Repository Not Found for url: {repo}.")
     if view.upstream is not None:
-        view.upstream.ensure(view, repo, revision)
+        view.upstream.ensure(view, repo, revision, principal)
     model = view.repos().get(repo)
-    if model is None:
+    if model is None or not principal.may_read(repo, restricted(model)):
         raise HubError(404, "RepoNotFound", f"Repository Not Found for url: {repo}.")
     return model
 
@@ -233,7 +254,8 @@ def _commit(view: MirrorView, model: dict, revision: str | None) -> tuple[str, s
 def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -> Response:
     """`/api/models/…`: model info, tree, paths-info and refs."""
     repo, marker, tail = _split_repo(view, segments[2:], API_MARKERS)
-    model = _model(view, repo, tail[0] if tail and marker in ("revision", "tree", "paths-info") else None)
+    model = _model(view, repo, tail[0] if tail and marker in ("revision", "tree", "paths-info") else None,
+                   request.state.principal)
     if (marker is None and not tail) or (marker == "revision" and len(tail) == 1):
         commit, sha = _commit(view, model, tail[0] if tail else None)
         blobs = request.query_params.get("blobs") == "true"
@@ -263,7 +285,7 @@ def _list_models(request: Request, view: MirrorView, segments: list[str]) -> Res
     with view.catalog() as catalog:
         rows = catalog.search(params.get("search", ""), task=params.get("pipeline_tag") or None, license=license_,
                               library=params.get("library") or None, cached=True, sort=params.get("sort"),
-                              limit=limit + 1, offset=cursor)
+                              limit=limit + 1, offset=cursor, visible=visibility(view, request.state.principal))
     served = {m["key"]: repo for repo, m in view.repos().items()}
     page = [hf_api.list_entry(served[r["key"]], r) for r in rows[:limit] if r["key"] in served]
     following = _next_page(request, "/api/models", cursor + limit) if len(rows) > limit else {}
@@ -302,7 +324,8 @@ def _files(request: Request, view: MirrorView, segments: list[str], redirect: bo
     repo, marker, tail = _split_repo(view, segments, ("resolve",))
     if marker != "resolve" or len(tail) < 2:
         raise HubError(404, None, "Not Found")
-    model = _model(view, repo, tail[0])
+    request.state.read = (repo, tail[0], "/".join(tail[1:]))
+    model = _model(view, repo, tail[0], request.state.principal)
     commit, sha = _commit(view, model, tail[0])
     path = "/".join(tail[1:])
     served = view.file(model, commit, path)
@@ -314,6 +337,8 @@ def _files(request: Request, view: MirrorView, segments: list[str], redirect: bo
 
 def _checkpoint(request: Request, view: MirrorView, name: str) -> Response:
     found = view.newest_file_named(name) if name and "/" not in name else None
+    if found is not None and not readable(view, request.state.principal, found["model_key"]):
+        found = None  # a checkpoint of a repo this principal may not read: not found, as the repo
     if found is None:
         raise HubError(404, "EntryNotFound", f"no checkpoint named {name}")
     return _blob_response(request, view, found["sha256"], found["size"],

@@ -120,3 +120,15 @@ def file_headers(served: ServedFile, sha: str) -> dict:
     if served.lfs:
         headers.update({"X-Linked-Etag": f'"{served.sha256}"', "X-Linked-Size": str(served.size)})
     return headers
+
+
+def whoami(principal) -> dict:
+    """`GET /api/whoami-v2` as the Hub answers it for a user's access token (huggingface_hub's `whoami`, `hf auth
+    whoami`): the principal's name, no organisations, the token's role (`read`, or `write` for write and admin)."""
+    role = "write" if principal.scope in ("write", "admin") else "read"
+    return {"type": "user", "id": principal.token_id or principal.name, "name": principal.name,
+            "fullname": principal.name, "email": None, "emailVerified": False, "isPro": False, "canPay": False,
+            "periodEnd": None, "avatarUrl": "", "orgs": [],
+            "auth": {"type": "access_token", "accessToken": {"displayName": principal.token_id or principal.kind,
+                                                            "role": role}},
+            "hubmirror": {"kind": principal.kind, "scope": principal.scope}}

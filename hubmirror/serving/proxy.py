@@ -29,6 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
+from hubmirror.access.policy import OPEN, Principal
 from hubmirror.errors import HubmirrorError, UsageError
 from hubmirror.serving.hf_api import HubError
 from hubmirror.serving.metrics import record_proxy, record_upstream_fetch
@@ -60,11 +61,12 @@ class Upstream:
         self.timeout = timeout
         self.allow = tuple(p.lower() for p in allow)
         self.deny = tuple(p.lower() for p in deny)
-        self._lock = threading.Lock()  # guards the four maps below
+        self._lock = threading.Lock()  # guards the five maps below
         self._resolving: dict[tuple[str, str], Future] = {}  # resolutions in progress, one per (repo, revision)
         self._checked: dict[tuple[str, str], float] = {}  # when a revision was last asked upstream (monotonic)
         self._resolved: dict[tuple[str, str], str] = {}  # (repo, revision) -> the commit upstream last named
         self._fetches: dict[tuple[str, str], RevisionFetch] = {}  # (repo, commit) -> its files coming in
+        self._withheld: dict[tuple[str, str], str] = {}  # gated or private upstream, asked by a reader who may not
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upstream")
         self._load_source()  # huggingface_hub imported before the server listens, not while the first miss waits
 
@@ -90,34 +92,43 @@ class Upstream:
         with self._lock:
             return list(self._fetches.values())
 
-    def ensure(self, view, repo: str, revision: str | None) -> None:
+    def ensure(self, view, repo: str, revision: str | None, principal: Principal = OPEN) -> None:
         """Make `repo` at `revision` (None: `main`) answerable (catalogued, or resolved and coming in), asking the
-        upstream if need be; raises the HubError to answer when it is not and cannot be."""
+        upstream if need be; raises the HubError to answer when it is not and cannot be. A repo gated or private
+        upstream is fetched only for a `principal` that may read such a repo: for others it is not found, and
+        nothing of it is fetched."""
+        restricted_ok = principal.may_read(repo, True)
         try:
-            self._ensure(view, repo, revision or "main")
-        except HubError:
+            self._ensure(view, repo, revision or "main", restricted_ok)
+        except HubError as err:
             record_proxy("miss")
+            if not restricted_ok and err.status in (401, 403):  # gated or private upstream: not theirs to know
+                raise _withheld_error(repo) from None
             raise
         record_proxy("miss" if self.fetch(repo, revision) is not None else "hit")
 
-    def _ensure(self, view, repo: str, revision: str) -> None:
+    def _ensure(self, view, repo: str, revision: str, restricted_ok: bool) -> None:
         key = (repo, revision)
         cached = view.catalogued(repo, revision) or self.fetch(repo, revision) is not None
         if cached and (_is_commit(revision) or self._fresh(key)):
             return
+        if not cached and not restricted_ok and key in self._withheld and self._fresh(key):
+            raise _withheld_error(repo)
         if not self.allowed(repo):
             if cached:
                 return  # already in the mirror: served, just never fetched again
             raise HubError(404, "RepoNotFound", f"{repo} is not in this mirror, and its --allow/--deny rules do not "
                                                 "let it be fetched upstream")
         context = contextvars.copy_context()  # the request's metrics, for the threads fetching on its behalf
+        asked = (repo, revision, restricted_ok)  # a resolution that may fetch a gated repo is not one that may not
         with self._lock:
-            future = self._resolving.get(key)
+            future = self._resolving.get(asked)
             if future is None:
                 if cached and self._fresh(key):  # re-checked while this request waited for the lock
                     return
-                future = self._resolving[key] = self._pool.submit(context.run, self._resolve, view, repo, revision)
-                future.add_done_callback(lambda _f, key=key: self._resolution_done(key))
+                future = self._resolving[asked] = self._pool.submit(context.run, self._resolve, view, repo, revision,
+                                                                    restricted_ok)
+                future.add_done_callback(lambda _f, asked=asked: self._resolution_done(asked))
         try:
             wait_for(future, self.timeout)
         except FutureTimeout:
@@ -130,6 +141,8 @@ class Upstream:
                 log.warning("upstream check of %s@%s failed (serving the cached revision): %s", repo, revision, exc)
                 return
             raise hub_error(exc, repo, revision) from exc
+        if not cached and not restricted_ok and key in self._withheld:
+            raise _withheld_error(repo)
 
     def landed(self, fetch: RevisionFetch, repo: str, path: str):
         """The StoredFile of `path` of a fetch in progress once verified and admission-scanned (None: no such file);
@@ -162,12 +175,12 @@ class Upstream:
 
         return self.registry.source("hf")
 
-    def _resolution_done(self, key: tuple[str, str]) -> None:
+    def _resolution_done(self, asked: tuple[str, str, bool]) -> None:
         with self._lock:
-            self._checked[key] = time.monotonic()  # a failure counts too: a failing upstream is asked once per ttl
-            self._resolving.pop(key, None)
+            self._checked[asked[:2]] = time.monotonic()  # a failure counts too: a failing upstream is asked once per ttl
+            self._resolving.pop(asked, None)
 
-    def _resolve(self, view, repo: str, revision: str) -> None:
+    def _resolve(self, view, repo: str, revision: str, restricted_ok: bool = True) -> None:
         """Resolve `repo`@`revision` upstream (in a worker thread of this object): a commit the catalog holds only
         gets the ref recorded; any other starts (or joins) the fetch of its files."""
         from hubmirror.admit import admit_revisions
@@ -188,6 +201,12 @@ class Upstream:
                 raise
             record_upstream_fetch("ok")
             commit = resolved.commit
+            meta = resolved.metadata
+            with self._lock:
+                if not restricted_ok and (meta.gated or meta.extra.get("private")):
+                    self._withheld[(repo, revision)] = commit  # for whoever may read it: nothing fetched
+                    return
+                self._withheld.pop((repo, revision), None)
             if view.catalogued(repo, commit):
                 with mirror.shared_lock(f"serve --upstream {ref}"):
                     admit_revisions(mirror, source, plugin, [(resolved, files)], ctx)
@@ -240,3 +259,7 @@ def hub_error(exc: BaseException, repo: str, revision: str) -> HubError:
         return HubError(403, None, answer.message or f"upstream error: {message}")
     return HubError(404 if answer.status == 404 else 401, "RepoNotFound",
                     f"Repository Not Found for url: {repo}. (upstream: {message})")
+
+
+def _withheld_error(repo: str) -> HubError:
+    return HubError(404, "RepoNotFound", f"Repository Not Found for url: {repo}.")

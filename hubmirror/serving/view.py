@@ -36,18 +36,37 @@ class MirrorView:
         self._lock = threading.Lock()  # guards the watch connection, the map and the list of connections
         self._version: int | None = None
         self._repos: dict[str, dict] = {}
+        self._repo_of: dict[str, str] = {}  # model key -> the repo id it is served under
+        self._tokens: dict = {}  # token id -> TokenRecord of the live tokens
+        self._tokens_seen: tuple | None = None
         self._idle: queue.SimpleQueue[Catalog] = queue.SimpleQueue()
         self._opened: list[Catalog] = [self._watch]
         self.upstream = None  # `serve --upstream`: a hubmirror.serving.proxy.Upstream that pulls what is missing
 
     def repos(self) -> dict[str, dict]:
         """{repo id: model row} of every cached model, as of the last commit to the catalog."""
+        return self._current()[0]
+
+    def repo_of(self) -> dict[str, str]:
+        """{model key: repo id} of every cached model."""
+        return self._current()[1]
+
+    def tokens(self) -> dict:
+        """{id: `hubmirror.access.tokens.TokenRecord`} of the tokens not revoked, as of the last commit."""
+        return self._current()[2]
+
+    def _current(self) -> tuple[dict, dict, dict]:
         with self._lock:
             version = self._watch.conn.execute("PRAGMA data_version").fetchone()[0]
             if version != self._version:
                 self._repos = assign_repo_ids(self._watch.models(cached_only=True), self.registry)
+                self._repo_of = {m["key"]: rid for rid, m in self._repos.items()}
+                # read again only when a token was added or revoked (10,000 records are worth not rebuilding)
+                seen = self._watch.conn.execute("SELECT count(*), max(rowid), count(revoked_at) FROM tokens").fetchone()
+                if seen != self._tokens_seen:
+                    self._tokens, self._tokens_seen = self._watch.token_records(), seen
                 self._version = version
-            return self._repos
+            return self._repos, self._repo_of, self._tokens
 
     def commit(self, model: dict, revision: str | None) -> tuple[str, str] | None:
         """(catalog commit, served 40-hex commit) that a ref, a catalog commit or a served commit names; None and

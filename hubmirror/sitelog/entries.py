@@ -16,6 +16,7 @@ from hubmirror.scanning.file_verdict import VERDICTS
 from hubmirror.store.bucket import SiteError
 from hubmirror.upstream import check_model_id
 
+_TOKEN_ID = re.compile(r"[0-9a-f]{12}\Z")
 _SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
 _SCAN_FIELDS = {"sha256": str, "scanner_version": str, "verdict": str, "details": str}
 _BENCHMARK_SCALARS = (str, int, float, bool, type(None))
@@ -27,6 +28,7 @@ class LogEntry:
     allowed: list[str] = field(default_factory=list)  # sha256 of allowances touched
     scans: list[dict] = field(default_factory=list)  # {sha256, scanner_version, verdict, details}
     benchmarks: list[dict] = field(default_factory=list)  # benchmark rows (scalar values only)
+    tokens: list[str] = field(default_factory=list)  # ids of tokens added or revoked
 
 
 def parse_entry(body: bytes) -> LogEntry:
@@ -49,6 +51,10 @@ def parse_entry(body: bytes) -> LogEntry:
         if scan["verdict"] not in VERDICTS:
             raise SiteError(f"scan verdict {scan['verdict'][:40]!r} is not one of {', '.join(VERDICTS)}")
         entry.scans.append({k: scan[k] for k in _SCAN_FIELDS})
+    for token_id in _list(value, "tokens"):
+        if not (isinstance(token_id, str) and _TOKEN_ID.match(token_id)):
+            raise SiteError(f"{str(token_id)[:40]!r} is not a token id")
+        entry.tokens.append(token_id)
     for row in _list(value, "benchmarks"):
         if not isinstance(row, dict) or not all(isinstance(k, str) and isinstance(v, _BENCHMARK_SCALARS)
                                                 for k, v in row.items()):

@@ -7,6 +7,7 @@ the store's own keys (`blobs/` and `tmp/` on S3):
     refs/<quoted model key>.json  per model: {"revisions": {commit: {record, pulled_at}}, "refs": {name: commit}};
                                 the truth for that model, moved only by compare-and-swap (If-Match: ETag)
     allowed/<sha256>.json       an operator's allowance of one quarantined file (present = allowed)
+    tokens/<id>.json            a token `serve` accepts (hubmirror.access.tokens: a slow hash), or {"revoked": true}
     log/<13-digit ms>-<host>-<uuid>.json   immutable change notices: which models changed, scan verdicts,
                                 allowances touched, benchmark rows
     leases/<ms>-<host>-<uuid>.json  digests a pull in flight is about to reference (see leases.py)
@@ -30,6 +31,7 @@ from hashlib import sha1
 from pathlib import Path
 from urllib.parse import quote
 
+from hubmirror.access.tokens import TokenRecord
 from hubmirror.catalog import Catalog, StoredFile, utc_now
 from hubmirror.catalog.site_index import SiteChanges, SiteModel, SiteRevision
 from hubmirror.errors import IntegrityError
@@ -184,6 +186,16 @@ class SiteLog:
         name = self._log({"op": "update", "allowed": [sha256]})
         catalog.apply_site(SiteChanges(entries=[name], allowances={sha256: allowed}))
 
+    def publish_token(self, catalog: Catalog, token_id: str, record: TokenRecord | None) -> None:
+        """Add a token (its record) or revoke it (None) on every host: a revoked token's object says so for good."""
+        key = self.bucket.key("tokens", f"{token_id}.json")
+        if record is None:
+            self.bucket.put(key, encode({"revoked": True, "id": token_id}))
+        elif not self.bucket.put_if_absent(key, encode(record.as_json())):  # ids are never reused
+            raise SiteError(f"{self.bucket}: token {token_id} exists already")
+        name = self._log({"op": "update", "tokens": [token_id]})
+        catalog.apply_site(SiteChanges(entries=[name], tokens={token_id: record}))
+
     def publish_benchmark(self, catalog: Catalog, row: dict) -> None:
         row = {**row, "created_at": utc_now()}
         name = self._log({"op": "update", "benchmarks": [row]})
@@ -213,6 +225,7 @@ class SiteLog:
         changes = SiteChanges(entries=list(names))
         models: set[str] = set()
         allowed: set[str] = set()
+        tokens: set[str] = set()
         for name in names:
             key = self._log_key(name)
             try:
@@ -223,6 +236,7 @@ class SiteLog:
                 continue
             models.update(entry.models)
             allowed.update(entry.allowed)
+            tokens.update(entry.tokens)
             changes.scans.extend(entry.scans)
             changes.benchmarks.extend(entry.benchmarks)
         for key in sorted(models):
@@ -237,7 +251,25 @@ class SiteLog:
                 changes.allowances[sha256] = _allowance(self.bucket.get_json(key))
             except SiteError as exc:
                 log.warning("%s: allowance %s skipped: %s", self.bucket, key, exc)
+        for token_id in sorted(tokens):
+            changes.tokens[token_id] = self._token(token_id)
         catalog.apply_site(changes)
+
+    def _token(self, token_id: str) -> TokenRecord | None:
+        """The token's record as the bucket holds it; None (revoked here too) where it says revoked, is gone, or
+        does not check out: a token nobody can vouch for is refused."""
+        key = self.bucket.key("tokens", f"{token_id}.json")
+        try:
+            value = self.bucket.get_json(key)
+            if value is None or value.get("revoked"):
+                return None
+            record = TokenRecord.from_json(value)
+            if record.id != token_id:
+                raise ValueError(f"it is the record of {record.id}")
+            return record
+        except (SiteError, ValueError, AttributeError) as exc:
+            log.warning("%s: token %s refused: %s", self.bucket, key, exc)
+            return None
 
     def _site_model(self, catalog: Catalog, key: str, state: dict) -> SiteModel:
         """What the catalog must write so that `key` matches its ref object `state`."""

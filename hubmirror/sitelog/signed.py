@@ -1,8 +1,9 @@
 """`SignedBucket`: a site's shared bucket whose objects of trust are signed by a site key and checked against the
 keys every host pins, so that write access to the bucket alone changes nothing any host trusts.
 
-What it signs: the objects that decide what a host serves and how it judges it: ref objects (which record, hence
-which bytes, a name points to), allowances, and log entries (which carry scan verdicts and benchmark rows). Records
+What it signs: the objects that decide what a host serves, to whom, and how it judges it: ref objects (which record,
+hence which bytes, a name points to), allowances, tokens, and log entries (which carry scan verdicts and benchmark
+rows). Records
 need no signature of their own (a record is named by the sha256 of its bytes, and only a signed ref names one);
 leases only keep blobs from gc, so a forged one costs storage, never trust.
 
@@ -26,7 +27,7 @@ from hubmirror.exchange.signing import public_key_text
 from hubmirror.store.bucket import MAX_OBJECT, SharedBucket, SiteError, encode
 
 DOMAIN = b"hubmirror-site-object-v1\n"
-SIGNED_KINDS = ("refs", "allowed", "log")  # the first part of a key below the prefix
+SIGNED_KINDS = ("refs", "allowed", "log", "tokens")  # the first part of a key below the prefix
 
 
 class SignedBucket(SharedBucket):

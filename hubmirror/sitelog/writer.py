@@ -33,6 +33,12 @@ class SiteWriter(CatalogWriter):
     def record_benchmark(self, row: dict) -> None:
         self.site.publish_benchmark(self.catalog, row)
 
+    def put_token(self, record) -> None:
+        self.site.publish_token(self.catalog, record.id, record)
+
+    def revoke_token(self, token_id: str) -> None:
+        self.site.publish_token(self.catalog, token_id, None)
+
     def lease(self, digests):
         return Lease(self.site.bucket, self.site.host, digests)
 

@@ -62,13 +62,13 @@ class ModelQuery:
         params = {f.name: getattr(changed, f.name) for f in fields(changed)}
         return "/models?" + urlencode({k: v for k, v in params.items() if v not in ("", 0)})
 
-    def results(self, catalog) -> tuple[list[dict], bool]:
-        """This page's models (best first) and whether another page follows."""
+    def results(self, catalog, visible=None) -> tuple[list[dict], bool]:
+        """This page's models (best first; only those `visible` lets through) and whether another page follows."""
         rows = catalog.search(self.search, source=self.source or None, task=self.pipeline_tag or None,
                               license=self.license or None, library=self.library or None,
                               cached=None if not self.cached else self.cached == "true",
                               benchmarked=True if self.benchmarked else None, sort=self.sort or None,
-                              limit=PAGE_SIZE + 1, offset=self.p * PAGE_SIZE)
+                              limit=PAGE_SIZE + 1, offset=self.p * PAGE_SIZE, visible=visible)
         return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 
 

@@ -16,9 +16,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from hubmirror.access.audit import AuditLog
+from hubmirror.access.gate import COOKIE, Gate, session_seconds
+from hubmirror.access.policy import restricted
 from hubmirror.config import unscanned_policy
 from hubmirror.serving.bodies import MAX_FORM_BODY, BodyTooLarge, bounded_body
-from hubmirror.serving.web import auth, listing, summary
+from hubmirror.serving.visibility import readable, visibility
+from hubmirror.serving.web import listing, summary
 from hubmirror.serving.web.model_page import PageNotFound, model_page, tree_page
 from hubmirror.serving.web.versioned import PerCatalogVersion
 
@@ -34,11 +38,11 @@ STATIC = {"style.css": "text/css; charset=utf-8"}
 
 
 class WebCatalog:
-    """The pages of the mirror at `root` as `view` shows it; `expected` is the `Authorization` value `serve --token`
-    requires (None: no token)."""
+    """The pages of the mirror at `root` as `view` shows it, to whom `gate` (hubmirror.access.gate) lets in, each
+    seeing only what its principal may read; `audit` gets a line per login and logout."""
 
-    def __init__(self, view, root: Path, expected: bytes | None):
-        self.view, self.root, self.expected = view, Path(root), expected
+    def __init__(self, view, root: Path, gate: Gate, audit: AuditLog | None = None):
+        self.view, self.root, self.gate, self.audit = view, Path(root), gate, audit
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True,
                                      trim_blocks=True, lstrip_blocks=True)
         self.templates.filters["path"] = lambda value: quote(value, safe="/")
@@ -60,23 +64,32 @@ class WebCatalog:
     def _guarded(self, render):
         """`render(request)` (run in a worker thread) for a signed-in request; others go to the login form."""
         async def handler(request: Request) -> Response:
-            if not auth.is_allowed(request, self.expected):
+            principal = await self.gate.principal(request)
+            if principal is None:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+            request.state.principal = principal
             return await run_in_threadpool(render, request)
         return handler
 
     def _home(self, request: Request) -> Response:
-        return self._html(request, "home.html", holdings=self.counts.get(),
-                          latest=self._read(summary.latest_additions, self.repo_of.get()),
-                          awaiting=self.awaiting.get(unscanned_policy(self.root)))
+        principal = request.state.principal
+        if principal.everything():
+            return self._html(request, "home.html", holdings=self.counts.get(),
+                              latest=self._read(summary.latest_additions, self.repo_of.get()),
+                              awaiting=self.awaiting.get(unscanned_policy(self.root)))
+        shown = [m for m in self._read(summary.latest_additions, self.repo_of.get())
+                 if readable(self.view, principal, m["key"])]
+        return self._html(request, "home.html", holdings=summary.visible_counts(self.view.repos(), principal),
+                          latest=shown, awaiting=[m for m in self.awaiting.get(unscanned_policy(self.root))
+                                                  if readable(self.view, principal, m["key"])])
 
     def _models(self, request: Request) -> Response:
         try:
             query = listing.ModelQuery.parse(request.query_params)
         except listing.BadQuery as err:
             return self._html(request, "error.html", status=400, message=str(err))
-        rows, more = self._read(query.results)
+        rows, more = self._read(query.results, visibility(self.view, request.state.principal))
         repo_of = self.repo_of.get()
         for row in rows:
             row["repo"] = repo_of.get(row["key"])
@@ -84,8 +97,9 @@ class WebCatalog:
                           search=query.search)
 
     def _repo_page(self, request: Request, segments: list[str]) -> Response:
-        repos = self.view.repos()
-        repo = next(("/".join(segments[:n]) for n in (2, 1) if "/".join(segments[:n]) in repos), None)
+        repos, principal = self.view.repos(), request.state.principal
+        repo = next(("/".join(segments[:n]) for n in (2, 1) if "/".join(segments[:n]) in repos
+                     and principal.may_read("/".join(segments[:n]), restricted(repos["/".join(segments[:n])]))), None)
         rest = segments[len(repo.split("/")):] if repo else []
         base = str(request.base_url).rstrip("/")
         try:
@@ -101,7 +115,7 @@ class WebCatalog:
 
     async def login(self, request: Request) -> Response:
         """GET: the form; POST: the token checked, then the session cookie and a redirect to where the user was."""
-        if self.expected is None:
+        if self.gate.open():
             return RedirectResponse("/", status_code=303)
         if request.method == "GET":
             return self._html(request, "login.html", next=_local(request.query_params.get("next", "/")))
@@ -110,21 +124,32 @@ class WebCatalog:
         except BodyTooLarge as exc:
             return self._html(request, "error.html", status=413, message=str(exc))
         target = _local(form.get("next", ["/"])[0])
-        if not auth.token_matches(form.get("token", [""])[0], self.expected):
+        token = form.get("token", [""])[0].strip()
+        principal = await self.gate.bearer(f"Bearer {token}") if token else None
+        self._audit(request, "login", principal, 303 if principal else 401)
+        if principal is None:
             return self._html(request, "login.html", status=401, next=target, failed=True)
         response = RedirectResponse(target, status_code=303)
         # Secure where the client reached us over TLS: uvicorn takes the scheme from X-Forwarded-Proto when the
         # request came from a proxy `serve --forwarded-allow-ips` trusts (a TLS-terminating load balancer)
-        response.set_cookie(auth.COOKIE, auth.new_session(self.expected), max_age=auth.session_seconds(),
+        response.set_cookie(COOKIE, self.gate.new_session(principal), max_age=session_seconds(),
                             httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
         return response
 
     async def logout(self, request: Request) -> Response:
-        if self.expected is not None:
-            auth.revoke(request, self.expected)
-        response = RedirectResponse("/login" if self.expected else "/", status_code=303)
-        response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
+        if not self.gate.open():
+            self._audit(request, "logout", await self.gate.principal(request), 303)
+            self.gate.end_session(request)
+        response = RedirectResponse("/" if self.gate.open() else "/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
+
+    def _audit(self, request: Request, action: str, principal, status: int) -> None:
+        if self.audit is not None:
+            self.audit.record(action=action, who=principal.name if principal else None,
+                              kind=principal.kind if principal else None,
+                              token_id=principal.token_id if principal else None, method=request.method,
+                              status=status, client=request.client.host if request.client else None)
 
     async def static_file(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -134,8 +159,10 @@ class WebCatalog:
                         headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
 
     def _html(self, request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
-        signed_in = self.expected is not None and auth.is_allowed(request, self.expected)
-        body = self.templates.get_template(template).render(signed_in=signed_in, **context)
+        principal = getattr(request.state, "principal", None)
+        signed_in = principal is not None and not self.gate.open()
+        body = self.templates.get_template(template).render(signed_in=signed_in, who=principal.name if signed_in
+                                                            else None, **context)
         return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
     def _read(self, reader, *args):

@@ -40,3 +40,20 @@ def awaiting_review(catalog, repo_of: dict[str, str]) -> list[dict]:
         if row["path"] not in entry["files"]:
             entry["files"].append(row["path"])
     return list(models.values())
+
+
+def visible_counts(repos: dict[str, dict], principal) -> dict:
+    """`source_counts` of the cached models (`repos`, as served) that `principal` may read."""
+    from hubmirror.access.policy import restricted
+
+    by_source: dict[str, dict] = {}
+    for repo, model in repos.items():
+        if principal.may_read(repo, restricted(model)):
+            entry = by_source.setdefault(model["source"], {"source": model["source"], "listed": 0, "cached": 0,
+                                                           "bytes": 0})
+            entry["listed"] += 1
+            entry["cached"] += 1
+            entry["bytes"] += model.get("size_bytes") or 0
+    sources = [by_source[s] for s in sorted(by_source)]
+    return {"sources": sources, "listed": sum(s["listed"] for s in sources),
+            "cached": sum(s["cached"] for s in sources), "bytes": sum(s["bytes"] for s in sources)}

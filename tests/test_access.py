@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -208,3 +210,38 @@ def test_tokens_on_a_bucket_reach_every_host_and_a_revocation_too(hosts, registr
         a.writer.put_token(record)  # a revoked id never comes back, even from its own record
     b.writer.refresh()
     assert b.catalog.token_records() == {}
+
+
+def test_the_hf_cli_transformers_and_hffilesystem_send_hf_token(site, root, tmp_path):
+    """The clients as people use them, each with its own HF_TOKEN: the `hf` CLI (whoami, download), transformers
+    (from_pretrained) and HfFileSystem."""
+    hf_cli = Path(sys.executable).parent / "hf"
+    with MirrorServer(root) as server:
+        def env(who):
+            values = {**os.environ, "HF_ENDPOINT": server.url, "HF_TOKEN": site[who], "HF_HUB_DISABLE_XET": "1",
+                      "HF_HOME": str(tmp_path / f"home-{who}")}
+            values.pop("HF_HUB_OFFLINE", None)
+            return values
+
+        def cli(who, *args):
+            return subprocess.run([str(hf_cli), *args], env=env(who), capture_output=True, text=True, timeout=120,
+                                  check=False)
+
+        assert "alice" in cli("alice", "auth", "whoami").stdout
+        got = cli("alice", "download", "org/gated", "config.json")
+        path = got.stdout.strip().splitlines()[-1].strip().removeprefix("path:").strip()  # "  path: /…/config.json"
+        assert got.returncode == 0 and Path(path).read_bytes() == FILES["config.json"]
+        refused = cli("bob", "download", "org/gated", "config.json")
+        assert refused.returncode != 0 and site["bob"] not in refused.stdout + refused.stderr
+        load = ("import sys; from transformers import PretrainedConfig; "
+                "print(PretrainedConfig.from_pretrained('org/gated').hidden_size)")
+        done = subprocess.run([sys.executable, "-c", load], env=env("alice"), capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "8", done.stderr[-2000:]
+        denied = subprocess.run([sys.executable, "-c", load], env=env("bob"), capture_output=True, text=True,
+                                timeout=300, check=False)
+        assert denied.returncode != 0 and "org/gated" in denied.stderr
+        fs = hf.HfFileSystem(endpoint=server.url, token=site["alice"], skip_instance_cache=True)
+        assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("org/gated", detail=False)) == sorted(FILES)
+        with pytest.raises(FileNotFoundError):
+            hf.HfFileSystem(endpoint=server.url, token=site["bob"], skip_instance_cache=True).ls("org/gated")

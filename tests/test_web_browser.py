@@ -9,6 +9,7 @@ variable), where they are skipped with the reason.
 
 import hashlib
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from hubmirror.access.tokens import issue
+from hubmirror.catalog import Catalog
 from tests.fakes.mirror_server import MirrorServer
 from tests.fakes.model_files import MINILM_REPO_ID, facenet_files, minilm_files
 from tests.test_web_pages import EVIL_REPO, site, web_mirror  # noqa: F401 (fixtures)
@@ -169,3 +172,33 @@ def test_login_with_token(web_mirror, browser):  # noqa: F811
         _wait_for_url(browser, "/login")
         browser.get(f"{server.url}/")
         _wait_for_url(browser, "/login?next=")
+
+
+def test_two_people_each_see_their_own_models(web_mirror, browser, tmp_path):  # noqa: F811
+    """Logged in with personal tokens (`hubmirror token`), alice and bob each see only the models their globs allow,
+    on the home page, in search and on model pages (another's model page is not found)."""
+    root = tmp_path / "mirror"
+    shutil.copytree(web_mirror, root)
+    catalog = Catalog(root / "catalog.db")
+    tokens = {}
+    for who, repos in (("alice", ("sentence-transformers/*",)), ("bob", (f"{EVIL_REPO.split('/')[0]}/*",))):
+        tokens[who], record = issue(who, "read", repos, (), None)
+        catalog.put_token(record)
+    catalog.close()
+    mine = {"alice": MINILM_REPO_ID, "bob": EVIL_REPO}
+    with MirrorServer(root) as server:
+        for who, other in (("alice", "bob"), ("bob", "alice")):
+            browser.get(f"{server.url}/")
+            _wait_for_url(browser, "/login")
+            field = browser.find_element(By.NAME, "token")
+            field.send_keys(tokens[who])
+            field.submit()
+            _wait_for_url(browser, f"{server.url}/")
+            assert browser.find_element(By.ID, "signed-in-as").text == who
+            assert browser.find_element(By.ID, "cached-count").text == "1"
+            browser.get(f"{server.url}/models")
+            assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#results a.model")] == [mine[who]]
+            browser.get(f"{server.url}/{mine[other]}")
+            assert "No such page or model" in browser.page_source and mine[other] not in browser.page_source
+            browser.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click()
+            _wait_for_url(browser, "/login")

@@ -175,7 +175,9 @@ def test_the_proxy_fetches_nothing_for_a_token_that_may_not_read(hub, run, root,
         assert get(bob, "org/open").status_code == 200
         assert get(alice, "org/licensed").status_code == 200  # alice may read gated repos: fetched for her
         assert get(bob, "org/licensed").status_code == 404  # and still not for bob
-        assert [r for r in hub.requests if r["path"].endswith("/config.json") and "licensed" in r["path"]]
+        got = requests.get(f"{server.url}/org/licensed/resolve/main/config.json",
+                           headers={"Authorization": f"Bearer {alice}"})
+        assert got.status_code == 200 and got.content == FILES["config.json"]
 
 
 def test_policy_globs_match_any_case_and_restricted_models():
@@ -245,3 +247,38 @@ def test_the_hf_cli_transformers_and_hffilesystem_send_hf_token(site, root, tmp_
         assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("org/gated", detail=False)) == sorted(FILES)
         with pytest.raises(FileNotFoundError):
             hf.HfFileSystem(endpoint=server.url, token=site["bob"], skip_instance_cache=True).ls("org/gated")
+
+
+def test_search_for_a_reader_is_the_unfiltered_order_less_what_it_may_not_see(tmp_path):
+    """The filtered search (the access table, read in slices) gives exactly the unfiltered ranking minus the models
+    hidden from the reader, for every order and paging, and follows every write to the models (triggers)."""
+    from hubmirror.catalog import Catalog
+    from hubmirror.upstream import ModelMetadata
+
+    catalog = Catalog(tmp_path / "catalog.db")
+    metas = [ModelMetadata("hf", f"{org}/model-{i}", task="text-classification", description=f"shared words {i % 3}",
+                           downloads=(i * 7919) % 1000, likes=i % 17, gated=(i % 11 == 0),
+                           extra={"private": True} if i % 13 == 0 else {})
+             for i, org in ((i, ("team-a", "team-b", "Other")[i % 3]) for i in range(600))]
+    catalog.record_index(metas, "huggingface", "test")
+    reader = Principal("r", "read", repos=("team-a/*", "OTHER/model-1*"), gated=("team-a/model-1*",))
+
+    def visible(key, hidden):
+        return reader.may_read(key.partition(":")[2], hidden)
+
+    def allowed(row):
+        return reader.may_read(row["model_id"], restricted(row))
+
+    for query in ("", "shared", "shared words 1", "model"):
+        for sort in (None, "downloads", "likes", "lastModified"):
+            for offset in (0, 7):
+                whole = catalog.search(query, sort=sort, limit=700)
+                expected = [r["key"] for r in whole if allowed(r)][offset:offset + 20]
+                got = [r["key"] for r in catalog.search(query, sort=sort, limit=20, offset=offset, visible=visible)]
+                assert got == expected, (query, sort, offset)
+    assert "hf:team-a/model-3" in [r["key"] for r in catalog.search("shared", limit=500, visible=visible)]
+    catalog.record_index([ModelMetadata("hf", "team-a/model-3", description="shared words 0", downloads=5,
+                                        gated=True)], "huggingface", "test")  # now gated, and not granted
+    assert "hf:team-a/model-3" not in [r["key"] for r in catalog.search("shared", limit=500, visible=visible)]
+    assert "hf:team-a/model-3" in [r["key"] for r in catalog.search("shared", limit=700)]
+    catalog.close()

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -36,9 +36,17 @@ class Principal:
         if self.admin:
             return True
         repo = repo_id.lower()
-        if self.repos and not matcher(self.repos)(repo):
+        if self.repos and not self._repos_test(repo):
             return False
-        return not restricted or matcher(self.gated)(repo)
+        return not restricted or self._gated_test(repo)
+
+    @cached_property
+    def _repos_test(self) -> Callable[[str], bool]:  # built once per principal (hashing 1,000 globs is not free)
+        return matcher(self.repos)
+
+    @cached_property
+    def _gated_test(self) -> Callable[[str], bool]:
+        return matcher(self.gated)
 
     def everything(self) -> bool:
         """Whether no repo is hidden from it (so listings need no filter)."""
@@ -51,13 +59,32 @@ OPERATOR = Principal("operator", "admin", kind="operator")  # whoever holds `ser
 
 @lru_cache(maxsize=4096)
 def matcher(globs: tuple[str, ...]) -> Callable[[str], bool]:
-    """A test of a lower-cased repo id against `globs` (case-insensitive fnmatch)."""
+    """A test of a lower-cased repo id against `globs` (case-insensitive fnmatch). Plain names are a set; a glob is
+    filed under its literal head (`team-a/` of `team-a/*`), so a check is one dict lookup per distinct head length,
+    then the tail's own pattern (none for a bare `*`): a thousand rules cost about what one does."""
     exact = frozenset(g.lower() for g in globs if not _GLOB_CHARS.search(g))
-    patterns = [fnmatch.translate(g.lower()) for g in globs if _GLOB_CHARS.search(g)]
-    regex = re.compile("|".join(patterns)) if patterns else None
-    if regex is None:
-        return exact.__contains__
-    return lambda repo: repo in exact or regex.match(repo) is not None
+    namespaces = set()  # `org/*`: the commonest rule, one slice and one set lookup
+    heads: dict[int, dict[str, list[re.Pattern | None]]] = {}
+    for glob in (g.lower() for g in globs if _GLOB_CHARS.search(g)):
+        cut = _GLOB_CHARS.search(glob).start()
+        head, tail = glob[:cut], glob[cut:]
+        if tail == "*" and head.endswith("/") and head.count("/") == 1:
+            namespaces.add(head)
+            continue
+        heads.setdefault(cut, {}).setdefault(head, []).append(None if tail == "*" else
+                                                               re.compile(fnmatch.translate(tail)))
+    lengths = sorted(heads)
+
+    def test(repo: str) -> bool:
+        if repo in exact or repo[:repo.find("/") + 1] in namespaces:
+            return True
+        for length in lengths:
+            tails = heads[length].get(repo[:length])
+            if tails is not None and any(t is None or t.match(repo, length) for t in tails):
+                return True
+        return False
+
+    return test
 
 
 def restricted(model: dict) -> bool:
@@ -65,9 +92,9 @@ def restricted(model: dict) -> bool:
     if model.get("gated"):
         return True
     metadata = model.get("metadata")
-    if isinstance(metadata, str) and '"private"' in metadata:
+    if isinstance(metadata, str) and '"private"' in metadata:  # as catalog.search.restricted_sql decides it too
         try:
             return bool(json.loads(metadata).get("private"))
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return True  # unreadable: not known to be public
     return False

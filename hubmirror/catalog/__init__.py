@@ -13,8 +13,8 @@ from hubmirror.catalog.connection import (
 )
 from hubmirror.catalog.reads import ModelReads
 from hubmirror.catalog.search import Search, facet_token, fts_words, search_facets
-from hubmirror.catalog.tokens import AccessTokens
 from hubmirror.catalog.site_index import SiteIndex
+from hubmirror.catalog.tokens import AccessTokens
 from hubmirror.catalog.verdicts import SCANNER, Verdicts
 from hubmirror.catalog.writes import RevisionWrites, StoredFile
 

@@ -6,12 +6,12 @@ import sqlite3
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from hubmirror.errors import NoMirrorError
 
 CATALOG_NAME = "catalog.db"
-SCHEMA_VERSION = 6  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
+SCHEMA_VERSION = 7  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
 
 
 def chunks(values: list, size: int = 500):
@@ -82,4 +82,13 @@ class CatalogConnection:
         cursor = self.conn.execute(sql, list(args))
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _lazy_rows(self, sql: str, args: Iterable = ()) -> Iterator[dict]:
+        """The rows of `sql` as dicts, read from the cursor as they are consumed."""
+        cursor = self.conn.execute(sql, list(args))
+        names = [d[0] for d in cursor.description]
+        try:
+            yield from (dict(zip(names, row, strict=True)) for row in cursor)
+        finally:
+            cursor.close()
 

@@ -148,3 +148,13 @@ def m006_tokens(db: Database) -> None:
     db["tokens"].create({"id": str, "name": str, "scope": str, "hash": str, "repos": str, "gated": str,
                          "created_at": str, "expires_at": str, "revoked_at": str}, pk="id")
     db["tokens"].create_index(["name"])
+
+
+@migrations()
+def m007_model_access(db: Database) -> None:
+    """What a server's access check needs of each model (its key, whether it is gated or private) in a narrow table
+    in downloads order, kept by triggers: a search filtered for one reader checks its thousands of candidates there
+    instead of reading their whole rows (hubmirror.catalog.search)."""
+    from hubmirror.catalog.search import create_access_table
+
+    create_access_table(db.conn)

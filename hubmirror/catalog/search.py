@@ -56,6 +56,7 @@ SORTS = {
 }
 _FIRST_BATCH = 32
 _MAX_BATCH = 8192
+_ACCESS_SLICE = 128  # candidates checked at a time for a reader who may see only some models
 # A write of fewer models leaves the indexing to the triggers (a batch changes the schema: every reader re-prepares).
 BULK_MIN_MODELS = 32
 # A batch that touched at least this share of the catalog rebuilds the whole index rather than its models' documents.
@@ -175,9 +176,40 @@ def family_bounds(family: int) -> tuple[int, int]:
     return family << FAMILY_SHIFT, ((family + 1) << FAMILY_SHIFT) - 1
 
 
-# gated upstream, or private (in the metadata; unreadable metadata counts as restricted), as access.policy.restricted
-RESTRICTED_SQL = ("(coalesce(m.gated, 0) != 0 OR CASE WHEN json_valid(m.metadata) THEN "
-                  "coalesce(json_extract(m.metadata, '$.private'), 0) != 0 ELSE m.metadata IS NOT NULL END)")
+ACCESS_TABLE = "model_access"
+
+
+def restricted_sql(row: str) -> str:
+    """SQL for whether `row` (a models row alias) is gated upstream or private (in its metadata; unreadable metadata
+    that names `private` counts as private), as hubmirror.access.policy.restricted decides it."""
+    return (f"(coalesce({row}.gated, 0) != 0 OR CASE WHEN coalesce(instr({row}.metadata, '\"private\"'), 0) = 0 "
+            f"THEN 0 WHEN json_valid({row}.metadata) THEN coalesce(json_extract({row}.metadata, '$.private'), 0) != 0 "
+            "ELSE 1 END)")
+
+
+def access_order_sql(row: str) -> str:
+    """SQL for `row`'s place in ACCESS_TABLE: its NAME and ANYWHERE documents' rowid without the family bits (most
+    downloaded first), so that the candidates of a relevance search, read in their documents' order, are neighbours
+    there too."""
+    return f"({document_rowid_sql(ANYWHERE, row)} - {ANYWHERE << FAMILY_SHIFT})"
+
+
+def create_access_table(conn) -> None:
+    """ACCESS_TABLE: per model, what a search filtered for one reader checks of each candidate (its key, whether it is
+    gated or private), in a table a fraction of the size of `models`, ordered by downloads (`access_order_sql`), with
+    the models rowid indexed for the other orders; filled, then kept in step by triggers."""
+    conn.execute(f"CREATE TABLE {ACCESS_TABLE} (ord INTEGER PRIMARY KEY, id INTEGER NOT NULL, key TEXT NOT NULL, "
+                 "restricted INTEGER NOT NULL)")
+    conn.execute(f"INSERT INTO {ACCESS_TABLE} SELECT {access_order_sql('m')}, m.rowid, m.key, {restricted_sql('m')} "
+                 f"FROM models m ORDER BY 1")
+    conn.execute(f"CREATE UNIQUE INDEX {ACCESS_TABLE}_id ON {ACCESS_TABLE}(id)")
+    insert = (f"INSERT INTO {ACCESS_TABLE} VALUES ({access_order_sql('new')}, new.rowid, new.key, "
+              f"{restricted_sql('new')});")
+    conn.execute(f"CREATE TRIGGER {ACCESS_TABLE}_ai AFTER INSERT ON models BEGIN {insert} END")
+    conn.execute(f"CREATE TRIGGER {ACCESS_TABLE}_ad AFTER DELETE ON models BEGIN DELETE FROM {ACCESS_TABLE} "
+                 "WHERE id = old.rowid; END")
+    conn.execute(f"CREATE TRIGGER {ACCESS_TABLE}_au AFTER UPDATE OF key, gated, metadata, downloads ON models BEGIN "
+                 f"DELETE FROM {ACCESS_TABLE} WHERE id = old.rowid; {insert} END")
 
 
 class _Filters:
@@ -185,6 +217,7 @@ class _Filters:
 
     def __init__(self, source, task, license, library, cached, benchmarked):
         self.clauses, self.args, self.tokens = [], [], []
+        self.visible: Callable[[str, bool], bool] | None = None  # a reader's test of (key, restricted)
         self.benchmarked_only = bool(benchmarked)  # few models: searched one by one, not by walking every match
         for column, value in (("source", source), ("task", task), ("license", license), ("library", library)):
             if value:
@@ -198,6 +231,15 @@ class _Filters:
         if benchmarked is not None:
             measured = "m.key IN (SELECT model_key FROM benchmarks WHERE status = 'ok')"
             self.clauses.append(measured if benchmarked else f"NOT {measured}")
+
+    def only_visible(self, rows: Iterable[dict]) -> Iterator[dict]:
+        """The rows the reader may see (every row, without a test)."""
+        if self.visible is None:
+            yield from rows
+            return
+        from hubmirror.access.policy import restricted
+
+        yield from (row for row in rows if self.visible(row["key"], restricted(row)))
 
     @property
     def sql(self) -> str:
@@ -268,17 +310,22 @@ class Search:
         if sort not in (None, "relevance", "fastest", *SORTS):
             raise ValueError(f"unknown sort {sort!r}: relevance, downloads, likes, lastModified or fastest")
         filters = _Filters(source, task, license, library, cached, benchmarked)
-        if visible is not None:
-            self.conn.create_function("hm_visible", 2, lambda key, restricted: visible(key, bool(restricted)))
-            filters.clauses.append(f"hm_visible(m.key, {RESTRICTED_SQL})")
+        filters.visible = visible
         words = fts_words(query)
         wanted = offset + limit
         if fastest or sort == "fastest":
-            rows = self._fastest(" ".join(words), filters, wanted)
+            rows = list(itertools.islice(filters.only_visible(self._fastest(" ".join(words), filters, wanted)), wanted))
         elif not words:
             order = SORTS[sort if sort in SORTS else "downloads"]  # no words: relevance is popularity
-            rows = self._rows(f"SELECT m.* FROM {filters.models} WHERE 1 {filters.sql} ORDER BY {order} LIMIT ?",
-                              [*filters.args, wanted])
+            sql = f"SELECT m.* FROM {filters.models} WHERE 1 {filters.sql} ORDER BY {order}"
+            if visible is None:
+                rows = self._rows(f"{sql} LIMIT ?", [*filters.args, wanted])
+            elif sort in (None, "downloads") and not filters.benchmarked_only:  # the access table is in this order
+                rows = list(itertools.islice(self._visible_by_downloads(filters), wanted))
+                for row in rows:
+                    del row["_rowid"]
+            else:  # read in order until enough are visible
+                rows = list(itertools.islice(filters.only_visible(self._lazy_rows(sql, filters.args)), wanted))
         else:
             match = " ".join(words + filters.tokens)
             found = (self._family_rows(SORT_FAMILIES[sort], match, filters) if sort in SORT_FAMILIES
@@ -293,9 +340,10 @@ class Search:
         seen = set()
         name = query.strip().lower()
         named = f"SELECT rowid FROM models m WHERE lower(model_id) = ? UNION SELECT rowid FROM models m WHERE {_BASENAME} = ?"
-        exact = self._rows(f"SELECT m.rowid AS _rowid, m.* FROM ({named}) AS n CROSS JOIN models m ON m.rowid = n.rowid "
-                           f"WHERE 1 {filters.sql} ORDER BY {SORTS['downloads']}", [name, name, *filters.args])
-        for tier_rows in (iter(exact), *(self._family_rows(t, match, filters) for t in (NAME, ANYWHERE))):
+        exact = filters.only_visible(self._rows(
+            f"SELECT m.rowid AS _rowid, m.* FROM ({named}) AS n CROSS JOIN models m ON m.rowid = n.rowid "
+            f"WHERE 1 {filters.sql} ORDER BY {SORTS['downloads']}", [name, name, *filters.args]))
+        for tier_rows in (exact, *(self._family_rows(t, match, filters) for t in (NAME, ANYWHERE))):
             for row in tier_rows:
                 if row["_rowid"] not in seen:
                     seen.add(row["_rowid"])
@@ -305,7 +353,7 @@ class Search:
         """The models (with their `_rowid`) whose `family` document matches, in the family's order, read in growing
         batches (keyset paging on the FTS rowid), each checked against the filters exactly."""
         if filters.benchmarked_only:
-            yield from self._benchmarked_rows(family, match, filters)
+            yield from filters.only_visible(self._benchmarked_rows(family, match, filters))
             return
         low, high = family_bounds(family)
         batch = _FIRST_BATCH
@@ -315,18 +363,46 @@ class Search:
                 "ORDER BY rowid LIMIT ?", [match, low, high, batch])]
             if not ids:
                 return
-            rows = self._rows(
-                "SELECT m.rowid AS _rowid, m.* FROM json_each(?) AS j CROSS JOIN models m ON m.rowid = j.value "
-                f"WHERE 1 {filters.sql}", ["[" + ",".join(str(model_rowid(i)) for i in ids) + "]", *filters.args])
-            by_rowid = {r["_rowid"]: r for r in rows}
-            for i in ids:
-                row = by_rowid.get(model_rowid(i))
-                if row is not None:
-                    yield row
+            listed = "[" + ",".join(str(model_rowid(i)) for i in ids) + "]"
+            if filters.visible is None:
+                rows = self._rows("SELECT m.rowid AS _rowid, m.* FROM json_each(?) AS j CROSS JOIN models m "
+                                  f"ON m.rowid = j.value WHERE 1 {filters.sql}", [listed, *filters.args])
+                by_rowid = {r["_rowid"]: r for r in rows}
+                yield from (by_rowid[model_rowid(i)] for i in ids if model_rowid(i) in by_rowid)
+            else:
+                yield from self._visible_rows(ids, family, filters)
             if len(ids) < batch:
                 return
             low = ids[-1] + 1
-            batch = min(batch * 4, _MAX_BATCH)
+            batch = (min(batch * 4, _MAX_BATCH) if filters.visible is None
+                     else min(batch * 2, _ACCESS_SLICE * 4))  # a reader's: close to what it needs
+
+    def _visible_rows(self, ids: list[int], family: int, filters: _Filters) -> Iterator[dict]:
+        """The models of the `family` documents `ids` (in order) the reader may see, with their `_rowid`: who may
+        see each is asked of ACCESS_TABLE, a slice at a time (a reader who sees few models stops reading candidates
+        as soon as the page is full), by the documents' own order where the table has it (NAME, ANYWHERE: neighbours
+        there); whole rows are read only for those it may see."""
+        by_order = family in (NAME, ANYWHERE)
+        column = "ord" if by_order else "id"
+        keys = [i - (ANYWHERE << FAMILY_SHIFT if family == ANYWHERE else 0) if by_order else model_rowid(i)
+                for i in ids]
+        for start in range(0, len(keys), _ACCESS_SLICE):
+            part = keys[start:start + _ACCESS_SLICE]
+            checked = {r[0]: r[1:] for r in self.conn.execute(
+                f"SELECT a.{column}, a.id, a.key, a.restricted FROM json_each(?) AS j CROSS JOIN {ACCESS_TABLE} a "
+                f"ON a.{column} = j.value", ["[" + ",".join(map(str, part)) + "]"])}
+            for key in part:
+                seen = checked.get(key)
+                if seen is not None and filters.visible(seen[1], bool(seen[2])):
+                    yield from self._rows(f"SELECT m.rowid AS _rowid, m.* FROM models m WHERE m.rowid = ? {filters.sql}",
+                                          [seen[0], *filters.args])
+
+    def _visible_by_downloads(self, filters: _Filters) -> Iterator[dict]:
+        """Every model the reader may see, most downloaded first (ACCESS_TABLE's own order), with its `_rowid`."""
+        for rowid, key, hidden in self.conn.execute(f"SELECT id, key, restricted FROM {ACCESS_TABLE} ORDER BY ord"):
+            if filters.visible(key, bool(hidden)):
+                yield from self._rows(f"SELECT m.rowid AS _rowid, m.* FROM models m WHERE m.rowid = ? {filters.sql}",
+                                      [rowid, *filters.args])
 
     def _benchmarked_rows(self, family: int, match: str, filters: _Filters) -> list[dict]:
         """The benchmarked models whose `family` document matches, in the family's order: each benchmarked model's
@@ -338,7 +414,8 @@ class Search:
             [*filters.args, match])
 
     def _fastest(self, words: str, filters: _Filters, limit: int) -> list[dict]:
-        """Benchmarked models matching the query and filters, highest throughput first."""
+        """Benchmarked models matching the query and filters, highest throughput first (with a reader's test, every
+        one of them: they are few)."""
         low, high = family_bounds(ANYWHERE)
         text = (f" AND m.rowid IN (SELECT {ROW_MASK} - (rowid & {ROW_MASK}) FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH ? "
                 f"AND rowid BETWEEN {low} AND {high})") if words else ""
@@ -346,4 +423,4 @@ class Search:
                "(SELECT model_key, device, max(throughput) AS throughput, min(latency_p50_ms) AS latency_p50_ms "
                "FROM benchmarks WHERE status = 'ok' AND throughput IS NOT NULL GROUP BY model_key, device) b "
                f"ON b.model_key = m.key WHERE 1 {filters.sql}{text} ORDER BY b.throughput DESC LIMIT ?")
-        return self._rows(sql, [*filters.args, *([words] if words else []), limit])
+        return self._rows(sql, [*filters.args, *([words] if words else []), -1 if filters.visible else limit])

@@ -102,6 +102,48 @@ def search_times(catalog: Catalog, queries: list[str], visible) -> list[float]:
     return times
 
 
+def resolve_figures(work: Path, args) -> None:
+    open_root, guarded_root = work / "open", work / "guarded"
+    if not (open_root / "catalog.db").exists():
+        mirror_with_repos(open_root)
+    shutil.rmtree(guarded_root, ignore_errors=True)
+    shutil.copytree(open_root, guarded_root)
+    token = add_tokens(guarded_root, 10_000, 1_000)
+    rates = {"open": [], "tokens": []}
+    for run in range(args.runs):
+        for mode in (("open", "tokens") if run % 2 == 0 else ("tokens", "open")):
+            rates[mode] += serve_rate(open_root if mode == "open" else guarded_root, token, args)
+        print(f"run {run + 1}: open {rates['open'][-1]:.0f} req/s, 10,000 tokens {rates['tokens'][-1]:.0f} req/s",
+              flush=True)
+    opened, guarded = statistics.median(rates["open"]), statistics.median(rates["tokens"])
+    print(f"resolve (median of {args.runs}, {args.clients} clients): open {opened:.0f} req/s, with 10,000 tokens "
+          f"and 1,000 globs {guarded:.0f} req/s; ratio {guarded / opened:.2f}x (target >= 0.9x)", flush=True)
+
+
+def search_figures(work: Path, args) -> None:
+    big = work / f"search-{args.models}.db"
+    if not big.exists():
+        build(big, args.models, random.Random(7))
+    catalog = Catalog(big)
+    rng = random.Random(11)
+    words = ["model", "image", "bert", "text", "vision", "large", "chat", "medical", "resnet", "fine tuned",
+             "speech", "embedding", "quantized", "detection", "code"]
+    queries = [rng.choice(words) + ("" if rng.random() < 0.5 else " " + rng.choice(words))
+               for _ in range(args.queries)]
+    readers = {share: Principal("bench", "read", repos=tuple(f"org{i}/*" for i in rng.sample(range(50_000),
+                                                                                               globs)))
+               for share, globs in (("20%", 10_000), ("2%", 1_000))}  # models spread over 50,000 orgs
+    tests = {"every model": None, **{f"a token with {len(r.repos):,} globs seeing {share}":
+                                     (lambda key, restricted, r=r: r.may_read(key.partition(":")[2], restricted))
+                                     for share, r in readers.items()}}
+    search_times(catalog, queries[:20], None)  # warm the page cache
+    for name, test in tests.items():
+        times = sorted(search_times(catalog, queries, test))
+        print(f"search as {name}: p50 {statistics.median(times):.2f} ms, "
+              f"p99 {times[int(len(times) * 0.99) - 1]:.2f} ms over {len(times)} queries", flush=True)
+    catalog.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", type=int, default=1_000_000)
@@ -110,46 +152,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work", type=Path)
+    parser.add_argument("--only", choices=["resolve", "search"])
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="hubmirror-bench-access-"))
     try:
-        open_root, guarded_root = work / "open", work / "guarded"
-        if not (open_root / "catalog.db").exists():
-            mirror_with_repos(open_root)
-        shutil.rmtree(guarded_root, ignore_errors=True)
-        shutil.copytree(open_root, guarded_root)
-        token = add_tokens(guarded_root, 10_000, 1_000)
-        rates = {"open": [], "tokens": []}
-        for run in range(args.runs):
-            for mode in (("open", "tokens") if run % 2 == 0 else ("tokens", "open")):
-                rates[mode] += serve_rate(open_root if mode == "open" else guarded_root, token, args)
-            print(f"run {run + 1}: open {rates['open'][-1]:.0f} req/s, 10,000 tokens {rates['tokens'][-1]:.0f} req/s",
-                  flush=True)
-        opened, guarded = statistics.median(rates["open"]), statistics.median(rates["tokens"])
-        print(f"resolve (median of {args.runs}, {args.clients} clients): open {opened:.0f} req/s, with 10,000 tokens "
-              f"and 1,000 globs {guarded:.0f} req/s; ratio {guarded / opened:.2f}x (target >= 0.9x)", flush=True)
-
-        big = work / f"search-{args.models}.db"
-        if not big.exists():
-            build(big, args.models, random.Random(7))
-        catalog = Catalog(big)
-        rng = random.Random(11)
-        words = ["model", "image", "bert", "text", "vision", "large", "chat", "medical", "resnet", "fine tuned",
-                 "speech", "embedding", "quantized", "detection", "code"]
-        queries = [rng.choice(words) + ("" if rng.random() < 0.5 else " " + rng.choice(words))
-                   for _ in range(args.queries)]
-        readers = {share: Principal("bench", "read", repos=tuple(f"org{i}/*" for i in rng.sample(range(50_000),
-                                                                                                   globs)))
-                   for share, globs in (("20%", 10_000), ("2%", 1_000))}  # models spread over 50,000 orgs
-        tests = {"every model": None, **{f"a token with {len(r.repos):,} globs seeing {share}":
-                                         (lambda key, restricted, r=r: r.may_read(key.partition(":")[2], restricted))
-                                         for share, r in readers.items()}}
-        search_times(catalog, queries[:20], None)  # warm the page cache
-        for name, test in tests.items():
-            times = sorted(search_times(catalog, queries, test))
-            print(f"search as {name}: p50 {statistics.median(times):.2f} ms, "
-                  f"p99 {times[int(len(times) * 0.99) - 1]:.2f} ms over {len(times)} queries", flush=True)
-        catalog.close()
+        if args.only != "search":
+            resolve_figures(work, args)
+        if args.only != "resolve":
+            search_figures(work, args)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -133,9 +133,10 @@ def search_figures(work: Path, args) -> None:
     readers = {share: Principal("bench", "read", repos=tuple(f"org{i}/*" for i in rng.sample(range(50_000),
                                                                                                globs)))
                for share, globs in (("20%", 10_000), ("2%", 1_000))}  # models spread over 50,000 orgs
-    tests = {"every model": None, **{f"a token with {len(r.repos):,} globs seeing {share}":
-                                     (lambda key, restricted, r=r: r.may_read(key.partition(":")[2], restricted))
-                                     for share, r in readers.items()}}
+    tests = {"every model": None}
+    for share, r in readers.items():  # as serve's reader (hubmirror.serving.visibility) tests a model
+        tests[f"a token with {len(r.repos):,} globs seeing {share}"] = (
+            lambda key, restricted, read=r.reader: read(key.partition(":")[2], restricted))
     search_times(catalog, queries[:20], None)  # warm the page cache
     for name, test in tests.items():
         times = sorted(search_times(catalog, queries, test))

@@ -33,20 +33,24 @@ class Principal:
 
     def may_read(self, repo_id: str, restricted: bool) -> bool:
         """Whether this principal may see `repo_id` at all (`restricted`: gated upstream, or private)."""
+        return self.reader(repo_id, restricted)
+
+    @cached_property
+    def reader(self) -> Callable[[str, bool], bool]:
+        """`may_read` as one function with its tests bound, built once per principal (hashing 1,000 globs is not
+        free; a search calls it for every candidate)."""
         if self.admin:
-            return True
-        repo = repo_id.lower()
-        if self.repos and not self._repos_test(repo):
-            return False
-        return not restricted or self._gated_test(repo)
+            return lambda repo_id, restricted: True
+        repos = matcher(self.repos) if self.repos else None
+        gated = matcher(self.gated)
 
-    @cached_property
-    def _repos_test(self) -> Callable[[str], bool]:  # built once per principal (hashing 1,000 globs is not free)
-        return matcher(self.repos)
+        def read(repo_id: str, restricted: bool) -> bool:
+            repo = repo_id.lower()
+            if repos is not None and not repos(repo):
+                return False
+            return not restricted or gated(repo)
 
-    @cached_property
-    def _gated_test(self) -> Callable[[str], bool]:
-        return matcher(self.gated)
+        return read
 
     def everything(self) -> bool:
         """Whether no repo is hidden from it (so listings need no filter)."""

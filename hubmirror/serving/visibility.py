@@ -13,8 +13,8 @@ def visibility(view: MirrorView, principal: Principal) -> Callable[[str, bool], 
     """`visible(key, restricted)` for `Catalog.search`, or None where the principal sees everything."""
     if principal.everything():
         return None
-    repo_of = view.repo_of()
-    return lambda key, hidden: principal.may_read(repo_of.get(key) or key.partition(":")[2], hidden)
+    repo_of, read = view.repo_of(), principal.reader
+    return lambda key, hidden: read(repo_of.get(key) or key.partition(":")[2], hidden)
 
 
 def readable(view: MirrorView, principal: Principal, key: str) -> bool:

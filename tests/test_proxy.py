@@ -258,6 +258,16 @@ def test_serve_upstream_options(run, monkeypatch, cold):
     assert run("serve").exit_code == 0 and got["upstream"] is None
 
 
+def test_serve_upstream_starts_a_mirror_from_nothing_and_plain_serve_does_not(run, monkeypatch, root):
+    monkeypatch.setattr("hubmirror.serving.app.serve", lambda *a, **kw: None)
+    assert not root.exists()
+    plain = run("serve")
+    assert plain.exit_code != 0 and "no mirror at" in plain.output and not root.exists()
+    assert run("serve", "--upstream").exit_code == 0
+    assert (root / "catalog.db").is_file()
+    Catalog(root / "catalog.db", create=False).close()
+
+
 def test_clients_that_give_up_do_not_hold_the_server(hub, cold):
     """40 clients ask for a file still crawling in from upstream and hang up after a second: their worker threads
     are free again at once (not at --upstream-timeout), so a cached file is answered as fast as ever."""

@@ -45,7 +45,8 @@ def serve(state, host, port, token, token_file, forwarded_allow_ips, redirect, u
         if token is None:
             raise click.UsageError(f"{token_file.name} holds no token")
 
-    with state.mirror() as mirror:  # fail early, and clearly, where there is no mirror
+    # fail early, and clearly, where there is no mirror; a pull-through proxy starts one from nothing
+    with state.mirror(create=upstream is not None) as mirror:
         store = mirror.store  # whichever backend the mirror keeps its blobs in
         refresher = mirror.writer.start_refresher(state.mirror)  # a shared bucket: other hosts' changes, within seconds
     how = " (LFS files redirected to presigned URLs)" if redirect else ""

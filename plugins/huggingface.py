@@ -263,7 +263,10 @@ class HuggingFaceSource(Source):
         what = str(ref)
         api = self._api(ctx)
         requested = ref.revision or DEFAULT_REVISION  # as snapshot_download: `revision or DEFAULT_REVISION`
-        info = self._model_info(ctx, api, ref, requested)
+        try:
+            info = self._model_info(ctx, api, ref, requested)
+        except NotFoundError as exc:
+            raise self._missing_revision(ctx, api, ref, requested, exc) from exc
         commit = info.sha
         if not isinstance(commit, str) or not COMMIT_RE.match(commit):
             raise HubmirrorError(f"{ref}: the Hub's model info carries no commit sha")
@@ -277,6 +280,22 @@ class HuggingFaceSource(Source):
         )
         revision.metadata.description = self._read_description(ctx, revision)
         return revision
+
+    def _missing_revision(self, ctx: SourceContext, api, ref: ModelRef, revision: str,
+                          error: NotFoundError) -> NotFoundError:
+        """`error` (the model info of `revision` not found), or a RevisionNotFound where the server said the repo was
+        not found (some Hub-compatible servers answer a missing revision so) but its default revision exists: the
+        same `model_info` asked without the revision tells them apart."""
+        answer = getattr(error, "hub_answer", None)
+        if revision == DEFAULT_REVISION or answer is None or answer.code == "RevisionNotFound":
+            return error
+        try:
+            self._model_info(ctx, api, ModelRef(ref.source, ref.model_id), DEFAULT_REVISION)
+        except HubmirrorError:
+            return error
+        missing = NotFoundError(f"{ref}: revision not found")
+        missing.hub_answer = HubAnswer(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        return missing
 
     def _model_info(self, ctx: SourceContext, api, ref: ModelRef, revision: str):
         """Request 1, `HfApi.model_info(repo_id, revision=revision)`. huggingface_hub sends it once; it is sent

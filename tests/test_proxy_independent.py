@@ -48,6 +48,11 @@ def test_minilm_through_a_cold_proxy_in_front_of_olah_and_after_it_stops(minilm,
         local = str(Path(minilm["config.json"]).parent)  # the same files read from disk, no server involved
         direct = in_client(EMBED, proxy, tmp_path / "local", local)
         assert in_client(EMBED, proxy, tmp_path / "cold", MINILM_REPO_ID) == direct
+        api = hf.HfApi(endpoint=proxy)  # olah says RepoNotFound for a missing revision: the client is told which
+        with pytest.raises(hf.errors.RevisionNotFoundError):
+            api.model_info(MINILM_REPO_ID, revision="no-such-branch")
+        with pytest.raises(hf.errors.RepositoryNotFoundError):
+            api.model_info("nobody/nothing", revision="no-such-branch")
         stop_olah()
         folder = hf.snapshot_download(MINILM_REPO_ID, endpoint=proxy, cache_dir=tmp_path / "c")
         assert Path(folder).name == olah.commit and tree(folder) == expected

@@ -91,7 +91,9 @@ class ResolvedRevision:
 
     `commit` identifies the content for good (a git commit, a version number, a manifest digest); None means the
     revision is its single file's content, and the core sets it to that file's sha256 once stored. `requested` is
-    what the user asked for (a branch, a tag, or the commit itself) and becomes a ref pointing at `commit`.
+    what the user asked for (a branch, a tag, or the commit itself) and becomes a ref pointing at `commit`;
+    `requested_kind` says which, where the upstream told (REF_KINDS). `commit_info` is what the upstream says of the
+    commit: {date, title, message, authors}, as much as it said.
     """
 
     ref: ModelRef
@@ -99,6 +101,25 @@ class ResolvedRevision:
     requested: str
     metadata: ModelMetadata
     files: list[RemoteFile]
+    requested_kind: str | None = None
+    commit_info: dict[str, Any] = field(default_factory=dict)
+
+
+REF_KINDS = ("branch", "tag", "pr", "commit")
+_COMMIT_TEXT = {"date": 64, "title": 1024, "message": 65536}  # the longest each may be kept
+_AUTHORS, _AUTHOR = 100, 200
+
+
+def bounded_commit_info(info: object) -> dict[str, Any]:
+    """`commit_info` as a catalog keeps it: the known fields only, strings cut to their bound, at most 100 author
+    names (an upstream's words, whatever their size or shape, never make a row unbounded)."""
+    if not isinstance(info, dict):
+        return {}
+    kept: dict[str, Any] = {k: info[k][:limit] for k, limit in _COMMIT_TEXT.items() if isinstance(info.get(k), str)}
+    authors = info.get("authors")
+    if isinstance(authors, list):
+        kept["authors"] = [a[:_AUTHOR] for a in authors[:_AUTHORS] if isinstance(a, str)]
+    return kept
 
 
 # A model id as it may enter the catalog, whatever brought it (a pull, a bundle, a registry, a bucket record, the
@@ -120,6 +141,8 @@ def check_listing(revision: ResolvedRevision) -> None:
     """Refuse a revision that could hurt: metadata naming another model than the one asked for (it would rewrite that
     model's catalog row), unsafe or duplicate file names, malformed digests, negative sizes."""
     check_model_id(revision.ref.model_id)
+    if revision.requested_kind not in (None, *REF_KINDS):
+        raise IntegrityError(f"{revision.ref}: unknown ref kind {str(revision.requested_kind)[:20]!r}")
     meta = revision.metadata
     if (meta.source, meta.model_id) != (revision.ref.source, revision.ref.model_id):
         raise IntegrityError(f"{revision.ref}: the upstream describes it as {meta.source}:{meta.model_id}; nothing "

@@ -26,8 +26,16 @@ its path, query and headers; `{rev}` is quoted with `safe=""` and `{path}` with 
 4. `index hf` only: `GET {endpoint}/api/models?search={q}&sort=downloads&limit={n}&full=true` (`search` only with a
    query, `limit` only up to 1000), then every `Link` next URL verbatim:
    `HfApi.list_models(search=q, sort="downloads", limit=n, full=True)`.
+5. A branch or tag name other than `main` only: `GET {endpoint}/api/models/{repo_id}/refs?include_prs=1`:
+   `HfApi.list_repo_refs(repo_id, include_pull_requests=True)`, to record whether it is a branch, a tag or a pull
+   request (also what `serve --upstream` answers `/refs` from). Where model info (1) says a revision is missing as
+   `RepoNotFound` (some Hub-compatible servers do), 1 is sent once more for `main` to tell a missing revision from a
+   missing repo.
+6. `serve --upstream` only, for a client's `list_repo_commits`: `GET {endpoint}/api/models/{repo_id}/commits/{rev}`
+   with the client's query (`expand[]=formatted`, or the query of the upstream's own `Link` to the next page), as
+   `HfApi.list_repo_commits` sends it page by page.
 
-Requests 1, 2 and 4 carry huggingface_hub's own headers: `user-agent: hubmirror/{version}; hf_hub/{version}; …`,
+Requests 1, 2, 4, 5 and 6 carry huggingface_hub's own headers: `user-agent: hubmirror/{version}; hf_hub/{version}; …`,
 `authorization: Bearer {token}` when there is a token, and its `X-Amzn-Trace-Id` request id. huggingface_hub retries
 2 and 4 on 408/429/5xx and network errors (its `http_backoff`); hubmirror sends 1 again after a 429/5xx answer or a
 transport failure, under its own retry policy (`hubmirror.fetch.retries.RetryPolicy`), and retries 3 as every download.
@@ -40,7 +48,7 @@ import re
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from hubmirror.api import (
     RETRY_STATUSES,
@@ -277,9 +285,45 @@ class HuggingFaceSource(Source):
             requested=requested,
             metadata=self._metadata(ref, info),
             files=files,
+            requested_kind=self._requested_kind(ctx, api, ref, requested, commit),
+            commit_info={"date": _hub_time(info.last_modified)} if info.last_modified else {},
         )
         revision.metadata.description = self._read_description(ctx, revision)
         return revision
+
+    def refs(self, ctx: SourceContext, repo_id: str) -> list[tuple[str, str, str]]:
+        """(name, kind, commit) of every ref of `repo_id` upstream, pull requests included:
+        `HfApi.list_repo_refs(repo_id, include_pull_requests=True)`."""
+        api = self._api(ctx)
+        found = self._call(ctx, f"hf:{repo_id} refs", api.list_repo_refs, repo_id, include_pull_requests=True)
+        kinds = (("branch", found.branches), ("tag", found.tags), ("pr", found.pull_requests or []))
+        return [(r.name, kind, r.target_commit) for kind, listed in kinds for r in listed]
+
+    def commits_page(self, ctx: SourceContext, repo_id: str, revision: str,
+                     params: dict[str, str]) -> tuple[object, dict[str, str] | None]:
+        """One page of `HfApi.list_repo_commits(repo_id, revision=revision)`: `GET {endpoint}/api/models/{repo_id}/
+        commits/{revision}` with `params` (the client's `expand[]=formatted`, or those of a next page), and the
+        query of the next page from its `Link` (None on the last). The page is the server's JSON, unchecked."""
+        from huggingface_hub.utils import hf_raise_for_status, http_backoff
+
+        url = f"{self.endpoint(ctx)}/api/models/{repo_id}/commits/{quote(revision, safe='')}"
+
+        def page():
+            answer = http_backoff("GET", url, params=params, headers=self._headers(), timeout=ctx.timeout)
+            hf_raise_for_status(answer)
+            return answer.json(), answer.links.get("next", {}).get("url")
+
+        items, following = self._call(ctx, f"hf:{repo_id}@{revision} commits", page)
+        return items, (dict(parse_qsl(urlsplit(following).query)) if following else None)
+
+    def _requested_kind(self, ctx: SourceContext, api, ref: ModelRef, requested: str, commit: str) -> str | None:
+        """Whether `requested` is a branch, a tag, a pull request or the commit itself: the default branch and a
+        commit need no question; any other name is looked up in the repo's refs (None where they do not list it)."""
+        if requested == commit:
+            return "commit"
+        if requested == DEFAULT_REVISION:
+            return "branch"
+        return next((kind for name, kind, _ in self.refs(ctx, ref.model_id) if name == requested), None)
 
     def _missing_revision(self, ctx: SourceContext, api, ref: ModelRef, revision: str,
                           error: NotFoundError) -> NotFoundError:

@@ -207,9 +207,10 @@ def test_checkpoint_lookup_uses_the_base_name_index(hub, run, root):
 def test_refs_forget_a_removed_revision(hub, run, root):
     repo = hub.create_repo("org/x", {"config.json": b'{"v": 1}'})
     first = repo.branches["main"]
+    repo.tags["v1"] = first
     second = repo.commit({"config.json": b'{"v": 2}'})
-    assert run("pull", f"hf:org/x@{first}").exit_code == 0
-    assert run("pull", f"hf:org/x@{second}").exit_code == 0
+    assert run("pull", "hf:org/x@v1").exit_code == 0
+    assert run("pull", "hf:org/x").exit_code == 0
     with MirrorServer(root) as server:
         def targets():
             refs = requests.get(f"{server.url}/api/models/org/x/refs").json()

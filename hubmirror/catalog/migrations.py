@@ -158,3 +158,12 @@ def m007_model_access(db: Database) -> None:
     from hubmirror.catalog.search import create_access_table
 
     create_access_table(db.conn)
+
+
+@migrations()
+def m008_ref_kinds_and_commit_info(db: Database) -> None:
+    """What the upstream says of a ref (`kind`: branch, tag, pr, or commit for a revision asked by its commit; NULL
+    where it was not said) and of a commit (`commit_info`: JSON {date, title, message, authors} as far as known), so
+    that `serve` answers refs and commits as the Hub does."""
+    db["refs"].add_column("kind", str)
+    db["revisions"].add_column("commit_info", str)

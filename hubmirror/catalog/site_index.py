@@ -34,6 +34,7 @@ class SiteModel:
     key: str
     records: dict[str, str]  # commit -> record hex (every revision the bucket holds)
     refs: dict[str, str]  # ref name -> commit
+    kinds: dict[str, str] = field(default_factory=dict)  # ref name -> its kind (upstream.REF_KINDS), where known
     write: list[SiteRevision] = field(default_factory=list)  # revisions whose record differs from the local one
 
 
@@ -109,7 +110,8 @@ class SiteIndex:
                                              pk=("model_key", "commit_id"))
         self.conn.execute("DELETE FROM refs WHERE model_key = ?", [key])
         present = {r[0] for r in self.conn.execute("SELECT commit_id FROM revisions WHERE model_key = ?", [key])}
-        self.db["refs"].insert_all(({"model_key": key, "name": name, "commit_id": commit, "updated_at": now}
+        self.db["refs"].insert_all(({"model_key": key, "name": name, "commit_id": commit, "updated_at": now,
+                                     "kind": model.kinds.get(name)}
                                     for name, commit in model.refs.items() if commit in present), pk=("model_key", "name"))
         if not present:
             self.conn.execute("DELETE FROM models WHERE key = ?", [key])

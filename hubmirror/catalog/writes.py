@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Iterable
 from hubmirror.catalog.connection import utc_now
 from hubmirror.catalog.search import search_facets
 from hubmirror.crashpoints import crashpoint
+from hubmirror.upstream import bounded_commit_info
 
 if TYPE_CHECKING:
     from hubmirror.upstream import ModelMetadata, RemoteFile, ResolvedRevision
@@ -71,13 +72,16 @@ class RevisionWrites:
         )
         self._upsert_models([revision.metadata], cached=True, now=now)
         self.db["models"].update(key, {"size_bytes": size, "file_count": len(stored), "latest_commit": revision.commit})
+        info = bounded_commit_info(revision.commit_info)
         self.db["revisions"].upsert(
             {"model_key": key, "commit_id": revision.commit, "pulled_at": now, "size_bytes": size,
-             "file_count": len(stored)},
+             "file_count": len(stored), "commit_info": json.dumps(info, sort_keys=True) if info else None},
             pk=("model_key", "commit_id"),
         )
+        kind = "commit" if revision.requested == revision.commit else revision.requested_kind
         self.db["refs"].upsert(
-            {"model_key": key, "name": revision.requested, "commit_id": revision.commit, "updated_at": now},
+            {"model_key": key, "name": revision.requested, "commit_id": revision.commit, "updated_at": now,
+             "kind": kind},
             pk=("model_key", "name"),
         )
         self.db["files"].upsert_all(

@@ -64,6 +64,7 @@ from hubmirror.serving.metrics import (
     metrics_response,
     record_store_error,
 )
+from hubmirror.serving.model_listing import LIST_SCAN, ListQuery
 from hubmirror.serving.view import MirrorView
 from hubmirror.serving.visibility import readable, visibility
 from hubmirror.serving.waiting import ClientGone, answering
@@ -71,7 +72,8 @@ from hubmirror.serving.web import WebCatalog
 from hubmirror.store import BlobInfo, BlobStore
 
 log = logging.getLogger("hubmirror.serving")
-API_MARKERS = ("revision", "tree", "paths-info", "refs")
+API_MARKERS = ("revision", "tree", "paths-info", "refs", "commits")
+COMMITS_PAGE = 50  # commits per page of /commits/{rev}, as the Hub pages them
 REDIRECT_EXPIRES = 900  # seconds a presigned URL of `--redirect` stays good (a client's in-download resumes reuse it)
 STREAM_CHUNK = 4 * 1024 * 1024  # bytes per read of a blob streamed from a store with no local file
 _RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})", re.ASCII)  # longer numbers are no range of any blob
@@ -261,7 +263,10 @@ def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -
         blobs = request.query_params.get("blobs") == "true"
         return JSONResponse(hf_api.model_info(repo, model, sha, view.files(model, commit), blobs))
     if marker == "refs" and not tail:
-        return JSONResponse(hf_api.refs(model, view.refs(model)))
+        include_prs = request.query_params.get("include_prs") in ("1", "true", "True")
+        return JSONResponse(view.refs_document(model, include_prs))
+    if marker == "commits" and len(tail) == 1:
+        return _commits_page(request, view, model, tail[0])
     if marker == "paths-info" and tail and request.method == "POST":
         commit, _ = _commit(view, model, tail[0])
         wanted = parse_qs(body.decode("utf-8", "replace")).get("paths", [])
@@ -272,22 +277,45 @@ def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -
     raise HubError(404, None, "Not Found")
 
 
+def _commits_page(request: Request, view: MirrorView, model: dict, revision: str) -> Response:
+    """`GET /api/models/{repo}/commits/{rev}` (HfApi.list_repo_commits): newest first, paged by a `Link`."""
+    upstream = view.upstream_commits(model, revision, dict(request.query_params))
+    if upstream is not None:  # a proxy: the upstream's own page, its next page through this server
+        items, following = upstream
+        headers = _next_page(request, _raw_path(request), None, following) if following is not None else {}
+        return JSONResponse(items, headers=headers)
+    commit, _ = _commit(view, model, revision)
+    cursor = _whole(request.query_params.get("cursor") or "0", "cursor")
+    items = hf_api.commits(model["key"], view.history(model, commit))
+    headers = (_next_page(request, _raw_path(request), cursor + COMMITS_PAGE)
+               if cursor + COMMITS_PAGE < len(items) else {})
+    return JSONResponse(items[cursor:cursor + COMMITS_PAGE], headers=headers)
+
+
 def _list_models(request: Request, view: MirrorView, segments: list[str]) -> Response:
-    """`GET /api/models?search=&pipeline_tag=&library=&license=|filter=license:…&sort=&limit=` (HfApi.list_models):
-    the served models in the catalog search's order (the CLI's and the web page's), paged by a `Link` to the next."""
-    params = request.query_params
-    if params.get("sort") not in hf_api.LIST_SORTS:
-        raise HubError(400, None, f"sort must be one of {', '.join(s for s in hf_api.LIST_SORTS if s)}")
-    limit = min(_whole(params.get("limit") or str(hf_api.LIST_PAGE), "limit"), hf_api.LIST_PAGE)
-    cursor = _whole(params.get("cursor") or "0", "cursor")
-    license_ = params.get("license") or next((f.removeprefix("license:") for f in params.getlist("filter")
-                                              if f.startswith("license:")), None)
-    with view.catalog() as catalog:
-        rows = catalog.search(params.get("search", ""), task=params.get("pipeline_tag") or None, license=license_,
-                              library=params.get("library") or None, cached=True, sort=params.get("sort"),
-                              limit=limit + 1, offset=cursor, visible=visibility(view, request.state.principal))
+    """`GET /api/models` as HfApi.list_models sends it (hubmirror.serving.model_listing): the served models the
+    reader may see, in the catalog search's order (the CLI's and the web page's), paged by a `Link` to the next."""
+    query = ListQuery.parse(request.query_params)
+    limit = min(_whole(request.query_params.get("limit") or str(hf_api.LIST_PAGE), "limit"), hf_api.LIST_PAGE)
+    cursor = _whole(request.query_params.get("cursor") or "0", "cursor")
     served = {m["key"]: repo for repo, m in view.repos().items()}
-    page = [hf_api.list_entry(served[r["key"]], r) for r in rows[:limit] if r["key"] in served]
+    with view.catalog() as catalog:
+        def search(count: int, offset: int) -> list[dict]:
+            return catalog.search(query.search, task=query.task, license=query.license, library=query.library,
+                                  cached=True, sort=query.catalog_sort, limit=count, offset=offset,
+                                  visible=visibility(view, request.state.principal))
+
+        if query.scans:
+            found = [r for r in search(LIST_SCAN, 0) if r["key"] in served and query.matches(served[r["key"]], r)]
+            if query.sort == "createdAt":
+                found.sort(key=lambda r: hf_api.created_at(r) or "", reverse=True)
+            rows = found[cursor:cursor + limit + 1]
+        else:
+            rows = search(limit + 1, cursor)
+        def paths(model: dict) -> list[str]:
+            return [f["path"] for f in catalog.files(model["key"], model["latest_commit"])]
+
+        page = [query.entry(served[r["key"]], r, paths) for r in rows[:limit] if r["key"] in served]
     following = _next_page(request, "/api/models", cursor + limit) if len(rows) > limit else {}
     return JSONResponse(page, headers=following)
 
@@ -299,9 +327,9 @@ def _whole(text: str, name: str) -> int:
     return int(text)
 
 
-def _next_page(request: Request, path: str, cursor: int) -> dict:
-    """The `Link` header to the next page: `path` with this request's parameters and `cursor`."""
-    params = dict(request.query_params) | {"cursor": str(cursor)}
+def _next_page(request: Request, path: str, cursor: int | None, params: dict | None = None) -> dict:
+    """The `Link` header to the next page: `path` with this request's parameters and `cursor` (or `params`)."""
+    params = params if params is not None else dict(request.query_params) | {"cursor": str(cursor)}
     query = "&".join(f"{k}={quote(v)}" for k, v in sorted(params.items()))
     return {"Link": f'<{request.url.scheme}://{request.url.netloc}{path}?{query}>; rel="next"'}
 

@@ -3,11 +3,11 @@ data: model info, tree and paths-info entries, refs, resolve headers. No I/O her
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from starlette.responses import JSONResponse, Response
 
-from hubmirror.digests import git_blob_sha1
 from hubmirror.errors import redact
 from hubmirror.serving.hub_ids import ServedFile, hub_commit, lfs_pointer
 
@@ -40,15 +40,38 @@ def header_safe(text: str, limit: int = 1000) -> str:
     return "".join(c if " " <= c <= "~" else " " for c in one_line)[:limit]
 
 
+def hub_time(text: str | None) -> str | None:
+    """An ISO 8601 time (the catalog's, or an upstream's) as the Hub writes it, `2024-11-01T00:00:00.000Z`, the one
+    format huggingface_hub parses; None for none or one that is not a time."""
+    from datetime import UTC, datetime
+
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 LIST_PAGE = 1000  # models per page of `GET /api/models` (the Hub's own cap)
-LIST_SORTS = {None: None, "downloads": "downloads", "likes": "likes", "lastModified": "lastModified"}
+
+
+def created_at(model: dict) -> str | None:
+    """When the model was created upstream (its metadata's `createdAt`), else when this mirror first listed it."""
+    extra = model["metadata"] or ""
+    created = json.loads(extra).get("createdAt") if '"createdAt"' in extra else None
+    return hub_time(created if isinstance(created, str) else None) or hub_time(model["indexed_at"] or
+                                                                              model["updated_at"])
 
 
 def list_entry(repo: str, model: dict) -> dict:
     """One model of `GET /api/models` (HfApi.list_models): what the Hub lists without `full`."""
     return {
         "_id": hub_commit(model["key"], model["latest_commit"])[:24], "id": repo, "modelId": repo,
-        "lastModified": model["last_modified"] or model["updated_at"], "private": False, "gated": False,
+        "lastModified": hub_time(model["last_modified"]) or hub_time(model["updated_at"]), "private": False,
+        "gated": "manual" if model["gated"] else False,
         "downloads": model["downloads"] or 0, "likes": model["likes"] or 0, "tags": (model["tags"] or "").split(),
         "pipeline_tag": model["task"], "library_name": model["library"],
     }
@@ -67,16 +90,42 @@ def model_info(repo: str, model: dict, sha: str, files: list[ServedFile], blobs:
         siblings.append(entry)
     return list_entry(repo, model) | {
         "_id": sha[:24], "author": repo.split("/")[0] if "/" in repo else None, "sha": sha, "disabled": False,
+        "createdAt": created_at(model),
         "cardData": extra.get("cardData"), "config": extra.get("config"), "siblings": siblings,
     }
 
 
-def directory_entry(path: str) -> dict:
-    return {"type": "directory", "oid": git_blob_sha1(path.encode()), "path": path}
+def directory_entry(path: str, oid: str) -> dict:
+    return {"type": "directory", "oid": oid, "path": path}
+
+
+def tree_ids(files: list[ServedFile], directory: str = "") -> dict[str, str]:
+    """{path: git tree id} of `directory` ('' the root) and every directory below it, computed as git does from
+    `files`, every file below `directory` (mode 100644, entries sorted by name, a directory's name with a `/`)."""
+    prefix = f"{directory}/" if directory else ""
+    children: dict[str, dict[str, tuple[bool, str]]] = {directory: {}}  # dir -> name -> (is_dir, oid or path)
+    for f in files:
+        parts = f.path[len(prefix):].split("/")
+        parent = directory
+        for part in parts[:-1]:
+            here = f"{parent}/{part}" if parent else part
+            children[parent][part] = (True, here)
+            children.setdefault(here, {})
+            parent = here
+        children[parent][parts[-1]] = (False, f.oid)
+    ids: dict[str, str] = {}
+    for path in sorted(children, key=lambda p: -p.count("/") - (p != "")):  # deepest first
+        body = b"".join(
+            (b"40000 " if is_dir else b"100644 ") + name.encode() + b"\0" + bytes.fromhex(ids[ref] if is_dir else ref)
+            for name, (is_dir, ref) in sorted(children[path].items(),
+                                               key=lambda item: item[0].encode() + (b"/" if item[1][0] else b"")))
+        ids[path] = hashlib.sha1(b"tree %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
+    return ids
 
 
 def tree(files: list[ServedFile], directory: str, recursive: bool) -> list[dict]:
-    """The entries of `directory` (its whole subtree when recursive): directories first, then files, by path."""
+    """The entries of `directory` (its whole subtree when recursive), `files` being every file below it:
+    directories first (their git tree ids), then files, by path."""
     prefix = f"{directory}/" if directory else ""
     entries, dirs = [], set()
     for f in files:
@@ -85,12 +134,13 @@ def tree(files: list[ServedFile], directory: str, recursive: bool) -> list[dict]
             dirs.add(prefix + "/".join(parts[:depth]))
         if recursive or len(parts) == 1:
             entries.append(f.tree_entry())
-    return [directory_entry(d) for d in sorted(dirs)] + sorted(entries, key=lambda e: e["path"])
+    ids = tree_ids(files, directory) if dirs else {}
+    return [directory_entry(d, ids[d]) for d in sorted(dirs)] + sorted(entries, key=lambda e: e["path"])
 
 
-def paths_info(files: list[ServedFile], directories: list[str]) -> list[dict]:
-    """`POST /api/models/{repo}/paths-info/{rev}`: the entries of the asked paths that exist."""
-    return [directory_entry(d) for d in directories] + [f.tree_entry() for f in files]
+def paths_info(files: list[ServedFile], directories: dict[str, str]) -> list[dict]:
+    """`POST /api/models/{repo}/paths-info/{rev}`: the entries of the asked paths that exist ({directory: tree id})."""
+    return [directory_entry(d, oid) for d, oid in directories.items()] + [f.tree_entry() for f in files]
 
 
 def tree_page(entries: list[dict], cursor: int) -> tuple[list[dict], int | None]:
@@ -99,18 +149,46 @@ def tree_page(entries: list[dict], cursor: int) -> tuple[list[dict], int | None]
     return entries[cursor:following], following if following < len(entries) else None
 
 
-def refs(model: dict, rows: list[dict]) -> dict:
-    """`GET /api/models/{repo}/refs`: the catalog's refs, plus `main` (the newest revision) unless a ref is so named."""
+def refs(model: dict, rows: list[dict], include_prs: bool, newest_is_main: bool = True) -> dict:
+    """`GET /api/models/{repo}/refs[?include_prs=1]`: the catalog's refs by the kind the upstream gave each (a ref
+    recorded without one: `main`, `latest`, `default` are branches, other names tags), plus `main` (the newest
+    revision; with `newest_is_main`) unless a ref is so named; a revision pulled by its commit is no ref. Pull
+    requests only when asked."""
     key = model["key"]
+    listed: dict[str, list[dict]] = {"branch": [], "tag": [], "pr": []}
+    for row in rows:
+        kind = row.get("kind") or ("branch" if row["name"] in BRANCHES else
+                                   "commit" if row["name"] == row["commit_id"] else "tag")
+        if kind in listed:
+            ref = row["name"] if kind == "pr" else f"refs/{'heads' if kind == 'branch' else 'tags'}/{row['name']}"
+            listed[kind].append({"name": row["name"], "ref": ref, "targetCommit": hub_commit(key, row["commit_id"])})
+    if newest_is_main and not any(b["name"] == "main" for b in listed["branch"]):
+        listed["branch"].append({"name": "main", "ref": "refs/heads/main",
+                                 "targetCommit": hub_commit(key, model["latest_commit"])})
+    document = {"branches": listed["branch"], "converts": [], "tags": listed["tag"]}
+    if include_prs:
+        document["pullRequests"] = listed["pr"]
+    return document
 
-    def entry(name: str, kind: str, commit: str) -> dict:
-        return {"name": name, "ref": f"refs/{kind}/{name}", "targetCommit": hub_commit(key, commit)}
 
-    branches = [entry(r["name"], "heads", r["commit_id"]) for r in rows if r["name"] in BRANCHES]
-    tags = [entry(r["name"], "tags", r["commit_id"]) for r in rows if r["name"] not in BRANCHES]
-    if not any(b["name"] == "main" for b in branches):
-        branches.append(entry("main", "heads", model["latest_commit"]))
-    return {"branches": branches, "converts": [], "tags": tags}
+def commit_date(revision: dict) -> str:
+    """A revisions row's commit date as the Hub writes it: the upstream's, else when it was pulled."""
+    info = json.loads(revision.get("commit_info") or "{}")
+    return hub_time(info.get("date")) or hub_time(revision["pulled_at"]) or ""
+
+
+def commits(key: str, revisions: list[dict]) -> list[dict]:
+    """`GET /api/models/{repo}/commits/{rev}` (HfApi.list_repo_commits) from the revisions the mirror holds, newest
+    first: what the upstream said of each (date, title, message, authors), else the time it was pulled and no
+    title (docs/serving.md)."""
+    items = []
+    for row in revisions:
+        info = json.loads(row.get("commit_info") or "{}")
+        items.append({"id": hub_commit(key, row["commit_id"]), "title": info.get("title", ""),
+                      "message": info.get("message", ""),
+                      "authors": [{"user": a, "avatar": None} for a in info.get("authors", [])],
+                      "date": commit_date(row)})
+    return items
 
 
 def file_headers(served: ServedFile, sha: str) -> dict:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextvars
 import fnmatch
+import itertools
 import logging
 import threading
 import time
@@ -30,16 +31,19 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from hubmirror.access.policy import OPEN, Principal
-from hubmirror.errors import HubmirrorError, UsageError
-from hubmirror.serving.hf_api import HubError
+from hubmirror.errors import HubmirrorError, UsageError, redact
+from hubmirror.serving.hf_api import HubError, hub_time
 from hubmirror.serving.metrics import record_proxy, record_upstream_fetch
 from hubmirror.serving.proxy_fetch import RevisionFetch
 from hubmirror.serving.waiting import wait_for
+from hubmirror.upstream import bounded_commit_info
 
 COMMIT_LEN = 40
 DEFAULT_REF_TTL = 300.0
 DEFAULT_TIMEOUT = 300.0
 FETCH_WORKERS = 2  # large files of a revision fetched at once in the background
+MAX_REFS = 10_000  # refs of one repo taken from the upstream
+MAX_COMMITS_PAGE = 1000  # commits of one upstream page passed on
 log = logging.getLogger("hubmirror.serving.proxy")
 
 
@@ -61,12 +65,13 @@ class Upstream:
         self.timeout = timeout
         self.allow = tuple(p.lower() for p in allow)
         self.deny = tuple(p.lower() for p in deny)
-        self._lock = threading.Lock()  # guards the five maps below
+        self._lock = threading.Lock()  # guards the six maps below
         self._resolving: dict[tuple[str, str], Future] = {}  # resolutions in progress, one per (repo, revision)
         self._checked: dict[tuple[str, str], float] = {}  # when a revision was last asked upstream (monotonic)
         self._resolved: dict[tuple[str, str], str] = {}  # (repo, revision) -> the commit upstream last named
         self._fetches: dict[tuple[str, str], RevisionFetch] = {}  # (repo, commit) -> its files coming in
         self._withheld: dict[tuple[str, str], str] = {}  # gated or private upstream, asked by a reader who may not
+        self._refs: dict[str, tuple[float, list[dict]]] = {}  # repo -> (when, its upstream refs as catalog rows)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upstream")
         self._load_source()  # huggingface_hub imported before the server listens, not while the first miss waits
 
@@ -81,6 +86,11 @@ class Upstream:
         """The commit `revision` (None: `main`) of `repo` names, as last resolved upstream by this server."""
         revision = revision or "main"
         return revision if _is_commit(revision) else self._resolved.get((repo, revision))
+
+    def resolved_refs(self, repo: str) -> dict[str, str]:
+        """{ref name: commit} of every branch or tag of `repo` this server resolved upstream."""
+        with self._lock:
+            return {name: commit for (r, name), commit in self._resolved.items() if r == repo and name != commit}
 
     def fetch(self, repo: str, revision: str | None) -> RevisionFetch | None:
         """The fetch in progress of the commit `revision` of `repo` names, if it is not catalogued yet."""
@@ -143,6 +153,53 @@ class Upstream:
             raise hub_error(exc, repo, revision) from exc
         if not cached and not restricted_ok and key in self._withheld:
             raise _withheld_error(repo)
+
+    def refs(self, repo: str) -> list[dict] | None:
+        """The upstream's refs of `repo` as catalog ref rows ({name, kind, commit_id}), asked at most every `ref_ttl`
+        seconds; the last answer (or None) while the upstream fails, and None for a repo it may not be asked."""
+        if not self.allowed(repo):
+            return None
+        with self._lock:
+            known = self._refs.get(repo)
+        if known is not None and time.monotonic() - known[0] < self.ref_ttl:
+            return known[1]
+        source, _ = self._load_source()
+        try:
+            found = [{"name": name, "kind": kind, "commit_id": commit}
+                     for name, kind, commit in itertools.islice(source.refs(self._context(), repo), MAX_REFS)
+                     if isinstance(name, str) and len(name) <= 256 and isinstance(commit, str) and _is_commit(commit)]
+        except Exception as exc:  # an upstream down or answering nonsense: what was known
+            log.warning("upstream refs of %s failed: %s", repo, redact(str(exc)))
+            return None if known is None else known[1]
+        with self._lock:
+            self._refs[repo] = (time.monotonic(), found)
+        return found
+
+    def commits(self, repo: str, revision: str, query: dict[str, str]) -> tuple[list[dict], dict | None] | None:
+        """The upstream's page of `/commits/{revision}` for `query` (each entry checked and bounded as the Hub's
+        client reads it) and the query of its next page; None where the upstream may not be asked or cannot be
+        reached (the mirror's own revisions answer then). Its 4xx answers are the client's (hub_error)."""
+        if not self.allowed(repo) or len(query) > 8 or any(len(k) + len(v) > 256 for k, v in query.items()):
+            return None
+        source, _ = self._load_source()
+        try:
+            items, following = source.commits_page(self._context(), repo, revision, query)
+        except HubmirrorError as exc:
+            answer = getattr(exc, "hub_answer", None)
+            if answer is not None and 400 <= answer.status < 500:
+                raise hub_error(exc, repo, revision) from exc
+            log.warning("upstream commits of %s@%s failed: %s", repo, revision, exc)
+            return None
+        except Exception as exc:
+            log.warning("upstream commits of %s@%s failed: %s", repo, revision, redact(str(exc)))
+            return None
+        return [c for c in map(_commit_entry, items if isinstance(items, list) else [])
+                if c is not None][:MAX_COMMITS_PAGE], following
+
+    def _context(self):
+        from hubmirror.sources import SourceContext
+
+        return SourceContext(endpoint=self.endpoint, timeout=min(self.timeout, 60.0))
 
     def landed(self, fetch: RevisionFetch, repo: str, path: str):
         """The StoredFile of `path` of a fetch in progress once verified and admission-scanned (None: no such file);
@@ -259,6 +316,24 @@ def hub_error(exc: BaseException, repo: str, revision: str) -> HubError:
         return HubError(403, None, answer.message or f"upstream error: {message}")
     return HubError(404 if answer.status == 404 else 401, "RepoNotFound",
                     f"Repository Not Found for url: {repo}. (upstream: {message})")
+
+
+def _commit_entry(item: object) -> dict | None:
+    """An upstream's `/commits` entry as the Hub writes it and huggingface_hub reads it (id, title, message,
+    authors[{user}], date, formatted where asked), its texts bounded; None for one that is not a commit."""
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not _is_commit(item["id"]):
+        return None
+    authors = item.get("authors") if isinstance(item.get("authors"), list) else []
+    names = [a.get("user") or a.get("name") for a in authors[:100] if isinstance(a, dict)]  # olah says `name`
+    info = bounded_commit_info({"title": item.get("title"), "message": item.get("message"), "date": item.get("date"),
+                                "authors": names})
+    entry = {"id": item["id"], "title": info.get("title", ""), "message": info.get("message", ""),
+             "authors": [{"user": n, "avatar": None} for n in info.get("authors", [])],
+             "date": hub_time(info.get("date")) or "1970-01-01T00:00:00.000Z"}
+    formatted = item.get("formatted")
+    if isinstance(formatted, dict):
+        entry["formatted"] = bounded_commit_info({k: formatted.get(k) for k in ("title", "message")})
+    return entry
 
 
 def _withheld_error(repo: str) -> HubError:

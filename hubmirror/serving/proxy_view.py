@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hubmirror.serving import hf_api
 from hubmirror.serving.hub_ids import ServedFile, served_file
 from hubmirror.serving.proxy import Upstream
 from hubmirror.serving.view import MirrorView
@@ -49,6 +50,24 @@ class ProxyView(MirrorView):
             revision = commit if super().commit(model, commit) is not None else revision
         return super().commit(model, revision)
 
+    def refs_document(self, model: dict, include_prs: bool) -> dict:
+        """The upstream's refs (asked at most every ref_ttl); while it cannot answer, the catalog's overlaid with
+        the refs this server resolved, `main` only where known (a revision coming in is no branch of its own)."""
+        repo = _repo(model)
+        upstream = None if repo is None else self.upstream.refs(repo)
+        if upstream is not None:
+            return hf_api.refs(model, upstream, include_prs)
+        catalogued = super().repos().get(repo) if repo is not None else model
+        with self.catalog() as catalog:
+            rows = {r["name"]: r for r in catalog.refs(model["key"])} if catalogued is not None else {}
+        for name, commit in (self.upstream.resolved_refs(repo) if repo is not None else {}).items():
+            rows[name] = {"name": name, "commit_id": commit, "kind": rows.get(name, {}).get("kind")}
+        return hf_api.refs(catalogued or model, list(rows.values()), include_prs, newest_is_main=catalogued is not None)
+
+    def upstream_commits(self, model: dict, revision: str, query: dict) -> tuple[list[dict], dict | None] | None:
+        repo = _repo(model)
+        return None if repo is None else self.upstream.commits(repo, revision, query)
+
     def file(self, model: dict, commit: str, path: str) -> ServedFile | None:
         fetch = self._fetch(model, commit)
         if fetch is None:
@@ -66,14 +85,18 @@ class ProxyView(MirrorView):
         prefix = f"{directory}/" if directory else ""
         return sorted((_listed(f) for f in fetch.files() if f.path.startswith(prefix)), key=lambda f: f.path)
 
-    def paths(self, model: dict, commit: str, wanted: list[str]) -> tuple[list[ServedFile], list[str]]:
+    def paths(self, model: dict, commit: str, wanted: list[str]) -> tuple[list[ServedFile], dict[str, str]]:
         fetch = self._fetch(model, commit)
         if fetch is None:
             return super().paths(model, commit, wanted)
         listed = {f.path: f for f in fetch.files()}
         wanted = list(dict.fromkeys(wanted))
         files = [_listed(listed[p]) for p in wanted if p in listed]
-        directories = [p for p in wanted if p and p not in listed and any(f.startswith(f"{p}/") for f in listed)]
+        directories = {}
+        for path in wanted:
+            below = [_listed(f) for name, f in listed.items() if name.startswith(f"{path}/")]
+            if path and path not in listed and below:
+                directories[path] = hf_api.tree_ids(below, path)[path]
         return files, directories
 
     def _fetch(self, model: dict, commit: str):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hubmirror.catalog import CATALOG_NAME, Catalog
+from hubmirror.serving import hf_api
 from hubmirror.serving.hub_ids import (
     ServedFile,
     assign_repo_ids,
@@ -91,21 +92,42 @@ class MirrorView:
         with self.catalog() as catalog:
             return [served_file(r) for r in catalog.files_under(model["key"], commit, directory)]
 
-    def paths(self, model: dict, commit: str, wanted: list[str]) -> tuple[list[ServedFile], list[str]]:
-        """The files and the directories among `wanted` paths of a revision, each found by key."""
-        files, directories = [], []
+    def paths(self, model: dict, commit: str, wanted: list[str]) -> tuple[list[ServedFile], dict[str, str]]:
+        """The files and the directories ({path: git tree id}) among `wanted` paths of a revision, each found by
+        key."""
+        files, directories = [], {}
         with self.catalog() as catalog:
             for path in dict.fromkeys(wanted):
                 row = catalog.file(model["key"], commit, path)
                 if row is not None:
                     files.append(served_file(row))
-                elif path and catalog.has_files_under(model["key"], commit, path):
-                    directories.append(path)
+                elif path and path not in directories and catalog.has_files_under(model["key"], commit, path):
+                    below = [served_file(r) for r in catalog.files_under(model["key"], commit, path)]
+                    directories[path] = hf_api.tree_ids(below, path)[path]
         return files, directories
 
-    def refs(self, model: dict) -> list[dict]:
+    def refs_document(self, model: dict, include_prs: bool) -> dict:
+        """The `/refs` answer for a model (hf_api.refs) from the catalog's refs."""
         with self.catalog() as catalog:
-            return catalog.refs(model["key"])
+            rows = catalog.refs(model["key"])
+        return hf_api.refs(model, rows, include_prs)
+
+    def history(self, model: dict, commit: str) -> list[dict]:
+        """The revisions rows of a model the mirror holds dated no later than `commit` (`hf_api.commit_date`),
+        newest first, `commit` itself first: what the mirror knows of its history (not the ancestry)."""
+        with self.catalog() as catalog:
+            rows = catalog.revisions(model["key"])
+        named = next((r for r in rows if r["commit_id"] == commit), None)
+        if named is None:
+            return []
+        limit = hf_api.commit_date(named)
+        older = [r for r in rows if r is not named and hf_api.commit_date(r) <= limit]
+        return [named, *sorted(older, key=hf_api.commit_date, reverse=True)]
+
+    def upstream_commits(self, model: dict, revision: str, query: dict) -> tuple[list[dict], dict | None] | None:
+        """A proxy's upstream page of `/commits/{revision}` and the query of its next page; None here (no
+        upstream: the mirror's own revisions answer)."""
+        return None
 
     def newest_file_named(self, name: str) -> dict | None:
         """{sha256, size} of the newest cached file whose base name is exactly `name`."""

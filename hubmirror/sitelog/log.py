@@ -38,7 +38,7 @@ from hubmirror.errors import IntegrityError
 from hubmirror.sitelog.entries import parse_entry
 from hubmirror.sitelog.revision_records import build_record, merge_records, parse_record, record_bytes
 from hubmirror.store.bucket import SharedBucket, SiteError, encode
-from hubmirror.upstream import ResolvedRevision
+from hubmirror.upstream import REF_KINDS, ResolvedRevision
 
 log = logging.getLogger("hubmirror.sitelog")
 
@@ -107,7 +107,8 @@ class SiteLog:
         return self._records[hex_digest]
 
     def model_state(self, key: str) -> dict:
-        """The model's ref object ({model, revisions: {commit: {record, pulled_at}}, refs: {name: commit}}), its
+        """The model's ref object ({model, revisions: {commit: {record, pulled_at}}, refs: {name: commit}, kinds:
+        {name: kind} where the upstream said}), its
         shape checked (an empty one where the bucket has none)."""
         state = self.bucket.get_json(self._ref_key(key))
         if state is None:
@@ -133,15 +134,16 @@ class SiteLog:
         published already keeps its record, extended by files only this pull selected), a log entry, then the
         local catalog. Raises (and catalogues nothing) if the bucket refuses."""
         now = utc_now()
-        mine: dict[str, dict[str, tuple[str, str]]] = {}  # model -> commit -> (record hex, requested)
+        mine: dict[str, dict[str, tuple[str, str, str | None]]] = {}  # model -> commit -> (record, requested, kind)
         for revision, stored in revisions:
             hex_digest = self.put_record(build_record(revision, stored, plugin, description))
-            mine.setdefault(revision.ref.key, {})[revision.commit] = (hex_digest, revision.requested)
+            mine.setdefault(revision.ref.key, {})[revision.commit] = (hex_digest, revision.requested,
+                                                                      revision.requested_kind)
         states = {}
         for key, commits in mine.items():
             def change(current, key=key, commits=commits):
                 state = current or {"model": key, "revisions": {}, "refs": {}}
-                for commit, (hex_digest, requested) in commits.items():
+                for commit, (hex_digest, requested, kind) in commits.items():
                     held = state["revisions"].get(commit)
                     if held is None:
                         state["revisions"][commit] = {"record": hex_digest, "pulled_at": now}
@@ -150,6 +152,11 @@ class SiteLog:
                         held["record"] = self.put_record(merged) if merged is not self.record(held["record"]) \
                             else held["record"]
                     state["refs"][requested] = commit
+                    kinds = state.setdefault("kinds", {})
+                    if kind is None:
+                        kinds.pop(requested, None)
+                    else:
+                        kinds[requested] = kind
                 return state
             states[key] = self.bucket.compare_and_swap(self._ref_key(key), change)
         name = self._log({"op": "update", "models": sorted(mine), "scans": scans or []})
@@ -163,6 +170,7 @@ class SiteLog:
             gone = set(state["revisions"]) if commit is None else {commit}
             state["revisions"] = {c: v for c, v in state["revisions"].items() if c not in gone}
             state["refs"] = {n: c for n, c in state["refs"].items() if c not in gone}
+            state["kinds"] = {n: k for n, k in (state.get("kinds") or {}).items() if n in state["refs"]}
             return state
         state = self.bucket.compare_and_swap(self._ref_key(key), change)
         name = self._log({"op": "update", "models": [key]})
@@ -275,7 +283,9 @@ class SiteLog:
         """What the catalog must write so that `key` matches its ref object `state`."""
         local = catalog.site_records(key)
         records = {c: v["record"] for c, v in state.get("revisions", {}).items()}
-        model = SiteModel(key, records, dict(state.get("refs") or {}))
+        kinds = state.get("kinds") if isinstance(state.get("kinds"), dict) else {}
+        model = SiteModel(key, records, dict(state.get("refs") or {}),
+                          kinds={n: k for n, k in kinds.items() if k in REF_KINDS})
         for commit, info in state.get("revisions", {}).items():
             if local.get(commit) == info["record"]:
                 continue

@@ -11,7 +11,14 @@ from hubmirror.catalog import StoredFile
 from hubmirror.errors import IntegrityError
 from hubmirror.store import check_digest
 from hubmirror.store.bucket import encode
-from hubmirror.upstream import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision, check_listing
+from hubmirror.upstream import (
+    ModelMetadata,
+    ModelRef,
+    RemoteFile,
+    ResolvedRevision,
+    bounded_commit_info,
+    check_listing,
+)
 
 FORMAT = "hubmirror-record/1"
 
@@ -26,8 +33,11 @@ def build_record(revision: ResolvedRevision, stored: list[StoredFile], plugin: s
     files = [{"path": f.remote.path, "size": f.size, "sha256": f.sha256, "git_sha1": f.git_sha1,
               "upstream_digests": f.remote.digests, "etag": f.remote.etag, "lfs": int(f.remote.lfs)}
              for f in sorted(stored, key=lambda f: f.remote.path)]
-    return {"format": FORMAT, "model": model, "commit": revision.commit, "files": files, "plugin": plugin,
-            "source_description": description}
+    record = {"format": FORMAT, "model": model, "commit": revision.commit, "files": files, "plugin": plugin,
+              "source_description": description}
+    if info := bounded_commit_info(revision.commit_info):
+        record["commit_info"] = info
+    return record
 
 
 def record_bytes(record: dict) -> tuple[bytes, str]:
@@ -52,7 +62,8 @@ def parse_record(record: dict) -> tuple[ResolvedRevision, list[StoredFile], str,
         remote = RemoteFile(row["path"], row["size"], upstream, etag=row.get("etag"), lfs=bool(row.get("lfs")))
         remotes.append(remote)
         stored.append(StoredFile(remote, digest, row.get("git_sha1"), row["size"], reused=True))
-    revision = ResolvedRevision(ModelRef(source, model_id), commit, commit, meta, remotes)
+    revision = ResolvedRevision(ModelRef(source, model_id), commit, commit, meta, remotes,
+                                commit_info=bounded_commit_info(record.get("commit_info")))
     check_listing(revision)
     return revision, stored, str(record.get("plugin") or "site"), str(record.get("source_description") or "")
 

@@ -55,6 +55,8 @@ LIST_MODELS_PARAMS = {  # HfApi.list_models
 MODEL_INFO_PARAMS = {"securityStatus": (TRUE, False), "blobs": (TRUE, False), "expand": (MODEL_EXPAND, True)}
 TREE_PARAMS = {"recursive": (BOOL, False), "expand": (BOOL, False), "cursor": ("int", False)}  # list_repo_tree
 REFS_PARAMS = {"include_prs": (frozenset({"1"}), False)}  # list_repo_refs
+COMMITS_PARAMS = {"expand[]": (frozenset({"formatted"}), False), "p": ("int", False)}  # list_repo_commits (p: Link)
+COMMITS_PAGE = 50
 PATHS_INFO_FORM = {"paths": ("any", True), "expand": (BOOL, False)}  # get_paths_info's form body
 
 
@@ -279,7 +281,7 @@ class HubHandler(Handler):
     # -- /api/models ---------------------------------------------------------------------------------------------
 
     def _api(self, rest: str, query: dict) -> None:
-        repo_id, marker, tail = self._split_repo(rest, ("revision", "tree", "paths-info", "refs"))
+        repo_id, marker, tail = self._split_repo(rest, ("revision", "tree", "paths-info", "refs", "commits"))
         if marker in (None, "revision"):
             self._expect("model_info", ("GET",), query, MODEL_INFO_PARAMS,
                          exclusive=("expand", ("blobs", "securityStatus")))
@@ -289,6 +291,8 @@ class HubHandler(Handler):
             self._expect("list_repo_refs", ("GET",), query, REFS_PARAMS)
         elif marker == "paths-info":
             self._expect("get_paths_info", ("POST",), query, {})
+        elif marker == "commits":
+            self._expect("list_repo_commits", ("GET",), query, COMMITS_PARAMS)
         repo = self._repo(repo_id, for_files=False)
         if self.owner.faults.info_override is not NOT_SET and marker in (None, "revision"):
             return self.send_json(200, self.owner.faults.info_override)
@@ -299,10 +303,9 @@ class HubHandler(Handler):
         if marker == "revision" and len(tail) == 1:
             return self.send_json(200, self._model_info(repo, self._commit(repo, unquote(tail[0])), query))
         if marker == "refs" and not tail:
-            refs = self._refs(repo)
-            if "include_prs" in query:  # only then does the Hub list them
-                refs["pullRequests"] = []
-            return self.send_json(200, refs)
+            return self.send_json(200, self._refs(repo, "include_prs" in query))
+        if marker == "commits" and len(tail) == 1:
+            return self._commits(repo, self._commit(repo, unquote(tail[0])), query)
         if marker not in ("tree", "paths-info") or not tail:
             raise HubError(404, None, "Not Found")
         commit = self._commit(repo, unquote(tail[0]))
@@ -372,7 +375,7 @@ class HubHandler(Handler):
             "modelId": repo.repo_id,
             "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
             "sha": commit,
-            "lastModified": "2024-11-01T00:00:00.000Z",
+            "lastModified": repo.history[commit]["date"],
             "createdAt": repo.created_at,
             "private": repo.private,
             "gated": "auto" if repo.gated else False,
@@ -387,12 +390,35 @@ class HubHandler(Handler):
             "siblings": siblings,
         }
 
+    def _commits(self, repo: FakeRepo, commit: str, query: dict) -> None:
+        """`/commits/{rev}`: the commit and its ancestors, newest first, COMMITS_PAGE a page, paged by `Link`."""
+        chain = repo.ancestry(commit)
+        page = int((query.get("p") or ["0"])[0])
+        items = []
+        for sha in chain[page * COMMITS_PAGE:(page + 1) * COMMITS_PAGE]:
+            info = repo.history[sha]
+            item = {"id": sha, "title": info["title"], "message": "", "date": info["date"],
+                    "authors": [{"user": "someone", "avatar": "https://example.invalid/a.png"}]}
+            if query.get("expand[]") == ["formatted"]:
+                item["formatted"] = {"title": f"<p>{info['title']}</p>", "message": ""}
+            items.append(item)
+        headers = {}
+        if (page + 1) * COMMITS_PAGE < len(chain):
+            headers["Link"] = f'<{self.owner.url}{self.path.split("?")[0]}?p={page + 1}>; rel="next"'
+        self.send_json(200, items, headers=headers)
+
     @staticmethod
-    def _refs(repo: FakeRepo) -> dict:
+    def _refs(repo: FakeRepo, include_prs: bool) -> dict:
+        """Branches, tags and (asked for) pull requests, as the Hub lists them: a PR is `refs/pr/N` by name."""
         def refs(kind: str, names: dict[str, str]) -> list[dict]:
             return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": c} for n, c in sorted(names.items())]
 
-        return {"branches": refs("heads", repo.branches), "converts": [], "tags": refs("tags", repo.tags)}
+        branches = {n: c for n, c in repo.branches.items() if not n.startswith("refs/pr/")}
+        answer = {"branches": refs("heads", branches), "converts": [], "tags": refs("tags", repo.tags)}
+        if include_prs:  # only then does the Hub list them
+            answer["pullRequests"] = [{"name": n, "ref": n, "targetCommit": c} for n, c in sorted(repo.branches.items())
+                                      if n.startswith("refs/pr/")]
+        return answer
 
     def _entries(self, repo: FakeRepo, commit: str, *, recursive: bool, under: str = "") -> list[dict]:
         prefix = f"{under}/" if under else ""

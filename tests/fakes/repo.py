@@ -100,9 +100,12 @@ class FakeRepo:
     private: bool = False
     created_at: str = "2021-08-30T00:00:00.000Z"
     lfs_enabled: bool = True  # the Hub stores big files in LFS; GitHub repos here do not
+    history: dict[str, dict] = field(default_factory=dict)  # sha -> {parent, title, date}, as the Hub lists commits
 
-    def commit(self, files: dict[str, bytes | Path], *, branch: str = "main", tag: str | None = None) -> str:
-        """Add a commit holding exactly `files` (path -> bytes or a file on disk) on `branch`; return its sha."""
+    def commit(self, files: dict[str, bytes | Path], *, branch: str = "main", tag: str | None = None,
+               title: str = "Upload folder using huggingface_hub") -> str:
+        """Add a commit holding exactly `files` (path -> bytes or a file on disk) on `branch`; return its sha. Each
+        commit is dated a day after the one before (from 2024-11-01)."""
         attributes = files.get(".gitattributes")
         text = attributes.decode() if isinstance(attributes, bytes) else (attributes.read_text() if attributes else "")
         patterns = lfs_patterns(text)
@@ -119,10 +122,20 @@ class FakeRepo:
         manifest = json.dumps([parent] + [[p, f.git_sha1] for p, f in entries.items()])
         sha = hashlib.sha1(f"commit {self.repo_id}\n{manifest}".encode()).hexdigest()
         self.commits[sha] = entries
+        self.history[sha] = {"parent": parent or None, "title": title,
+                             "date": f"2024-11-{len(self.history) % 28 + 1:02d}T00:00:00.000Z"}
         self.branches[branch] = sha
         if tag:
             self.tags[tag] = sha
         return sha
+
+    def ancestry(self, commit: str) -> list[str]:
+        """`commit` and its ancestors, newest first."""
+        chain = []
+        while commit is not None:
+            chain.append(commit)
+            commit = self.history[commit]["parent"]
+        return chain
 
     def resolve(self, revision: str) -> str | None:
         if revision in self.commits:
@@ -141,7 +154,7 @@ class FakeRepo:
             data = json.loads(cfg.read())
         except ValueError:
             return {}
-        return {k: data[k] for k in ("architectures", "model_type") if k in data}
+        return {k: data[k] for k in ("architectures", "model_type") if k in data} if isinstance(data, dict) else {}
 
 
 def tree_oid(repo_id: str, commit: str, path: str) -> str:

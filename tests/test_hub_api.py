@@ -176,3 +176,30 @@ def test_folder_oids_are_the_git_tree_ids(hub, run, root, tmp_path):
         assert listed == {"d/e": git_tree("d/e")}
         info = {e.path: e.tree_id for e in api.get_paths_info("org/t", ["d", "d/e"])}
         assert info == {"d": git_tree("d"), "d/e": git_tree("d/e")}
+
+
+def test_expanded_tree_and_paths_info_carry_last_commit_and_the_scan(hub, run, root):
+    from tests.test_admission import HOSTILE_PICKLES
+
+    repo = hub.create_repo("org/x", {"config.json": b'{"v": 1}', "d/keep.txt": b"same"})
+    first = repo.branches["main"]
+    assert run("pull", "hf:org/x").exit_code == 0
+    second = repo.commit({"config.json": b'{"v": 2}', "d/keep.txt": b"same",
+                          "evil.bin": HOSTILE_PICKLES["os.system"]}, title="second")
+    assert run("pull", "hf:org/x").exit_code != 0  # the pickle is quarantined; the revision is catalogued
+    with MirrorServer(root) as server:
+        api = hf.HfApi(endpoint=server.url)
+        entries = {e.path: e for e in api.list_repo_tree("org/x", recursive=True, expand=True)}
+        assert entries["config.json"].last_commit.oid == second
+        assert entries["d/keep.txt"].last_commit.oid == first and entries["d"].last_commit.oid == first
+        dates = {c.commit_id: c.created_at for c in hf.HfApi(endpoint=hub.url).list_repo_commits("org/x")}
+        assert entries["config.json"].last_commit.date == dates[second]
+        assert entries["config.json"].security["status"] == "safe"
+        assert entries["evil.bin"].security["status"] == "unsafe" and not entries["evil.bin"].security["safe"]
+        plain = next(iter(api.list_repo_tree("org/x")))
+        assert plain.last_commit is None  # only asked for
+        info = {e.path: e for e in api.get_paths_info("org/x", ["d", "config.json"], expand=True)}
+        assert info["d"].last_commit.oid == first and info["config.json"].last_commit.oid == second
+        fs = hf.HfFileSystem(endpoint=server.url)
+        assert fs.modified("org/x/config.json") == dates[second]
+        assert fs.modified("org/x/d/keep.txt") == dates[first]

@@ -52,7 +52,7 @@ from hubmirror.access.gate import Gate, session_secret
 from hubmirror.access.policy import Principal, restricted
 from hubmirror.catalog import CATALOG_NAME
 from hubmirror.errors import IntegrityError
-from hubmirror.serving import hf_api
+from hubmirror.serving import expanded, hf_api
 from hubmirror.serving.blob_checks import CHECKED
 from hubmirror.serving.bodies import MAX_API_BODY, BodyTooLarge, bounded_body
 from hubmirror.serving.hf_api import HubError
@@ -269,8 +269,11 @@ def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -
         return _commits_page(request, view, model, tail[0])
     if marker == "paths-info" and tail and request.method == "POST":
         commit, _ = _commit(view, model, tail[0])
-        wanted = parse_qs(body.decode("utf-8", "replace")).get("paths", [])
-        return JSONResponse(hf_api.paths_info(*view.paths(model, commit, wanted)))
+        form = parse_qs(body.decode("utf-8", "replace"))
+        entries = hf_api.paths_info(*view.paths(model, commit, form.get("paths", [])))
+        if form.get("expand") in (["true"], ["True"]):
+            entries = expanded.expand(entries, view, model, commit)
+        return JSONResponse(entries)
     if marker == "tree" and tail:
         commit, sha = _commit(view, model, tail[0])
         return _tree_page(request, view, model, commit, sha, "/".join(tail[1:]).strip("/"))
@@ -340,6 +343,8 @@ def _tree_page(request: Request, view: MirrorView, model: dict, commit: str, sha
     if directory and not entries:
         raise HubError(404, "EntryNotFound", f"{directory} does not exist on {sha}", {"X-Repo-Commit": sha})
     page, following = hf_api.tree_page(entries, _whole(request.query_params.get("cursor") or "0", "cursor"))
+    if request.query_params.get("expand") in ("true", "True", "1"):
+        page = expanded.expand(page, view, model, commit)
     # the next page's URL: this one's raw path, so that the revision stays one segment
     headers = _next_page(request, _raw_path(request), following) if following is not None else {}
     return JSONResponse(page, headers=headers)

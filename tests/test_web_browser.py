@@ -88,7 +88,9 @@ def test_search_filter_and_model_page_without_javascript(site, browser_without_j
     assert [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#results a.model")] == [MINILM_REPO_ID]
     filters = driver.find_element(By.CSS_SELECTOR, "form.filters")
     filters.find_element(By.NAME, "search").clear()
-    filters.find_element(By.NAME, "pipeline_tag").send_keys("text-classification")
+    task = filters.find_element(By.CSS_SELECTOR, "select[name=pipeline_tag] option[value='text-classification']")
+    assert task.text == "text-classification (1)"  # the Hub's facets: each value with its count
+    task.click()
     filters.find_element(By.CSS_SELECTOR, "select[name=cached] option[value=true]").click()
     filters.find_element(By.ID, "apply").click()
     _wait_for_url(driver, "pipeline_tag=text-classification")
@@ -202,3 +204,22 @@ def test_two_people_each_see_their_own_models(web_mirror, browser, tmp_path):  #
             assert "No such page or model" in browser.page_source and mine[other] not in browser.page_source
             browser.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click()
             _wait_for_url(browser, "/login")
+
+
+def test_pages_fit_the_window_and_say_each_thing_once(site, browser):  # noqa: F811
+    """At 1300 and 1000 px no page scrolls sideways (long snippet lines and URLs wrap); a model page shows its task,
+    library and licence as chips and not again among its tags."""
+    driver = browser
+    for width in (1300, 1000):
+        driver.set_window_size(width, 1000)
+        for page in ("/", f"/{MINILM_REPO_ID}", f"/{MINILM_REPO_ID}/tree/main", "/models?search=minilm",
+                     f"/{EVIL_REPO}"):
+            driver.get(site.url + page)
+            wide, inner = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert wide <= inner, (width, page, wide)
+    driver.get(f"{site.url}/{MINILM_REPO_ID}")
+    chips = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "a.tag")]
+    tags = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "span.tag")]
+    assert chips == ["sentence-similarity", "sentence-transformers", "license: apache-2.0"] and tags
+    assert len(tags) == len(set(tags)) and not {"sentence-similarity", "sentence-transformers",
+                                                "license:apache-2.0"} & set(tags)

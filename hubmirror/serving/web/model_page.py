@@ -31,13 +31,20 @@ def model_page(catalog, view, repo: str, model: dict, base: str) -> dict:
     admitted = [f for f in files if not f["quarantined"]]
     return {
         "repo": repo, "model": model, "commit": commit, "sha": sha, "revision": "main",
-        "tags": (model["tags"] or "").split(), "files": files, "total": sum(f["size"] for f in files),
-        "refs": [{"name": r["name"], "sha": hub_commit(key, r["commit_id"])} for r in catalog.refs(key)],
+        "tags": shown_tags(model), "files": files, "total": sum(f["size"] for f in files),
+        "refs": [{"name": r["name"], "sha": hub_commit(key, r["commit_id"])} for r in catalog.refs(key)
+                 if r.get("kind") != "commit"],
         "revisions": [dict(r, sha=hub_commit(key, r["commit_id"])) for r in reversed(catalog.revisions(key))],
         "card": _card(view, files), "benchmarks": (bench := _benchmarks(catalog, key)),
         "plots": _plots(bench), "snippets": snippets(base, repo, sha, model, admitted),
         "metadata": json.loads(model["metadata"] or "{}"),
     }
+
+
+def shown_tags(model: dict) -> list[str]:
+    """The model's tags less those its task, library and licence chips show already (each once, in order)."""
+    chips = {model["task"], model["library"], f"license:{model['license']}"}
+    return [t for t in dict.fromkeys((model["tags"] or "").split()) if t not in chips]
 
 
 def tree_page(catalog, view, repo: str, model: dict, revision: str, directory: str, base: str) -> dict:

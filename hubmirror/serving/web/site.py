@@ -50,6 +50,7 @@ class WebCatalog:
         self.static = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
         self.repo_of = PerCatalogVersion(view, lambda repos: {m["key"]: rid for rid, m in repos.items()})
         self.counts = PerCatalogVersion(view, lambda repos: self._read(summary.source_counts), background=True)
+        self.facets = PerCatalogVersion(view, lambda repos: self._read(summary.facet_counts), background=True)
         self.awaiting = PerCatalogVersion(view, lambda repos: self._read(summary.awaiting_review, self.repo_of.get()))
         self.routes = [Route("/", self._guarded(self._home)), Route("/models", self._guarded(self._models)),
                        Route("/login", self.login, methods=["GET", "POST"]),
@@ -94,7 +95,20 @@ class WebCatalog:
         for row in rows:
             row["repo"] = repo_of.get(row["key"])
         return self._html(request, "models.html", query=query, rows=rows, more=more, sorts=listing.SORTS,
-                          search=query.search)
+                          search=query.search, facets=self._facets(query, request.state.principal))
+
+    def _facets(self, query: listing.ModelQuery, principal) -> dict[str, list[tuple[str, int | None]]]:
+        """The values of each facet with their counts over the whole catalog (for a reader who may not see every
+        model: the values alone, counts would tell of models it may not see), the selected one always offered."""
+        counted = self.facets.get()
+        offered = {}
+        for name, values in counted.items():
+            shown = [(v, n if principal.everything() else None) for v, n in values]
+            chosen = getattr(query, name)
+            if chosen and chosen not in {v for v, _ in shown}:
+                shown.insert(0, (chosen, None))
+            offered[name] = shown
+        return offered
 
     def _repo_page(self, request: Request, segments: list[str]) -> Response:
         repos, principal = self.view.repos(), request.state.principal

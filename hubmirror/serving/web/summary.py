@@ -23,6 +23,19 @@ def source_counts(catalog) -> dict:
             "bytes": sum(s["bytes"] for s in sources)}
 
 
+FACETS = {"pipeline_tag": "task", "library": "library", "license": "license"}  # /models parameter -> models column
+FACET_VALUES = 50  # values offered per facet, the most common first
+
+
+def facet_counts(catalog) -> dict[str, list[tuple[str, int]]]:
+    """{parameter: [(value, models)]} of the search page's facets over every catalogued model, the FACET_VALUES
+    most common of each (counted in the (column, downloads) indexes)."""
+    return {name: catalog.conn.execute(f"SELECT {column}, count(*) FROM models WHERE {column} IS NOT NULL AND "
+                                       f"{column} != '' GROUP BY {column} ORDER BY 2 DESC, 1 LIMIT ?",
+                                       [FACET_VALUES]).fetchall()
+            for name, column in FACETS.items()}
+
+
 def latest_additions(catalog, repo_of: dict[str, str]) -> list[dict]:
     """The LATEST revisions catalogued, newest first, with the repo id each is served under."""
     rows = catalog.conn.execute("SELECT model_key, commit_id, pulled_at, size_bytes FROM revisions "

@@ -67,6 +67,7 @@ class ModelMetadata:
     last_modified: str | None = None
     gated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    kind: str = "model"  # or "dataset" (KINDS): what the repository holds
 
     @property
     def key(self) -> str:
@@ -81,7 +82,7 @@ class ModelMetadata:
             architecture=row.get("architecture"), license=row.get("license"), tags=(row.get("tags") or "").split(),
             description=row.get("description"), downloads=row.get("downloads"), likes=row.get("likes"),
             last_modified=row.get("last_modified"), gated=bool(row.get("gated")),
-            extra=extra if isinstance(extra, dict) else {},
+            extra=extra if isinstance(extra, dict) else {}, kind=row.get("kind") or "model",
         )
 
 
@@ -106,6 +107,7 @@ class ResolvedRevision:
 
 
 REF_KINDS = ("branch", "tag", "pr", "commit")
+KINDS = ("model", "dataset")  # what a catalogued repository holds (ModelMetadata.kind)
 _COMMIT_TEXT = {"date": 64, "title": 1024, "message": 65536}  # the longest each may be kept
 _AUTHORS, _AUTHOR = 100, 200
 
@@ -141,6 +143,8 @@ def check_listing(revision: ResolvedRevision) -> None:
     """Refuse a revision that could hurt: metadata naming another model than the one asked for (it would rewrite that
     model's catalog row), unsafe or duplicate file names, malformed digests, negative sizes."""
     check_model_id(revision.ref.model_id)
+    if revision.metadata.kind not in KINDS:
+        raise IntegrityError(f"{revision.ref}: unknown kind {str(revision.metadata.kind)[:20]!r}")
     if revision.requested_kind not in (None, *REF_KINDS):
         raise IntegrityError(f"{revision.ref}: unknown ref kind {str(revision.requested_kind)[:20]!r}")
     meta = revision.metadata

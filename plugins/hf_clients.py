@@ -1,7 +1,8 @@
 """Hugging Face client caches: the `hf-cache` layout `hubmirror materialize` writes and the adopter that brings such a
 cache into the mirror.
 
-The layout is `models--org--name/{blobs,snapshots,refs,trees}` as huggingface_hub ≥ 1.22 writes it: blobs named by
+The layout is `models--org--name/{blobs,snapshots,refs,trees}` (a dataset's: `datasets--org--name`) as
+huggingface_hub ≥ 1.22 writes it: blobs named by
 sha256 or git blob id, snapshot entries as relative symlinks, refs written atomically, `trees/<commit>.json`, for
 `HF_HUB_OFFLINE=1` clients with `HF_HUB_CACHE` pointing at the target. Repo ids and commits are the served ones
 (hubmirror.serving.hub_ids: timm models appear under their `hf_hub_id`).
@@ -40,6 +41,7 @@ from hubmirror.api import (
 CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
                "# hubmirror: a Hugging Face cache materialised from a mirror\n")
 REPO_PREFIX = "models--"
+DATASET_PREFIX = "datasets--"  # a dataset's folder (its served id `datasets/org/name`)
 
 
 class HfCacheLayout(Layout):
@@ -49,7 +51,9 @@ class HfCacheLayout(Layout):
     def write(self, placer: Placer, model: dict, commit: str) -> None:
 
         catalog = placer.mirror.catalog
-        folder = REPO_PREFIX + repo_id(model, placer.registry).replace("/", "--")
+        served = repo_id(model, placer.registry)
+        folder = (DATASET_PREFIX + served.removeprefix("datasets/") if served.startswith("datasets/")
+                  else REPO_PREFIX + served).replace("/", "--")
         sha = hub_commit(model["key"], commit)
         tree = {}
         for row in catalog.files(model["key"], commit):
@@ -106,9 +110,12 @@ def _refs(repo_dir: Path) -> dict[str, list[str]]:
 
 
 def cache_revisions(repo_dir: Path, report: AdoptReport) -> list[ResolvedRevision]:
-    """The revisions of one `models--org--name` folder, one per ref (or per bare snapshot)."""
+    """The revisions of one `models--org--name` (or `datasets--org--name`) folder, one per ref (or per bare
+    snapshot)."""
     source = HuggingFaceSource.name
-    repo = repo_dir.name[len(REPO_PREFIX):].replace("--", "/", 1)
+    dataset = repo_dir.name.startswith(DATASET_PREFIX)
+    repo = repo_dir.name.removeprefix(DATASET_PREFIX if dataset else REPO_PREFIX).replace("--", "/", 1)
+    repo = f"datasets/{repo}" if dataset else repo
     refs = _refs(repo_dir)
     revisions = []
     for snapshot in sorted((repo_dir / "snapshots").iterdir() if (repo_dir / "snapshots").is_dir() else []):
@@ -131,7 +138,8 @@ def cache_revisions(repo_dir: Path, report: AdoptReport) -> list[ResolvedRevisio
             report.corrupt.append(f"{label}: {exc}")
             continue
         report.unverified.extend(f"{label}:{f.path}" for f in files if not f.digests)
-        meta = ModelMetadata(source, repo, extra={"adopted_from": str(repo_dir)})
+        meta = ModelMetadata(source, repo, extra={"adopted_from": str(repo_dir)},
+                             kind="dataset" if dataset else "model")
         for requested in refs.get(commit, [commit]):
             revisions.append(ResolvedRevision(ModelRef(source, repo), commit, requested, meta, files))
     return revisions
@@ -139,13 +147,13 @@ def cache_revisions(repo_dir: Path, report: AdoptReport) -> list[ResolvedRevisio
 
 class HfCacheAdopter(Adopter):
     name = "hf-cache"
-    description = "a Hugging Face hub cache (its models--org--name folders)"
+    description = "a Hugging Face hub cache (its models--org--name and datasets--org--name folders)"
 
     def find(self, path: Path) -> list[Path]:
-        if path.name.startswith(REPO_PREFIX):
+        if path.name.startswith((REPO_PREFIX, DATASET_PREFIX)):
             return [path]
         return sorted(p for base in (path, path / "hub") for p in (base.iterdir() if base.is_dir() else [])
-                      if p.is_dir() and p.name.startswith(REPO_PREFIX))
+                      if p.is_dir() and p.name.startswith((REPO_PREFIX, DATASET_PREFIX)))
 
     def adopt(self, found: Path, adoption: Adoption) -> AdoptReport:
         report = AdoptReport()

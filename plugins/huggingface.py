@@ -215,6 +215,13 @@ def _card_dict(card_data) -> dict | None:
     return card if isinstance(card, dict) else None
 
 
+def repo_of(model_id: str) -> tuple[str, str]:
+    """(repo type, repo id) of an `hf:` model id: `datasets/org/name` is the dataset `org/name`, any other a model."""
+    if model_id.startswith("datasets/"):
+        return "dataset", model_id.removeprefix("datasets/")
+    return "model", model_id
+
+
 class HuggingFaceSource(Source):
     name = "hf"
     description = "Hugging Face Hub models (HF_ENDPOINT, HF_TOKEN)"
@@ -247,8 +254,9 @@ class HuggingFaceSource(Source):
 
     def parse(self, spec: str) -> ModelRef:
         ref = super().parse(spec)
-        if not is_repo_id(ref.model_id):
-            raise UsageError(f"malformed Hugging Face repo id {ref.model_id!r} (expected org/name)")
+        if not is_repo_id(repo_of(ref.model_id)[1]):
+            raise UsageError(f"malformed Hugging Face repo id {ref.model_id!r} (expected org/name, or "
+                             "datasets/org/name for a dataset)")
         return ref
 
     def index(self, ctx: SourceContext, query: str | None = None, limit: int | None = None):
@@ -278,7 +286,7 @@ class HuggingFaceSource(Source):
         commit = info.sha
         if not isinstance(commit, str) or not COMMIT_RE.match(commit):
             raise HubmirrorError(f"{ref}: the Hub's model info carries no commit sha")
-        files = self._list_tree(ctx, api, ref.model_id, commit, what)
+        files = self._list_tree(ctx, api, ref.model_id, commit, what)  # (a dataset's: repo_type="dataset")
         revision = ResolvedRevision(
             ref=ref,
             commit=commit,
@@ -295,7 +303,9 @@ class HuggingFaceSource(Source):
         """(name, kind, commit) of every ref of `repo_id` upstream, pull requests included:
         `HfApi.list_repo_refs(repo_id, include_pull_requests=True)`."""
         api = self._api(ctx)
-        found = self._call(ctx, f"hf:{repo_id} refs", api.list_repo_refs, repo_id, include_pull_requests=True)
+        repo_type, repo = repo_of(repo_id)
+        found = self._call(ctx, f"hf:{repo_id} refs", api.list_repo_refs, repo, repo_type=repo_type,
+                           include_pull_requests=True)
         kinds = (("branch", found.branches), ("tag", found.tags), ("pr", found.pull_requests or []))
         return [(r.name, kind, r.target_commit) for kind, listed in kinds for r in listed]
 
@@ -306,7 +316,8 @@ class HuggingFaceSource(Source):
         query of the next page from its `Link` (None on the last). The page is the server's JSON, unchecked."""
         from huggingface_hub.utils import hf_raise_for_status, http_backoff
 
-        url = f"{self.endpoint(ctx)}/api/models/{repo_id}/commits/{quote(revision, safe='')}"
+        repo_type, repo = repo_of(repo_id)
+        url = f"{self.endpoint(ctx)}/api/{repo_type}s/{repo}/commits/{quote(revision, safe='')}"
 
         def page():
             answer = http_backoff("GET", url, params=params, headers=self._headers(), timeout=ctx.timeout)
@@ -354,7 +365,9 @@ class HuggingFaceSource(Source):
         retrier = Retrier(f"GET model info of {ref}")
         while True:
             try:
-                return api.model_info(ref.model_id, revision=revision, timeout=ctx.timeout)
+                repo_type, repo = repo_of(ref.model_id)
+                info = api.dataset_info if repo_type == "dataset" else api.model_info
+                return info(repo, revision=revision, timeout=ctx.timeout)
             except (HfHubHTTPError, httpx2.TransportError) as exc:
                 error = hf_api_error(exc, what, self.endpoint(ctx))
                 if isinstance(exc, HfHubHTTPError):
@@ -376,7 +389,8 @@ class HuggingFaceSource(Source):
         from huggingface_hub.hf_api import RepoFile
 
         def listing() -> list:
-            entries = list(islice(api.list_repo_tree(repo_id, recursive=True, revision=commit),
+            repo_type, repo = repo_of(repo_id)
+            entries = list(islice(api.list_repo_tree(repo, recursive=True, revision=commit, repo_type=repo_type),
                                   _TREE_MAX_ENTRIES + 1))
             if len(entries) > _TREE_MAX_ENTRIES:
                 raise HubmirrorError(f"{what}: the tree listing does not end (over {_TREE_MAX_ENTRIES} entries)")
@@ -397,25 +411,32 @@ class HuggingFaceSource(Source):
 
     @staticmethod
     def _metadata(ref: ModelRef, info) -> ModelMetadata:
-        """Catalog metadata from a `huggingface_hub.hf_api.ModelInfo`."""
+        """Catalog metadata from a `huggingface_hub.hf_api.ModelInfo` (or `DatasetInfo`: no task, library or config
+        of its own; its task is the card's first `task_categories`)."""
+        repo_type, repo = repo_of(ref.model_id)
         card = _card_dict(info.card_data)
         tags = [t for t in info.tags if isinstance(t, str)] if isinstance(info.tags, list) else []
         license_ = card.get("license") if card and isinstance(card.get("license"), str) else None
         if license_ is None:
             license_ = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
-        config = info.config if isinstance(info.config, dict) else {}
+        config = getattr(info, "config", None)
+        config = config if isinstance(config, dict) else {}
         architectures = config.get("architectures")
         architectures = [a for a in architectures if isinstance(a, str)] if isinstance(architectures, list) else []
         model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
-        extra = {"cardData": card, "config": info.config, "createdAt": _hub_time(info.created_at),
+        task = getattr(info, "pipeline_tag", None)
+        if repo_type == "dataset" and card and isinstance(card.get("task_categories"), list):
+            task = next((t for t in card["task_categories"] if isinstance(t, str)), None)
+        library = getattr(info, "library_name", None)
+        extra = {"cardData": card, "config": config or None, "createdAt": _hub_time(info.created_at),
                  "private": info.private}
-        if isinstance(info.id, str) and info.id != ref.model_id:  # a renamed repo, or an upstream that says so
+        if isinstance(info.id, str) and info.id != repo:  # a renamed repo, or an upstream that says so
             extra["upstreamId"] = info.id
         return ModelMetadata(
             source="hf",
             model_id=ref.model_id,  # what the mirror asked for: an upstream's answer never names another model
-            task=info.pipeline_tag if isinstance(info.pipeline_tag, str) else None,
-            library=info.library_name if isinstance(info.library_name, str) else None,
+            task=task if isinstance(task, str) else None,
+            library=library if isinstance(library, str) else None,
             architecture=architectures[0] if architectures else model_type,
             license=license_,
             tags=tags,
@@ -424,6 +445,7 @@ class HuggingFaceSource(Source):
             last_modified=_hub_time(info.last_modified),
             gated=bool(info.gated),
             extra={k: v for k, v in extra.items() if v is not None},
+            kind=repo_type,
         )
 
     def _read_description(self, ctx: SourceContext, revision: ResolvedRevision) -> str | None:
@@ -439,7 +461,7 @@ class HuggingFaceSource(Source):
 
     def _file_url(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext) -> str:
         return (
-            f"{self.endpoint(ctx)}/{revision.ref.model_id}/resolve/{quote(revision.commit, safe='')}/"
+            f"{self.endpoint(ctx)}/{revision.ref.model_id}/resolve/{quote(revision.commit, safe='')}/"  # datasets/…
             f"{quote(file.path, safe='/')}"
         )
 

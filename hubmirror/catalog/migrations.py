@@ -167,3 +167,11 @@ def m008_ref_kinds_and_commit_info(db: Database) -> None:
     that `serve` answers refs and commits as the Hub does."""
     db["refs"].add_column("kind", str)
     db["revisions"].add_column("commit_info", str)
+
+
+@migrations()
+def m009_kinds(db: Database) -> None:
+    """What each catalogued repository holds: `model` (every row so far) or `dataset` (upstream.KINDS), with the
+    (kind, downloads) index a listing of one kind reads in order."""
+    db["models"].add_column("kind", str, not_null_default="model")
+    db["models"].create_index(["kind", "downloads"])

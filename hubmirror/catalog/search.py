@@ -74,7 +74,7 @@ def facet_token(kind: str, value) -> str:
 def search_facets(meta: ModelMetadata, cached: bool) -> str:
     """The facet tokens of a model, for the `facets` search column."""
     values = {"source": meta.source, "task": meta.task, "license": meta.license, "library": meta.library,
-              "cached": int(cached)}
+              "cached": int(cached), "kind": None if meta.kind == "model" else meta.kind}  # models: the SQL check
     return " ".join(facet_token(kind, value) for kind, value in values.items() if value is not None)
 
 
@@ -215,8 +215,13 @@ def create_access_table(conn) -> None:
 class _Filters:
     """A search's filters: facet tokens for the full-text match, and the exact SQL check of each."""
 
-    def __init__(self, source, task, license, library, cached, benchmarked):
+    def __init__(self, source, task, license, library, cached, benchmarked, kind=None):
         self.clauses, self.args, self.tokens = [], [], []
+        if kind:  # a model has no kind token (rows before datasets have none): its check is the SQL one
+            self.clauses.append("m.kind = ?")
+            self.args.append(kind)
+            if kind != "model":
+                self.tokens.append(f'"{facet_token("kind", kind)}"')
         self.visible: Callable[[str, bool], bool] | None = None  # a reader's test of (key, restricted)
         self.benchmarked_only = bool(benchmarked)  # few models: searched one by one, not by walking every match
         for column, value in (("source", source), ("task", task), ("license", license), ("library", library)):
@@ -295,6 +300,7 @@ class Search:
         library: str | None = None,
         cached: bool | None = None,
         benchmarked: bool | None = None,
+        kind: str | None = None,
         sort: str | None = None,
         limit: int = 20,
         offset: int = 0,
@@ -309,7 +315,7 @@ class Search:
         gated upstream or private."""
         if sort not in (None, "relevance", "fastest", *SORTS):
             raise ValueError(f"unknown sort {sort!r}: relevance, downloads, likes, lastModified or fastest")
-        filters = _Filters(source, task, license, library, cached, benchmarked)
+        filters = _Filters(source, task, license, library, cached, benchmarked, kind)
         filters.visible = visible
         words = fts_words(query)
         wanted = offset + limit

@@ -139,6 +139,7 @@ class RevisionWrites:
             "likes": meta.likes,
             "last_modified": meta.last_modified,
             "gated": int(meta.gated),
+            "kind": meta.kind,
             "metadata": extra,
             "facets": search_facets(meta, cached),
             "cached": int(cached),

@@ -93,6 +93,7 @@ def _verdict_text(judged: dict | None) -> str:
 @click.option("--library", help="Only this library (e.g. timm, transformers).")
 @click.option("--cached/--not-cached", default=None, help="Only models whose files are (not) in the mirror.")
 @click.option("--benchmarked/--not-benchmarked", default=None, help="Only models with (without) a benchmark result.")
+@click.option("--kind", type=click.Choice(["model", "dataset"]), help="Only models, or only datasets.")
 @click.option("--sort", type=click.Choice(["relevance", "downloads", "likes", "lastModified", "fastest"]),
               default="relevance", show_default=True,
               help="relevance: exact id, then every word in the name, in the metadata, anywhere; each by downloads.")
@@ -101,14 +102,15 @@ def _verdict_text(judged: dict | None) -> str:
 @click.option("--fastest", is_flag=True, help="Only benchmarked models, highest throughput first (--sort fastest).")
 @json_option
 @pass_state
-def search(state, query, source, task, license_, library, cached, benchmarked, sort, limit, offset, fastest, as_json):
-    """Full-text search over model ids, tags, task and description, ranked over every match."""
+def search(state, query, source, task, license_, library, cached, benchmarked, kind, sort, limit, offset, fastest,
+           as_json):
+    """Full-text search over model (and dataset) ids, tags, task and description, ranked over every match."""
     from hubmirror.cli.output import emit_json, table
 
     fastest = fastest or sort == "fastest"
     rows = state.read(lambda mirror: mirror.catalog.search(query, source=source, task=task, license=license_,
                                                            library=library, cached=cached, benchmarked=benchmarked,
-                                                           sort=sort, limit=limit, offset=offset, fastest=fastest))
+                                                           kind=kind, sort=sort, limit=limit, offset=offset, fastest=fastest))
     if as_json:
         emit_json(rows)
         return

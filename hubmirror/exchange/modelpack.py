@@ -40,7 +40,8 @@ WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".gg
                    ".tflite", ".pb", ".npz", ".npy", ".pkl", ".mlmodel", ".ot", ".index"}
 DOC_SUFFIXES = {".md", ".rst", ".pdf", ".html"}
 CODE_SUFFIXES = {".py", ".sh", ".ipynb", ".js", ".c", ".cc", ".cpp", ".cu", ".h"}
-# catalog columns that say what a model is (the rest, like indexed_at, is the local mirror's own bookkeeping)
+# catalog columns that say what a model is (the rest, like indexed_at, is the local mirror's own bookkeeping); a
+# dataset's rows say `kind` too (a model's leave it out, so that its bundle is the same bytes as before datasets)
 MODEL_FIELDS = ("source", "model_id", "task", "library", "architecture", "license", "tags", "description",
                 "downloads", "likes", "last_modified", "gated", "metadata")
 FILE_FIELDS = ("path", "size", "sha256", "git_sha1", "upstream_digests", "etag", "lfs")
@@ -72,7 +73,8 @@ def layer_media_type(path: str) -> str:
 def catalog_rows(model: dict, commit: str, refs: list[str], files: list[dict]) -> dict:
     """The catalog layer's document: the model row, the revision's refs and its file rows, volatile columns left out."""
     return {
-        "model": {name: model.get(name) for name in MODEL_FIELDS},
+        "model": {name: model.get(name) for name in MODEL_FIELDS} | ({"kind": model["kind"]}
+                                                                     if model.get("kind", "model") != "model" else {}),
         "commit": commit,
         "refs": sorted(refs),
         "files": [{name: f.get(name) for name in FILE_FIELDS} for f in files],

@@ -148,8 +148,10 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
     metrics = Metrics(refresher)
     app = Starlette(routes=[Route("/metrics", metrics_page), Route("/healthz", healthz, methods=["GET", "HEAD"]),
                             Route("/api/models", listing, methods=["GET", "HEAD"]),
+                            Route("/api/datasets", listing, methods=["GET", "HEAD"]),
                             Route("/api/whoami-v2", whoami, methods=["GET"]),
                             Route("/api/models/{rest:path}", api, methods=["GET", "HEAD", "POST"]),
+                            Route("/api/datasets/{rest:path}", api, methods=["GET", "HEAD", "POST"]),
                             *web.routes, Route("/{rest:path}", files, methods=["GET", "HEAD"])], lifespan=lifespan,
                     middleware=[Middleware(MetricsMiddleware, metrics=metrics),
                                 *([Middleware(AuditMiddleware, audit=audit)] if audit is not None else [])])
@@ -193,7 +195,10 @@ async def _admit(request: Request, gate: Gate) -> Response | None:
 
 
 def _is_file_url(segments: list[str]) -> bool:
-    """`/{repo}/resolve/…`, `/torch/checkpoints/…` and `/api/…`; every other GET is for the web catalog."""
+    """`/{repo}/resolve/…`, `/datasets/{repo}/resolve/…`, `/torch/checkpoints/…` and `/api/…`; every other GET is
+    for the web catalog."""
+    if segments[0] == "datasets":
+        segments = segments[1:]
     return segments[0] == "api" or segments[:2] == ["torch", "checkpoints"] or "resolve" in segments[1:3]
 
 
@@ -222,14 +227,27 @@ def _segments(request: Request) -> list[str]:
     return [unquote_to_bytes(s).decode("utf-8", "replace") for s in _raw_path(request).split("/")[1:]]
 
 
-def _split_repo(view: MirrorView, segments: list[str], markers: tuple[str, ...]) -> tuple[str, str | None, list[str]]:
-    """(repo id, marker, the segments after it); a one-segment id is taken when it names a repo (`gpt2`)."""
-    if len(segments) >= 2 and segments[1] in markers and segments[0] in view.repos():
-        return segments[0], segments[1], segments[2:]
-    repo = "/".join(segments[:2])
+def _split_repo(view: MirrorView, segments: list[str], markers: tuple[str, ...],
+                prefix: str = "") -> tuple[str, str | None, list[str]]:
+    """(served repo id, marker, the segments after it); a one-segment id is taken when it names a repo (`gpt2`).
+    `prefix`: `datasets/` for a dataset's URL (its served id), '' for a model's."""
+    if len(segments) >= 2 and segments[1] in markers and prefix + segments[0] in view.repos():
+        return prefix + segments[0], segments[1], segments[2:]
+    repo = prefix + "/".join(segments[:2])
     if len(segments) > 2 and segments[2] in markers:
         return repo, segments[2], segments[3:]
     return repo, None, segments[2:]
+
+
+def _same_kind(repo: str, prefix: str) -> None:
+    """A model URL never names a dataset (whose served id starts with `datasets/`): not found."""
+    if not prefix and repo.startswith(hf_api.DATASET_PREFIX):
+        raise HubError(404, "RepoNotFound", f"Repository Not Found for url: {repo}.")
+
+
+def _kind_prefix(segments: list[str]) -> str:
+    """`datasets/` for `/api/datasets/…` and `/datasets/…` URLs (a dataset's served id starts so), else ''."""
+    return "datasets/" if segments[0] == "datasets" or segments[:2] == ["api", "datasets"] else ""
 
 
 def _model(view: MirrorView, repo: str, revision: str | None, principal: Principal) -> dict:
@@ -255,7 +273,9 @@ def _commit(view: MirrorView, model: dict, revision: str | None) -> tuple[str, s
 
 def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -> Response:
     """`/api/models/…`: model info, tree, paths-info and refs."""
-    repo, marker, tail = _split_repo(view, segments[2:], API_MARKERS)
+    prefix = _kind_prefix(segments)
+    repo, marker, tail = _split_repo(view, segments[2:], API_MARKERS, prefix)
+    _same_kind(repo, prefix)
     model = _model(view, repo, tail[0] if tail and marker in ("revision", "tree", "paths-info") else None,
                    request.state.principal)
     if (marker is None and not tail) or (marker == "revision" and len(tail) == 1):
@@ -296,8 +316,10 @@ def _commits_page(request: Request, view: MirrorView, model: dict, revision: str
 
 
 def _list_models(request: Request, view: MirrorView, segments: list[str]) -> Response:
-    """`GET /api/models` as HfApi.list_models sends it (hubmirror.serving.model_listing): the served models the
-    reader may see, in the catalog search's order (the CLI's and the web page's), paged by a `Link` to the next."""
+    """`GET /api/models` as HfApi.list_models sends it (hubmirror.serving.model_listing), or `/api/datasets`
+    (list_datasets): the served models (datasets) the reader may see, in the catalog search's order (the CLI's and
+    the web page's), paged by a `Link` to the next."""
+    kind = "dataset" if segments[:2] == ["api", "datasets"] else "model"
     query = ListQuery.parse(request.query_params)
     limit = min(_whole(request.query_params.get("limit") or str(hf_api.LIST_PAGE), "limit"), hf_api.LIST_PAGE)
     cursor = _whole(request.query_params.get("cursor") or "0", "cursor")
@@ -305,7 +327,7 @@ def _list_models(request: Request, view: MirrorView, segments: list[str]) -> Res
     with view.catalog() as catalog:
         def search(count: int, offset: int) -> list[dict]:
             return catalog.search(query.search, task=query.task, license=query.license, library=query.library,
-                                  cached=True, sort=query.catalog_sort, limit=count, offset=offset,
+                                  cached=True, kind=kind, sort=query.catalog_sort, limit=count, offset=offset,
                                   visible=visibility(view, request.state.principal))
 
         if query.scans:
@@ -315,11 +337,12 @@ def _list_models(request: Request, view: MirrorView, segments: list[str]) -> Res
             rows = found[cursor:cursor + limit + 1]
         else:
             rows = search(limit + 1, cursor)
+
         def paths(model: dict) -> list[str]:
             return [f["path"] for f in catalog.files(model["key"], model["latest_commit"])]
 
         page = [query.entry(served[r["key"]], r, paths) for r in rows[:limit] if r["key"] in served]
-    following = _next_page(request, "/api/models", cursor + limit) if len(rows) > limit else {}
+    following = _next_page(request, request.url.path, cursor + limit) if len(rows) > limit else {}
     return JSONResponse(page, headers=following)
 
 
@@ -354,7 +377,9 @@ def _files(request: Request, view: MirrorView, segments: list[str], redirect: bo
     """`/{repo}/resolve/{rev}/{path}` and `/torch/checkpoints/{name}`."""
     if segments[:2] == ["torch", "checkpoints"] and len(segments) == 3:
         return _checkpoint(request, view, segments[2])
-    repo, marker, tail = _split_repo(view, segments, ("resolve",))
+    prefix = _kind_prefix(segments)
+    repo, marker, tail = _split_repo(view, segments[len(prefix) > 0:], ("resolve",), prefix)
+    _same_kind(repo, prefix)
     if marker != "resolve" or len(tail) < 2:
         raise HubError(404, None, "Not Found")
     request.state.read = (repo, tail[0], "/".join(tail[1:]))

@@ -66,19 +66,34 @@ def created_at(model: dict) -> str | None:
                                                                               model["updated_at"])
 
 
+DATASET_PREFIX = "datasets/"  # a dataset's served repo id starts so (its URLs: /datasets/…, /api/datasets/…)
+_MODEL_ONLY = ("modelId", "pipeline_tag", "library_name", "config")  # fields a dataset's documents do not carry
+
+
 def list_entry(repo: str, model: dict) -> dict:
-    """One model of `GET /api/models` (HfApi.list_models): what the Hub lists without `full`."""
-    return {
-        "_id": hub_commit(model["key"], model["latest_commit"])[:24], "id": repo, "modelId": repo,
+    """One model of `GET /api/models` (HfApi.list_models), or dataset of `GET /api/datasets`: what the Hub lists
+    without `full` (a dataset by its own id, without the `datasets/` of its served id)."""
+    shown = repo.removeprefix(DATASET_PREFIX) if model.get("kind") == "dataset" else repo
+    entry = {
+        "_id": hub_commit(model["key"], model["latest_commit"])[:24], "id": shown, "modelId": shown,
         "lastModified": hub_time(model["last_modified"]) or hub_time(model["updated_at"]), "private": False,
         "gated": "manual" if model["gated"] else False,
         "downloads": model["downloads"] or 0, "likes": model["likes"] or 0, "tags": (model["tags"] or "").split(),
         "pipeline_tag": model["task"], "library_name": model["library"],
     }
+    return _for_kind(entry, model)
+
+
+def _for_kind(document: dict, model: dict) -> dict:
+    """`document` as the Hub writes it for the repository's kind (a dataset's lacks the model-only fields)."""
+    if model.get("kind") == "dataset":
+        return {k: v for k, v in document.items() if k not in _MODEL_ONLY}
+    return document
 
 
 def model_info(repo: str, model: dict, sha: str, files: list[ServedFile], blobs: bool) -> dict:
-    """`GET /api/models/{repo}[/revision/{rev}]`: siblings carry sizes and ids only with `?blobs=true`."""
+    """`GET /api/models/{repo}[/revision/{rev}]` (or `/api/datasets/…`): siblings carry sizes and ids only with
+    `?blobs=true`."""
     extra = json.loads(model["metadata"] or "{}")
     siblings = []
     for f in files:
@@ -88,11 +103,12 @@ def model_info(repo: str, model: dict, sha: str, files: list[ServedFile], blobs:
             if f.lfs:
                 entry["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": len(lfs_pointer(f.sha256, f.size))}
         siblings.append(entry)
-    return list_entry(repo, model) | {
-        "_id": sha[:24], "author": repo.split("/")[0] if "/" in repo else None, "sha": sha, "disabled": False,
+    shown = list_entry(repo, model)["id"]
+    return _for_kind(list_entry(repo, model) | {
+        "_id": sha[:24], "author": shown.split("/")[0] if "/" in shown else None, "sha": sha, "disabled": False,
         "createdAt": created_at(model),
         "cardData": extra.get("cardData"), "config": extra.get("config"), "siblings": siblings,
-    }
+    }, model)
 
 
 def directory_entry(path: str, oid: str) -> dict:

@@ -26,6 +26,12 @@ def is_repo_id(text: str) -> bool:
     return isinstance(text, str) and REPO_ID_RE.match(text) is not None and ".." not in text
 
 
+def is_served_id(text: str) -> bool:
+    """Whether `text` may be a served repo id: a repo id, or `datasets/` and a repo id (a dataset's: its URLs are
+    `/datasets/{id}/…` and `/api/datasets/{id}/…`)."""
+    return is_repo_id(text.removeprefix("datasets/")) if isinstance(text, str) else False
+
+
 def default_repo_id(model: dict) -> str:
     """`<source>/<model id with '/' and ':' turned into '--'>`: the id of a model no plugin claims another id for."""
     return f"{model['source']}/" + _mangled(model["model_id"])
@@ -37,10 +43,10 @@ def _mangled(model_id: str) -> str:
 
 def repo_id(model: dict, registry) -> str:
     """The repo id a catalog model row prefers to be served and materialised under (see `assign_repo_ids`): what a
-    plugin claims for it when that is a repo id as the Hub writes them (a link, a cache folder and a client's URL are
-    built from it), else `default_repo_id`."""
+    plugin claims for it when that is a repo id as the Hub writes them, or `datasets/` and one for a dataset (a link,
+    a cache folder and a client's URL are built from it), else `default_repo_id`."""
     claimed = registry.pm.hook.served_repo_id(model=model)
-    return claimed if claimed and is_repo_id(claimed) else default_repo_id(model)
+    return claimed if claimed and is_served_id(claimed) else default_repo_id(model)
 
 
 def assign_repo_ids(models: Iterable[dict], registry) -> dict[str, dict]:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hubmirror.serving.hf_api import HubError, created_at, list_entry
+from hubmirror.serving.hf_api import DATASET_PREFIX, HubError, created_at, list_entry
 from hubmirror.serving.hub_ids import hub_commit
 
 LIST_SCAN = 100_000  # served models a narrowed listing checks
@@ -71,6 +71,7 @@ class ListQuery:
 
     def matches(self, repo: str, model: dict) -> bool:
         """Whether the served `repo` (its catalog row `model`) passes author, tags and gated."""
+        repo = repo.removeprefix(DATASET_PREFIX) if model.get("kind") == "dataset" else repo
         if self.author is not None and ("/" not in repo or repo.split("/")[0].lower() != self.author.lower()):
             return False
         if self.gated is not None and bool(model["gated"]) != self.gated:
@@ -82,7 +83,8 @@ class ListQuery:
         """One model of the listing, with what `full`, `cardData`, `config` or `expand` ask for."""
         base = list_entry(repo, model)
         extra = json.loads(model["metadata"] or "{}")
-        more = {"author": repo.split("/")[0] if "/" in repo else None, "disabled": False,
+        shown = base["id"]
+        more = {"author": shown.split("/")[0] if "/" in shown else None, "disabled": False,
                 "createdAt": created_at(model), "sha": hub_commit(model["key"], model["latest_commit"])}
         if self.expand is not None:
             wanted = self.expand & EXPANDABLE

@@ -30,6 +30,8 @@ def build_record(revision: ResolvedRevision, stored: list[StoredFile], plugin: s
              "description": meta.description, "downloads": meta.downloads, "likes": meta.likes,
              "last_modified": meta.last_modified, "gated": int(meta.gated),
              "metadata": json.dumps(meta.extra, sort_keys=True, default=str)}
+    if meta.kind != "model":  # a model's record is the same bytes as before datasets
+        model["kind"] = meta.kind
     files = [{"path": f.remote.path, "size": f.size, "sha256": f.sha256, "git_sha1": f.git_sha1,
               "upstream_digests": f.remote.digests, "etag": f.remote.etag, "lfs": int(f.remote.lfs)}
              for f in sorted(stored, key=lambda f: f.remote.path)]

@@ -57,6 +57,10 @@ TREE_PARAMS = {"recursive": (BOOL, False), "expand": (BOOL, False), "cursor": ("
 REFS_PARAMS = {"include_prs": (frozenset({"1"}), False)}  # list_repo_refs
 COMMITS_PARAMS = {"expand[]": (frozenset({"formatted"}), False), "p": ("int", False)}  # list_repo_commits (p: Link)
 COMMITS_PAGE = 50
+DATASET_INFO_PARAMS = {"blobs": (TRUE, False), "expand": ("any", True)}  # HfApi.dataset_info
+LIST_DATASETS_PARAMS = {name: ("any", True) for name in (  # HfApi.list_datasets
+    "filter", "author", "benchmark", "dataset_name", "gated", "language_creators", "language", "multilinguality",
+    "size_categories", "task_categories", "task_ids", "search", "sort", "limit", "expand", "full", "cursor")}
 PATHS_INFO_FORM = {"paths": ("any", True), "expand": (BOOL, False)}  # get_paths_info's form body
 
 
@@ -118,7 +122,7 @@ class FakeHub:
         return self.hub.url
 
     def add_repo(self, repo: FakeRepo) -> FakeRepo:
-        self.repos[repo.repo_id] = repo
+        self.repos[repo.key] = repo
         for files in repo.commits.values():
             for f in files.values():
                 self._blobs[f.sha256] = f
@@ -194,8 +198,13 @@ class HubHandler(Handler):
                 self._expect("list_models", ("GET",), query, LIST_MODELS_PARAMS,
                              exclusive=("expand", ("full", "cardData", "config")))
                 self._list_models(query)
+            elif path == "/api/datasets":
+                self._expect("list_datasets", ("GET",), query, LIST_DATASETS_PARAMS, exclusive=("expand", ("full",)))
+                self._list_models(query, "dataset")
             elif path.startswith("/api/models/"):
                 self._api(path[len("/api/models/"):], query)
+            elif path.startswith("/api/datasets/"):
+                self._api(path[len("/api/datasets/"):], query, "datasets/")
             elif "/resolve/" in path:
                 self._expect("hf_hub_download", ("GET", "HEAD"), query, {})
                 self._resolve(path)
@@ -267,22 +276,25 @@ class HubHandler(Handler):
             raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         return commit
 
-    def _split_repo(self, raw: str, markers: tuple[str, ...]) -> tuple[str, str | None, list[str]]:
-        """Split raw path segments into (repo id, marker, the segments after it). Ids have one or two segments;
-        a one-segment id is taken only when it names a repo (as `gpt2` does on the Hub)."""
+    def _split_repo(self, raw: str, markers: tuple[str, ...], prefix: str = "") -> tuple[str, str | None, list[str]]:
+        """Split raw path segments into (repo key, marker, the segments after it). Ids have one or two segments;
+        a one-segment id is taken only when it names a repo (as `gpt2` does on the Hub). `prefix`: `datasets/` for
+        a dataset's URL."""
         segments = raw.split("/")
-        if len(segments) >= 2 and segments[1] in markers and unquote(segments[0]) in self.owner.repos:
-            return unquote(segments[0]), segments[1], segments[2:]
-        repo_id = unquote("/".join(segments[:2]))
+        if len(segments) >= 2 and segments[1] in markers and prefix + unquote(segments[0]) in self.owner.repos:
+            return prefix + unquote(segments[0]), segments[1], segments[2:]
+        repo_id = prefix + unquote("/".join(segments[:2]))
         if len(segments) > 2:
             return (repo_id, segments[2], segments[3:]) if segments[2] in markers else (repo_id, "", [])
         return repo_id, None, []
 
     # -- /api/models ---------------------------------------------------------------------------------------------
 
-    def _api(self, rest: str, query: dict) -> None:
-        repo_id, marker, tail = self._split_repo(rest, ("revision", "tree", "paths-info", "refs", "commits"))
-        if marker in (None, "revision"):
+    def _api(self, rest: str, query: dict, prefix: str = "") -> None:
+        repo_id, marker, tail = self._split_repo(rest, ("revision", "tree", "paths-info", "refs", "commits"), prefix)
+        if marker in (None, "revision") and prefix:
+            self._expect("dataset_info", ("GET",), query, DATASET_INFO_PARAMS, exclusive=("expand", ("blobs",)))
+        elif marker in (None, "revision"):
             self._expect("model_info", ("GET",), query, MODEL_INFO_PARAMS,
                          exclusive=("expand", ("blobs", "securityStatus")))
         elif marker == "tree":
@@ -327,11 +339,12 @@ class HubHandler(Handler):
             return self.send_json(200, entries)
         raise HubError(404, None, "Not Found")
 
-    def _list_models(self, query: dict) -> None:
-        """`GET /api/models?search=&limit=`: public models, most downloaded first, paged by a `Link` cursor."""
+    def _list_models(self, query: dict, repo_type: str = "model") -> None:
+        """`GET /api/models?search=&limit=` (or `/api/datasets`): public repos, paged by a `Link` cursor."""
         hub = self.owner
         search = (query.get("search") or [""])[0].lower()
-        repos = [r for r in hub.repos.values() if not r.private and search in r.repo_id.lower()]
+        repos = [r for r in hub.repos.values()
+                 if r.repo_type == repo_type and not r.private and search in r.repo_id.lower()]
         repos.sort(key=lambda r: r.repo_id)
         limit = int((query.get("limit") or ["1000"])[0])
         start = int((query.get("cursor") or ["0"])[0])
@@ -340,12 +353,13 @@ class HubHandler(Handler):
         if start + len(page) < len(repos) and len(page) < limit:
             nxt = {k: v for k, v in query.items()} | {"cursor": [str(start + len(page))]}
             qs = "&".join(f"{k}={quote(v)}" for k, vs in sorted(nxt.items()) for v in vs)
-            headers["Link"] = f'<{hub.url}/api/models?{qs}>; rel="next"'
+            headers["Link"] = f'<{hub.url}/api/{repo_type}s?{qs}>; rel="next"'
         body = []
         for repo in page:
             info = self._model_info(repo, repo.branches["main"], {})
             body.append({k: info[k] for k in ("_id", "id", "modelId", "likes", "downloads", "tags", "pipeline_tag",
-                                              "library_name", "createdAt", "private", "gated", "lastModified")})
+                                              "library_name", "createdAt", "private", "gated", "lastModified")
+                         if k in info})
         self.send_json(200, body, headers)
 
     def _model_info(self, repo: FakeRepo, commit: str, query: dict) -> dict:
@@ -369,7 +383,7 @@ class HubHandler(Handler):
                 if f.lfs:
                     entry["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": len(f.lfs_pointer())}
             siblings.append(entry)
-        return {
+        info = {
             "_id": tree_oid(repo.repo_id, "", "")[:24],
             "id": repo.repo_id,
             "modelId": repo.repo_id,
@@ -389,6 +403,10 @@ class HubHandler(Handler):
             "config": repo.config(commit) or None,
             "siblings": siblings,
         }
+        if repo.repo_type == "dataset":  # the Hub's dataset info has no model fields
+            for name in ("modelId", "pipeline_tag", "library_name", "config"):
+                del info[name]
+        return info
 
     def _commits(self, repo: FakeRepo, commit: str, query: dict) -> None:
         """`/commits/{rev}`: the commit and its ancestors, newest first, COMMITS_PAGE a page, paged by `Link`."""
@@ -460,7 +478,9 @@ class HubHandler(Handler):
 
     def _resolve(self, path: str) -> None:
         hub = self.owner
-        repo_id, marker, tail = self._split_repo(path.lstrip("/"), ("resolve",))
+        dataset = path.startswith("/datasets/")
+        repo_id, marker, tail = self._split_repo(path.lstrip("/").removeprefix("datasets/"), ("resolve",),
+                                                 "datasets/" if dataset else "")
         if marker != "resolve" or len(tail) < 2:
             raise HubError(404, None, "Not Found")
         repo = self._repo(repo_id, for_files=True)

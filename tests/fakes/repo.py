@@ -101,6 +101,12 @@ class FakeRepo:
     created_at: str = "2021-08-30T00:00:00.000Z"
     lfs_enabled: bool = True  # the Hub stores big files in LFS; GitHub repos here do not
     history: dict[str, dict] = field(default_factory=dict)  # sha -> {parent, title, date}, as the Hub lists commits
+    repo_type: str = "model"  # or "dataset"
+
+    @property
+    def key(self) -> str:
+        """Where the hub keeps it: a dataset under `datasets/{id}` (models and datasets may share an id)."""
+        return f"datasets/{self.repo_id}" if self.repo_type == "dataset" else self.repo_id
 
     def commit(self, files: dict[str, bytes | Path], *, branch: str = "main", tag: str | None = None,
                title: str = "Upload folder using huggingface_hub") -> str:

@@ -2,7 +2,7 @@
 own search (so the CLI, the API and this page rank alike).
 
 Parameters as on huggingface.co: `search`, `pipeline_tag`, `library`, `license` (`mit` or `license:mit`), `sort`,
-`p` (the page, from 0); and the mirror's own `source`, `cached` and `benchmarked`. `sort=fastest` lists benchmarked
+`p` (the page, from 0); and the mirror's own `source`, `cached`, `benchmarked` and `kind` (model or dataset). `sort=fastest` lists benchmarked
 models on each device they ran on, highest throughput first. Ordering, filtering and paging are the catalog
 search's own (exact over all matches).
 """
@@ -17,6 +17,7 @@ MAX_PAGE = 100  # deeper pages are not offered (the website stops early too)
 SORTS = {"": "relevance", "downloads": "most downloaded", "likes": "most liked", "lastModified": "recently updated",
          "fastest": "fastest (benchmarked)"}
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+KINDS = ("", "model", "dataset")
 
 
 class BadQuery(ValueError):
@@ -34,6 +35,7 @@ class ModelQuery:
     source: str = ""
     cached: str = ""  # "", "true" or "false"
     benchmarked: str = ""  # "" or "true"
+    kind: str = ""  # "", "model" or "dataset"
     sort: str = ""
     p: int = 0
 
@@ -45,6 +47,8 @@ class ModelQuery:
             values[name] = _boolean(name, values[name])
         if values["benchmarked"] == "false":
             values["benchmarked"] = ""
+        if values["kind"] not in KINDS:
+            raise BadQuery(f"kind={values['kind'][:40]!r} is not one of: model, dataset")
         if values["sort"] not in SORTS:
             raise BadQuery(f"sort={values['sort'][:40]!r} is not one of: {', '.join(s for s in SORTS if s)}")
         values["license"] = values["license"].removeprefix("license:")
@@ -67,7 +71,8 @@ class ModelQuery:
         rows = catalog.search(self.search, source=self.source or None, task=self.pipeline_tag or None,
                               license=self.license or None, library=self.library or None,
                               cached=None if not self.cached else self.cached == "true",
-                              benchmarked=True if self.benchmarked else None, sort=self.sort or None,
+                              benchmarked=True if self.benchmarked else None, kind=self.kind or None,
+                              sort=self.sort or None,
                               limit=PAGE_SIZE + 1, offset=self.p * PAGE_SIZE, visible=visible)
         return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 

@@ -112,7 +112,8 @@ class WebCatalog:
 
     def _repo_page(self, request: Request, segments: list[str]) -> Response:
         repos, principal = self.view.repos(), request.state.principal
-        repo = next(("/".join(segments[:n]) for n in (2, 1) if "/".join(segments[:n]) in repos
+        lengths = (3, 2) if segments[0] == "datasets" else (2, 1)  # a dataset's served id: datasets/org/name
+        repo = next(("/".join(segments[:n]) for n in lengths if "/".join(segments[:n]) in repos
                      and principal.may_read("/".join(segments[:n]), restricted(repos["/".join(segments[:n])]))), None)
         rest = segments[len(repo.split("/")):] if repo else []
         base = str(request.base_url).rstrip("/")

@@ -24,6 +24,8 @@ def snippets(base: str, repo: str, sha: str, model: dict, files: list[dict]) -> 
     """The snippets for `repo` at commit `sha` served from `base`; `files` are its admitted (not quarantined) files."""
     endpoint = f"HF_ENDPOINT={shlex.quote(base)}"
     paths = [f["path"] for f in files]
+    if model.get("kind") == "dataset":
+        return _dataset_snippets(base, endpoint, repo, sha, model, paths)
     weights = [p for p in paths if p.endswith(WEIGHT_SUFFIXES)]
     first = next(iter(weights + [p for p in paths if p == "config.json"] + paths), None)
     found = [Snippet("huggingface_hub", f"{endpoint} " + python(
@@ -47,6 +49,27 @@ def snippets(base: str, repo: str, sha: str, model: dict, files: list[dict]) -> 
                                                   f"{shlex.quote(model['key'])}"))
     if first is not None:
         url = file_url(base, repo, sha, first)
+        found.append(Snippet("URL", f"curl -LO {shlex.quote(url)}", url))
+    return found
+
+
+def _dataset_snippets(base: str, endpoint: str, repo: str, sha: str, model: dict, paths: list[str]) -> list[Snippet]:
+    """A dataset's ways in: `datasets.load_dataset`, `snapshot_download(repo_type="dataset")`, pandas over
+    HfFileSystem for a parquet file, the offline cache, a file's URL (`repo` is the served `datasets/org/name`)."""
+    name = repo.removeprefix("datasets/")
+    found = [Snippet("datasets", f"{endpoint} " + python(
+                 f"import datasets; print(datasets.load_dataset({name!r}, revision={sha!r}))")),
+             Snippet("huggingface_hub", f"{endpoint} " + python(
+                 f"from huggingface_hub import snapshot_download; "
+                 f"print(snapshot_download({name!r}, repo_type='dataset', revision={sha!r}))"))]
+    parquet = next((p for p in paths if p.endswith(".parquet")), None)
+    if parquet is not None:
+        found.append(Snippet("pandas", f"{endpoint} " + python(
+            f"import pandas; print(pandas.read_parquet({'hf://datasets/' + name + '@' + sha + '/' + parquet!r}))")))
+    found.append(Snippet("hubmirror materialize", f"hubmirror materialize --layout hf-cache ./hf-cache "
+                                                  f"{shlex.quote(model['key'])}"))
+    if paths:
+        url = file_url(base, repo, sha, (parquet or paths[0]))
         found.append(Snippet("URL", f"curl -LO {shlex.quote(url)}", url))
     return found
 

@@ -10,7 +10,6 @@ no-op re-pull of the same repo spends its time (cProfile of the command, cumulat
 from __future__ import annotations
 
 import argparse
-import cProfile
 import io
 import os
 import pstats

@@ -55,9 +55,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from hubmirror.cli.selection import parse_ref
     from hubmirror.plugin_manager import PluginRegistry
     from hubmirror.pull import pull
-    from hubmirror.cli.selection import parse_ref
 
     work = Path(tempfile.mkdtemp(prefix="hubmirror-bench-signing-"))
     moto, endpoint = start_moto()

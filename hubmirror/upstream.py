@@ -118,6 +118,8 @@ def bounded_commit_info(info: object) -> dict[str, Any]:
     if not isinstance(info, dict):
         return {}
     kept: dict[str, Any] = {k: info[k][:limit] for k, limit in _COMMIT_TEXT.items() if isinstance(info.get(k), str)}
+    if isinstance(info.get("previous"), str) and len(info["previous"]) <= 128:  # set by the catalog, not upstream
+        kept["previous"] = info["previous"]
     authors = info.get("authors")
     if isinstance(authors, list):
         kept["authors"] = [a[:_AUTHOR] for a in authors[:_AUTHORS] if isinstance(a, str)]

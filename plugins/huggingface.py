@@ -31,9 +31,10 @@ its path, query and headers; `{rev}` is quoted with `safe=""` and `{path}` with 
    request (also what `serve --upstream` answers `/refs` from). Where model info (1) says a revision is missing as
    `RepoNotFound` (some Hub-compatible servers do), 1 is sent once more for `main` to tell a missing revision from a
    missing repo.
-6. `serve --upstream` only, for a client's `list_repo_commits`: `GET {endpoint}/api/models/{repo_id}/commits/{rev}`
-   with the client's query (`expand[]=formatted`, or the query of the upstream's own `Link` to the next page), as
-   `HfApi.list_repo_commits` sends it page by page.
+6. `serve --upstream` only, for a client's `list_repo_commits`, `list_models` or `list_datasets`: `GET
+   {endpoint}/api/models/{repo_id}/commits/{rev}`, `GET {endpoint}/api/models` or `GET {endpoint}/api/datasets`
+   with the client's query (or the query of the upstream's own `Link` to the next page), as `HfApi` sends them page
+   by page (`paginate`).
 
 Requests 1, 2, 4, 5 and 6 carry huggingface_hub's own headers: `user-agent: hubmirror/{version}; hf_hub/{version}; …`,
 `authorization: Bearer {token}` when there is a token, and its `X-Amzn-Trace-Id` request id. huggingface_hub retries
@@ -48,7 +49,7 @@ import re
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from hubmirror.api import (
     RETRY_STATUSES,
@@ -310,22 +311,27 @@ class HuggingFaceSource(Source):
         return [(r.name, kind, r.target_commit) for kind, listed in kinds for r in listed]
 
     def commits_page(self, ctx: SourceContext, repo_id: str, revision: str,
-                     params: dict[str, str]) -> tuple[object, dict[str, str] | None]:
-        """One page of `HfApi.list_repo_commits(repo_id, revision=revision)`: `GET {endpoint}/api/models/{repo_id}/
-        commits/{revision}` with `params` (the client's `expand[]=formatted`, or those of a next page), and the
-        query of the next page from its `Link` (None on the last). The page is the server's JSON, unchecked."""
+                     params: list[tuple[str, str]]) -> tuple[object, str | None]:
+        """One page of `HfApi.list_repo_commits(repo_id, revision=revision)` (request 6)."""
+        repo_type, repo = repo_of(repo_id)
+        return self.api_page(ctx, f"/api/{repo_type}s/{repo}/commits/{quote(revision, safe='')}", params,
+                             f"hf:{repo_id}@{revision} commits")
+
+    def api_page(self, ctx: SourceContext, path: str, params: list[tuple[str, str]],
+                 what: str) -> tuple[object, str | None]:
+        """One page of a paginated Hub listing, as huggingface_hub's `paginate` asks it: `GET {endpoint}{path}` with
+        `params` (the client's own, or those of the upstream's `Link` to this page), and the query string of the
+        next page (None on the last). The page is the server's JSON, unchecked."""
         from huggingface_hub.utils import hf_raise_for_status, http_backoff
 
-        repo_type, repo = repo_of(repo_id)
-        url = f"{self.endpoint(ctx)}/api/{repo_type}s/{repo}/commits/{quote(revision, safe='')}"
-
         def page():
-            answer = http_backoff("GET", url, params=params, headers=self._headers(), timeout=ctx.timeout)
+            answer = http_backoff("GET", f"{self.endpoint(ctx)}{path}", params=params, headers=self._headers(),
+                                  timeout=ctx.timeout)
             hf_raise_for_status(answer)
             return answer.json(), answer.links.get("next", {}).get("url")
 
-        items, following = self._call(ctx, f"hf:{repo_id}@{revision} commits", page)
-        return items, (dict(parse_qsl(urlsplit(following).query)) if following else None)
+        items, following = self._call(ctx, what, page)
+        return items, (urlsplit(following).query if following else None)
 
     def _requested_kind(self, ctx: SourceContext, api, ref: ModelRef, requested: str, commit: str) -> str | None:
         """Whether `requested` is a branch, a tag, a pull request or the commit itself: the default branch and a

@@ -176,6 +176,9 @@ def test_folder_oids_are_the_git_tree_ids(hub, run, root, tmp_path):
         assert listed == {"d/e": git_tree("d/e")}
         info = {e.path: e.tree_id for e in api.get_paths_info("org/t", ["d", "d/e"])}
         assert info == {"d": git_tree("d"), "d/e": git_tree("d/e")}
+    upstream = {e.path: e.tree_id for e in hf.HfApi(endpoint=hub.url).list_repo_tree("org/t", recursive=True)
+                if isinstance(e, hf.hf_api.RepoFolder)}
+    assert upstream == folders  # the imitation answers git's ids too
 
 
 def test_expanded_tree_and_paths_info_carry_last_commit_and_the_scan(hub, run, root):

@@ -73,12 +73,21 @@ class RevisionWrites:
         self._upsert_models([revision.metadata], cached=True, now=now)
         self.db["models"].update(key, {"size_bytes": size, "file_count": len(stored), "latest_commit": revision.commit})
         info = bounded_commit_info(revision.commit_info)
+        kind = "commit" if revision.requested == revision.commit else revision.requested_kind
+        before = self.conn.execute("SELECT commit_id FROM refs WHERE model_key = ? AND name = ?",
+                                   [key, revision.requested]).fetchone()
+        if before and before[0] != revision.commit and kind not in ("tag", "commit"):  # the branch moved on
+            info["previous"] = before[0]  # what it pointed at here before: this mirror's view of its history
+        elif (held := self.conn.execute("SELECT commit_info FROM revisions WHERE model_key = ? AND commit_id = ?",
+                                        [key, revision.commit]).fetchone()) and held[0]:
+            info.setdefault("previous", json.loads(held[0]).get("previous"))  # pulled again: keep what was known
+            if info["previous"] is None:
+                del info["previous"]
         self.db["revisions"].upsert(
             {"model_key": key, "commit_id": revision.commit, "pulled_at": now, "size_bytes": size,
              "file_count": len(stored), "commit_info": json.dumps(info, sort_keys=True) if info else None},
             pk=("model_key", "commit_id"),
         )
-        kind = "commit" if revision.requested == revision.commit else revision.requested_kind
         self.db["refs"].upsert(
             {"model_key": key, "name": revision.requested, "commit_id": revision.commit, "updated_at": now,
              "kind": kind},

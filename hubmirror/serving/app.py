@@ -281,7 +281,8 @@ def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -
     if (marker is None and not tail) or (marker == "revision" and len(tail) == 1):
         commit, sha = _commit(view, model, tail[0] if tail else None)
         blobs = request.query_params.get("blobs") == "true"
-        return JSONResponse(hf_api.model_info(repo, model, sha, view.files(model, commit), blobs))
+        return JSONResponse(hf_api.model_info(repo, model, sha, view.files(model, commit), blobs,
+                                              view.revision_date(model, commit)))
     if marker == "refs" and not tail:
         include_prs = request.query_params.get("include_prs") in ("1", "true", "True")
         return JSONResponse(view.refs_document(model, include_prs))
@@ -302,7 +303,7 @@ def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -
 
 def _commits_page(request: Request, view: MirrorView, model: dict, revision: str) -> Response:
     """`GET /api/models/{repo}/commits/{rev}` (HfApi.list_repo_commits): newest first, paged by a `Link`."""
-    upstream = view.upstream_commits(model, revision, dict(request.query_params))
+    upstream = view.upstream_commits(model, revision, request.query_params.multi_items())
     if upstream is not None:  # a proxy: the upstream's own page, its next page through this server
         items, following = upstream
         headers = _next_page(request, _raw_path(request), None, following) if following is not None else {}
@@ -320,6 +321,14 @@ def _list_models(request: Request, view: MirrorView, segments: list[str]) -> Res
     (list_datasets): the served models (datasets) the reader may see, in the catalog search's order (the CLI's and
     the web page's), paged by a `Link` to the next."""
     kind = "dataset" if segments[:2] == ["api", "datasets"] else "model"
+    upstream = view.upstream_listing(kind, request.query_params.multi_items())
+    if upstream is not None:  # a proxy: the upstream's page, less what this reader may not see
+        items, following = upstream
+        principal, prefix = request.state.principal, "datasets/" if kind == "dataset" else ""
+        page = [i for i in items
+                if principal.may_read(prefix + i["id"], bool(i.get("gated")) or bool(i.get("private")))]
+        headers = _next_page(request, request.url.path, None, following) if following is not None else {}
+        return JSONResponse(page, headers=headers)
     query = ListQuery.parse(request.query_params)
     limit = min(_whole(request.query_params.get("limit") or str(hf_api.LIST_PAGE), "limit"), hf_api.LIST_PAGE)
     cursor = _whole(request.query_params.get("cursor") or "0", "cursor")
@@ -353,10 +362,12 @@ def _whole(text: str, name: str) -> int:
     return int(text)
 
 
-def _next_page(request: Request, path: str, cursor: int | None, params: dict | None = None) -> dict:
-    """The `Link` header to the next page: `path` with this request's parameters and `cursor` (or `params`)."""
-    params = params if params is not None else dict(request.query_params) | {"cursor": str(cursor)}
-    query = "&".join(f"{k}={quote(v)}" for k, v in sorted(params.items()))
+def _next_page(request: Request, path: str, cursor: int | None, query: str | None = None) -> dict:
+    """The `Link` header to the next page: `path` with this request's parameters and `cursor` (or an upstream's
+    next-page `query`, as it gave it)."""
+    if query is None:
+        params = dict(request.query_params) | {"cursor": str(cursor)}
+        query = "&".join(f"{k}={quote(v)}" for k, v in sorted(params.items()))
     return {"Link": f'<{request.url.scheme}://{request.url.netloc}{path}?{query}>; rel="next"'}
 
 

@@ -91,9 +91,10 @@ def _for_kind(document: dict, model: dict) -> dict:
     return document
 
 
-def model_info(repo: str, model: dict, sha: str, files: list[ServedFile], blobs: bool) -> dict:
+def model_info(repo: str, model: dict, sha: str, files: list[ServedFile], blobs: bool,
+               committed: str | None = None) -> dict:
     """`GET /api/models/{repo}[/revision/{rev}]` (or `/api/datasets/…`): siblings carry sizes and ids only with
-    `?blobs=true`."""
+    `?blobs=true`; `lastModified` is the revision's commit date (`committed`) where the upstream said it."""
     extra = json.loads(model["metadata"] or "{}")
     siblings = []
     for f in files:
@@ -108,7 +109,7 @@ def model_info(repo: str, model: dict, sha: str, files: list[ServedFile], blobs:
         "_id": sha[:24], "author": shown.split("/")[0] if "/" in shown else None, "sha": sha, "disabled": False,
         "createdAt": created_at(model),
         "cardData": extra.get("cardData"), "config": extra.get("config"), "siblings": siblings,
-    }, model)
+    } | ({"lastModified": hub_time(committed)} if hub_time(committed) else {}), model)
 
 
 def directory_entry(path: str, oid: str) -> dict:

@@ -33,6 +33,7 @@ from pathlib import Path
 from hubmirror.access.policy import OPEN, Principal
 from hubmirror.errors import HubmirrorError, UsageError, redact
 from hubmirror.serving.hf_api import HubError, hub_time
+from hubmirror.serving.hub_ids import is_repo_id
 from hubmirror.serving.metrics import record_proxy, record_upstream_fetch
 from hubmirror.serving.proxy_fetch import RevisionFetch
 from hubmirror.serving.waiting import wait_for
@@ -44,6 +45,7 @@ DEFAULT_TIMEOUT = 300.0
 FETCH_WORKERS = 2  # large files of a revision fetched at once in the background
 MAX_REFS = 10_000  # refs of one repo taken from the upstream
 MAX_COMMITS_PAGE = 1000  # commits of one upstream page passed on
+MAX_LISTING_PAGE = 1000  # models of one upstream listing page passed on (the Hub's own page)
 log = logging.getLogger("hubmirror.serving.proxy")
 
 
@@ -175,11 +177,11 @@ class Upstream:
             self._refs[repo] = (time.monotonic(), found)
         return found
 
-    def commits(self, repo: str, revision: str, query: dict[str, str]) -> tuple[list[dict], dict | None] | None:
+    def commits(self, repo: str, revision: str, query: list[tuple[str, str]]) -> tuple[list[dict], str | None] | None:
         """The upstream's page of `/commits/{revision}` for `query` (each entry checked and bounded as the Hub's
         client reads it) and the query of its next page; None where the upstream may not be asked or cannot be
         reached (the mirror's own revisions answer then). Its 4xx answers are the client's (hub_error)."""
-        if not self.allowed(repo) or len(query) > 8 or any(len(k) + len(v) > 256 for k, v in query.items()):
+        if not self.allowed(repo) or len(query) > 8 or any(len(k) + len(v) > 256 for k, v in query):
             return None
         source, _ = self._load_source()
         try:
@@ -195,6 +197,25 @@ class Upstream:
             return None
         return [c for c in map(_commit_entry, items if isinstance(items, list) else [])
                 if c is not None][:MAX_COMMITS_PAGE], following
+
+    def listing(self, kind: str, query: list[tuple[str, str]]) -> tuple[list[dict], str | None] | None:
+        """The upstream's page of `/api/models` (`kind` model) or `/api/datasets` for the client's `query`: the
+        entries naming a repo id this server may fetch (each id checked), and the query of the next page; None
+        where the upstream cannot be reached or answers nonsense (the mirror's own listing answers then)."""
+        if len(query) > 64 or any(len(k) + len(v) > 512 for k, v in query):
+            return None
+        source, _ = self._load_source()
+        try:
+            items, following = source.api_page(self._context(), f"/api/{kind}s", query, f"hf {kind} listing")
+        except Exception as exc:
+            log.warning("upstream %s listing failed: %s", kind, redact(str(exc)))
+            return None
+        if not isinstance(items, list):
+            return None
+        prefix = "datasets/" if kind == "dataset" else ""
+        kept = [item for item in items[:MAX_LISTING_PAGE] if isinstance(item, dict) and is_repo_id(item.get("id"))
+                and self.allowed(prefix + item["id"])]
+        return kept, following
 
     def _context(self):
         from hubmirror.sources import SourceContext

@@ -64,9 +64,17 @@ class ProxyView(MirrorView):
             rows[name] = {"name": name, "commit_id": commit, "kind": rows.get(name, {}).get("kind")}
         return hf_api.refs(catalogued or model, list(rows.values()), include_prs, newest_is_main=catalogued is not None)
 
-    def upstream_commits(self, model: dict, revision: str, query: dict) -> tuple[list[dict], dict | None] | None:
+    def revision_date(self, model: dict, commit: str) -> str | None:
+        fetch = self._fetch(model, commit)
+        return fetch.revision.commit_info.get("date") if fetch is not None else super().revision_date(model, commit)
+
+    def upstream_commits(self, model: dict, revision: str,
+                         query: list[tuple[str, str]]) -> tuple[list[dict], str | None] | None:
         repo = _repo(model)
         return None if repo is None else self.upstream.commits(repo, revision, query)
+
+    def upstream_listing(self, kind: str, query: list[tuple[str, str]]) -> tuple[list[dict], str | None] | None:
+        return self.upstream.listing(kind, query)
 
     def file(self, model: dict, commit: str, path: str) -> ServedFile | None:
         fetch = self._fetch(model, commit)
@@ -125,4 +133,5 @@ def _model_row(revision: ResolvedRevision) -> dict:
             "likes": meta.likes, "last_modified": meta.last_modified, "gated": int(meta.gated), "cached": 0,
             "size_bytes": sum(f.size or 0 for f in revision.files), "file_count": len(revision.files),
             "latest_commit": revision.commit, "metadata": json.dumps(meta.extra, sort_keys=True, default=str),
+            "kind": meta.kind,
             "facets": "", "indexed_at": None, "updated_at": None}

@@ -8,6 +8,7 @@ metadata refresh shows at the next request.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from contextlib import contextmanager
@@ -74,8 +75,8 @@ class MirrorView:
         `main` (unless a ref has that name) name the newest revision."""
         key = model["key"]
         with self.catalog() as catalog:
-            if revision in (None, "main") and not catalog.commit_for(key, "main"):
-                revision = None
+            if revision in (None, "main"):  # the `main` ref where the mirror has one, else the newest revision
+                revision = "main" if catalog.commit_for(key, "main") else None
             commit = catalog.commit_for(key, revision)
             if commit is None:
                 commit = next((r["commit_id"] for r in catalog.revisions(key)
@@ -113,20 +114,32 @@ class MirrorView:
         return hf_api.refs(model, rows, include_prs)
 
     def history(self, model: dict, commit: str) -> list[dict]:
-        """The revisions rows of a model the mirror holds dated no later than `commit` (`hf_api.commit_date`),
-        newest first, `commit` itself first: what the mirror knows of its history (not the ancestry)."""
+        """The revisions rows of `commit`'s history the mirror holds, newest first: `commit`, then the commit its
+        branch pointed at before it in this mirror (`commit_info.previous`, recorded at pull time), and so on."""
         with self.catalog() as catalog:
-            rows = catalog.revisions(model["key"])
-        named = next((r for r in rows if r["commit_id"] == commit), None)
-        if named is None:
-            return []
-        limit = hf_api.commit_date(named)
-        older = [r for r in rows if r is not named and hf_api.commit_date(r) <= limit]
-        return [named, *sorted(older, key=hf_api.commit_date, reverse=True)]
+            rows = {r["commit_id"]: r for r in catalog.revisions(model["key"])}
+        found, seen = [], set()
+        while commit in rows and commit not in seen:
+            seen.add(commit)
+            found.append(rows[commit])
+            commit = json.loads(rows[commit].get("commit_info") or "{}").get("previous")
+        return found
 
-    def upstream_commits(self, model: dict, revision: str, query: dict) -> tuple[list[dict], dict | None] | None:
+    def revision_date(self, model: dict, commit: str) -> str | None:
+        """The upstream's date of a held revision's commit, where it said one."""
+        with self.catalog() as catalog:
+            row = next((r for r in catalog.revisions(model["key"]) if r["commit_id"] == commit), None)
+        return None if row is None else json.loads(row.get("commit_info") or "{}").get("date")
+
+    def upstream_commits(self, model: dict, revision: str,
+                         query: list[tuple[str, str]]) -> tuple[list[dict], str | None] | None:
         """A proxy's upstream page of `/commits/{revision}` and the query of its next page; None here (no
         upstream: the mirror's own revisions answer)."""
+        return None
+
+    def upstream_listing(self, kind: str, query: list[tuple[str, str]]) -> tuple[list[dict], str | None] | None:
+        """A proxy's upstream page of `/api/models` (or `/api/datasets`) and the query of its next page; None here
+        (the mirror's own models answer)."""
         return None
 
     def newest_file_named(self, name: str) -> dict | None:

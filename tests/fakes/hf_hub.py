@@ -23,6 +23,7 @@ independent server (olah) does, which nothing on the download path may depend on
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from tests.fakes.httpserver import Handler, LoopbackServer, parse_range
-from tests.fakes.repo import FakeRepo, RepoFile, tree_oid
+from tests.fakes.repo import FakeRepo, RepoFile, git_tree_id
 
 NOT_SET = object()
 
@@ -384,7 +385,7 @@ class HubHandler(Handler):
                     entry["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": len(f.lfs_pointer())}
             siblings.append(entry)
         info = {
-            "_id": tree_oid(repo.repo_id, "", "")[:24],
+            "_id": hashlib.sha1(repo.key.encode()).hexdigest()[:24],
             "id": repo.repo_id,
             "modelId": repo.repo_id,
             "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
@@ -455,7 +456,8 @@ class HubHandler(Handler):
                 if f.lfs:
                     entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.lfs_pointer())}
                 entries.append(entry)
-        entries += [{"type": "directory", "oid": tree_oid(repo.repo_id, commit, d), "path": d} for d in dirs]
+        files = repo.commits[commit]
+        entries += [{"type": "directory", "oid": git_tree_id(files, d), "path": d} for d in dirs]
         return sorted(entries, key=lambda e: (e["type"] != "directory", e["path"]))
 
     def _tree(self, repo: FakeRepo, commit: str, subpath: str, query: dict) -> None:

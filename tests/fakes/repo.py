@@ -163,6 +163,20 @@ class FakeRepo:
         return {k: data[k] for k in ("architectures", "model_type") if k in data} if isinstance(data, dict) else {}
 
 
-def tree_oid(repo_id: str, commit: str, path: str) -> str:
-    """A stable stand-in for a git tree id."""
-    return hashlib.sha1(f"tree {repo_id} {commit} {path}".encode()).hexdigest()
+def git_tree_id(files: dict[str, RepoFile], directory: str = "") -> str:
+    """The git object id of the tree at `directory` of a commit's `files` (every blob mode 100644, an LFS file as
+    its pointer), as `git rev-parse HEAD:directory` gives it."""
+    prefix = f"{directory}/" if directory else ""
+    names: dict[str, RepoFile | None] = {}  # a subtree as `name/` (None), a file as its name
+    for path, f in files.items():
+        if path.startswith(prefix):
+            head, slash, _ = path[len(prefix):].partition("/")
+            names[head + slash] = None if slash else f
+    body = b""
+    for name in sorted(names, key=str.encode):  # git compares a subtree's name with its '/'
+        f = names[name]
+        if f is None:
+            body += b"40000 " + name[:-1].encode() + b"\0" + bytes.fromhex(git_tree_id(files, prefix + name[:-1]))
+        else:
+            body += b"100644 " + name.encode() + b"\0" + bytes.fromhex(f.git_sha1)
+    return hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()

@@ -15,6 +15,7 @@ import requests
 from hubmirror.catalog import Catalog
 from hubmirror.mirror import Mirror
 from tests.conftest import Cli
+from tests.site_fixtures import bucket_url, hosts, registry  # noqa: F401 (fixtures)
 from tests.fakes.mirror_server import MirrorServer
 from tests.test_proxy import wait_catalogued
 
@@ -169,3 +170,24 @@ def test_a_cold_proxy_in_front_of_olah_serves_a_dataset(root, tiny_dataset, tmp_
             wait_catalogued(root, f"datasets/{REPO}")
     assert '"label": [1, 0, 1]' in loaded and '"text": ["good", "bad", "fine"]' in loaded
     assert "train-00000-of-00001.parquet" in frames
+
+
+def test_a_dataset_crosses_an_oci_registry_and_a_shared_bucket(hub, run, tiny_dataset, tmp_path, hosts, registry):
+    from tests.fakes import registry as fake_registry
+    from tests.test_site_catalog import do_pull
+
+    hub.create_repo(REPO, tiny_dataset, repo_type="dataset")
+    assert run("pull", f"hf:datasets/{REPO}").exit_code == 0
+    with fake_registry.registry(tmp_path / "registry") as reg:
+        pushed = run.json("export", f"oci://{reg.host}/data/tiny:v1", f"hf:datasets/{REPO}", "--plain-http")
+        target = Cli(tmp_path / "airgapped")
+        target.json("import", f"oci://{reg.host}/data/tiny:v1", "--plain-http")
+    assert pushed["tags"] and target.json("show", f"hf:datasets/{REPO}")["kind"] == "dataset"
+    a, b = hosts("a"), hosts("b")  # one bucket (moto), two hosts: the dataset's kind and refs travel
+    hub.repos[f"datasets/{REPO}"].tags["v1"] = hub.repos[f"datasets/{REPO}"].branches["main"]
+    do_pull(a, registry, hub, f"hf:datasets/{REPO}@v1")
+    assert b.writer.refresh() == 1
+    model = b.catalog.model(f"hf:datasets/{REPO}")
+    assert model["kind"] == "dataset" and [(r["name"], r["kind"]) for r in b.catalog.refs(model["key"])] == \
+        [("v1", "tag")]
+    assert b.catalog.search("tiny", kind="dataset")[0]["key"] == f"hf:datasets/{REPO}"

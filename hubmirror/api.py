@@ -30,6 +30,7 @@ from hubmirror.exchange.registry_target import parse_target
 from hubmirror.fetch.download import Download, local_download
 from hubmirror.fetch.http import (
     describe_network_error,
+    json_body,
     open_bounded,
     open_range,
     request,
@@ -52,7 +53,7 @@ __all__ = [
     "Loaded", "Loader", "ModelMetadata", "ModelRef", "NotFoundError", "Placer", "RemoteFile", "ResolvedRevision",
     "Retrier", "SharedBucket", "Source", "SourceContext", "StoreBackend", "TransferBrokenError", "UnsafePathError",
     "UsageError", "__version__", "check_relative_path", "chunks", "delegate_files", "describe_network_error",
-    "hookimpl", "hub_commit", "is_repo_id", "is_valid_digest", "local_download", "open_bounded", "open_range",
+    "hookimpl", "hub_commit", "is_repo_id", "is_valid_digest", "json_body", "local_download", "open_bounded", "open_range",
     "open_tar", "open_zip", "parse_target", "repo_id", "request", "request_json", "retry_after_seconds",
     "retry_policy", "served_file", "spool", "torch_dtype", "transport_error",
 ]

@@ -69,8 +69,10 @@ from hubmirror.api import (
     __version__,
     hookimpl,
     is_repo_id,
+    json_body,
     open_bounded,
     open_range,
+    request,
     retry_after_seconds,
     transport_error,
 )
@@ -322,16 +324,10 @@ class HuggingFaceSource(Source):
         """One page of a paginated Hub listing, as huggingface_hub's `paginate` asks it: `GET {endpoint}{path}` with
         `params` (the client's own, or those of the upstream's `Link` to this page), and the query string of the
         next page (None on the last). The page is the server's JSON, unchecked."""
-        from huggingface_hub.utils import hf_raise_for_status, http_backoff
-
-        def page():
-            answer = http_backoff("GET", f"{self.endpoint(ctx)}{path}", params=params, headers=self._headers(),
-                                  timeout=ctx.timeout)
-            hf_raise_for_status(answer)
-            return answer.json(), answer.links.get("next", {}).get("url")
-
-        items, following = self._call(ctx, what, page)
-        return items, (urlsplit(following).query if following else None)
+        resp = request(ctx.session(), "GET", f"{self.endpoint(ctx)}{path}", params=params, headers=self._headers(),
+                       timeout=ctx.timeout, errors=lambda r: hub_error(r, what), stream=True)
+        following = resp.links.get("next", {}).get("url")
+        return json_body(resp), (urlsplit(following).query if following else None)
 
     def _requested_kind(self, ctx: SourceContext, api, ref: ModelRef, requested: str, commit: str) -> str | None:
         """Whether `requested` is a branch, a tag, a pull request or the commit itself: the default branch and a

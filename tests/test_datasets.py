@@ -15,8 +15,8 @@ import requests
 from hubmirror.catalog import Catalog
 from hubmirror.mirror import Mirror
 from tests.conftest import Cli
-from tests.site_fixtures import bucket_url, hosts, registry  # noqa: F401 (fixtures)
 from tests.fakes.mirror_server import MirrorServer
+from tests.site_fixtures import bucket_url, hosts, registry  # noqa: F401 (fixtures)
 from tests.test_proxy import wait_catalogued
 
 datasets = pytest.importorskip("datasets")
@@ -107,8 +107,10 @@ def test_a_cold_proxy_serves_a_dataset_and_catalogues_it(hub, root, tiny_dataset
     hub.create_repo(REPO, tiny_dataset, repo_type="dataset")
     direct = in_client(LOAD, hub.url, tmp_path / "direct", REPO)
     Mirror.open(root, create=True).close()
+    frames = in_client(READ_PARQUET, hub.url, tmp_path / "fs-direct", REPO, hub.url)
     with MirrorServer(root, upstream={"endpoint": hub.url}) as server:
         assert in_client(LOAD, server.url, tmp_path / "cold", REPO) == direct
+        assert in_client(READ_PARQUET, server.url, tmp_path / "fs", REPO, server.url) == frames
         wait_catalogued(root, f"datasets/{REPO}")
         hub.stop()
         assert in_client(LOAD, server.url, tmp_path / "fresh", REPO) == direct
@@ -172,7 +174,8 @@ def test_a_cold_proxy_in_front_of_olah_serves_a_dataset(root, tiny_dataset, tmp_
     assert "train-00000-of-00001.parquet" in frames
 
 
-def test_a_dataset_crosses_an_oci_registry_and_a_shared_bucket(hub, run, tiny_dataset, tmp_path, hosts, registry):
+def test_a_dataset_crosses_an_oci_registry_and_a_shared_bucket(hub, run, tiny_dataset, tmp_path, hosts,  # noqa: F811
+                                                                registry):  # noqa: F811
     from tests.fakes import registry as fake_registry
     from tests.test_site_catalog import do_pull
 

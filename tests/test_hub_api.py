@@ -206,3 +206,43 @@ def test_expanded_tree_and_paths_info_carry_last_commit_and_the_scan(hub, run, r
         fs = hf.HfFileSystem(endpoint=server.url)
         assert fs.modified("org/x/config.json") == dates[second]
         assert fs.modified("org/x/d/keep.txt") == dates[first]
+
+
+def test_an_upstream_api_answer_is_read_to_a_bound_and_no_further():
+    """Every JSON answer an upstream gives a source (hubmirror.fetch.http.json_body: listings, commits, NGC, GitHub)
+    is read to a bound: a longer one is a one-line error, never a process holding all of it."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from hubmirror.errors import HubmirrorError
+    from hubmirror.fetch.http import json_body, new_session, request
+
+    sent = []
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            try:
+                self.wfile.write(b"[")
+                for _ in range(64):  # 64 MiB offered; the reader stops after its first
+                    self.wfile.write(b'"x",' * (1 << 18))
+                    sent.append(1)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api/models"
+        resp = request(new_session(), "GET", url, timeout=10, errors=lambda r: None, stream=True)
+        with pytest.raises(HubmirrorError, match="answered over 1 MiB"):
+            json_body(resp, limit=1 << 20)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(sent) < 64  # the reader hung up long before the end

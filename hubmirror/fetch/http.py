@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import http.client
+import json
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -145,8 +146,10 @@ def request(
     errors: ErrorMapper,
     headers: dict[str, str] | None = None,
     json: Any = None,
+    params: Any = None,
     allow_redirects: bool = True,
     idempotent: bool | None = None,
+    stream: bool = False,
 ) -> requests.Response:
     """Send one API request (`json` as its body); a transport failure or a failed answer is a one-line error.
 
@@ -157,8 +160,8 @@ def request(
     retrier = current_retrier(f"{method} {redact(url)}") if idempotent else None
     while True:
         try:
-            resp = session.request(method, url, headers=headers, json=json, timeout=effective_timeout(timeout),
-                                   allow_redirects=allow_redirects)
+            resp = session.request(method, url, headers=headers, json=json, params=params,
+                                   timeout=effective_timeout(timeout), allow_redirects=allow_redirects, stream=stream)
         except requests.RequestException as exc:
             error = describe_network_error(url, exc)
             if retrier is None or not _transient(exc):
@@ -174,17 +177,31 @@ def request(
         return resp
 
 
-def json_body(resp: requests.Response) -> Any:
-    """The response's JSON value; anything else is a one-line error naming the URL."""
+MAX_JSON_BYTES = 64 << 20  # an API answer longer than this is refused, never read whole into memory
+
+
+def json_body(resp: requests.Response, limit: int = MAX_JSON_BYTES) -> Any:
+    """The response's JSON value, read to at most `limit` bytes (a streamed response is read here, then closed);
+    a longer answer, or one that is not JSON, is a one-line error naming the URL."""
+    body = bytearray()
     try:
-        return resp.json()
+        for chunk in resp.iter_content(1 << 16):
+            body += chunk
+            if len(body) > limit:
+                raise HubmirrorError(f"{redact(resp.url)} answered over {limit >> 20} MiB: refused")
+    except requests.RequestException as exc:
+        raise describe_network_error(resp.url, exc) from exc
+    finally:
+        resp.close()
+    try:
+        return json.loads(body)
     except ValueError:
-        raise HubmirrorError(f"{resp.url} answered something that is not JSON") from None
+        raise HubmirrorError(f"{redact(resp.url)} answered something that is not JSON") from None
 
 
 def request_json(session: requests.Session, method: str, url: str, **kwargs) -> Any:
-    """`request`, then the answer's JSON value (see `json_body`)."""
-    return json_body(request(session, method, url, **kwargs))
+    """`request` (streamed), then the answer's JSON value (see `json_body`: bounded)."""
+    return json_body(request(session, method, url, stream=True, **kwargs))
 
 
 def open_range(

@@ -171,7 +171,8 @@ def git_tree_id(files: dict[str, RepoFile], directory: str = "") -> str:
     for path, f in files.items():
         if path.startswith(prefix):
             head, slash, _ = path[len(prefix):].partition("/")
-            names[head + slash] = None if slash else f
+            if head:  # (a hostile test path like `/tmp/x` has an empty first segment: no tree of its own)
+                names[head + slash] = None if slash else f
     body = b""
     for name in sorted(names, key=str.encode):  # git compares a subtree's name with its '/'
         f = names[name]

@@ -38,6 +38,7 @@ from hubmirror.fetch.http import (
     spool,
     transport_error,
 )
+from hubmirror.fetch.redirects import check_redirect
 from hubmirror.fetch.retries import RETRY_STATUSES, Retrier, retry_after_seconds, retry_policy
 from hubmirror.hookspecs import hookimpl
 from hubmirror.safepath import check_relative_path
@@ -46,14 +47,17 @@ from hubmirror.sources import Delegated, Source, SourceContext, delegate_files
 from hubmirror.store.base import BlobInfo, BlobStore, BlobWriter, StoreBackend
 from hubmirror.store.bucket import SharedBucket
 from hubmirror.upstream import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision
+from hubmirror.xet.format import is_xet_hash
+from hubmirror.xet.reader import CasAccess, XetSource, open_xet
 
 __all__ = [
     "SHA256_PREFIX", "RETRY_STATUSES", "AccessDeniedError", "AdoptReport", "Adopter", "Adoption", "BlobInfo",
-    "BlobStore", "BlobWriter", "Delegated", "Download", "HubAnswer", "HubmirrorError", "IntegrityError", "Layout",
-    "Loaded", "Loader", "ModelMetadata", "ModelRef", "NotFoundError", "Placer", "RemoteFile", "ResolvedRevision",
-    "Retrier", "SharedBucket", "Source", "SourceContext", "StoreBackend", "TransferBrokenError", "UnsafePathError",
-    "UsageError", "__version__", "check_relative_path", "chunks", "delegate_files", "describe_network_error",
-    "hookimpl", "hub_commit", "is_repo_id", "is_valid_digest", "json_body", "local_download", "open_bounded", "open_range",
-    "open_tar", "open_zip", "parse_target", "repo_id", "request", "request_json", "retry_after_seconds",
-    "retry_policy", "served_file", "spool", "torch_dtype", "transport_error",
+    "BlobStore", "BlobWriter", "CasAccess", "Delegated", "Download", "HubAnswer", "HubmirrorError", "IntegrityError",
+    "Layout", "Loaded", "Loader", "ModelMetadata", "ModelRef", "NotFoundError", "Placer", "RemoteFile",
+    "ResolvedRevision", "Retrier", "SharedBucket", "Source", "SourceContext", "StoreBackend", "TransferBrokenError",
+    "UnsafePathError", "UsageError", "XetSource", "__version__", "check_redirect", "check_relative_path", "chunks",
+    "delegate_files", "describe_network_error", "hookimpl", "hub_commit", "is_repo_id", "is_valid_digest",
+    "is_xet_hash", "json_body", "local_download", "open_bounded", "open_range", "open_tar", "open_xet", "open_zip",
+    "parse_target", "repo_id", "request", "request_json", "retry_after_seconds", "retry_policy", "served_file",
+    "spool", "torch_dtype", "transport_error",
 ]

@@ -57,6 +57,7 @@ class SourceContext:
     source_for: Callable[[str], "Source"] | None = None  # other registered sources, for sources that delegate
     cache_dir: Path | None = None  # scratch space inside the mirror (archives being unpacked, listings)
     connections: Connections = field(default_factory=Connections)
+    xet_chunks: object = None  # the pull's hubmirror.xet.chunks.ChunkIndex: chunks held, for sources that read Xet
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _slots: dict = field(default_factory=dict, repr=False)
     _slots_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

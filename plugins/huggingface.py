@@ -36,8 +36,18 @@ its path, query and headers; `{rev}` is quoted with `safe=""` and `{path}` with 
    with the client's query (or the query of the upstream's own `Link` to the next page), as `HfApi` sends them page
    by page (`paginate`).
 
-Requests 1, 2, 4, 5 and 6 carry huggingface_hub's own headers: `user-agent: hubmirror/{version}; hf_hub/{version}; …`,
-`authorization: Bearer {token}` when there is a token, and its `X-Amzn-Trace-Id` request id. huggingface_hub retries
+7. A file whose tree entry carries a `xetHash` (stored in Xet; not with `HF_HUB_DISABLE_XET` set): `GET
+   {endpoint}/api/{models|datasets}/{repo_id}/xet-read-token/{commit}`, huggingface_hub's
+   `refresh_xet_connection_info` (its headers; the CAS URL, token and expiry read from `X-Xet-Cas-Url`,
+   `X-Xet-Access-Token`, `X-Xet-Token-Expiration`), once per repo and commit while the token lasts.
+8. Then what hf_xet sends the CAS for the file: `GET {cas}/v2/reconstructions/{xetHash}` with `Range: bytes={a}-{b}`
+   and `Authorization: Bearer {CAS token}` (`/v1/…` when the CAS answers 404 or 501), and a ranged `GET` of each xorb
+   range at the signed URL the answer names, without Authorization; both with huggingface_hub's headers less its
+   Authorization, as `xet_get` hands them to hf_xet. Chunks the mirror already holds are not asked for
+   (hubmirror.xet.reader); the file is verified against the tree's sha256 as any other.
+
+Requests 1, 2, 4, 5, 6 and 7 carry huggingface_hub's own headers: `user-agent: hubmirror/{version};
+hf_hub/{version}; …`, `authorization: Bearer {token}` when there is a token, and its `X-Amzn-Trace-Id` request id. huggingface_hub retries
 2 and 4 on 408/429/5xx and network errors (its `http_backoff`); hubmirror sends 1 again after a 429/5xx answer or a
 transport failure, under its own retry policy (`hubmirror.fetch.retries.RetryPolicy`), and retries 3 as every download.
 """
@@ -46,6 +56,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -54,6 +66,7 @@ from urllib.parse import quote, urlsplit
 from hubmirror.api import (
     RETRY_STATUSES,
     AccessDeniedError,
+    CasAccess,
     Download,
     HubAnswer,
     HubmirrorError,
@@ -66,12 +79,16 @@ from hubmirror.api import (
     Source,
     SourceContext,
     UsageError,
+    XetSource,
     __version__,
+    check_redirect,
     hookimpl,
     is_repo_id,
+    is_xet_hash,
     json_body,
     open_bounded,
     open_range,
+    open_xet,
     request,
     retry_after_seconds,
     transport_error,
@@ -228,6 +245,10 @@ def repo_of(model_id: str) -> tuple[str, str]:
 class HuggingFaceSource(Source):
     name = "hf"
     description = "Hugging Face Hub models (HF_ENDPOINT, HF_TOKEN)"
+
+    def __init__(self):
+        self._xet_tokens: dict[str, CasAccess] = {}  # CAS read tokens by their route (request 7)
+        self._xet_lock = threading.Lock()
 
     def endpoint(self, ctx: SourceContext) -> str:
         return (ctx.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
@@ -407,8 +428,10 @@ class HuggingFaceSource(Source):
         path, size, oid, lfs = entry.path, entry.size, entry.blob_id, entry.lfs
         if not isinstance(path, str) or not isinstance(oid, str):
             raise HubmirrorError(f"{what}: malformed tree entry {path!r:.200}")
-        if lfs is not None:
-            return RemoteFile(path, lfs.size, {"sha256": str(lfs.sha256)}, etag=oid, lfs=True)
+        if lfs is not None:  # stored in Xet when the tree says its Xet hash (the Hub's own rule, as the client's)
+            xet_hash = getattr(entry, "xet_hash", None)
+            return RemoteFile(path, lfs.size, {"sha256": str(lfs.sha256)}, etag=oid, lfs=True,
+                              location=xet_hash if is_xet_hash(xet_hash) else None)
         return RemoteFile(path, size, {"git-sha1": oid}, etag=oid)
 
     @staticmethod
@@ -468,7 +491,10 @@ class HuggingFaceSource(Source):
         )
 
     def open_file(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, offset: int = 0) -> Download:
-        """Request 3: `GET /{repo}/resolve/{commit}/{path}` (Range when resuming), the redirect followed."""
+        """Request 3: `GET /{repo}/resolve/{commit}/{path}` (Range when resuming), the redirect followed; a file
+        stored in Xet through its CAS (requests 7 and 8)."""
+        if self._reads_xet(file):
+            return self._open_xet(revision, file, ctx, offset, file.size)
         url = self._file_url(revision, file, ctx)
         return ctx.limited(url, lambda: open_range(
             ctx.session(), url, offset, headers=self._headers(), timeout=ctx.timeout,
@@ -477,13 +503,56 @@ class HuggingFaceSource(Source):
 
     def open_range(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, start: int,
                    end: int) -> Download | None:
-        """Request 3 for one piece of a large file: `Range: bytes={start}-{end - 1}`."""
-
+        """Request 3 for one piece of a large file: `Range: bytes={start}-{end - 1}`; through Xet (8) for a file
+        stored there."""
+        if self._reads_xet(file):
+            return self._open_xet(revision, file, ctx, start, end)
         url = self._file_url(revision, file, ctx)
         return ctx.limited(url, lambda: open_bounded(
             ctx.session(), url, start, end, headers=self._headers(), timeout=ctx.timeout,
             errors=lambda resp: hub_error(resp, f"{revision.ref}: {file.path}"),
         ))
+
+    @staticmethod
+    def _reads_xet(file: RemoteFile) -> bool:
+        """A file the tree says is stored in Xet, unless `HF_HUB_DISABLE_XET` turns Xet off (as for the client)."""
+        disabled = os.environ.get("HF_HUB_DISABLE_XET", "").upper() in ("1", "ON", "YES", "TRUE")
+        return isinstance(file.location, str) and isinstance(file.size, int) and not disabled
+
+    def _open_xet(self, revision: ResolvedRevision, file: RemoteFile, ctx: SourceContext, start: int,
+                  end: int) -> Download:
+        """Request 8: bytes [start, end) of a Xet file from the CAS (hubmirror.xet.reader), with the client's headers
+        less its Authorization (huggingface_hub's `xet_headers_without_auth`), the CAS token from request 7."""
+        what = f"{revision.ref}: {file.path}"
+        headers = {k: v for k, v in self._headers().items() if k.lower() != "authorization"}
+        src = XetSource(file.location, file.size, lambda renew: self._xet_access(ctx, revision, renew), headers,
+                        ctx.session(), ctx.timeout, what)
+        cas_url = self._xet_access(ctx, revision, False).cas_url
+        return ctx.limited(cas_url, lambda: open_xet(src, start, end, ctx.xet_chunks, file.sha256))
+
+    def _xet_access(self, ctx: SourceContext, revision: ResolvedRevision, renew: bool) -> CasAccess:
+        """Request 7: `GET {endpoint}/api/{models|datasets}/{repo}/xet-read-token/{commit}` (huggingface_hub's
+        `refresh_xet_connection_info`, its headers), read from the `X-Xet-*` headers as the client reads it; kept
+        per repo and commit until a minute before it expires, or until the CAS refuses it (`renew`)."""
+        repo_type, repo = repo_of(revision.ref.model_id)
+        url = f"{self.endpoint(ctx)}/api/{repo_type}s/{repo}/xet-read-token/{quote(revision.commit, safe='')}"
+        with self._xet_lock:
+            known = self._xet_tokens.get(url)
+        if known is not None and not renew and known.expires > time.time() + 60:
+            return known
+        what = f"{revision.ref}: Xet read token"
+        resp = request(ctx.session(), "GET", url, headers=self._headers(), timeout=ctx.timeout,
+                       errors=lambda r: hub_error(r, what))
+        resp.close()
+        try:
+            access = CasAccess(resp.headers["X-Xet-Cas-Url"], resp.headers["X-Xet-Access-Token"],
+                               int(resp.headers["X-Xet-Token-Expiration"]))
+        except (KeyError, ValueError) as exc:
+            raise HubmirrorError(f"{what}: the Hub answered without the Xet connection headers") from exc
+        check_redirect(self.endpoint(ctx), access.cas_url, how="sent the client to")
+        with self._xet_lock:
+            self._xet_tokens[url] = access
+        return access
 
 
 @hookimpl

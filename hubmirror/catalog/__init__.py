@@ -17,9 +17,11 @@ from hubmirror.catalog.site_index import SiteIndex
 from hubmirror.catalog.tokens import AccessTokens
 from hubmirror.catalog.verdicts import SCANNER, Verdicts
 from hubmirror.catalog.writes import RevisionWrites, StoredFile
+from hubmirror.catalog.xet_chunks import XetChunks
 
 
-class Catalog(CatalogConnection, RevisionWrites, ModelReads, Search, Verdicts, Benchmarks, SiteIndex, AccessTokens):
+class Catalog(CatalogConnection, RevisionWrites, ModelReads, Search, Verdicts, Benchmarks, SiteIndex, AccessTokens,
+              XetChunks):
     """The SQLite catalog of one mirror."""
 
 

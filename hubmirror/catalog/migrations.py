@@ -175,3 +175,15 @@ def m009_kinds(db: Database) -> None:
     (kind, downloads) index a listing of one kind reads in order."""
     db["models"].add_column("kind", str, not_null_default="model")
     db["models"].create_index(["kind", "downloads"])
+
+
+@migrations()
+def m010_xet_chunks(db: Database) -> None:
+    """Where the mirror holds the chunks of Xet xorbs (hubmirror.xet.chunks): chunk `idx` of xorb `xorb` (its 32-byte
+    hash) is `length` bytes at `file_offset` of the blob `sha256`, serialized at `xorb_offset` of the xorb in
+    `serialized` bytes; recorded once a blob read through Xet verified, so that a new revision's reconstruction takes
+    the chunks the mirror holds from its own store."""
+    db.execute("CREATE TABLE xet_chunks (xorb BLOB NOT NULL, idx INTEGER NOT NULL, sha256 BLOB NOT NULL, "
+               "file_offset INTEGER NOT NULL, length INTEGER NOT NULL, xorb_offset INTEGER NOT NULL, "
+               "serialized INTEGER NOT NULL, PRIMARY KEY (xorb, idx)) WITHOUT ROWID")
+    db.execute("CREATE INDEX xet_chunks_sha256 ON xet_chunks (sha256)")

@@ -45,6 +45,10 @@ def fetch_files(source: Source, wanted: list[tuple[ResolvedRevision, RemoteFile]
             todo.append((key, revision, f))
     on_start(sum(f.size or 0 for _, _, f in todo))
     ctx = connections_for(source, [f for _, _, f in todo], ctx, workers)
+    if catalog is not None and ctx.xet_chunks is None:
+        from hubmirror.xet.chunks import ChunkIndex
+
+        ctx = replace(ctx, xet_chunks=ChunkIndex(catalog, store))
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="pull") as pool:
         futures = {
@@ -97,18 +101,25 @@ def fetch_file(source: Source, revision: ResolvedRevision, file: RemoteFile, sto
     key = resume_key(revision, file)
     held = Held()
     try:
+        stored = None
         if pieces.wanted(source, file, ctx):
             stored = pieces.fetch_pieces(source, revision, file, store, ctx, key, on_bytes=on_bytes, stop=stop)
-            if stored is not None:
-                return stored  # else the upstream serves no ranges: one stream, below
-        return fetch_stream(source, revision, file, store, ctx, key, held, on_bytes=on_bytes, stop=stop)
+        if stored is None:  # a small file, or the upstream serves no ranges: one stream
+            stored = fetch_stream(source, revision, file, store, ctx, key, held, on_bytes=on_bytes, stop=stop)
+        if ctx.xet_chunks is not None:
+            ctx.xet_chunks.confirm(stored.sha256)  # the chunks read into it, now that it verified
+        return stored
+    except IntegrityError:
+        if ctx.xet_chunks is not None:
+            ctx.xet_chunks.forget(file.sha256)
+        raise
     except OSError as exc:
         if exc.errno in _DISK_FULL:
             kept = f" ({held.bytes} bytes of it are kept in the mirror's tmp/)" if held.bytes else ""
             raise DiskFullError(f"disk full while storing {what} ({exc.strerror}): nothing was catalogued; free "
                                 f"space, then pull again to resume{kept}") from exc
         raise
-    except (IntegrityError, Cancelled, DiskFullError):
+    except (Cancelled, DiskFullError):
         raise
     except HubmirrorError as exc:  # the retry budget is spent, or the upstream refused: name the file
         text = str(exc) if what in str(exc) else f"{what}: {exc}"

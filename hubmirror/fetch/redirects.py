@@ -47,11 +47,12 @@ def address_kind(host: str) -> str:
     return "unresolvable"
 
 
-def check_redirect(origin: str, target: str) -> None:
-    """Refuse (RedirectRefused) a redirect from `origin` to `target` that the rule above forbids."""
+def check_redirect(origin: str, target: str, *, how: str = "redirected to") -> None:
+    """Refuse (RedirectRefused) a redirect from `origin` to `target` that the rule above forbids (also for a URL an
+    answer of `origin` sends the client to: `how` says so in the error)."""
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RedirectRefused(f"{urlsplit(origin).hostname} redirected to a {parts.scheme or 'relative'}: URL: "
+        raise RedirectRefused(f"{urlsplit(origin).hostname} {how} a {parts.scheme or 'relative'}: URL: "
                               "refused (only http and https are followed)")
     kind = address_kind(parts.hostname)
     if kind == "public":
@@ -59,5 +60,5 @@ def check_redirect(origin: str, target: str) -> None:
     source = urlsplit(origin).hostname or ""
     if kind != "unresolvable" and kind == address_kind(source):
         return
-    raise RedirectRefused(f"{source} redirected to {parts.hostname}, a {kind} address: refused (a redirect may not "
-                          "lead into a network the upstream is not part of)")
+    raise RedirectRefused(f"{source} {how} {parts.hostname}, a {kind} address: refused (an upstream may not "
+                          "lead into a network it is not part of)")

@@ -4,8 +4,12 @@ Implements: model info with and without `/revision/` (and `?blobs=true`), the re
 paths-info, refs, resolve HEAD/GET (regular files answered directly with their git blob id as ETag; LFS files
 redirected with a 302 that carries `X-Linked-Etag`/`X-Linked-Size` to a second "CDN" server, which refuses any
 `Authorization` header), Range/206/416, and `X-Error-Code` errors (RepoNotFound, GatedRepo, RevisionNotFound,
-EntryNotFound with `X-Repo-Commit`). No Xet. Tests can corrupt, throttle or break what it sends (`Faults`): scripted
-429 (with `Retry-After`) and 5xx answers, a connection reset or stalled after N bytes, throttling.
+EntryNotFound with `X-Repo-Commit`). Xet (per repo, or for every repo with `FakeHub(xet=True)`): a repo's LFS
+files are uploaded by hf_xet into a loopback CAS (tests/fakes/xet_cas.py); tree and paths-info entries carry
+`xetHash`, the resolve redirect carries `X-Xet-Hash` and the `xet-auth` link, and
+`/api/{models,datasets}/{repo}/xet-read-token/{rev}` issues CAS read tokens (headers and JSON body). Tests
+can corrupt, throttle or break what it sends (`Faults`): scripted 429 (with `Retry-After`) and 5xx answers, a
+connection reset or stalled after N bytes, throttling.
 
 It refuses what the real Hub's official client (huggingface_hub 2.x) never sends, so that a client of the imitation
 cannot pass here with requests the Hub's clients never make (as `direction=-1` on `/api/models` once did): a method an
@@ -32,6 +36,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from tests.fakes.httpserver import Handler, LoopbackServer, parse_range
 from tests.fakes.repo import FakeRepo, RepoFile, git_tree_id
+from tests.fakes.xet_cas import FakeCas, xet_read_token_answer
 
 NOT_SET = object()
 
@@ -103,7 +108,7 @@ class Faults:
 class FakeHub:
     """The imitation Hub: a registry of repos, an API/resolve server and a CDN server, with a request log."""
 
-    def __init__(self, *, tree_page_size: int = 1000, tokens: set[str] | None = None):
+    def __init__(self, *, tree_page_size: int = 1000, tokens: set[str] | None = None, xet: bool = False):
         self.repos: dict[str, FakeRepo] = {}
         self.tree_page_size = tree_page_size
         self.tokens = tokens or set()
@@ -117,6 +122,10 @@ class FakeHub:
         self.hub = LoopbackServer(HubHandler, self)
         self.cdn = LoopbackServer(CdnHandler, self)
         self._blobs: dict[str, RepoFile] = {}
+        self.xet = xet  # the default for repos that do not say
+        self.cas = FakeCas()
+        self._xet_hashes: dict[str, str] = {}  # sha256 -> Xet file hash (content uploaded once)
+        self._xet_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -134,6 +143,15 @@ class FakeHub:
         repo.commit(files)
         return self.add_repo(repo)
 
+    def xet_hash(self, repo: FakeRepo, f: RepoFile) -> str | None:
+        """The Xet file hash of an LFS file of a Xet-backed repo (uploaded by hf_xet on first need), else None."""
+        if not f.lfs or not (self.xet if repo.xet is None else repo.xet):
+            return None
+        with self._xet_lock:
+            if f.sha256 not in self._xet_hashes:
+                self._xet_hashes[f.sha256] = self.cas.upload([f.data if f.data is not None else f.disk_path])[0]
+            return self._xet_hashes[f.sha256]
+
     def log(self, handler: Handler) -> None:
         with self._lock:
             self.requests.append(
@@ -150,11 +168,13 @@ class FakeHub:
     def start(self) -> "FakeHub":
         self.hub.start()
         self.cdn.start()
+        self.cas.start()
         return self
 
     def stop(self) -> None:
         self.hub.stop()
         self.cdn.stop()
+        self.cas.stop()
 
     def __enter__(self) -> "FakeHub":
         return self.start()
@@ -292,7 +312,8 @@ class HubHandler(Handler):
     # -- /api/models ---------------------------------------------------------------------------------------------
 
     def _api(self, rest: str, query: dict, prefix: str = "") -> None:
-        repo_id, marker, tail = self._split_repo(rest, ("revision", "tree", "paths-info", "refs", "commits"), prefix)
+        repo_id, marker, tail = self._split_repo(
+            rest, ("revision", "tree", "paths-info", "refs", "commits", "xet-read-token"), prefix)
         if marker in (None, "revision") and prefix:
             self._expect("dataset_info", ("GET",), query, DATASET_INFO_PARAMS, exclusive=("expand", ("blobs",)))
         elif marker in (None, "revision"):
@@ -306,7 +327,9 @@ class HubHandler(Handler):
             self._expect("get_paths_info", ("POST",), query, {})
         elif marker == "commits":
             self._expect("list_repo_commits", ("GET",), query, COMMITS_PARAMS)
-        repo = self._repo(repo_id, for_files=False)
+        elif marker == "xet-read-token":
+            self._expect("xet_get", ("GET",), query, {})
+        repo = self._repo(repo_id, for_files=marker == "xet-read-token")
         if self.owner.faults.info_override is not NOT_SET and marker in (None, "revision"):
             return self.send_json(200, self.owner.faults.info_override)
         if marker is None:
@@ -319,6 +342,11 @@ class HubHandler(Handler):
             return self.send_json(200, self._refs(repo, "include_prs" in query))
         if marker == "commits" and len(tail) == 1:
             return self._commits(repo, self._commit(repo, unquote(tail[0])), query)
+        if marker == "xet-read-token" and len(tail) == 1:
+            self._commit(repo, unquote(tail[0]))
+            if not (self.owner.xet if repo.xet is None else repo.xet):
+                raise HubError(400, None, f"{repo.repo_id} is not stored in Xet")
+            return self.send_json(200, *xet_read_token_answer(self.owner.cas))
         if marker not in ("tree", "paths-info") or not tail:
             raise HubError(404, None, "Not Found")
         commit = self._commit(repo, unquote(tail[0]))
@@ -455,6 +483,8 @@ class HubHandler(Handler):
                 entry = {"type": "file", "oid": f.git_sha1, "size": f.size, "path": f.path}
                 if f.lfs:
                     entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.lfs_pointer())}
+                if xet_hash := self.owner.xet_hash(repo, f):
+                    entry["xetHash"] = xet_hash
                 entries.append(entry)
         files = repo.commits[commit]
         entries += [{"type": "directory", "oid": git_tree_id(files, d), "path": d} for d in dirs]
@@ -501,6 +531,12 @@ class HubHandler(Handler):
             self.send_header("ETag", f'"{entry.git_sha1}"')
             self.send_header("X-Linked-Etag", f'"{entry.sha256}"')
             self.send_header("X-Linked-Size", str(entry.size))
+            if xet_hash := hub.xet_hash(repo, entry):
+                kind = "datasets" if dataset else "models"
+                self.send_header("X-Xet-Hash", xet_hash)
+                self.send_header("Link", f'<{hub.url}/api/{kind}/{repo.repo_id}/xet-read-token/{commit}>; '
+                                         f'rel="xet-auth", <{hub.cas.url}/v1/reconstructions/{xet_hash}>; '
+                                         'rel="xet-reconstruction-info"')
             self.send_header("Location", location)
             self.send_header("Content-Length", "0")
             self.end_headers()

@@ -102,6 +102,7 @@ class FakeRepo:
     lfs_enabled: bool = True  # the Hub stores big files in LFS; GitHub repos here do not
     history: dict[str, dict] = field(default_factory=dict)  # sha -> {parent, title, date}, as the Hub lists commits
     repo_type: str = "model"  # or "dataset"
+    xet: bool | None = None  # its LFS files stored in Xet (None: as the hub holding it decides)
 
     @property
     def key(self) -> str:

@@ -1,0 +1,80 @@
+"""Which Xet chunks the mirror already holds, and where: chunk i of xorb X is `length` bytes at some offset of a stored
+blob. A reader notes each chunk it writes into a file; the notes are recorded in the catalog only once that file's
+whole-file digest verified (`confirm`), and a chunk is taken from a blob only while the store still holds it. So a
+new revision of a model moves over the network only the chunks the mirror has never held; whatever a lying upstream
+said of a chunk can cost a download, never a wrong byte (every file is verified whole before it is catalogued)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from hubmirror.errors import IntegrityError
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where one chunk lies: in blob `sha256` at `file_offset` (`length` bytes); serialized at `xorb_offset` of its
+    xorb in `serialized` bytes (header included)."""
+
+    sha256: str
+    file_offset: int
+    length: int
+    xorb_offset: int
+    serialized: int
+
+
+class ChunkIndex:
+    """The chunk index of one mirror (its catalog and store), shared by the threads of a pull."""
+
+    def __init__(self, catalog, store):
+        self.catalog, self.store = catalog, store
+        self._pending: dict[str, dict[tuple[str, int], tuple]] = {}
+        self._held: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def places(self, xorb: str, start: int, end: int) -> dict[int, Place]:
+        """The chunks [start, end) of `xorb` held in blobs the store still has, by chunk index."""
+        found = {}
+        for idx, sha256, file_offset, length, xorb_offset, serialized in self.catalog.xet_chunk_rows(xorb, start, end):
+            if self._blob_held(sha256):
+                found[idx] = Place(sha256, file_offset, length, xorb_offset, serialized)
+        return found
+
+    def _blob_held(self, sha256: str) -> bool:
+        with self._lock:
+            known = self._held.get(sha256)
+        if known is None:
+            known = self.store.exists(sha256)
+            with self._lock:
+                self._held[sha256] = known
+        return known
+
+    def read(self, run: list[Place]) -> bytes:
+        """The bytes of consecutive chunks `run`, which lie back to back in one blob."""
+        first, size = run[0], sum(p.length for p in run)
+        with self.store.open_range(first.sha256, first.file_offset, first.file_offset + size) as f:
+            data = f.read(size)
+        if len(data) != size:
+            raise IntegrityError(f"blob {first.sha256[:12]} is shorter than the chunks recorded in it")
+        return data
+
+    def note(self, sha256: str, xorb: str, idx: int, file_offset: int, length: int, xorb_offset: int,
+             serialized: int) -> None:
+        """A chunk written into the file that should verify as `sha256` (recorded only if it does)."""
+        with self._lock:
+            self._pending.setdefault(sha256, {})[(xorb, idx)] = (xorb, idx, file_offset, length, xorb_offset,
+                                                                 serialized)
+
+    def confirm(self, sha256: str) -> None:
+        """The file `sha256` verified: record the chunks noted for it."""
+        with self._lock:
+            rows = list(self._pending.pop(sha256, {}).values())
+            self._held[sha256] = True
+        if rows:
+            self.catalog.put_xet_chunks(sha256, rows)
+
+    def forget(self, sha256: str | None) -> None:
+        """The file expected as `sha256` did not verify: drop what was noted for it."""
+        with self._lock:
+            self._pending.pop(sha256 or "", None)

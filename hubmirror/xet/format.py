@@ -1,0 +1,105 @@
+"""Xet's serialized chunks (hub-docs `docs/xet/xorb.md`): a xorb is a run of chunks, each an 8-byte header (version
+0, compressed size u24 LE, compression type, uncompressed size u24 LE) and its data, stored as-is, LZ4-framed, or
+byte-grouped by 4 then LZ4-framed. Every field is checked before it is used: a chunk decodes to at most
+`MAX_CHUNK_SIZE` bytes, exactly the size its header says."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from hubmirror.errors import IntegrityError
+
+HEADER_SIZE = 8
+MAX_CHUNK_SIZE = 128 * 1024  # the spec's largest raw chunk
+MAX_STORED = MAX_CHUNK_SIZE + MAX_CHUNK_SIZE // 128 + 64  # its largest stored form (LZ4's worst case, framed)
+NONE, LZ4, BG4_LZ4 = 0, 1, 2
+_HASH_RE = re.compile(r"^[0-9a-f]{64}\Z")
+
+
+def is_xet_hash(value: object) -> bool:
+    """A Xet hash as the API writes it: 64 lowercase hex characters."""
+    return isinstance(value, str) and bool(_HASH_RE.match(value))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One decoded chunk: its data and where its serialized form lies in the bytes it was read from."""
+
+    data: bytes
+    offset: int  # of its header, within the bytes parsed
+    serialized: int  # header and stored data
+
+
+def parse_chunks(raw: bytes, count: int, what: str) -> list[Chunk]:
+    """Exactly `count` chunks from `raw`, which must hold them and nothing more; decoded and checked."""
+    return list(iter_chunks(iter([raw]), count, what))
+
+
+def iter_chunks(pieces: Iterator[bytes], count: int, what: str) -> Iterator[Chunk]:
+    """Exactly `count` chunks from the bytes `pieces` yield (a download as it arrives), each decoded and checked as
+    soon as its bytes are in; bytes left after the last one are an error."""
+    buffer, at, consumed = bytearray(), 0, 0  # consumed: bytes of the stream dropped from the buffer's front
+
+    def fill(need: int) -> bool:
+        nonlocal buffer, at, consumed
+        while len(buffer) - at < need:
+            piece = next(pieces, None)
+            if piece is None:
+                return False
+            if at > (1 << 20):
+                del buffer[:at]
+                consumed, at = consumed + at, 0
+            buffer += piece
+        return True
+
+    for n in range(count):
+        if not fill(HEADER_SIZE):
+            raise IntegrityError(f"{what}: the xorb data ends inside chunk {n}")
+        head = buffer[at:at + HEADER_SIZE]
+        version, stored, kind, size = (head[0], int.from_bytes(head[1:4], "little"), head[4],
+                                       int.from_bytes(head[5:8], "little"))
+        if version != 0 or kind not in (NONE, LZ4, BG4_LZ4) or not 0 < size <= MAX_CHUNK_SIZE:
+            raise IntegrityError(f"{what}: chunk {n} has a malformed header")
+        if stored > MAX_STORED or not fill(HEADER_SIZE + stored):
+            raise IntegrityError(f"{what}: chunk {n} runs past the xorb data")
+        data = decode(bytes(buffer[at + HEADER_SIZE:at + HEADER_SIZE + stored]), kind, size, what)
+        yield Chunk(data, consumed + at, HEADER_SIZE + stored)
+        at += HEADER_SIZE + stored
+    if fill(1):
+        raise IntegrityError(f"{what}: bytes follow the {count} chunks asked for")
+
+
+def decode(stored: bytes, kind: int, size: int, what: str) -> bytes:
+    """A chunk's data from its stored form; exactly `size` bytes or an IntegrityError."""
+    if kind == NONE:
+        data = stored
+    else:
+        import lz4.frame
+
+        decompressor = lz4.frame.LZ4FrameDecompressor()
+        try:
+            data = decompressor.decompress(stored, max_length=size + 1)
+        except RuntimeError as exc:
+            raise IntegrityError(f"{what}: a chunk does not decompress ({exc})") from None
+        if not decompressor.eof and len(data) <= size:
+            raise IntegrityError(f"{what}: a compressed chunk is cut short")
+        if kind == BG4_LZ4:
+            data = ungroup4(data)
+    if len(data) != size:
+        raise IntegrityError(f"{what}: a chunk decodes to {len(data)} bytes, its header says {size}")
+    return data
+
+
+def ungroup4(grouped: bytes) -> bytes:
+    """Undo byte grouping by 4: the data was split into four groups (byte i of each 4 into group i, the remainder
+    spread over the first groups), then the groups concatenated."""
+    n = len(grouped)
+    sizes = [n // 4 + (1 if i < n % 4 else 0) for i in range(4)]
+    out = bytearray(n)
+    at = 0
+    for i, size in enumerate(sizes):
+        out[i::4] = grouped[at:at + size]
+        at += size
+    return bytes(out)

@@ -1,0 +1,197 @@
+"""Reading a file from a Xet CAS as the official client (hf_xet) reads it: a reconstruction query for a byte range
+(`GET {cas}/v2/reconstructions/{file}` with `Range`, falling back to v1 on 404/501, with the CAS read token as bearer
+and the client's own headers), then one ranged GET per xorb range at the signed URLs it names (no Authorization
+there), the chunks decoded and put together in term order. Unlike hf_xet 1.8, which keeps no chunk cache, chunks the
+mirror already holds (`hubmirror.xet.chunks.ChunkIndex`) are read from its store and only the rest is fetched: a new
+revision that changes 1 % of a file moves about 1 % of it.
+
+The result is a `Download` of bytes [start, end) of the file, so the core resumes, retries and verifies it as any
+other download; every chunk written is noted for the index, which records them once the whole file verified."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from hubmirror.errors import HubmirrorError, IntegrityError
+from hubmirror.fetch.download import Download
+from hubmirror.fetch.http import json_body, open_bounded, request
+from hubmirror.xet.chunks import ChunkIndex, Place
+from hubmirror.xet.format import Chunk, iter_chunks
+from hubmirror.xet.reconstruction import SEGMENT_BYTES, Term, parse_reconstruction
+
+MAX_RECONSTRUCTION_JSON = 32 << 20  # a segment's answer (1 GiB in at most 131,072 terms) is far smaller
+
+
+@dataclass(frozen=True)
+class CasAccess:
+    """Where the CAS is and the read token for it (from the Hub's xet-read-token route)."""
+
+    cas_url: str
+    token: str
+    expires: int
+
+
+@dataclass(frozen=True)
+class XetSource:
+    """How to reach one file's chunks: its Xet hash and size, the token (`access(renew)`: a fresh one when `renew`),
+    the client headers sent with every request (never the Hub's Authorization), the HTTP session and timeout."""
+
+    file_hash: str
+    size: int
+    access: Callable[[bool], CasAccess]
+    headers: dict[str, str]
+    session: object
+    timeout: float
+    what: str
+
+
+class _NotServed(HubmirrorError):
+    """The CAS does not serve this reconstruction route (404/501): the client tries v1."""
+
+
+class _TokenRefused(HubmirrorError):
+    """The CAS refused the read token (401): the client asks the Hub for a new one, once."""
+
+
+def open_xet(src: XetSource, start: int, end: int, index: ChunkIndex | None, sha256: str | None) -> Download:
+    """Bytes [start, end) of the file, chunks the mirror holds read from its store; each chunk written is noted in
+    `index` under the `sha256` the file must verify as."""
+    return Download(start=start, chunks=_stream(src, start, end, index, sha256))
+
+
+def _stream(src: XetSource, start: int, end: int, index: ChunkIndex | None, sha256: str | None) -> Iterator[bytes]:
+    pos = start
+    while pos < end:
+        stop = min(end, pos + SEGMENT_BYTES)
+        recon = _reconstruction(src, pos, stop)
+        at = pos - recon.offset  # file offset of the first term's first byte
+        for term in recon.terms:
+            if at >= stop:
+                break
+            term_bytes = 0
+            for data, idx, xorb_offset, serialized in _term_chunks(src, term, index):
+                if index is not None and sha256:
+                    index.note(sha256, term.xorb, idx, at, len(data), xorb_offset, serialized)
+                lo, hi = max(pos, at), min(stop, at + len(data))
+                if lo < hi:
+                    yield data[lo - at:hi - at]
+                at += len(data)
+                term_bytes += len(data)
+            if term_bytes != term.unpacked:
+                raise IntegrityError(f"{src.what}: a term decodes to {term_bytes} bytes, the CAS said "
+                                     f"{term.unpacked}")
+        if at < stop:
+            raise IntegrityError(f"{src.what}: the CAS's chunks end at byte {at}, before byte {stop}")
+        pos = stop
+
+
+def _reconstruction(src: XetSource, start: int, stop: int):
+    """The checked reconstruction of bytes [start, stop): v2, else v1; a refused token renewed once."""
+    renew = False
+    for version in ("v2", "v1"):
+        for _attempt in range(2):
+            access = src.access(renew)
+            url = f"{access.cas_url.rstrip('/')}/{version}/reconstructions/{quote(src.file_hash, safe='')}"
+            headers = {**src.headers, "Authorization": f"Bearer {access.token}", "Range": f"bytes={start}-{stop - 1}"}
+            try:
+                resp = request(src.session, "GET", url, headers=headers, timeout=src.timeout, stream=True,
+                               errors=lambda r, v=version: _cas_error(r, src.what, v))
+            except _TokenRefused:
+                if renew:
+                    raise
+                renew = True
+                continue
+            except _NotServed:
+                if version == "v1":
+                    raise
+                break
+            answer = json_body(resp, MAX_RECONSTRUCTION_JSON)
+            return parse_reconstruction(answer, access.cas_url, stop - start, src.what)
+    raise HubmirrorError(f"{src.what}: the CAS serves no reconstruction")  # (not reached: v1 raises above)
+
+
+def _cas_error(resp, what: str, version: str) -> HubmirrorError | None:
+    status = resp.status_code
+    if status < 400:
+        return None
+    if status in (404, 501) and version == "v2":
+        return _NotServed(f"{what}: the CAS has no v2 reconstructions")
+    if status == 401:
+        return _TokenRefused(f"{what}: the CAS refused the read token (HTTP 401)")
+    if status == 404:
+        return IntegrityError(f"{what}: the CAS does not know the file its Hub names (HTTP 404)")
+    return HubmirrorError(f"{what}: the CAS answered HTTP {status}")
+
+
+def _term_chunks(src: XetSource, term: Term, index: ChunkIndex | None) -> Iterator[tuple[bytes, int, int, int]]:
+    """(data, chunk index, xorb offset, serialized size) of each chunk of `term`, in order, as they arrive: the
+    chunks the mirror holds from its store, the smallest run of the xorb that holds the others from the CAS."""
+    local = index.places(term.xorb, term.start, term.end) if index is not None else {}
+    missing = _missing_run(src, term, local)
+    if missing is None:
+        yield from _local_chunks(index, local, term.start, term.end)
+        return
+    first, last, byte_start, byte_end = missing
+    yield from _local_chunks(index, local, term.start, max(term.start, first))
+    for k, chunk in enumerate(_xorb_chunks(src, term.fetch.url, byte_start, byte_end, last - first)):
+        if term.start <= first + k < term.end:
+            yield chunk.data, first + k, byte_start + chunk.offset, chunk.serialized
+    yield from _local_chunks(index, local, min(term.end, max(last, term.start)), term.end)
+
+
+def _local_chunks(index: ChunkIndex | None, local: dict[int, Place], start: int,
+                  end: int) -> Iterator[tuple[bytes, int, int, int]]:
+    """Chunks [start, end), all held, read from the store a run of back-to-back chunks at a time."""
+    run: list[tuple[int, Place]] = []
+    for idx in range(start, end + 1):
+        place = local.get(idx) if idx < end else None
+        if run and (place is None or run[-1][1].sha256 != place.sha256
+                    or run[-1][1].file_offset + run[-1][1].length != place.file_offset):
+            data, at = index.read([p for _, p in run]), 0
+            for i, p in run:
+                yield data[at:at + p.length], i, p.xorb_offset, p.serialized
+                at += p.length
+            run = []
+        if place is not None:
+            run.append((idx, place))
+
+
+def _missing_run(src: XetSource, term: Term, local: dict[int, Place]) -> tuple[int, int, int, int] | None:
+    """(first, last, byte_start, byte_end): the chunks [first, last) of the xorb to fetch for the chunks of `term`
+    not in `local`, at bytes [byte_start, byte_end): from the end of the held chunk before the first missing one (or
+    the start of the signed range) to the start of the held chunk after the last (or the end of the signed range);
+    None when every chunk is held."""
+    missing = [i for i in range(term.start, term.end) if i not in local]
+    if not missing:
+        return None
+    fetch = term.fetch
+    first, last = missing[0], missing[-1] + 1
+    if first == fetch.chunk_start:
+        byte_start = fetch.byte_start
+    elif first - 1 in local:
+        byte_start = local[first - 1].xorb_offset + local[first - 1].serialized
+    else:
+        first, byte_start = fetch.chunk_start, fetch.byte_start
+    if last == fetch.chunk_end:
+        byte_end = fetch.byte_end
+    elif last in local:
+        byte_end = local[last].xorb_offset
+    else:
+        last, byte_end = fetch.chunk_end, fetch.byte_end
+    if not fetch.byte_start <= byte_start < byte_end <= fetch.byte_end:
+        raise IntegrityError(f"{src.what}: the chunks recorded for a xorb do not fit the range the CAS signed")
+    return first, last, byte_start, byte_end
+
+
+def _xorb_chunks(src: XetSource, url: str, start: int, end: int, count: int) -> Iterator[Chunk]:
+    """The `count` chunks at bytes [start, end) of a xorb at its signed URL (the client's headers, no
+    Authorization), each as soon as it has arrived."""
+    download = open_bounded(src.session, url, start, end, headers=src.headers, timeout=src.timeout)
+    if download is None:
+        raise IntegrityError(f"{src.what}: the xorb store answered a range request with a whole object")
+    try:
+        yield from iter_chunks(download.chunks, count, src.what)
+    finally:
+        download.close()

@@ -1,0 +1,230 @@
+"""Xet end to end (hubmirror.xet): the Hub imitation stores LFS files in a CAS through the official client (hf_xet
+makes its xorbs and shards), the official client downloads through it, and hubmirror pulls through it — every file
+verified whole, a new revision moving only the chunks the mirror does not hold, a hostile CAS refused."""
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hubmirror.errors import IntegrityError
+from hubmirror.xet.format import BG4_LZ4, LZ4, NONE, parse_chunks, ungroup4
+from tests.conftest import Cli, noise
+from tests.fakes.hf_hub import FakeHub
+from tests.test_interrupted_pull import partial_bytes
+
+MB = 1_000_000
+
+
+@pytest.fixture
+def xet_hub(monkeypatch):
+    monkeypatch.delenv("HF_HUB_DISABLE_XET")
+    with FakeHub(xet=True) as hub:
+        yield hub
+
+
+@pytest.fixture
+def run(root, xet_hub):
+    return Cli(root, xet_hub.url)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cdn_gets(hub: FakeHub) -> list[str]:
+    return [r["path"] for r in hub.requests if r["path"].startswith("/repos/") and r["method"] == "GET"]
+
+
+def xet_rows(root) -> int:
+    db = sqlite3.connect(root / "catalog.db")
+    try:
+        return db.execute("SELECT count(*) FROM xet_chunks").fetchone()[0]
+    finally:
+        db.close()
+
+
+CLIENT = """
+import hashlib, json, sys, tempfile
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub.utils import _xet
+repo, name = sys.argv[1], sys.argv[2]
+folder = snapshot_download(repo, cache_dir=tempfile.mkdtemp())
+single = hf_hub_download(repo, name, cache_dir=tempfile.mkdtemp())
+entry = next(e for e in HfApi().list_repo_tree(repo) if e.path == name)
+print(json.dumps({"snapshot": hashlib.sha256(open(folder + "/" + name, "rb").read()).hexdigest(),
+                  "single": hashlib.sha256(open(single, "rb").read()).hexdigest(), "xet_hash": entry.xet_hash}))
+"""
+
+
+def test_the_official_client_downloads_from_the_imitation_through_hf_xet(xet_hub):
+    data = noise(6 * MB)
+    xet_hub.create_repo("org/m", {"weights.dat": data, "config.json": b"{}",
+                                  ".gitattributes": b"*.dat filter=lfs diff=lfs merge=lfs -text\n"})
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"} | {"HF_ENDPOINT": xet_hub.url}
+    out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["snapshot"] == answer["single"] == sha256(data)
+    file_hash = answer["xet_hash"]
+    assert len(file_hash) == 64 and file_hash in xet_hub.cas.files  # made by hf_xet's own upload
+    reconstructions = xet_hub.cas.calls(f"/v2/reconstructions/{file_hash}")
+    assert len(reconstructions) == 2  # one per download, each followed by its xorb ranges
+    assert xet_hub.cas.calls("/xorb/default/") and not cdn_gets(xet_hub)  # the bytes came through Xet, not resolve
+    assert [r for r in xet_hub.requests if "/xet-read-token/" in r["path"]]
+    assert xet_hub.cas.auth_violations == [] and xet_hub.refused == []
+
+
+def test_a_resolve_of_a_xet_file_says_so_as_the_hub_does(xet_hub):
+    import requests
+
+    xet_hub.create_repo("org/m", {"weights.dat": noise(2 * MB), ".gitattributes": b"*.dat filter=lfs\n"})
+    resp = requests.head(f"{xet_hub.url}/org/m/resolve/main/weights.dat", allow_redirects=False, timeout=10)
+    assert resp.status_code == 302 and len(resp.headers["X-Xet-Hash"]) == 64
+    token_url = resp.links["xet-auth"]["url"]
+    answer = requests.get(token_url, timeout=10)
+    assert answer.json()["casUrl"] == answer.headers["X-Xet-Cas-Url"] == xet_hub.cas.url
+    assert answer.json()["accessToken"] == answer.headers["X-Xet-Access-Token"]
+    assert requests.get(resp.headers["Location"], timeout=10).status_code == 200  # the bridge serves plain clients
+
+
+def test_a_pull_reads_xet_files_through_the_cas_and_records_their_chunks(xet_hub, run, root):
+    data = noise(8 * MB)
+    xet_hub.create_repo("org/m", {"weights.dat": data, "config.json": b"{}",
+                                  ".gitattributes": b"*.dat filter=lfs diff=lfs merge=lfs -text\n"})
+    result = run("pull", "hf:org/m")
+    assert result.exit_code == 0, result.output
+    assert (root / "blobs" / "sha256" / sha256(data)).read_bytes() == data
+    assert not cdn_gets(xet_hub) and xet_hub.cas.calls("/v2/reconstructions/")
+    assert xet_hub.cas.xorb_bytes_sent >= len(data) * 0.99
+    file_hash = next(iter(xet_hub.cas.files))
+    assert xet_rows(root) == sum(t.end - t.start for t in xet_hub.cas.files[file_hash].terms)
+    assert run.json("verify")["ok"] is True
+
+
+def test_xet_can_be_turned_off_as_for_the_official_client(xet_hub, run, root, monkeypatch):
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    data = noise(3 * MB)
+    xet_hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs\n"})
+    assert run("pull", "hf:org/m").exit_code == 0
+    assert cdn_gets(xet_hub) and not xet_hub.cas.calls("/v2/reconstructions/")
+    assert (root / "blobs" / "sha256" / sha256(data)).read_bytes() == data
+
+
+def test_a_new_revision_moves_only_the_chunks_the_mirror_does_not_hold(xet_hub, run, root):
+    data = bytearray(noise(40 * MB))
+    attrs = b"*.dat filter=lfs diff=lfs merge=lfs -text\n"
+    repo = xet_hub.create_repo("org/m", {"weights.dat": bytes(data), ".gitattributes": attrs})
+    assert run("pull", "hf:org/m").exit_code == 0
+    data[20 * MB:20 * MB + 400_000] = os.urandom(400_000)  # 1 % of the file changes
+    repo.commit({"weights.dat": bytes(data), ".gitattributes": attrs})
+    xet_hub.cas.xorb_bytes_sent = 0
+    result = run("pull", "hf:org/m")
+    assert result.exit_code == 0, result.output
+    moved = xet_hub.cas.xorb_bytes_sent
+    assert 400_000 <= moved < 0.03 * len(data), moved  # the changed chunks (and a neighbour), not the file
+    assert (root / "blobs" / "sha256" / sha256(bytes(data))).read_bytes() == data
+    assert run.json("verify")["ok"] is True
+
+
+def test_a_pull_killed_mid_transfer_resumes_from_the_bytes_it_holds(xet_hub, run, root):
+    data = noise(6 * MB)
+    xet_hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs\n"})
+    xet_hub.cas.faults.bytes_per_second = 2 * MB
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}
+    proc = subprocess.Popen([sys.executable, "-m", "hubmirror", "--root", str(root), "--quiet", "pull", "hf:org/m",
+                             "--endpoint", xet_hub.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while partial_bytes(root) < 1 * MB:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the pull never started writing"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    held = partial_bytes(root)
+    assert 0 < held < len(data)
+    xet_hub.cas.faults.bytes_per_second = None
+    result = run("pull", "hf:org/m")
+    assert result.exit_code == 0, result.output
+    resumed = xet_hub.cas.calls("/v2/reconstructions/")[-1]["range"]
+    assert int(resumed.split("=")[1].split("-")[0]) >= held - 256 * 1024  # asked from where the kill left it
+    assert (root / "blobs" / "sha256" / sha256(data)).read_bytes() == data
+
+
+def _outside(answer):
+    for entries in answer["xorbs"].values():
+        entries[0]["ranges"][0]["bytes"]["end"] += 10_000_000
+    return answer
+
+
+def _many_terms(answer):
+    answer["terms"] = answer["terms"] * 200_000
+    return answer
+
+
+def _wrong_term_size(answer):
+    answer["terms"][0]["unpacked_length"] += 1
+    return answer
+
+
+def _metadata_url(answer):
+    for entries in answer["xorbs"].values():
+        entries[0]["url"] = "http://169.254.169.254/latest/meta-data/"
+    return answer
+
+
+@pytest.mark.parametrize("fault, said", [
+    ({"flip_xorb_byte": True}, "sha256"),
+    ({"reconstruction": _outside}, "byte range that cannot hold its chunks"),
+    ({"reconstruction": _many_terms}, "terms"),
+    ({"reconstruction": _wrong_term_size}, "a term decodes to"),
+    ({"reconstruction": _metadata_url}, "link-local"),
+], ids=["corrupt-chunk", "range-outside-xorb", "giant-term-list", "wrong-term-size", "url-to-metadata-service"])
+def test_a_hostile_cas_answer_is_refused_and_nothing_is_kept(xet_hub, run, root, fault, said):
+    data = noise(3 * MB)
+    xet_hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs\n"})
+    for name, value in fault.items():
+        setattr(xet_hub.cas.faults, name, value)
+    started = time.monotonic()
+    result = run("pull", "hf:org/m")
+    assert result.exit_code != 0 and said in result.output, result.output
+    assert time.monotonic() - started < 30
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (root / "blobs" / "sha256" / sha256(data)).exists()
+    assert xet_rows(root) == 0
+
+
+def test_chunks_decode_as_the_spec_says_and_malformed_ones_are_refused():
+    import lz4.frame
+
+    raw = os.urandom(1000) + bytes(3000)
+    grouped = b"".join(raw[i::4] for i in range(4))
+    assert ungroup4(grouped) == raw
+    odd = raw[:1003]
+    assert ungroup4(b"".join(odd[i::4] for i in range(4))) == odd
+
+    def chunk(kind: int, stored: bytes, size: int) -> bytes:
+        return bytes([0]) + len(stored).to_bytes(3, "little") + bytes([kind]) + size.to_bytes(3, "little") + stored
+
+    xorb = chunk(NONE, raw, len(raw)) + chunk(LZ4, lz4.frame.compress(raw), len(raw)) + \
+        chunk(BG4_LZ4, lz4.frame.compress(grouped), len(raw))
+    assert [c.data for c in parse_chunks(xorb, 3, "t")] == [raw] * 3
+    for bad in (chunk(LZ4, lz4.frame.compress(raw), len(raw) - 1),  # decodes to more than its header says
+                chunk(NONE, raw, len(raw) + 1),  # stored bytes run past the data
+                chunk(7, raw, len(raw)),  # an unknown compression
+                chunk(LZ4, lz4.frame.compress(bytes(10 << 20))[:5000], 4096)):  # a bomb, cut short
+        with pytest.raises(IntegrityError):
+            parse_chunks(bad, 1, "t")
+    with pytest.raises(IntegrityError):
+        parse_chunks(xorb, 2, "t")  # bytes left over

@@ -228,3 +228,132 @@ def test_chunks_decode_as_the_spec_says_and_malformed_ones_are_refused():
             parse_chunks(bad, 1, "t")
     with pytest.raises(IntegrityError):
         parse_chunks(xorb, 2, "t")  # bytes left over
+
+
+@pytest.fixture
+def xet_mirror(xet_hub, run, root):
+    """A mirror holding two repos pulled through Xet: org/m (weights.dat, 6 MB) and org/other."""
+    attrs = b"*.dat filter=lfs diff=lfs merge=lfs -text\n"
+    data = noise(6 * MB)
+    xet_hub.create_repo("org/m", {"weights.dat": data, "config.json": b"{}", ".gitattributes": attrs})
+    xet_hub.create_repo("org/other", {"weights.dat": noise(2 * MB), ".gitattributes": attrs})
+    for repo in ("org/m", "org/other"):
+        assert run("pull", f"hf:{repo}").exit_code == 0
+    return data
+
+
+def client_env(url: str) -> dict:
+    return {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"} | {"HF_ENDPOINT": url}
+
+
+def test_serve_presents_xet_files_to_the_official_client_from_the_stored_blobs(xet_mirror, root):
+    from tests.fakes.mirror_server import MirrorServer
+
+    with MirrorServer(root) as server:
+        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(server.url),
+                             capture_output=True, text=True, timeout=120)
+        cas = server.app.state.view.xet_cas
+        assert out.returncode == 0, out.stderr[-2000:]
+        answer = json.loads(out.stdout.strip().splitlines()[-1])
+        assert answer["snapshot"] == answer["single"] == sha256(xet_mirror)
+        assert len(answer["xet_hash"]) == 64  # the upstream's Xet hash, in serve's tree
+        assert cas.reconstructions == 2 and cas.ranges >= 2  # both downloads went through serve's CAS
+    db = sqlite3.connect(root / "catalog.db")
+    catalogued = {r[0] for r in db.execute("SELECT sha256 FROM files")}
+    db.close()
+    assert {p.name for p in (root / "blobs" / "sha256").iterdir()} == catalogued  # the files whole, no other copy
+
+
+def test_a_quarantined_file_gets_no_reconstruction(xet_hub, run, root):
+    import requests
+
+    from tests.fakes.mirror_server import MirrorServer
+
+    attrs = b"*.safetensors filter=lfs\n"
+    xet_hub.create_repo("org/bad", {"model.safetensors": noise(2 * MB), ".gitattributes": attrs})
+    assert "quarantined" in run("pull", "hf:org/bad").output
+    with MirrorServer(root) as server:
+        head = requests.head(f"{server.url}/org/bad/resolve/main/model.safetensors", timeout=10)
+        # the tree still names its Xet hash (snapshot_download goes from there to the CAS, skipping the HEAD)
+        tree = requests.get(f"{server.url}/api/models/org/bad/tree/main", timeout=10).json()
+        file_hash = next(e["xetHash"] for e in tree if e["path"] == "model.safetensors")
+        token = requests.get(f"{server.url}/api/models/org/bad/xet-read-token/main", timeout=10).json()
+        answer = requests.get(f"{token['casUrl']}/v2/reconstructions/{file_hash}", timeout=10,
+                              headers={"Authorization": f"Bearer {token['accessToken']}"})
+    assert head.status_code == 403 and answer.status_code == 403
+
+
+def test_serve_without_xet_answers_as_before(xet_mirror, root):
+    import requests
+
+    from tests.fakes.mirror_server import MirrorServer
+
+    with MirrorServer(root, xet=False) as server:
+        head = requests.head(f"{server.url}/org/m/resolve/main/weights.dat", timeout=10)
+        tree = requests.get(f"{server.url}/api/models/org/m/tree/main", timeout=10).json()
+        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(server.url),
+                             capture_output=True, text=True, timeout=120)
+    assert "X-Xet-Hash" not in head.headers and not any("xetHash" in e for e in tree)
+    assert out.returncode == 0 and json.loads(out.stdout.strip().splitlines()[-1])["single"] == sha256(xet_mirror)
+
+
+def test_serve_cas_tokens_and_urls_open_only_what_they_were_issued_for(xet_mirror, root):
+    import requests
+
+    from tests.fakes.mirror_server import MirrorServer
+
+    with MirrorServer(root) as server:
+        head = requests.head(f"{server.url}/org/m/resolve/main/weights.dat", timeout=10)
+        file_hash = head.headers["X-Xet-Hash"]
+        token = requests.get(head.links["xet-auth"]["url"], timeout=10).json()
+        other_head = requests.head(f"{server.url}/org/other/resolve/main/weights.dat", timeout=10)
+        other = requests.get(other_head.links["xet-auth"]["url"], timeout=10).json()
+        url = f"{token['casUrl']}/v2/reconstructions/{file_hash}"
+        answer = requests.get(url, headers={"Authorization": f"Bearer {token['accessToken']}"}, timeout=10)
+        assert answer.status_code == 200 and answer.json()["terms"]
+        # another repo's token, a forged one, none: no reconstruction
+        assert requests.get(url, headers={"Authorization": f"Bearer {other['accessToken']}"},
+                            timeout=10).status_code == 404
+        forged = token["accessToken"][:-4] + "0000"
+        assert requests.get(url, headers={"Authorization": f"Bearer {forged}"}, timeout=10).status_code == 401
+        assert requests.get(url, timeout=10).status_code == 401
+        # a signed transfer URL serves its term; changed in any way, nothing
+        fetch = next(iter(answer.json()["xorbs"].values()))[0]
+        assert requests.get(fetch["url"], headers={"Range": "bytes=0-99"}, timeout=10).status_code == 206
+        tampered = fetch["url"].replace("&t=0&", "&t=1&")
+        assert requests.get(tampered, headers={"Range": "bytes=0-99"}, timeout=10).status_code == 403
+        # the Hub's token route is behind the mirror's access control like every repo route
+    with MirrorServer(root, token="operator-secret") as guarded:
+        assert requests.get(f"{guarded.url}/api/models/org/m/xet-read-token/main", timeout=10).status_code == 401
+        ok = requests.get(f"{guarded.url}/api/models/org/m/xet-read-token/main", timeout=10,
+                          headers={"Authorization": "Bearer operator-secret"})
+        assert ok.status_code == 200 and ok.headers["X-Xet-Access-Token"]
+
+
+def test_a_new_revisions_reconstruction_names_the_chunks_the_mirror_already_held(xet_hub, run, root):
+    import requests
+
+    from tests.fakes.mirror_server import MirrorServer
+
+    attrs = b"*.dat filter=lfs\n"
+    data = bytearray(noise(20 * MB))
+    repo = xet_hub.create_repo("org/m", {"weights.dat": bytes(data), ".gitattributes": attrs})
+    first = repo.branches["main"]
+    assert run("pull", f"hf:org/m@{first}").exit_code == 0
+    data[10 * MB:10 * MB + 200_000] = os.urandom(200_000)
+    repo.commit({"weights.dat": bytes(data), ".gitattributes": attrs})
+    assert run("pull", "hf:org/m").exit_code == 0
+
+    def terms(server, revision):
+        head = requests.head(f"{server.url}/org/m/resolve/{revision}/weights.dat", timeout=10)
+        token = requests.get(head.links["xet-auth"]["url"], timeout=10).json()
+        answer = requests.get(f"{token['casUrl']}/v2/reconstructions/{head.headers['X-Xet-Hash']}", timeout=10,
+                              headers={"Authorization": f"Bearer {token['accessToken']}"}).json()
+        return answer["terms"]
+
+    with MirrorServer(root) as server:
+        old, new = terms(server, first), terms(server, "main")
+    held = {(t["hash"], i) for t in old for i in range(t["range"]["start"], t["range"]["end"])}
+    shared = sum(t["unpacked_length"] for t in new if all((t["hash"], i) in held
+                                                         for i in range(t["range"]["start"], t["range"]["end"])))
+    assert shared >= 0.95 * len(data)  # the new revision names the old chunks for all but the changed part

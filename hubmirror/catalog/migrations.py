@@ -182,8 +182,12 @@ def m010_xet_chunks(db: Database) -> None:
     """Where the mirror holds the chunks of Xet xorbs (hubmirror.xet.chunks): chunk `idx` of xorb `xorb` (its 32-byte
     hash) is `length` bytes at `file_offset` of the blob `sha256`, serialized at `xorb_offset` of the xorb in
     `serialized` bytes; recorded once a blob read through Xet verified, so that a new revision's reconstruction takes
-    the chunks the mirror holds from its own store."""
+    the chunks the mirror holds from its own store; and (`xet_files`) each such blob's Xet file hash and layout."""
     db.execute("CREATE TABLE xet_chunks (xorb BLOB NOT NULL, idx INTEGER NOT NULL, sha256 BLOB NOT NULL, "
                "file_offset INTEGER NOT NULL, length INTEGER NOT NULL, xorb_offset INTEGER NOT NULL, "
                "serialized INTEGER NOT NULL, PRIMARY KEY (xorb, idx)) WITHOUT ROWID")
-    db.execute("CREATE INDEX xet_chunks_sha256 ON xet_chunks (sha256)")
+    # a blob read whole through Xet: its Xet file hash and its chunk layout (hubmirror.xet.layout), so that serve
+    # presents it to Xet clients as the upstream's xorbs, read from the blob itself
+    db.execute("CREATE TABLE xet_files (sha256 TEXT PRIMARY KEY, xet_hash TEXT NOT NULL, layout BLOB NOT NULL) "
+               "WITHOUT ROWID")
+    db.execute("CREATE INDEX xet_files_hash ON xet_files (xet_hash)")

@@ -16,10 +16,39 @@ class XetChunks:
             "WHERE xorb = ? AND idx >= ? AND idx < ? ORDER BY idx", (bytes.fromhex(xorb), start, end))
         return rows.fetchall()
 
-    def put_xet_chunks(self, sha256: str, rows: list[tuple]) -> None:
-        """Record `rows` of (xorb hex, idx, file_offset, length, xorb_offset, serialized) as held in blob `sha256`."""
+    def put_xet_chunks(self, sha256: str, rows: list[tuple], xet_hash: str | None, layout: bytes | None) -> None:
+        """Record `rows` of (xorb hex, idx, file_offset, length, xorb_offset, serialized) as held in blob `sha256`,
+        and with a `layout` (hubmirror.xet.layout, packed) the blob's Xet file hash and layout."""
         blob = bytes.fromhex(sha256)
         with _WRITES, self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO xet_chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(bytes.fromhex(x), i, blob, fo, n, xo, s) for x, i, fo, n, xo, s in rows])
+            if layout is not None and xet_hash:
+                self.conn.execute("INSERT OR REPLACE INTO xet_files VALUES (?, ?, ?)", (sha256, xet_hash, layout))
+
+    def xet_hashes(self, sha256s: list[str]) -> dict[str, str]:
+        """{sha256: Xet file hash} of the blobs among `sha256s` that have a Xet layout."""
+        from hubmirror.catalog.connection import chunks
+
+        found = {}
+        for part in chunks(list(dict.fromkeys(sha256s))):
+            marks = ", ".join("?" * len(part))
+            found.update(self.conn.execute(f"SELECT sha256, xet_hash FROM xet_files WHERE sha256 IN ({marks})",
+                                           part).fetchall())
+        return found
+
+    def xet_layout(self, sha256: str) -> bytes | None:
+        """The packed layout of blob `sha256`, or None."""
+        row = self.conn.execute("SELECT layout FROM xet_files WHERE sha256 = ?", (sha256,)).fetchone()
+        return row[0] if row else None
+
+    def revision_has_blob(self, model_key: str, commit: str, sha256: str) -> bool:
+        """Whether a file of that revision is blob `sha256`."""
+        return self.conn.execute("SELECT 1 FROM files WHERE model_key = ? AND commit_id = ? AND sha256 = ? LIMIT 1",
+                                 (model_key, commit, sha256)).fetchone() is not None
+
+    def xet_file(self, xet_hash: str) -> tuple[str, bytes] | None:
+        """(sha256, packed layout) of a blob with that Xet file hash, or None."""
+        return self.conn.execute("SELECT sha256, layout FROM xet_files WHERE xet_hash = ? LIMIT 1",
+                                 (xet_hash,)).fetchone()

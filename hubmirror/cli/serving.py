@@ -32,11 +32,14 @@ from hubmirror.cli.state import pass_state
               help="With --upstream: fetch only repo ids matching this org/name glob (repeatable).")
 @click.option("--deny", multiple=True, metavar="PATTERN",
               help="With --upstream: never fetch repo ids matching this org/name glob (repeatable).")
+@click.option("--xet/--no-xet", default=True, show_default=True,
+              help="Present files the mirror read through Xet to Xet clients (hf_xet) as the Hub does: the resolve "
+                   "headers, read tokens and a CAS under /xet-cas serving their chunks from the stored files.")
 @click.option("--audit-log", metavar="PATH", help="Write a JSON line per file read, login and logout to PATH "
               "(reopened when logrotate moves it; '-' for standard output): who, what, status, bytes.")
 @pass_state
 def serve(state, host, port, token, token_file, forwarded_allow_ips, redirect, upstream, ref_ttl, upstream_timeout,
-          allow, deny, audit_log):
+          allow, deny, xet, audit_log):
     """Serve the mirror over the Hugging Face Hub protocol (point HF_ENDPOINT here)."""
     from hubmirror.serving.app import serve as run_server
 
@@ -67,7 +70,7 @@ def serve(state, host, port, token, token_file, forwarded_allow_ips, redirect, u
         except OSError as exc:
             raise click.UsageError(f"--audit-log {audit_log}: {exc.strerror or exc}") from None
     run_server(state.root, host, port, token, state.registry(), store=store, redirect=redirect, upstream=proxy,
-               refresher=refresher, forwarded_allow_ips=forwarded_allow_ips, audit=audit)
+               refresher=refresher, forwarded_allow_ips=forwarded_allow_ips, audit=audit, xet=xet)
 
 
 COMMANDS = [serve]

@@ -107,7 +107,7 @@ def fetch_file(source: Source, revision: ResolvedRevision, file: RemoteFile, sto
         if stored is None:  # a small file, or the upstream serves no ranges: one stream
             stored = fetch_stream(source, revision, file, store, ctx, key, held, on_bytes=on_bytes, stop=stop)
         if ctx.xet_chunks is not None:
-            ctx.xet_chunks.confirm(stored.sha256)  # the chunks read into it, now that it verified
+            ctx.xet_chunks.confirm(stored.sha256, stored.size)  # the chunks read into it, now that it verified
         return stored
     except IntegrityError:
         if ctx.xet_chunks is not None:

@@ -5,7 +5,8 @@ sentence-transformers and timm load from it with `HF_ENDPOINT` pointing here. St
 - `GET /api/models/{repo}` and `…/revision/{rev}` (`?blobs=true`), `…/tree/{rev}[/{path}]` (recursive, paged with a
   `Link` to this server), `POST …/paths-info/{rev}`, `…/refs`.
 - `HEAD|GET /{repo}/resolve/{rev}/{path}`: 200, `X-Repo-Commit`, `ETag` (git blob id, or sha256 for LFS-style files
-  with `X-Linked-Etag`/`X-Linked-Size`), `Accept-Ranges`, Range → 206/416. No Xet, ever. With `redirect` (`serve
+  with `X-Linked-Etag`/`X-Linked-Size`), `Accept-Ranges`, Range → 206/416; for a file read through Xet, its
+  `X-Xet-Hash` and `xet-auth` link too (the CAS under `/xet-cas`: hubmirror.serving.xet_cas). With `redirect` (`serve
   --redirect`), an LFS-style file whose store offers a presigned URL (a bucket) is a 302 there instead, carrying the
   same headers as the real Hub's redirect to its CDN: the client takes the metadata from the 302 and, the host being
   another, sends its `Authorization` no further. Regular (git) files, and every file of a store with no presigned
@@ -72,7 +73,7 @@ from hubmirror.serving.web import WebCatalog
 from hubmirror.store import BlobInfo, BlobStore
 
 log = logging.getLogger("hubmirror.serving")
-API_MARKERS = ("revision", "tree", "paths-info", "refs", "commits")
+API_MARKERS = ("revision", "tree", "paths-info", "refs", "commits", "xet-read-token")
 COMMITS_PAGE = 50  # commits per page of /commits/{rev}, as the Hub pages them
 REDIRECT_EXPIRES = 900  # seconds a presigned URL of `--redirect` stays good (a client's in-download resumes reuse it)
 STREAM_CHUNK = 4 * 1024 * 1024  # bytes per read of a blob streamed from a store with no local file
@@ -82,7 +83,7 @@ _WHOLE = re.compile(r"\d{1,12}", re.ASCII)  # a page size or cursor: ASCII digit
 
 def create_app(root: Path, token: str | None = None, registry=None, *, store: BlobStore | None = None,
                redirect: bool = False, upstream: dict | None = None, refresher=None,
-               audit: AuditLog | None = None) -> Starlette:
+               audit: AuditLog | None = None, xet: bool = True) -> Starlette:
     """The ASGI application serving the mirror at `root` (repo ids as `registry`'s plugins claim them) with its
     blobs in `store` (by default the store `Mirror.open(root)` finds: whatever backend the mirror uses); with
     `redirect`, LFS-style files are 302s to the store's presigned URLs where it has them. With `upstream` (the
@@ -90,7 +91,8 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
     what the mirror lacks is pulled from that Hugging Face endpoint first. `refresher` (a site's
     `hubmirror.sitelog.refresher.Refresher`) makes `/healthz` and `/metrics` say how the catalog's refresh is doing.
     Who may read what: the mirror's tokens (`hubmirror token`) and `token` (the operator's), see
-    hubmirror.access; `audit` gets a line per file read, login and logout."""
+    hubmirror.access; `audit` gets a line per file read, login and logout. With `xet`, files read through Xet are
+    presented to Xet clients too (hubmirror.serving.xet_cas)."""
     if registry is None:
         from hubmirror.plugin_manager import PluginRegistry
 
@@ -107,6 +109,10 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
 
         view = ProxyView(root, registry, store, upstream)
     gate = Gate(view.tokens, token, lambda: session_secret(root))
+    if xet:
+        from hubmirror.serving.xet_cas import XetCas
+
+        view.xet_cas = XetCas(view, session_secret(root))
     web = WebCatalog(view, root, gate, audit)  # the HTML pages: a GET that is not a file URL (`_is_file_url`)
 
     async def api(request: Request) -> Response:
@@ -139,6 +145,9 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
             return HubError(403, None, "/metrics needs an admin token").response()
         return metrics_response(metrics)
 
+    async def xet_storage(request: Request) -> Response:  # its own tokens (issued behind the gate): no gate here
+        return await run_in_threadpool(_answer, _xet_storage, request, view)
+
     async def whoami(request: Request) -> Response:
         return await _admit(request, gate) or JSONResponse(hf_api.whoami(request.state.principal))
 
@@ -152,6 +161,7 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
                             Route("/api/whoami-v2", whoami, methods=["GET"]),
                             Route("/api/models/{rest:path}", api, methods=["GET", "HEAD", "POST"]),
                             Route("/api/datasets/{rest:path}", api, methods=["GET", "HEAD", "POST"]),
+                            Route("/xet-cas/{rest:path}", xet_storage, methods=["GET", "HEAD"]),
                             *web.routes, Route("/{rest:path}", files, methods=["GET", "HEAD"])], lifespan=lifespan,
                     middleware=[Middleware(MetricsMiddleware, metrics=metrics),
                                 *([Middleware(AuditMiddleware, audit=audit)] if audit is not None else [])])
@@ -162,13 +172,13 @@ def create_app(root: Path, token: str | None = None, registry=None, *, store: Bl
 
 def serve(root: Path, host: str, port: int, token: str | None, registry=None, *, store: BlobStore | None = None,
           redirect: bool = False, upstream: dict | None = None, refresher=None,
-          forwarded_allow_ips: str = "127.0.0.1", audit: AuditLog | None = None) -> None:
+          forwarded_allow_ips: str = "127.0.0.1", audit: AuditLog | None = None, xet: bool = True) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
     log_access_to_stderr()
     app = create_app(root, token, registry, store=store, redirect=redirect, upstream=upstream, refresher=refresher,
-                     audit=audit)
+                     audit=audit, xet=xet)
     uvicorn.Server(server_config(app, host, port, forwarded_allow_ips)).run()
 
 
@@ -288,6 +298,9 @@ def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -
         return JSONResponse(view.refs_document(model, include_prs))
     if marker == "commits" and len(tail) == 1:
         return _commits_page(request, view, model, tail[0])
+    if marker == "xet-read-token" and len(tail) == 1 and view.xet_cas is not None:
+        commit, _ = _commit(view, model, tail[0])
+        return view.xet_cas.token_response(_base_url(request), model["key"], commit)
     if marker == "paths-info" and tail and request.method == "POST":
         commit, _ = _commit(view, model, tail[0])
         form = parse_qs(body.decode("utf-8", "replace"))
@@ -400,8 +413,30 @@ def _files(request: Request, view: MirrorView, segments: list[str], redirect: bo
     served = view.file(model, commit, path)
     if served is None:
         raise HubError(404, "EntryNotFound", f"{path} does not exist on {sha}", {"X-Repo-Commit": sha})
-    return _blob_response(request, view, served.sha256, served.size, hf_api.file_headers(served, sha),
+    headers = hf_api.file_headers(served, sha)
+    if served.xet_hash:  # as the Hub's resolve of a Xet file: its hash, and where a Xet client gets a token
+        kind = "datasets" if prefix else "models"
+        headers["X-Xet-Hash"] = served.xet_hash
+        headers["Link"] = (f'<{_base_url(request)}/api/{kind}/{repo.removeprefix(prefix)}/xet-read-token/{sha}>; '
+                           'rel="xet-auth"')
+    return _blob_response(request, view, served.sha256, served.size, headers,
                           redirect=redirect and served.lfs)  # the Hub redirects LFS files only (§4: X-Linked-Size)
+
+
+def _base_url(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _xet_storage(request: Request, view: MirrorView, segments: list[str]) -> Response:
+    """`/xet-cas/…`: reconstructions (`v1|v2/reconstructions/{xet_hash}`) and xorb bodies (`xorb/{xorb}`)."""
+    if view.xet_cas is None:
+        raise HubError(404, None, "Not Found")
+    if len(segments) == 4 and segments[1] in ("v1", "v2") and segments[2] == "reconstructions":
+        return view.xet_cas.reconstruction(request.headers.get("Authorization", ""), segments[1], segments[3],
+                                           request.headers.get("Range"), _base_url(request))
+    if len(segments) == 3 and segments[1] == "xorb":
+        return view.xet_cas.xorb(segments[2], request.query_params, request.headers.get("Range"))
+    raise HubError(404, None, "Not Found")
 
 
 def _checkpoint(request: Request, view: MirrorView, name: str) -> Response:

@@ -86,6 +86,7 @@ class ServedFile:
     sha256: str
     oid: str  # git blob id of the content, or of its LFS pointer
     lfs: bool
+    xet_hash: str | None = None  # its Xet file hash, where serve presents it through Xet (hubmirror.serving.xet_cas)
 
     @property
     def etag(self) -> str:
@@ -96,6 +97,8 @@ class ServedFile:
         entry = {"type": "file", "oid": self.oid, "size": self.size, "path": self.path}
         if self.lfs:
             entry["lfs"] = {"oid": self.sha256, "size": self.size, "pointerSize": len(lfs_pointer(self.sha256, self.size))}
+        if self.xet_hash:
+            entry["xetHash"] = self.xet_hash
         return entry
 
 

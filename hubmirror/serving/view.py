@@ -12,6 +12,7 @@ import json
 import queue
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -33,6 +34,7 @@ class MirrorView:
     def __init__(self, root: Path, registry, store: BlobStore | None = None):
         self.registry = registry
         self.store = store if store is not None else LocalBlobStore(root)  # the blobs, local or in a bucket
+        self.xet_cas = None  # set by create_app when files are presented through Xet (hubmirror.serving.xet_cas)
         self._path = Path(root) / CATALOG_NAME
         self._watch = Catalog(self._path, create=False)  # opened first: it brings the schema up to date
         self._lock = threading.Lock()  # guards the watch connection, the map and the list of connections
@@ -86,12 +88,20 @@ class MirrorView:
     def file(self, model: dict, commit: str, path: str) -> ServedFile | None:
         with self.catalog() as catalog:
             row = catalog.file(model["key"], commit, path)
-        return None if row is None else served_file(row)
+            return None if row is None else self._with_xet(catalog, [served_file(row)])[0]
 
     def files(self, model: dict, commit: str, directory: str = "") -> list[ServedFile]:
         """The files of a revision, or those below `directory`, by path."""
         with self.catalog() as catalog:
-            return [served_file(r) for r in catalog.files_under(model["key"], commit, directory)]
+            return self._with_xet(catalog, [served_file(r) for r in catalog.files_under(model["key"], commit,
+                                                                                        directory)])
+
+    def _with_xet(self, catalog, files: list[ServedFile]) -> list[ServedFile]:
+        """`files`, those LFS files this server presents through Xet with their Xet file hash."""
+        if self.xet_cas is None or not files:
+            return files
+        hashes = catalog.xet_hashes([f.sha256 for f in files if f.lfs])
+        return [replace(f, xet_hash=hashes[f.sha256]) if f.sha256 in hashes else f for f in files]
 
     def paths(self, model: dict, commit: str, wanted: list[str]) -> tuple[list[ServedFile], dict[str, str]]:
         """The files and the directories ({path: git tree id}) among `wanted` paths of a revision, each found by
@@ -101,7 +111,7 @@ class MirrorView:
             for path in dict.fromkeys(wanted):
                 row = catalog.file(model["key"], commit, path)
                 if row is not None:
-                    files.append(served_file(row))
+                    files.extend(self._with_xet(catalog, [served_file(row)]))
                 elif path and path not in directories and catalog.has_files_under(model["key"], commit, path):
                     below = [served_file(r) for r in catalog.files_under(model["key"], commit, path)]
                     directories[path] = hf_api.tree_ids(below, path)[path]

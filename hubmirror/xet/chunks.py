@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass
 
 from hubmirror.errors import IntegrityError
+from hubmirror.xet.layout import layout_from_chunks, pack_layout
 
 
 @dataclass(frozen=True)
@@ -59,20 +60,27 @@ class ChunkIndex:
             raise IntegrityError(f"blob {first.sha256[:12]} is shorter than the chunks recorded in it")
         return data
 
-    def note(self, sha256: str, xorb: str, idx: int, file_offset: int, length: int, xorb_offset: int,
-             serialized: int) -> None:
-        """A chunk written into the file that should verify as `sha256` (recorded only if it does)."""
+    def note(self, sha256: str, file_hash: str, xorb: str, idx: int, file_offset: int, length: int,
+             xorb_offset: int, serialized: int) -> None:
+        """A chunk written at `file_offset` of the file that should verify as `sha256` (Xet file hash `file_hash`),
+        recorded only if it does."""
         with self._lock:
-            self._pending.setdefault(sha256, {})[(xorb, idx)] = (xorb, idx, file_offset, length, xorb_offset,
-                                                                 serialized)
+            noted = self._pending.setdefault(sha256, {})
+            noted[file_offset] = (file_hash, xorb, idx, length, xorb_offset, serialized)
 
-    def confirm(self, sha256: str) -> None:
-        """The file `sha256` verified: record the chunks noted for it."""
+    def confirm(self, sha256: str, size: int) -> None:
+        """The file `sha256` of `size` bytes verified: record the chunks noted for it, and, when they cover it whole,
+        its Xet file hash and layout (what `serve` presents to Xet clients)."""
         with self._lock:
-            rows = list(self._pending.pop(sha256, {}).values())
+            noted = self._pending.pop(sha256, {})
             self._held[sha256] = True
-        if rows:
-            self.catalog.put_xet_chunks(sha256, rows)
+        if not noted:
+            return
+        rows = [(x, i, at, n, xo, s) for at, (_, x, i, n, xo, s) in noted.items()]
+        hashes = {h for h, *_ in noted.values()}
+        layout = layout_from_chunks([(at, x, i, n) for x, i, at, n, _, _ in rows], size) if len(hashes) == 1 else None
+        self.catalog.put_xet_chunks(sha256, rows, hashes.pop() if layout else None,
+                                    pack_layout(layout) if layout else None)
 
     def forget(self, sha256: str | None) -> None:
         """The file expected as `sha256` did not verify: drop what was noted for it."""

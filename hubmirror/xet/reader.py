@@ -73,7 +73,7 @@ def _stream(src: XetSource, start: int, end: int, index: ChunkIndex | None, sha2
             term_bytes = 0
             for data, idx, xorb_offset, serialized in _term_chunks(src, term, index):
                 if index is not None and sha256:
-                    index.note(sha256, term.xorb, idx, at, len(data), xorb_offset, serialized)
+                    index.note(sha256, src.file_hash, term.xorb, idx, at, len(data), xorb_offset, serialized)
                 lo, hi = max(pos, at), min(stop, at + len(data))
                 if lo < hi:
                     yield data[lo - at:hi - at]

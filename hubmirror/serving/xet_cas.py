@@ -1,0 +1,191 @@
+"""serve's Xet storage: what the Hub's CAS answers a downloading client, from the blobs the mirror holds whole.
+
+A blob read through Xet has its Xet file hash and chunk layout in the catalog (`xet_files`, hubmirror.xet.layout).
+For such a file, `/resolve` carries `X-Xet-Hash` and the `xet-auth` link, the tree its `xetHash`, and:
+
+- `GET /api/{models|datasets}/{repo}/xet-read-token/{rev}` (behind the mirror's access control, as every repo
+  route): a CAS token for that repo and revision, in the `X-Xet-*` headers and as `{accessToken, exp, casUrl}`.
+  The CAS is this server, under `/xet-cas`; the token is signed with the site's session key (every host of a fleet
+  honours it) and expires in `TOKEN_SECONDS`.
+- `GET /xet-cas/v2/reconstructions/{xet_hash}` (and `/v1/…`, `Range` honoured): the file's terms — the upstream's
+  own xorb hashes and chunk ranges, so a new revision's reconstruction names the chunks the old one did — each with
+  a signed URL of its own, for a file of the revision the token names only.
+- `GET /xet-cas/xorb/{xorb}?f=…&t=…&e=…&s=…`: a term's chunks serialized uncompressed (8-byte header, then the
+  bytes) straight from the stored blob: no second copy of any byte is kept; `Range` honoured within the term.
+
+A quarantined blob gets no reconstruction; a token for one repo opens no other's files."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Iterator
+
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from hubmirror.serving.hf_api import HubError
+from hubmirror.xet.format import HEADER_SIZE, is_xet_hash
+from hubmirror.xet.layout import LayoutTerm, unpack_layout
+
+TOKEN_SECONDS = 3600
+READ_SIZE = 4 << 20
+_RANGE = re.compile(r"bytes=(\d{1,19})-(\d{0,19})", re.ASCII)
+
+
+def serialized_size(term: LayoutTerm) -> int:
+    return term.size + HEADER_SIZE * len(term.lengths)
+
+
+class XetCas:
+    """Tokens, reconstructions and xorb bodies for one server (its view of the mirror, its signing key)."""
+
+    def __init__(self, view, secret: bytes):
+        self.view = view
+        self._key = hmac.new(secret, b"hubmirror xet-cas", hashlib.sha256).digest()
+        self.reconstructions = 0  # answered (tests and benchmarks read these)
+        self.ranges = 0
+
+    # -- tokens and signatures ---------------------------------------------------------------------------------------
+
+    def _sign(self, text: str) -> str:
+        return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
+
+    def token_response(self, base_url: str, model_key: str, commit: str) -> Response:
+        """The xet-read-token answer for a revision the principal may read (checked by the caller)."""
+        expires = int(time.time()) + TOKEN_SECONDS
+        claim = base64.urlsafe_b64encode(f"{expires}\n{model_key}\n{commit}".encode()).decode()
+        token = f"{claim}.{self._sign(claim)}"
+        cas_url = f"{base_url}/xet-cas"
+        return JSONResponse({"accessToken": token, "exp": expires, "casUrl": cas_url},
+                            headers={"X-Xet-Cas-Url": cas_url, "X-Xet-Access-Token": token,
+                                     "X-Xet-Token-Expiration": str(expires)})
+
+    def _claims(self, authorization: str) -> tuple[str, str]:
+        """(model key, commit) a CAS token was issued for; a 401 for a missing, forged or expired one."""
+        token = authorization[7:] if authorization.startswith("Bearer ") else ""
+        claim, _, signature = token.partition(".")
+        if not claim or not hmac.compare_digest(signature, self._sign(claim)):
+            raise HubError(401, None, "invalid or missing CAS token")
+        try:
+            expires, model_key, commit = base64.urlsafe_b64decode(claim).decode().split("\n")
+        except ValueError:
+            raise HubError(401, None, "invalid CAS token") from None
+        if int(expires) < time.time():
+            raise HubError(401, None, "expired CAS token")
+        return model_key, commit
+
+    # -- reconstructions ---------------------------------------------------------------------------------------------
+
+    def reconstruction(self, authorization: str, version: str, file_hash: str, range_header: str | None,
+                       base_url: str) -> Response:
+        model_key, commit = self._claims(authorization)
+        if not is_xet_hash(file_hash):
+            raise HubError(400, None, "malformed file id")
+        with self.view.catalog() as catalog:
+            found = catalog.xet_file(file_hash)
+            if found is None or not catalog.revision_has_blob(model_key, commit, found[0]):
+                raise HubError(404, None, "file not found")
+        sha256, packed = found
+        if self.view.is_quarantined(sha256):
+            raise HubError(403, None, "this file is quarantined by the mirror's admission scan")
+        terms = unpack_layout(packed)
+        size = sum(t.size for t in terms)
+        first, last = 0, size - 1
+        if range_header and (match := _RANGE.fullmatch(range_header.strip())):
+            first, last = int(match.group(1)), min(size - 1, int(match.group(2) or size - 1))
+        if first > last or first >= size:
+            raise HubError(416, None, "range start past the end of the file")
+        expires = int(time.time()) + TOKEN_SECONDS
+        chosen, at, offset = [], 0, 0
+        for index, term in enumerate(terms):
+            if at + term.size > first and at <= last:
+                if not chosen:
+                    offset = first - at
+                chosen.append((index, term))
+            at += term.size
+        answer = {"offset_into_first_range": offset,
+                  "terms": [{"hash": t.xorb, "unpacked_length": t.size, "range": {"start": t.start, "end": t.end}}
+                            for _, t in chosen]}
+        fetches: dict[str, list[dict]] = {}
+        for index, term in chosen:
+            url = self._xorb_url(base_url, term.xorb, sha256, index, expires)
+            span = {"start": 0, "end": serialized_size(term) - 1}
+            if version == "v2":
+                entry = {"url": url, "ranges": [{"chunks": {"start": term.start, "end": term.end}, "bytes": span}]}
+            else:
+                entry = {"range": {"start": term.start, "end": term.end}, "url": url, "url_range": span}
+            fetches.setdefault(term.xorb, []).append(entry)
+        answer["xorbs" if version == "v2" else "fetch_info"] = fetches
+        self.reconstructions += 1
+        return JSONResponse(answer)
+
+    def _xorb_url(self, base_url: str, xorb: str, sha256: str, index: int, expires: int) -> str:
+        query = f"f={sha256}&t={index}&e={expires}"
+        return f"{base_url}/xet-cas/xorb/{xorb}?{query}&s={self._sign(xorb + '?' + query)}"
+
+    # -- xorb bodies -------------------------------------------------------------------------------------------------
+
+    def xorb(self, xorb: str, params, range_header: str | None) -> Response:
+        """A term's chunks, serialized uncompressed, from the blob (a signed URL of `reconstruction`)."""
+        query = f"f={params.get('f', '')}&t={params.get('t', '')}&e={params.get('e', '')}"
+        if not hmac.compare_digest(params.get("s", ""), self._sign(xorb + "?" + query)):
+            raise HubError(403, None, "this transfer URL is not signed by this site")
+        if int(params["e"]) < time.time():
+            raise HubError(403, None, "this transfer URL has expired")
+        sha256, index = params["f"], int(params["t"])
+        with self.view.catalog() as catalog:
+            packed = catalog.xet_layout(sha256)
+        terms = unpack_layout(packed) if packed is not None else []
+        if not 0 <= index < len(terms) or terms[index].xorb != xorb or self.view.is_quarantined(sha256):
+            raise HubError(404, None, "no such xorb range")
+        term, file_offset = terms[index], sum(t.size for t in terms[:index])
+        total = serialized_size(term)
+        first, last = 0, total - 1
+        if range_header and (match := _RANGE.fullmatch(range_header.strip())):
+            first, last = int(match.group(1)), min(total - 1, int(match.group(2) or total - 1))
+            if first > last:
+                return Response(status_code=416, headers={"Content-Range": f"bytes */{total}"})
+        body = self._serialized(sha256, file_offset, term, first, last + 1)
+        self.ranges += 1
+        return StreamingResponse(body, status_code=206, media_type="application/octet-stream",
+                                 headers={"Content-Range": f"bytes {first}-{last}/{total}",
+                                          "Content-Length": str(last + 1 - first), "Accept-Ranges": "bytes"})
+
+    def _serialized(self, sha256: str, file_offset: int, term: LayoutTerm, start: int, end: int) -> Iterator[bytes]:
+        """Bytes [start, end) of the term's serialized chunks: each chunk's header, then its bytes, read from the
+        blob in one pass (the term's chunks lie back to back in it), sent in pieces of up to READ_SIZE."""
+        parts: list[bytes | int] = []  # headers (their asked part) and how many blob bytes follow each
+        at, data_at, first_data = 0, 0, None
+        for length in term.lengths:
+            header = bytes([0]) + length.to_bytes(3, "little") + bytes([0]) + length.to_bytes(3, "little")
+            if max(start, at) < min(end, at + HEADER_SIZE):
+                parts.append(header[max(start, at) - at:min(end, at + HEADER_SIZE) - at])
+            lo, hi = max(start, at + HEADER_SIZE), min(end, at + HEADER_SIZE + length)
+            if lo < hi:
+                first_data = data_at + lo - at - HEADER_SIZE if first_data is None else first_data
+                parts.append(hi - lo)
+            at, data_at = at + HEADER_SIZE + length, data_at + length
+            if at >= end:
+                break
+        wanted = sum(p for p in parts if isinstance(p, int))
+        out = bytearray()
+        with self.view.store.open_range(sha256, file_offset + (first_data or 0),
+                                        file_offset + (first_data or 0) + wanted) as f:
+            for part in parts:
+                if isinstance(part, bytes):
+                    out += part
+                    continue
+                while part:
+                    data = f.read(min(part, READ_SIZE))
+                    if not data:
+                        raise HubError(502, None, "the stored blob is shorter than its layout")
+                    out += data
+                    part -= len(data)
+                    if len(out) >= READ_SIZE:
+                        yield bytes(out)
+                        out.clear()
+        if out:
+            yield bytes(out)

@@ -44,6 +44,10 @@ class RevisionFetch:
         self._lock = threading.Lock()  # guards `_waiting`
         self._waiting: list[str] = list(self._files)  # the files nobody has started, the next to start first
         self._catalog_lock = threading.Lock()  # the mirror's catalog connection, one thread at a time
+        if ctx.xet_chunks is None:  # files read through Xet keep their chunk layout, to be served through Xet
+            from hubmirror.xet.chunks import ChunkIndex
+
+            self._ctx = replace(ctx, xet_chunks=ChunkIndex(mirror.catalog, mirror.store, self._catalog_lock))
         self._stop = threading.Event()
         self._context = contextvars.copy_context()  # the fetch's threads record metrics where their starter did
         self.quarantined: list[str] = []  # once catalogued: the paths the admission scan quarantined

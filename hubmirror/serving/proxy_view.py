@@ -83,8 +83,10 @@ class ProxyView(MirrorView):
         stored = self.upstream.landed(fetch, _repo(model), path)
         if stored is None:
             return None
-        return served_file({"path": path, "size": stored.size, "sha256": stored.sha256, "git_sha1": stored.git_sha1,
-                            "lfs": stored.remote.lfs})
+        served = served_file({"path": path, "size": stored.size, "sha256": stored.sha256,
+                              "git_sha1": stored.git_sha1, "lfs": stored.remote.lfs})
+        with self.catalog() as catalog:  # a file that came through Xet goes on through Xet
+            return self._with_xet(catalog, [served])[0]
 
     def files(self, model: dict, commit: str, directory: str = "") -> list[ServedFile]:
         fetch = self._fetch(model, commit)

@@ -89,6 +89,8 @@ class XetCas:
             if found is None or not catalog.revision_has_blob(model_key, commit, found[0]):
                 raise HubError(404, None, "file not found")
         sha256, packed = found
+        if self.view.store.local_path(sha256) is None:  # see MirrorView._with_xet: never from a shared bucket
+            raise HubError(404, None, "file not found")
         if self.view.is_quarantined(sha256):
             raise HubError(403, None, "this file is quarantined by the mirror's admission scan")
         terms = unpack_layout(packed)
@@ -171,21 +173,25 @@ class XetCas:
             if at >= end:
                 break
         wanted = sum(p for p in parts if isinstance(p, int))
-        out = bytearray()
-        with self.view.store.open_range(sha256, file_offset + (first_data or 0),
-                                        file_offset + (first_data or 0) + wanted) as f:
+        base = file_offset + (first_data or 0)
+        out: list = []
+        size, block, taken = 0, memoryview(b""), 0
+        with self.view.store.open_range(sha256, base, base + wanted) as f:
             for part in parts:
                 if isinstance(part, bytes):
-                    out += part
+                    out.append(part)
+                    size += len(part)
                     continue
                 while part:
-                    data = f.read(min(part, READ_SIZE))
-                    if not data:
-                        raise HubError(502, None, "the stored blob is shorter than its layout")
-                    out += data
-                    part -= len(data)
-                    if len(out) >= READ_SIZE:
-                        yield bytes(out)
-                        out.clear()
+                    if taken == len(block):  # the blob is read in large blocks, chunks sliced out of them
+                        block, taken = memoryview(f.read(READ_SIZE)), 0
+                        if not block:
+                            raise HubError(502, None, "the stored blob is shorter than its layout")
+                    piece = block[taken:taken + part]
+                    out.append(piece)
+                    taken, part, size = taken + len(piece), part - len(piece), size + len(piece)
+                if size >= READ_SIZE:
+                    yield b"".join(out)
+                    out, size = [], 0
         if out:
-            yield bytes(out)
+            yield b"".join(out)

@@ -28,16 +28,20 @@ class Place:
 class ChunkIndex:
     """The chunk index of one mirror (its catalog and store), shared by the threads of a pull."""
 
-    def __init__(self, catalog, store):
+    def __init__(self, catalog, store, catalog_lock: threading.Lock | None = None):
+        """`catalog_lock`: held around each use of `catalog`, where other threads share its connection."""
         self.catalog, self.store = catalog, store
-        self._pending: dict[str, dict[tuple[str, int], tuple]] = {}
+        self._pending: dict[str, dict[int, tuple]] = {}
         self._held: dict[str, bool] = {}
         self._lock = threading.Lock()
+        self._catalog_lock = catalog_lock or threading.Lock()
 
     def places(self, xorb: str, start: int, end: int) -> dict[int, Place]:
         """The chunks [start, end) of `xorb` held in blobs the store still has, by chunk index."""
         found = {}
-        for idx, sha256, file_offset, length, xorb_offset, serialized in self.catalog.xet_chunk_rows(xorb, start, end):
+        with self._catalog_lock:
+            rows = self.catalog.xet_chunk_rows(xorb, start, end)
+        for idx, sha256, file_offset, length, xorb_offset, serialized in rows:
             if self._blob_held(sha256):
                 found[idx] = Place(sha256, file_offset, length, xorb_offset, serialized)
         return found
@@ -79,8 +83,9 @@ class ChunkIndex:
         rows = [(x, i, at, n, xo, s) for at, (_, x, i, n, xo, s) in noted.items()]
         hashes = {h for h, *_ in noted.values()}
         layout = layout_from_chunks([(at, x, i, n) for x, i, at, n, _, _ in rows], size) if len(hashes) == 1 else None
-        self.catalog.put_xet_chunks(sha256, rows, hashes.pop() if layout else None,
-                                    pack_layout(layout) if layout else None)
+        with self._catalog_lock:
+            self.catalog.put_xet_chunks(sha256, rows, hashes.pop() if layout else None,
+                                        pack_layout(layout) if layout else None)
 
     def forget(self, sha256: str | None) -> None:
         """The file expected as `sha256` did not verify: drop what was noted for it."""

@@ -11,6 +11,7 @@ other download; every chunk written is noted for the index, which records them o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -70,16 +71,20 @@ def _stream(src: XetSource, start: int, end: int, index: ChunkIndex | None, sha2
         for term in recon.terms:
             if at >= stop:
                 break
-            term_bytes = 0
-            for data, idx, xorb_offset, serialized in _term_chunks(src, term, index):
-                if index is not None and sha256:
-                    index.note(sha256, src.file_hash, term.xorb, idx, at, len(data), xorb_offset, serialized)
-                lo, hi = max(pos, at), min(stop, at + len(data))
-                if lo < hi:
-                    yield data[lo - at:hi - at]
-                at += len(data)
-                term_bytes += len(data)
-            if term_bytes != term.unpacked:
+            term_bytes, cut = 0, False
+            with closing(_term_chunks(src, term, index)) as chunks:
+                for data, idx, xorb_offset, serialized in chunks:
+                    if index is not None and sha256:
+                        index.note(sha256, src.file_hash, term.xorb, idx, at, len(data), xorb_offset, serialized)
+                    lo, hi = max(pos, at), min(stop, at + len(data))
+                    if lo < hi:
+                        yield data[lo - at:hi - at]
+                    at += len(data)
+                    term_bytes += len(data)
+                    if at >= stop and stop < src.size:  # a piece is complete: the rest of the term is not fetched
+                        cut = True
+                        break
+            if not cut and term_bytes != term.unpacked:
                 raise IntegrityError(f"{src.what}: a term decodes to {term_bytes} bytes, the CAS said "
                                      f"{term.unpacked}")
         if at < stop:

@@ -110,6 +110,7 @@ class FakeCas:
 
     xorbs: dict[str, bytes] = field(default_factory=dict)
     files: dict[str, XetFile] = field(default_factory=dict)
+    chunk_sizes: dict[str, list[int]] = field(default_factory=dict)  # xorb -> its chunks' unpacked sizes
     read_tokens: set[str] = field(default_factory=set)
     requests: list[dict] = field(default_factory=list)
     auth_violations: list[str] = field(default_factory=list)
@@ -160,19 +161,30 @@ class FakeCas:
     # -- reconstructions ---------------------------------------------------------------------------------------------
 
     def reconstruction(self, file_id: str, first: int, last: int | None, version: int) -> dict:
-        """The answer to a reconstruction query for bytes [first, last] (inclusive) of a file."""
+        """The answer to a reconstruction query for bytes [first, last] (inclusive) of a file: the terms that hold
+        them, the first and last cut down to the chunks that do."""
         xfile = self.files[file_id]
         last = xfile.size - 1 if last is None else min(last, xfile.size - 1)
-        terms, chosen, at = [], {}, 0
+        terms, chosen, at, offset = [], {}, 0, 0
         for term in xfile.terms:
             if at + term.unpacked > first and at <= last:
+                start, end, size, chunk_at = term.start, term.end, 0, at
+                for idx in range(term.start, term.end):
+                    length = self.chunk_sizes[term.xorb][idx]
+                    if chunk_at + length <= first:
+                        start = idx + 1
+                    elif chunk_at > last:
+                        end = idx
+                        break
+                    else:
+                        size += length
+                    chunk_at += length
                 if not terms:
-                    offset = first - at
-                terms.append({"hash": term.xorb, "unpacked_length": term.unpacked,
-                              "range": {"start": term.start, "end": term.end}})
-                chosen.setdefault(term.xorb, []).append((term.start, term.end))
+                    offset = first - (at + sum(self.chunk_sizes[term.xorb][term.start:start]))
+                terms.append({"hash": term.xorb, "unpacked_length": size, "range": {"start": start, "end": end}})
+                chosen.setdefault(term.xorb, []).append((start, end))
             at += term.unpacked
-        answer = {"offset_into_first_range": offset if terms else 0, "terms": terms}
+        answer = {"offset_into_first_range": offset, "terms": terms}
         if version == 2:
             answer["xorbs"] = {x: [self._multi_fetch(x, spans)] for x, spans in chosen.items()}
         else:
@@ -261,6 +273,7 @@ class CasHandler(Handler):
                     return self.send_json(400, {"error": f"shard lists xorb {xorb} that was not uploaded whole"})
             with cas._lock:
                 cas.files.update(files)
+                cas.chunk_sizes.update(xorbs)
             return self.send_json(200, {"result": 1})
         return self.send_json(404, {"error": "Not Found"})
 

@@ -1,0 +1,217 @@
+"""Xet (issue 26), against the Hub imitation whose CAS holds what hf_xet itself uploaded (random, incompressible
+bytes: the worst case for Xet's compression and the same for every client). Ratios within one run:
+
+1. pull: a whole `hubmirror pull` of a Xet-backed repo (--files files, --size-mb in all) vs a whole
+   `snapshot_download` through hf_xet, default and with HF_XET_HIGH_PERFORMANCE=1; unthrottled, then with every
+   xorb response throttled to --throttle-mbps MB/s (target <= 1.0x in both).
+2. revision update: 1 % of one file changed upstream; bytes the CAS sent and seconds for `hubmirror pull` of the new
+   revision vs a fresh `snapshot_download` of it (what hf_xet 1.8, which keeps no chunk cache, moves), and the share
+   of the new revision's bytes that serve's reconstruction names from chunks the mirror already held.
+3. serve: 8 concurrent `hf_hub_download`s through serve's Xet CAS vs through plain resolve (serve --no-xet):
+   throughput ratio (target >= 1.0x) and CPU seconds per GiB served (server and clients).
+4. the chunk index's size (catalog rows for xet_chunks and xet_files) per TiB stored (target <= 1 %).
+
+    python benchmarks/xet_pull.py [--size-mb 1024] [--files 4] [--runs 3] [--throttle-mbps 25] [--only pull|…]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import VENV_BIN, report
+
+from tests.fakes.hf_hub import FakeHub
+from tests.fakes.mirror_server import MirrorServer
+
+REPO = "bench/xet-model"
+ATTRS = b"*.dat filter=lfs diff=lfs merge=lfs -text\n"
+CLIENT_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PATH": "/usr/bin:/bin"}
+SNAPSHOT = ("import sys; from huggingface_hub import snapshot_download; "
+            "snapshot_download(sys.argv[1], endpoint=sys.argv[2], cache_dir=sys.argv[3])")
+DOWNLOAD = ("import sys; from huggingface_hub import hf_hub_download; "
+            "hf_hub_download(sys.argv[1], sys.argv[2], endpoint=sys.argv[3], cache_dir=sys.argv[4])")
+
+
+def random_files(directory: Path, count: int, total: int) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for i in range(count):
+        path = directory / f"shard-{i:02d}.dat"
+        with open(path, "wb") as f:
+            left = total // count
+            while left:
+                f.write(os.urandom(min(left, 1 << 20)))
+                left -= min(left, 1 << 20)
+        files[path.name] = path
+    return files
+
+
+def timed(cmd: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def pull_cmd(root: Path, endpoint: str, spec: str = f"hf:{REPO}") -> list[str]:
+    return [str(VENV_BIN / "hubmirror"), "--root", str(root), "--quiet", "pull", spec, "--endpoint", endpoint]
+
+
+def bench_pull(hub: FakeHub, work: Path, runs: int, throttle: float | None) -> None:
+    hub.cas.faults.bytes_per_second = throttle
+    times: dict[str, list[float]] = {"hubmirror": [], "hf_xet": [], "hf_xet high-performance": []}
+    for run in range(runs):
+        order = list(times) if run % 2 == 0 else list(reversed(times))
+        for name in order:
+            target = work / "target"
+            shutil.rmtree(target, ignore_errors=True)
+            env = {**CLIENT_ENV}
+            if name == "hubmirror":
+                times[name].append(timed(pull_cmd(target, hub.url), env))
+            else:
+                if "high" in name:
+                    env["HF_XET_HIGH_PERFORMANCE"] = "1"
+                times[name].append(timed([sys.executable, "-c", SNAPSHOT, REPO, hub.url, str(target)], env))
+        print(f"  run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+    how = f"each xorb response throttled to {throttle / 1e6:.0f} MB/s" if throttle else "unthrottled"
+    ours = statistics.median(times["hubmirror"])
+    for name in ("hf_xet", "hf_xet high-performance"):
+        report(f"pull through Xet, {how} (median of {runs})", ours, statistics.median(times[name]),
+               f"snapshot_download ({name})", "<= 1.0x")
+    hub.cas.faults.bytes_per_second = None
+
+
+def bench_update(hub: FakeHub, files: dict[str, Path], work: Path) -> Path:
+    """Pull, change 1 % of one file upstream, pull again; returns the mirror (holding both revisions)."""
+    mirror = work / "mirror-update"
+    shutil.rmtree(mirror, ignore_errors=True)
+    first = hub.repos[REPO].branches["main"]
+    subprocess.run(pull_cmd(mirror, hub.url), check=True, stdout=subprocess.DEVNULL, env=CLIENT_ENV)
+    name, path = next(iter(files.items()))
+    data = bytearray(path.read_bytes())
+    middle, span = len(data) // 2, len(data) // 100
+    data[middle:middle + span] = os.urandom(span)
+    changed = work / "changed.dat"
+    changed.write_bytes(data)
+    hub.repos[REPO].commit({**files, name: changed, ".gitattributes": ATTRS})
+    hub.cas.xorb_bytes_sent = 0
+    ours = timed(pull_cmd(mirror, hub.url), CLIENT_ENV)
+    ours_bytes = hub.cas.xorb_bytes_sent
+    hub.cas.xorb_bytes_sent = 0
+    cache = work / "fresh-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    code = DOWNLOAD
+    theirs = timed([sys.executable, "-c", code, REPO, name, hub.url, str(cache)], CLIENT_ENV)
+    theirs_bytes = hub.cas.xorb_bytes_sent
+    print(f"revision update (1 % of a {len(data) / 1e6:.0f} MB file changed): hubmirror pull moved "
+          f"{ours_bytes / 1e6:.2f} MB in {ours:.2f} s; hf_hub_download of the new file (hf_xet 1.8, no chunk cache) "
+          f"moved {theirs_bytes / 1e6:.2f} MB in {theirs:.2f} s; bytes ratio {ours_bytes / theirs_bytes:.3f}x",
+          flush=True)
+    share_held(mirror, first)
+    return mirror
+
+
+def share_held(mirror: Path, first: str) -> None:
+    """Of the new revision's changed file, the share of bytes in terms whose chunks the old revision held."""
+    from hubmirror.xet.layout import unpack_layout
+
+    db = sqlite3.connect(mirror / "catalog.db")
+    rows = db.execute("SELECT f.commit_id, x.layout FROM files f JOIN xet_files x ON x.sha256 = f.sha256 "
+                      "WHERE f.path = 'shard-00.dat'").fetchall()
+    db.close()
+    old = next(unpack_layout(layout) for commit, layout in rows if commit == first)
+    new = next(unpack_layout(layout) for commit, layout in rows if commit != first)
+    held = {(t.xorb, t.start + i) for t in old for i in range(len(t.lengths))}
+    reused = sum(n for t in new for i, n in enumerate(t.lengths) if (t.xorb, t.start + i) in held)
+    total = sum(t.size for t in new)
+    print(f"serve's reconstruction of the new revision names chunks the mirror already held for "
+          f"{reused / total:.1%} of its bytes", flush=True)
+
+
+def bench_serve(mirror: Path, work: Path, files: dict[str, Path], clients: int = 8) -> None:
+    results = {}
+    for xet in (True, False):
+        with MirrorServer(mirror, xet=xet) as server:
+            env = {**CLIENT_ENV}
+            procs, cpu_before = [], resource.getrusage(resource.RUSAGE_CHILDREN)
+            self_before = resource.getrusage(resource.RUSAGE_SELF)
+            start = time.perf_counter()
+            names = list(files)
+            for i in range(clients):
+                cache = work / f"serve-cache-{i}"
+                shutil.rmtree(cache, ignore_errors=True)
+                procs.append(subprocess.Popen([sys.executable, "-c", DOWNLOAD, REPO, names[i % len(names)],
+                                               server.url, str(cache)], env=env, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))
+            for proc in procs:
+                if proc.wait() != 0:
+                    raise SystemExit("a client failed")
+            seconds = time.perf_counter() - start
+            after, self_after = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+            cpu = (after.ru_utime - cpu_before.ru_utime + after.ru_stime - cpu_before.ru_stime
+                   + self_after.ru_utime - self_before.ru_utime + self_after.ru_stime - self_before.ru_stime)
+            served = sum(files[names[i % len(names)]].stat().st_size for i in range(clients))
+            results[xet] = (served / seconds, cpu / (served / (1 << 30)))
+            if xet:
+                assert server.app.state.view.xet_cas.reconstructions >= clients, "the clients did not use Xet"
+    (xet_rate, xet_cpu), (plain_rate, plain_cpu) = results[True], results[False]
+    print(f"serve to {clients} concurrent hf_hub_downloads: Xet {xet_rate / 1e6:.0f} MB/s ({xet_cpu:.1f} CPU s/GiB), "
+          f"plain resolve {plain_rate / 1e6:.0f} MB/s ({plain_cpu:.1f} CPU s/GiB); throughput ratio "
+          f"{xet_rate / plain_rate:.2f}x (target >= 1.0x)", flush=True)
+
+
+def index_overhead(mirror: Path) -> None:
+    db = sqlite3.connect(mirror / "catalog.db")
+    pages = {name: n for name, n in db.execute(
+        "SELECT name, sum(pgsize) FROM dbstat WHERE name IN ('xet_chunks', 'xet_files', 'xet_files_hash', "
+        "'sqlite_autoindex_xet_files_1') GROUP BY name")}
+    stored = db.execute("SELECT sum(size) FROM (SELECT DISTINCT sha256, size FROM files)").fetchone()[0]
+    db.close()
+    used = sum(pages.values())
+    print(f"chunk index: {used / 1e6:.2f} MB of catalog for {stored / 1e9:.2f} GB stored = {used / stored:.3%} "
+          f"({used / stored * 1024:.1f} GiB per TiB; target <= 1 %)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--files", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--throttle-mbps", type=float, default=25.0)
+    parser.add_argument("--only", choices=["pull", "update", "serve"])
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hubmirror-bench-xet")
+    args = parser.parse_args()
+    os.environ.pop("HF_HUB_DISABLE_XET", None)
+    shutil.rmtree(args.work, ignore_errors=True)
+    files = random_files(args.work / "source", args.files, args.size_mb * 1_000_000)
+    with FakeHub(xet=True) as hub:
+        started = time.perf_counter()
+        hub.create_repo(REPO, {**files, ".gitattributes": ATTRS})
+        for f in hub.repos[REPO].commits[hub.repos[REPO].branches["main"]].values():
+            hub.xet_hash(hub.repos[REPO], f)  # uploaded by hf_xet now, not inside the first timed download
+        print(f"{args.size_mb} MB in {args.files} files uploaded into the imitation's CAS by hf_xet in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
+        threading.current_thread().name = "bench"
+        if args.only in (None, "pull"):
+            bench_pull(hub, args.work, args.runs, None)
+            bench_pull(hub, args.work, args.runs, args.throttle_mbps * 1e6)
+        if args.only in (None, "update", "serve"):
+            mirror = bench_update(hub, files, args.work)
+            index_overhead(mirror)
+            if args.only in (None, "serve"):
+                bench_serve(mirror, args.work, files)
+    shutil.rmtree(args.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -411,3 +412,45 @@ def test_a_cold_proxy_in_front_of_a_xet_hub_serves_the_official_client_through_x
     assert answer["snapshot"] == answer["single"] == sha256(data)
     assert xet_hub.cas.calls("/v2/reconstructions/") and not cdn_gets(xet_hub)  # the proxy pulled through Xet
     assert served_by_cas >= 1  # and served the client through its own CAS
+
+
+EMBED_AND_CLI = """
+import json, subprocess, sys
+from pathlib import Path
+from sentence_transformers import SentenceTransformer
+from transformers import AutoModel
+vector = SentenceTransformer(sys.argv[1], device="cpu").encode(["hubmirror keeps models offline"])[0][:8].tolist()
+hidden = AutoModel.from_pretrained(sys.argv[1]).config.hidden_size
+cli = subprocess.run([str(Path(sys.executable).parent / "hf"), "download", sys.argv[1], "model.safetensors",
+                      "--cache-dir", sys.argv[2]], capture_output=True, text=True, check=True)
+print(json.dumps({"vector": [round(x, 5) for x in vector], "hidden": hidden,
+                  "cli": cli.stdout.strip().splitlines()[-1].split("path:")[-1].strip()}))
+"""
+
+
+def test_the_real_minilm_through_xet_into_the_mirror_and_out_to_the_official_clients(monkeypatch, minilm, root,
+                                                                                      tmp_path):
+    """sentence-transformers, transformers and the `hf` CLI load the real all-MiniLM-L6-v2 from serve through its Xet
+    CAS, after hubmirror pulled it through the imitation's; the embeddings are those of the files themselves."""
+    pytest.importorskip("sentence_transformers")
+    from tests.fakes.mirror_server import MirrorServer
+    from tests.fakes.model_files import MINILM_REPO_ID
+
+    monkeypatch.delenv("HF_HUB_DISABLE_XET")
+    with FakeHub(xet=True) as hub:
+        hub.create_repo(MINILM_REPO_ID, minilm)
+        assert Cli(root, hub.url)("pull", f"hf:{MINILM_REPO_ID}").exit_code == 0
+        assert hub.cas.calls("/v2/reconstructions/")  # its LFS file came through the CAS
+    with MirrorServer(root) as server:
+        env = client_env(server.url) | {"HF_HOME": str(tmp_path / "hf")}
+        out = subprocess.run([sys.executable, "-c", EMBED_AND_CLI, MINILM_REPO_ID, str(tmp_path / "cli")], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert server.app.state.view.xet_cas.reconstructions >= 2  # the library loads and the CLI, through Xet
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["hidden"] == 384 and Path(answer["cli"]).read_bytes() == minilm["model.safetensors"].read_bytes()
+    direct = subprocess.run([sys.executable, "-c", EMBED_AND_CLI.split("hidden =")[0] + "print(json.dumps([round(x, 5) "
+                             "for x in vector]))", str(minilm["config.json"].parent)],
+                            env=env | {"HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    assert direct.returncode == 0, direct.stderr[-2000:]
+    assert answer["vector"] == json.loads(direct.stdout.strip().splitlines()[-1])

@@ -182,7 +182,7 @@ def measure_all(args: argparse.Namespace, work: Path) -> None:
     names = pretrained_names("tiny")[:args.models]
     models = generate_many(names, work / "generated", None, workers=2)
     hubmirror = [str(VENV_BIN / "hubmirror"), "--root", str(work / "mirror"), "--quiet"]
-    with FakeHub() as hub:
+    with FakeHub(xet=False) as hub:
         refs = serve(hub, models)
         pull_all(hubmirror, refs, hub.url)
     timing = ["--device", args.device, "--batch", str(args.batch), "--dtype", args.dtype, "--warmup",

@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hubmirror-bench-timm-"))
     hubmirror = [str(VENV_BIN / "hubmirror"), "--root", str(work / "mirror"), "--quiet"]
-    with FakeHub() as hub:
+    with FakeHub(xet=False) as hub:
         for name in MODELS:
             hub.create_repo(f"timm/{name}", timm_hub_repo(name, work / name))
             subprocess.run([*hubmirror, "pull", f"timm:{name}", "--endpoint", hub.url], check=True,

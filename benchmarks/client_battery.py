@@ -120,7 +120,7 @@ def compare(name: str, hub, ours, holds_history: bool) -> str:
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hubmirror-battery-"))
     try:
-        with FakeHub() as hub:
+        with FakeHub(xet=False) as hub:
             hub_with_repos(hub)
             served, cold = work / "served", work / "cold"
             for spec in (MODEL, f"{MODEL}@v1", f"{MODEL}@dev", f"{MODEL}@refs/pr/1", f"datasets/{DATASET}"):

@@ -73,7 +73,7 @@ def main() -> None:
     try:
         cold_and_warm(work, env, args.runs)
         batched_against_row_by_row("index timm (warm)", ["index", "timm"], work, env, args.runs)
-        with FakeHub(tree_page_size=500) as hub:  # pages of 500: the listing arrives through `Link` paging
+        with FakeHub(tree_page_size=500, xet=False) as hub:  # pages of 500: the listing arrives through `Link` paging
             for i in range(args.hf_models):
                 hub.create_repo(f"org{i % 97}/model-{i}", {"config.json": b"{}"})
             batched_against_row_by_row(f"index hf ({args.hf_models} models)",

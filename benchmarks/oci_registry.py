@@ -104,7 +104,7 @@ def main() -> None:
     remove([args.work / "source"])
     files = write_random_files(args.work / "repo", args.files, total // args.files)
     source = args.work / "source"
-    with FakeHub() as hub:
+    with FakeHub(xet=False) as hub:
         hub.create_repo(REPO, {".gitattributes": LFS_ATTRS, **files})
         subprocess.run(hubmirror(source, "pull", f"hf:{REPO}", "--endpoint", hub.url), check=True,
                        stdout=subprocess.DEVNULL)

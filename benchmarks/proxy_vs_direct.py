@@ -55,7 +55,7 @@ def main() -> None:
     size = int(args.gib * (1 << 30)) // args.files
     files = write_random_files(args.work / "repo", args.files, size)
     mirror, cache = args.work / "mirror", args.work / "hf-cache"
-    with FakeHub() as hub:
+    with FakeHub(xet=False) as hub:
         hub.create_repo(REPO, {".gitattributes": LFS_ATTRS, "config.json": b'{"architectures": ["Bench"]}', **files})
 
         def timed(endpoint: str) -> float:

@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hubmirror-bench-minilm")
     args = parser.parse_args()
     env = {**os.environ, **HF_ENV}
-    with FakeHub() as hub:
+    with FakeHub(xet=False) as hub:
         hub.create_repo(MINILM_REPO_ID, minilm_files())
         ours, theirs = [], []
         for run in range(args.runs):

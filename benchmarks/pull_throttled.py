@@ -38,7 +38,7 @@ def main() -> None:
     try:
         files = write_random_files(args.work / "repo", 1, size)
         repo_files = {".gitattributes": LFS_ATTRS, "config.json": b'{"architectures": ["Bench"]}', **files}
-        with FakeHub() as hub:
+        with FakeHub(xet=False) as hub:
             hub.create_repo(REPO, repo_files)
             for name in files:
                 hub.faults.throttle[name] = args.rate_mb * 1e6

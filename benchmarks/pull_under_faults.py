@@ -69,7 +69,7 @@ def main() -> None:
         files = write_random_files(args.work / "repo", args.files, size)
         digests = {sha256(path) for path in files.values()}
         names = sorted(files)
-        with FakeHub() as hub:
+        with FakeHub(xet=False) as hub:
             hub.create_repo(REPO, {".gitattributes": LFS_ATTRS, "config.json": b'{"architectures": ["Bench"]}',
                                    **files})
             env = {**os.environ, "HF_ENDPOINT": hub.url, "HUBMIRROR_TIMEOUT": str(args.read_timeout)}

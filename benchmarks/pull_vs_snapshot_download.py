@@ -35,7 +35,7 @@ def main() -> None:
     size = int(args.gib * (1 << 30)) // args.files
     files = write_random_files(args.work / "repo", args.files, size)
     repo_files = {".gitattributes": LFS_ATTRS, "config.json": b'{"architectures": ["Bench"]}', **files}
-    with FakeHub() as hub:
+    with FakeHub(xet=False) as hub:
         hub.create_repo(REPO, repo_files)
         env_hf = {"HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
                   "PATH": "/usr/bin:/bin"}

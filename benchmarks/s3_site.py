@@ -155,7 +155,7 @@ def main() -> None:
         # 1. pull: local vs S3, taking turns going first, each after an untimed sync.
         local_times, s3_times = [], []
         local_root = s3_root = s3_url = None
-        with FakeHub() as hub:
+        with FakeHub(xet=False) as hub:
             hub.create_repo(REPO, repo_files)
             for run in range(args.runs):
                 new_local, new_s3 = work / f"local-{run}", work / f"s3root-{run}"

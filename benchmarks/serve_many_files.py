@@ -40,7 +40,7 @@ def repo_files(n: int) -> dict[str, bytes]:
 
 def build_mirror(root: Path, repo: str, files: dict[str, bytes]) -> None:
     """A real `hubmirror pull` of the repo from the Hub imitation."""
-    with FakeHub() as hub:
+    with FakeHub(xet=False) as hub:
         hub.create_repo(repo, files)
         subprocess.run([str(VENV_BIN / "hubmirror"), "--root", str(root), "--quiet", "pull", f"hf:{repo}",
                         "--endpoint", hub.url], check=True, stdout=subprocess.DEVNULL)

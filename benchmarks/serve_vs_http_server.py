@@ -39,7 +39,7 @@ def main() -> None:
     size = int(args.gib * (1 << 30))
     big = write_random_files(work / "repo", 1, size, suffix=".bin")
     mirror = work / "mirror"
-    with FakeHub() as hub:
+    with FakeHub(xet=False) as hub:
         hub.create_repo("bench/one-big-file", {".gitattributes": LFS_ATTRS, **big})
         hub.create_repo(MINILM_REPO_ID, minilm_files())
         for ref in ("hf:bench/one-big-file", f"hf:{MINILM_REPO_ID}"):

@@ -72,7 +72,7 @@ def main() -> None:
         bucket = f"models-{uuid.uuid4().hex[:12]}"
         client().create_bucket(Bucket=bucket)
         pulls = {}
-        with FakeHub() as hub:
+        with FakeHub(xet=False) as hub:
             for i in range(args.models):
                 hub.create_repo(f"org/m{i}", {"config.json": json.dumps({"n": i}).encode(), "w.txt": b"w" * i})
             for mode, keys in modes.items():

@@ -31,7 +31,7 @@ def main() -> None:
     mirror = args.work / "mirror"
     shutil.rmtree(mirror, ignore_errors=True)
     files = write_random_files(args.work / "repo", args.files, size)
-    with FakeHub() as hub:
+    with FakeHub(xet=False) as hub:
         hub.create_repo(REPO, {".gitattributes": LFS_ATTRS, **files})
         subprocess.run([str(VENV_BIN / "hubmirror"), "--root", str(mirror), "--quiet", "pull", f"hf:{REPO}",
                         "--endpoint", hub.url], check=True, stdout=subprocess.DEVNULL)

@@ -36,7 +36,7 @@ def prepare(root: Path, models: int) -> None:
     catalog = Catalog(path)
     model = catalog.model(f"hf:{MINILM_REPO_ID}")
     if model is None or not model["cached"]:
-        with FakeHub() as hub:
+        with FakeHub(xet=False) as hub:
             hub.create_repo(MINILM_REPO_ID, minilm_files())
             result = Cli(root, hub.url)("pull", f"hf:{MINILM_REPO_ID}")
             assert result.exit_code == 0, result.output

@@ -26,7 +26,9 @@ def isolated_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def hub():
-    with FakeHub(tree_page_size=4, tokens={TOKEN}) as fake:
+    # The resolve path: the faults these tests inject (corruption, resets, throttling) are on it; Xet has its own
+    # imitation and tests (tests/test_xet.py), and HF_HUB_DISABLE_XET keeps clients and pulls off it here.
+    with FakeHub(tree_page_size=4, tokens={TOKEN}, xet=False) as fake:
         yield fake
 
 

@@ -91,7 +91,7 @@ def test_a_lying_failing_redirecting_upstream_never_gets_a_bad_byte_served(tmp_p
     baseline = len(mirror_threads())
     peaks = []
     names = iter(range(10**6))
-    with FakeHub(tree_page_size=50) as hub, \
+    with FakeHub(tree_page_size=50, xet=False) as hub, \
             MirrorServer(root, upstream={"endpoint": hub.url, "timeout": 3, "ref_ttl": 0}) as server:
         hub.faults.stall_seconds = 1.0
 

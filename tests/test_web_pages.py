@@ -53,7 +53,7 @@ def web_mirror(tmp_path_factory):
     """A mirror with MiniLM (real files, benchmark rows), a repo with a hostile card and a quarantined pickle, a real
     torch state dict from a `file:` pull, and LISTED catalogued-only models."""
     root = tmp_path_factory.mktemp("web") / "mirror"
-    with pytest.MonkeyPatch.context() as env, FakeHub() as hub:
+    with pytest.MonkeyPatch.context() as env, FakeHub(xet=False) as hub:
         for name in ("HF_TOKEN", "HF_ENDPOINT", "HUBMIRROR_HOME"):
             env.delenv(name, raising=False)
         env.setenv("HF_HOME", str(root.parent / "hf-home"))

@@ -4,8 +4,8 @@ Implements: model info with and without `/revision/` (and `?blobs=true`), the re
 paths-info, refs, resolve HEAD/GET (regular files answered directly with their git blob id as ETag; LFS files
 redirected with a 302 that carries `X-Linked-Etag`/`X-Linked-Size` to a second "CDN" server, which refuses any
 `Authorization` header), Range/206/416, and `X-Error-Code` errors (RepoNotFound, GatedRepo, RevisionNotFound,
-EntryNotFound with `X-Repo-Commit`). Xet (per repo, or for every repo with `FakeHub(xet=True)`): a repo's LFS
-files are uploaded by hf_xet into a loopback CAS (tests/fakes/xet_cas.py); tree and paths-info entries carry
+EntryNotFound with `X-Repo-Commit`). Xet, on by default as on the Hub (`FakeHub(xet=False)`, or per repo): a repo's
+LFS files are uploaded by hf_xet into a loopback CAS (tests/fakes/xet_cas.py); tree and paths-info entries carry
 `xetHash`, the resolve redirect carries `X-Xet-Hash` and the `xet-auth` link, and
 `/api/{models,datasets}/{repo}/xet-read-token/{rev}` issues CAS read tokens (headers and JSON body). Tests
 can corrupt, throttle or break what it sends (`Faults`): scripted 429 (with `Retry-After`) and 5xx answers, a
@@ -108,7 +108,7 @@ class Faults:
 class FakeHub:
     """The imitation Hub: a registry of repos, an API/resolve server and a CDN server, with a request log."""
 
-    def __init__(self, *, tree_page_size: int = 1000, tokens: set[str] | None = None, xet: bool = False):
+    def __init__(self, *, tree_page_size: int = 1000, tokens: set[str] | None = None, xet: bool = True):
         self.repos: dict[str, FakeRepo] = {}
         self.tree_page_size = tree_page_size
         self.tokens = tokens or set()

@@ -141,7 +141,7 @@ def main() -> None:
     hubmirror = [str(Path(sys.executable).parent / "hubmirror"), "--root", str(args.root), "--quiet"]
     if not shutil.which(hubmirror[0]):
         hubmirror[:1] = [sys.executable, "-m", "hubmirror"]
-    with FakeHub() as hub:
+    with FakeHub(xet=False) as hub:
         pull_all(hubmirror, serve(hub, models), hub.url)
     print(json.dumps({"asked": len(names), "mirrored": len(models), "generate_seconds": round(generated - started, 1),
                       "pull_seconds": round(time.monotonic() - generated, 1), "random_weights": True}))

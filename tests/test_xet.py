@@ -454,3 +454,38 @@ def test_the_real_minilm_through_xet_into_the_mirror_and_out_to_the_official_cli
                             env=env | {"HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
     assert direct.returncode == 0, direct.stderr[-2000:]
     assert answer["vector"] == json.loads(direct.stdout.strip().splitlines()[-1])
+
+
+def test_xet_bodies_from_a_store_without_local_files_are_checked_before_they_leave(monkeypatch, root):
+    """A store others can write to (a bucket; here the local backend with its paths hidden): serve's Xet reads the
+    blob through the store contract, hashed once per version before any range of it is sent."""
+    import requests
+
+    from tests.fakes.mirror_server import MirrorServer
+    from tests.test_nonlocal_store import NonLocalStore, _use_store, blob_file
+
+    _use_store(monkeypatch, NonLocalStore)
+    monkeypatch.delenv("HF_HUB_DISABLE_XET")
+    data = noise(3 * MB)
+    with FakeHub() as hub:
+        hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs\n"})
+        assert Cli(root, hub.url)("pull", "hf:org/m").exit_code == 0
+    with MirrorServer(root) as server:
+        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(server.url),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert json.loads(out.stdout.strip().splitlines()[-1])["single"] == sha256(data)
+        assert server.app.state.view.xet_cas.reconstructions == 2
+        head = requests.head(f"{server.url}/org/m/resolve/main/weights.dat", timeout=10)
+        token = requests.get(head.links["xet-auth"]["url"], timeout=10).json()
+        answer = requests.get(f"{token['casUrl']}/v2/reconstructions/{head.headers['X-Xet-Hash']}", timeout=10,
+                              headers={"Authorization": f"Bearer {token['accessToken']}"}).json()
+        url = next(iter(answer["xorbs"].values()))[0]["url"]
+        path = blob_file(root, sha256(data))
+        path.chmod(0o644)
+        with open(path, "r+b") as f:  # another writer of the bucket changes the bytes (same size, new mtime)
+            f.seek(len(data) - 10)
+            f.write(b"\xff" * 10)
+        os.utime(path, (time.time() + 5, time.time() + 5))
+        changed = requests.get(url, headers={"Range": "bytes=0-99"}, timeout=10)
+        assert changed.status_code == 502 and "does not match" in changed.headers["X-Error-Message"]

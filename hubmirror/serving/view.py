@@ -97,12 +97,11 @@ class MirrorView:
                                                                                         directory)])
 
     def _with_xet(self, catalog, files: list[ServedFile]) -> list[ServedFile]:
-        """`files`, those LFS files this server presents through Xet with their Xet file hash: files read through
-        Xet whose blob is a local file (a blob in a bucket others can write to is served whole, each byte checked
-        before the last leaves: plain resolve)."""
+        """`files`, those LFS files this server presents through Xet (files read through Xet) with their Xet file
+        hash."""
         if self.xet_cas is None or not files:
             return files
-        hashes = catalog.xet_hashes([f.sha256 for f in files if f.lfs and self.store.local_path(f.sha256)])
+        hashes = catalog.xet_hashes([f.sha256 for f in files if f.lfs])
         return [replace(f, xet_hash=hashes[f.sha256]) if f.sha256 in hashes else f for f in files]
 
     def paths(self, model: dict, commit: str, wanted: list[str]) -> tuple[list[ServedFile], dict[str, str]]:

@@ -11,7 +11,9 @@ For such a file, `/resolve` carries `X-Xet-Hash` and the `xet-auth` link, the tr
   own xorb hashes and chunk ranges, so a new revision's reconstruction names the chunks the old one did — each with
   a signed URL of its own, for a file of the revision the token names only.
 - `GET /xet-cas/xorb/{xorb}?f=…&t=…&e=…&s=…`: a term's chunks serialized uncompressed (8-byte header, then the
-  bytes) straight from the stored blob: no second copy of any byte is kept; `Range` honoured within the term.
+  bytes) straight from the stored blob: no second copy of any byte is kept; `Range` honoured within the term. A
+  blob in a store others can write to (a bucket) is hashed whole once per version of its bytes before any range of
+  it is sent, and read only while it is still that version (hubmirror.serving.blob_checks), as plain ranges are.
 
 A quarantined blob gets no reconstruction; a token for one repo opens no other's files."""
 
@@ -26,7 +28,10 @@ from collections.abc import Iterator
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from hubmirror.errors import IntegrityError
+from hubmirror.serving.blob_checks import CHECKED
 from hubmirror.serving.hf_api import HubError
+from hubmirror.serving.metrics import record_store_error
 from hubmirror.xet.format import HEADER_SIZE, is_xet_hash
 from hubmirror.xet.layout import LayoutTerm, unpack_layout
 
@@ -89,8 +94,6 @@ class XetCas:
             if found is None or not catalog.revision_has_blob(model_key, commit, found[0]):
                 raise HubError(404, None, "file not found")
         sha256, packed = found
-        if self.view.store.local_path(sha256) is None:  # see MirrorView._with_xet: never from a shared bucket
-            raise HubError(404, None, "file not found")
         if self.view.is_quarantined(sha256):
             raise HubError(403, None, "this file is quarantined by the mirror's admission scan")
         terms = unpack_layout(packed)
@@ -144,19 +147,38 @@ class XetCas:
         if not 0 <= index < len(terms) or terms[index].xorb != xorb or self.view.is_quarantined(sha256):
             raise HubError(404, None, "no such xorb range")
         term, file_offset = terms[index], sum(t.size for t in terms[:index])
+        tag = self._checked_version(sha256, sum(t.size for t in terms))
         total = serialized_size(term)
         first, last = 0, total - 1
         if range_header and (match := _RANGE.fullmatch(range_header.strip())):
             first, last = int(match.group(1)), min(total - 1, int(match.group(2) or total - 1))
             if first > last:
                 return Response(status_code=416, headers={"Content-Range": f"bytes */{total}"})
-        body = self._serialized(sha256, file_offset, term, first, last + 1)
+        body = self._serialized(sha256, file_offset, term, first, last + 1, tag)
         self.ranges += 1
         return StreamingResponse(body, status_code=206, media_type="application/octet-stream",
                                  headers={"Content-Range": f"bytes {first}-{last}/{total}",
                                           "Content-Length": str(last + 1 - first), "Accept-Ranges": "bytes"})
 
-    def _serialized(self, sha256: str, file_offset: int, term: LayoutTerm, start: int, end: int) -> Iterator[bytes]:
+    def _checked_version(self, sha256: str, size: int) -> str | None:
+        """None for a blob that is a local file; for one in a store others can write to (a bucket), the version of
+        its bytes that hashed to its name (blob_checks: once per version), which every range is then read from."""
+        store = self.view.store
+        if store.local_path(sha256) is not None:
+            return None
+        info = store.stat(sha256)
+        if info is None or info.size != size:
+            raise HubError(502, None, "the stored blob does not match its layout (run hubmirror verify)")
+        try:
+            CHECKED.ensure(store, sha256, size, info.tag)
+        except IntegrityError:
+            record_store_error()
+            raise HubError(502, None, "the blob does not match its digest in the store (run hubmirror verify)") \
+                from None
+        return info.tag
+
+    def _serialized(self, sha256: str, file_offset: int, term: LayoutTerm, start: int, end: int,
+                    tag: str | None) -> Iterator[bytes]:
         """Bytes [start, end) of the term's serialized chunks: each chunk's header, then its bytes, read from the
         blob in one pass (the term's chunks lie back to back in it), sent in pieces of up to READ_SIZE."""
         parts: list[bytes | int] = []  # headers (their asked part) and how many blob bytes follow each
@@ -176,7 +198,7 @@ class XetCas:
         base = file_offset + (first_data or 0)
         out: list = []
         size, block, taken = 0, memoryview(b""), 0
-        with self.view.store.open_range(sha256, base, base + wanted) as f:
+        with self.view.store.open_range(sha256, base, base + wanted, tag) as f:
             for part in parts:
                 if isinstance(part, bytes):
                     out.append(part)

@@ -65,7 +65,8 @@ def admit_revisions(
 
 def _store_and_catalogue(mirror, source, plugin, selections, ctx, workers, on_start, on_bytes, lease):
     def store(wanted):
-        return fetch_files(source, wanted, mirror.store, ctx, catalog=mirror.catalog, workers=workers,
+        return fetch_files(source, wanted, mirror.store, ctx, catalog=mirror.catalog,
+                           record_layout=mirror.writer.record_xet_layout, workers=workers,
                            on_start=on_start, on_bytes=on_bytes)
 
     stored = store([(revision, f) for revision, files in selections for f in files])

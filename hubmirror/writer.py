@@ -57,6 +57,11 @@ class CatalogWriter(ABC):
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token for good."""
 
+    def record_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> None:
+        """Record a verified blob's Xet file hash and chunk layout (hubmirror.xet.layout, packed), what `serve`
+        presents it through Xet by."""
+        self.catalog.put_xet_layout(sha256, xet_hash, layout)
+
     def record_index(self, models: Iterable[ModelMetadata], plugin: str, description: str) -> int:
         """Put a source's listing in this host's catalog (searchable, not cached); return how many models. A listing
         is not site state: each host indexes what it wants to search."""

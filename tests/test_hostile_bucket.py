@@ -39,6 +39,12 @@ HOSTILE_ENTRIES = {
                                                "details": "{}"}]}).encode(),
     "a-benchmark-of-objects": json.dumps({"benchmarks": [{"model_key": "hf:org/a", "environment": {"x": 1}}]}).encode(),
     "an-allowance-not-a-digest": json.dumps({"allowed": ["../x"]}).encode(),
+    "a-xet-layout-not-base64": json.dumps({"xet": [{"sha256": "ab" * 32, "xet_hash": "cd" * 32,
+                                                     "layout": "not base64!"}]}).encode(),
+    "a-xet-layout-cut-short": json.dumps({"xet": [{"sha256": "ab" * 32, "xet_hash": "cd" * 32,
+                                                    "layout": "AAAA"}]}).encode(),
+    "a-xet-hash-that-is-not": json.dumps({"xet": [{"sha256": "ab" * 32, "xet_hash": "../x",
+                                                    "layout": ""}]}).encode(),
 }
 
 

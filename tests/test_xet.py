@@ -489,3 +489,36 @@ def test_xet_bodies_from_a_store_without_local_files_are_checked_before_they_lea
         os.utime(path, (time.time() + 5, time.time() + 5))
         changed = requests.get(url, headers={"Range": "bytes=0-99"}, timeout=10)
         assert changed.status_code == 502 and "does not match" in changed.headers["X-Error-Message"]
+
+
+def test_a_layout_is_site_state_every_host_of_a_bucket_site_holds(monkeypatch, tmp_path):
+    """Host a pulls through Xet; host b, sharing the bucket, learns the blob's Xet hash and layout from the site's
+    log (and so serves it through Xet too) without fetching anything."""
+    from hubmirror.plugin_manager import PluginRegistry
+    from tests.fakes.s3 import moto_s3
+    from tests.site_fixtures import BucketLocation, Catalog, LocalBlobStore, Mirror, S3Bucket, SiteLog, SiteWriter
+    from tests.test_site_catalog import do_pull
+
+    monkeypatch.delenv("HF_HUB_DISABLE_XET")
+    registry = PluginRegistry(load_entry_points=False)
+    data = noise(3 * MB)
+    with moto_s3(monkeypatch) as bucket_url, FakeHub() as hub:
+        hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs\n"})
+        store = LocalBlobStore(tmp_path / "shared-blobs")
+        store.initialise()
+        host = {}
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            catalog = Catalog(tmp_path / name / "catalog.db")
+            site = SiteLog(S3Bucket(BucketLocation.parse(bucket_url)), name)
+            host[name] = Mirror(tmp_path / name, catalog, store, SiteWriter(catalog, store, site))
+        try:
+            do_pull(host["a"], registry, hub, "hf:org/m")
+            assert hub.cas.calls("/v2/reconstructions/")
+            assert host["b"].writer.refresh() >= 2  # the revision and the layout
+            digest = sha256(data)
+            assert host["b"].catalog.xet_hashes([digest]) == host["a"].catalog.xet_hashes([digest]) != {}
+            assert host["b"].catalog.xet_layout(digest) == host["a"].catalog.xet_layout(digest)
+        finally:
+            for mirror in host.values():
+                mirror.close()

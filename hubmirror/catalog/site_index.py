@@ -46,6 +46,7 @@ class SiteChanges:
     allowances: dict[str, dict | None] = field(default_factory=dict)  # sha256 -> {reason, allowed_at} or None
     benchmarks: list[dict] = field(default_factory=list)
     tokens: dict[str, TokenRecord | None] = field(default_factory=dict)  # id -> record, or None: revoked
+    xet: list[tuple[str, str, bytes]] = field(default_factory=list)  # (sha256, Xet file hash, packed layout)
 
 
 class SiteIndex:
@@ -90,6 +91,8 @@ class SiteIndex:
                     self._revoke_token(token_id)
                 else:
                     self._put_token(record)
+            for sha256, xet_hash, layout in changes.xet:
+                self._put_xet_layout(sha256, xet_hash, layout)
             self.db["site_log"].insert_all(({"name": n, "applied_at": now} for n in changes.entries),
                                            pk="name", ignore=True)
             crashpoint("catalog.before_commit")

@@ -16,16 +16,22 @@ class XetChunks:
             "WHERE xorb = ? AND idx >= ? AND idx < ? ORDER BY idx", (bytes.fromhex(xorb), start, end))
         return rows.fetchall()
 
-    def put_xet_chunks(self, sha256: str, rows: list[tuple], xet_hash: str | None, layout: bytes | None) -> None:
-        """Record `rows` of (xorb hex, idx, file_offset, length, xorb_offset, serialized) as held in blob `sha256`,
-        and with a `layout` (hubmirror.xet.layout, packed) the blob's Xet file hash and layout."""
+    def put_xet_chunks(self, sha256: str, rows: list[tuple]) -> None:
+        """Record `rows` of (xorb hex, idx, file_offset, length, xorb_offset, serialized) as held in blob `sha256`
+        (this host's own knowledge: derived data, written here directly)."""
         blob = bytes.fromhex(sha256)
         with _WRITES, self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO xet_chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(bytes.fromhex(x), i, blob, fo, n, xo, s) for x, i, fo, n, xo, s in rows])
-            if layout is not None and xet_hash:
-                self.conn.execute("INSERT OR REPLACE INTO xet_files VALUES (?, ?, ?)", (sha256, xet_hash, layout))
+
+    def put_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> None:
+        """Record blob `sha256`'s Xet file hash and packed layout (through the mirror's writer)."""
+        with _WRITES, self.transaction():
+            self._put_xet_layout(sha256, xet_hash, layout)
+
+    def _put_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO xet_files VALUES (?, ?, ?)", (sha256, xet_hash, layout))
 
     def xet_hashes(self, sha256s: list[str]) -> dict[str, str]:
         """{sha256: Xet file hash} of the blobs among `sha256s` that have a Xet layout."""

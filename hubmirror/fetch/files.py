@@ -25,13 +25,16 @@ log = logging.getLogger("hubmirror.pull")
 
 
 def fetch_files(source: Source, wanted: list[tuple[ResolvedRevision, RemoteFile]], store: BlobStore,
-                ctx: SourceContext, *, catalog: Catalog | None = None, workers: int = DEFAULT_WORKERS,
+                ctx: SourceContext, *, catalog: Catalog | None = None, record_layout=None,
+                workers: int = DEFAULT_WORKERS,
                 on_start: Callable[[int], None] = lambda total: None,
                 on_bytes: Callable[[int], None] = lambda n: None) -> dict[int, StoredFile]:
     """Store every distinct file of `wanted` once, keyed by `id(file)` (revisions of one reference may share file
     objects): what the store holds already (by sha256, or by a git id `catalog` knows) is not fetched; the rest is
     fetched `workers` at a time. A file that fails lets the others finish (they are stored, and reused next time);
-    a full disk or anything unforeseen stops them all (their bytes kept). Then one error names every failure."""
+    a full disk or anything unforeseen stops them all (their bytes kept). Then one error names every failure.
+    With `catalog`, chunks read through Xet are indexed (hubmirror.xet.chunks), a verified file's layout recorded by
+    `record_layout` (the mirror writer's)."""
     unique: dict[int, tuple[ResolvedRevision, RemoteFile]] = {}
     for revision, f in wanted:
         unique.setdefault(id(f), (revision, f))
@@ -48,7 +51,7 @@ def fetch_files(source: Source, wanted: list[tuple[ResolvedRevision, RemoteFile]
     if catalog is not None and ctx.xet_chunks is None:
         from hubmirror.xet.chunks import ChunkIndex
 
-        ctx = replace(ctx, xet_chunks=ChunkIndex(catalog, store))
+        ctx = replace(ctx, xet_chunks=ChunkIndex(catalog, store, record_layout))
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="pull") as pool:
         futures = {

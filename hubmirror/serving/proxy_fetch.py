@@ -47,7 +47,8 @@ class RevisionFetch:
         if ctx.xet_chunks is None:  # files read through Xet keep their chunk layout, to be served through Xet
             from hubmirror.xet.chunks import ChunkIndex
 
-            self._ctx = replace(ctx, xet_chunks=ChunkIndex(mirror.catalog, mirror.store, self._catalog_lock))
+            self._ctx = replace(ctx, xet_chunks=ChunkIndex(mirror.catalog, mirror.store,
+                                                           mirror.writer.record_xet_layout, self._catalog_lock))
         self._stop = threading.Event()
         self._context = contextvars.copy_context()  # the fetch's threads record metrics where their starter did
         self.quarantined: list[str] = []  # once catalogued: the paths the admission scan quarantined

@@ -6,8 +6,10 @@ and shape, and an entry that fails is refused whole (its key named once, never b
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import struct
 from dataclasses import dataclass, field
 
 from hubmirror.digests import SHA256_RE
@@ -15,6 +17,8 @@ from hubmirror.errors import IntegrityError
 from hubmirror.scanning.file_verdict import VERDICTS
 from hubmirror.store.bucket import SiteError
 from hubmirror.upstream import check_model_id
+from hubmirror.xet.format import is_xet_hash
+from hubmirror.xet.layout import unpack_layout
 
 _TOKEN_ID = re.compile(r"[0-9a-f]{12}\Z")
 _SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
@@ -29,6 +33,7 @@ class LogEntry:
     scans: list[dict] = field(default_factory=list)  # {sha256, scanner_version, verdict, details}
     benchmarks: list[dict] = field(default_factory=list)  # benchmark rows (scalar values only)
     tokens: list[str] = field(default_factory=list)  # ids of tokens added or revoked
+    xet: list[tuple[str, str, bytes]] = field(default_factory=list)  # (sha256, Xet file hash, packed layout)
 
 
 def parse_entry(body: bytes) -> LogEntry:
@@ -60,7 +65,21 @@ def parse_entry(body: bytes) -> LogEntry:
                                                 for k, v in row.items()):
             raise SiteError("a benchmark row is not an object of scalars")
         entry.benchmarks.append(row)
+    for item in _list(value, "xet"):
+        entry.xet.append(_xet_layout(item))
     return entry
+
+
+def _xet_layout(item) -> tuple[str, str, bytes]:
+    """A blob's Xet hash and layout, as `SiteLog.publish_xet_layout` writes them; the layout must unpack whole."""
+    if not isinstance(item, dict) or not is_xet_hash(item.get("xet_hash")) or not isinstance(item.get("layout"), str):
+        raise SiteError("a Xet layout lacks its sha256, xet_hash or layout")
+    try:
+        layout = base64.b64decode(item["layout"], validate=True)
+        unpack_layout(layout)
+    except (ValueError, struct.error):
+        raise SiteError("a Xet layout does not unpack") from None
+    return _sha256(item.get("sha256")), item["xet_hash"], layout
 
 
 def _list(value: dict, name: str) -> list:

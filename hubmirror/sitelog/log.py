@@ -20,6 +20,7 @@ and an empty --root that applies the whole log ends up with what the bucket hold
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -204,6 +205,11 @@ class SiteLog:
         name = self._log({"op": "update", "tokens": [token_id]})
         catalog.apply_site(SiteChanges(entries=[name], tokens={token_id: record}))
 
+    def publish_xet_layout(self, catalog: Catalog, sha256: str, xet_hash: str, layout: bytes) -> None:
+        item = {"sha256": sha256, "xet_hash": xet_hash, "layout": base64.b64encode(layout).decode()}
+        name = self._log({"op": "update", "xet": [item]})
+        catalog.apply_site(SiteChanges(entries=[name], xet=[(sha256, xet_hash, layout)]))
+
     def publish_benchmark(self, catalog: Catalog, row: dict) -> None:
         row = {**row, "created_at": utc_now()}
         name = self._log({"op": "update", "benchmarks": [row]})
@@ -247,6 +253,7 @@ class SiteLog:
             tokens.update(entry.tokens)
             changes.scans.extend(entry.scans)
             changes.benchmarks.extend(entry.benchmarks)
+            changes.xet.extend(entry.xet)
         for key in sorted(models):
             try:
                 changes.models.append(self._site_model(catalog, key, self.model_state(key)))

@@ -39,6 +39,10 @@ class SiteWriter(CatalogWriter):
     def revoke_token(self, token_id: str) -> None:
         self.site.publish_token(self.catalog, token_id, None)
 
+    def record_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> None:
+        """Site state: every host serves the blob through Xet."""
+        self.site.publish_xet_layout(self.catalog, sha256, xet_hash, layout)
+
     def lease(self, digests):
         return Lease(self.site.bucket, self.site.host, digests)
 

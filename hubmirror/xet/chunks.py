@@ -28,9 +28,12 @@ class Place:
 class ChunkIndex:
     """The chunk index of one mirror (its catalog and store), shared by the threads of a pull."""
 
-    def __init__(self, catalog, store, catalog_lock: threading.Lock | None = None):
-        """`catalog_lock`: held around each use of `catalog`, where other threads share its connection."""
+    def __init__(self, catalog, store, record_layout=None, catalog_lock: threading.Lock | None = None):
+        """`record_layout(sha256, xet_hash, packed)`: the mirror writer's (a site's layouts are site state), else the
+        catalog's own; `catalog_lock`: held around each use of `catalog`, where other threads share its
+        connection."""
         self.catalog, self.store = catalog, store
+        self._record_layout = record_layout or catalog.put_xet_layout
         self._pending: dict[str, dict[int, tuple]] = {}
         self._held: dict[str, bool] = {}
         self._lock = threading.Lock()
@@ -84,8 +87,9 @@ class ChunkIndex:
         hashes = {h for h, *_ in noted.values()}
         layout = layout_from_chunks([(at, x, i, n) for x, i, at, n, _, _ in rows], size) if len(hashes) == 1 else None
         with self._catalog_lock:
-            self.catalog.put_xet_chunks(sha256, rows, hashes.pop() if layout else None,
-                                        pack_layout(layout) if layout else None)
+            self.catalog.put_xet_chunks(sha256, rows)
+            if layout:
+                self._record_layout(sha256, hashes.pop(), pack_layout(layout))
 
     def forget(self, sha256: str | None) -> None:
         """The file expected as `sha256` did not verify: drop what was noted for it."""

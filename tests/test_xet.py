@@ -522,3 +522,15 @@ def test_a_layout_is_site_state_every_host_of_a_bucket_site_holds(monkeypatch, t
         finally:
             for mirror in host.values():
                 mirror.close()
+
+
+def test_a_cas_without_v2_is_read_through_v1_and_a_refused_token_renewed_once(xet_hub, run, root):
+    """As hf_xet: v1 (`fetch_info`) where the CAS answers v2 with 404, and a new token from the Hub after a 401."""
+    data = noise(2 * MB)
+    xet_hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs\n"})
+    xet_hub.cas.faults.no_v2 = True
+    xet_hub.cas.faults.refuse_tokens = 1
+    assert run("pull", "hf:org/m").exit_code == 0
+    assert (root / "blobs" / "sha256" / sha256(data)).read_bytes() == data
+    assert xet_hub.cas.calls("/v1/reconstructions/") and xet_hub.cas.faults.refuse_tokens == 0
+    assert len([r for r in xet_hub.requests if "/xet-read-token/" in r["path"]]) >= 2  # a renewal after the 401

@@ -63,6 +63,8 @@ def open_xet(src: XetSource, start: int, end: int, index: ChunkIndex | None, sha
 
 
 def _stream(src: XetSource, start: int, end: int, index: ChunkIndex | None, sha256: str | None) -> Iterator[bytes]:
+    """The bytes of [start, end), a reconstruction per segment of at most SEGMENT_BYTES, term after term; each
+    term's decoded size checked against what the CAS said of it."""
     pos = start
     while pos < end:
         stop = min(end, pos + SEGMENT_BYTES)
@@ -93,28 +95,25 @@ def _stream(src: XetSource, start: int, end: int, index: ChunkIndex | None, sha2
 
 
 def _reconstruction(src: XetSource, start: int, stop: int):
-    """The checked reconstruction of bytes [start, stop): v2, else v1; a refused token renewed once."""
-    renew = False
-    for version in ("v2", "v1"):
-        for _attempt in range(2):
-            access = src.access(renew)
-            url = f"{access.cas_url.rstrip('/')}/{version}/reconstructions/{quote(src.file_hash, safe='')}"
-            headers = {**src.headers, "Authorization": f"Bearer {access.token}", "Range": f"bytes={start}-{stop - 1}"}
-            try:
-                resp = request(src.session, "GET", url, headers=headers, timeout=src.timeout, stream=True,
-                               errors=lambda r, v=version: _cas_error(r, src.what, v))
-            except _TokenRefused:
-                if renew:
-                    raise
-                renew = True
-                continue
-            except _NotServed:
-                if version == "v1":
-                    raise
-                break
-            answer = json_body(resp, MAX_RECONSTRUCTION_JSON)
-            return parse_reconstruction(answer, access.cas_url, stop - start, src.what)
-    raise HubmirrorError(f"{src.what}: the CAS serves no reconstruction")  # (not reached: v1 raises above)
+    """The checked reconstruction of bytes [start, stop): v2, else v1 where the CAS serves no v2; a token the CAS
+    refuses is renewed once."""
+    version, renewed = "v2", False
+    while True:
+        access = src.access(renewed)
+        url = f"{access.cas_url.rstrip('/')}/{version}/reconstructions/{quote(src.file_hash, safe='')}"
+        headers = {**src.headers, "Authorization": f"Bearer {access.token}", "Range": f"bytes={start}-{stop - 1}"}
+        try:
+            resp = request(src.session, "GET", url, headers=headers, timeout=src.timeout, stream=True,
+                           errors=lambda r, v=version: _cas_error(r, src.what, v))
+        except _TokenRefused:
+            if renewed:
+                raise
+            renewed = True
+            continue
+        except _NotServed:  # (raised for v2 only)
+            version = "v1"
+            continue
+        return parse_reconstruction(json_body(resp, MAX_RECONSTRUCTION_JSON), access.cas_url, stop - start, src.what)
 
 
 def _cas_error(resp, what: str, version: str) -> HubmirrorError | None:

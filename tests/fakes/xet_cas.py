@@ -102,6 +102,8 @@ class CasFaults:
     flip_xorb_byte: bool = False  # flip one byte of every xorb range sent (inside a chunk's data)
     reconstruction: object = None  # a callable(dict) -> dict applied to every reconstruction answer
     bytes_per_second: float | None = None  # throttle every xorb range sent
+    no_v2: bool = False  # answer v2 reconstructions 404, as a CAS that serves v1 only
+    refuse_tokens: int = 0  # answer this many more reconstruction requests 401, as for an expired token
 
 
 @dataclass
@@ -291,6 +293,12 @@ class CasHandler(Handler):
             return self.send_json(401, {"error": "invalid or missing token"})
         if len(parts) == 3 and parts[1] == "reconstructions" and parts[0] in ("v1", "v2"):
             file_id = parts[2]
+            with cas._lock:
+                refuse, cas.faults.refuse_tokens = cas.faults.refuse_tokens > 0, max(0, cas.faults.refuse_tokens - 1)
+            if refuse:
+                return self.send_json(401, {"error": "token expired"})
+            if parts[0] == "v2" and cas.faults.no_v2:
+                return self.send_json(404, {"error": "Not Found"})
             if file_id not in cas.files:
                 return self.send_json(404, {"error": "file not found"})
             wanted = parse_ranges(self.headers.get("Range"))

@@ -58,8 +58,11 @@ def random_files(directory: Path, count: int, total: int) -> dict[str, Path]:
 
 
 def timed(cmd: list[str], env: dict) -> float:
+    """Seconds `cmd` takes; a failing command stops the benchmark with its own last words."""
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:5])} failed: {done.stderr.strip()[-2000:]}")
     return time.perf_counter() - start
 
 

@@ -534,3 +534,23 @@ def test_a_cas_without_v2_is_read_through_v1_and_a_refused_token_renewed_once(xe
     assert (root / "blobs" / "sha256" / sha256(data)).read_bytes() == data
     assert xet_hub.cas.calls("/v1/reconstructions/") and xet_hub.cas.faults.refuse_tokens == 0
     assert len([r for r in xet_hub.requests if "/xet-read-token/" in r["path"]]) >= 2  # a renewal after the 401
+
+
+def test_a_download_through_xet_is_in_the_audit_log_with_who_and_what(xet_mirror, root, tmp_path):
+    """snapshot_download skips the resolve HEAD of a file whose tree entry has a xetHash: the read is audited at the
+    reconstruction, under the principal the CAS token was issued to."""
+    from hubmirror.access.audit import AuditLog
+    from tests.fakes.mirror_server import MirrorServer
+
+    audit = AuditLog(str(tmp_path / "audit.jsonl"))
+    with MirrorServer(root, audit=audit) as server:
+        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(server.url),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+    audit.close()
+    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    reads = [line for line in lines if line.get("repo") == "org/m" and line.get("path") == "weights.dat"]
+    # two reconstructions (GET), and hf_hub_download's resolve HEAD: snapshot_download's read has no HEAD
+    reconstructions = [line for line in reads if line["method"] == "GET" and line["status"] == 200 and line.get("who")]
+    assert len(reconstructions) == 2, lines
+    assert len(reads[0]["revision"]) == 40

@@ -49,10 +49,11 @@ class XetChunks:
         row = self.conn.execute("SELECT layout FROM xet_files WHERE sha256 = ?", (sha256,)).fetchone()
         return row[0] if row else None
 
-    def revision_has_blob(self, model_key: str, commit: str, sha256: str) -> bool:
-        """Whether a file of that revision is blob `sha256`."""
-        return self.conn.execute("SELECT 1 FROM files WHERE model_key = ? AND commit_id = ? AND sha256 = ? LIMIT 1",
-                                 (model_key, commit, sha256)).fetchone() is not None
+    def path_of_blob(self, model_key: str, commit: str, sha256: str) -> str | None:
+        """The path of a file of that revision whose blob is `sha256` (the first by path), or None."""
+        row = self.conn.execute("SELECT path FROM files WHERE model_key = ? AND commit_id = ? AND sha256 = ? "
+                                "ORDER BY path LIMIT 1", (model_key, commit, sha256)).fetchone()
+        return row[0] if row else None
 
     def xet_file(self, xet_hash: str) -> tuple[str, bytes] | None:
         """(sha256, packed layout) of a blob with that Xet file hash, or None."""

@@ -300,7 +300,7 @@ def _api(request: Request, view: MirrorView, segments: list[str], body: bytes) -
         return _commits_page(request, view, model, tail[0])
     if marker == "xet-read-token" and len(tail) == 1 and view.xet_cas is not None:
         commit, _ = _commit(view, model, tail[0])
-        return view.xet_cas.token_response(_base_url(request), model["key"], commit)
+        return view.xet_cas.token_response(_base_url(request), repo, model["key"], commit, request.state.principal)
     if marker == "paths-info" and tail and request.method == "POST":
         commit, _ = _commit(view, model, tail[0])
         form = parse_qs(body.decode("utf-8", "replace"))
@@ -433,7 +433,7 @@ def _xet_storage(request: Request, view: MirrorView, segments: list[str]) -> Res
         raise HubError(404, None, "Not Found")
     if len(segments) == 4 and segments[1] in ("v1", "v2") and segments[2] == "reconstructions":
         return view.xet_cas.reconstruction(request.headers.get("Authorization", ""), segments[1], segments[3],
-                                           request.headers.get("Range"), _base_url(request))
+                                           request.headers.get("Range"), _base_url(request), request.state)
     if len(segments) == 3 and segments[1] == "xorb":
         return view.xet_cas.xorb(segments[2], request.query_params, request.headers.get("Range"))
     raise HubError(404, None, "Not Found")

@@ -22,9 +22,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -58,41 +60,47 @@ class XetCas:
     def _sign(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
 
-    def token_response(self, base_url: str, model_key: str, commit: str) -> Response:
-        """The xet-read-token answer for a revision the principal may read (checked by the caller)."""
+    def token_response(self, base_url: str, repo: str, model_key: str, commit: str, principal) -> Response:
+        """The xet-read-token answer for a revision of `repo` (served id) that `principal` may read (checked by the
+        caller); who it was issued to rides in the token, for the audit log of the reads made with it."""
         expires = int(time.time()) + TOKEN_SECONDS
-        claim = base64.urlsafe_b64encode(f"{expires}\n{model_key}\n{commit}".encode()).decode()
+        claim = base64.urlsafe_b64encode(json.dumps(
+            [expires, repo, model_key, commit, principal.name, principal.kind, principal.token_id]).encode()).decode()
         token = f"{claim}.{self._sign(claim)}"
         cas_url = f"{base_url}/xet-cas"
         return JSONResponse({"accessToken": token, "exp": expires, "casUrl": cas_url},
                             headers={"X-Xet-Cas-Url": cas_url, "X-Xet-Access-Token": token,
                                      "X-Xet-Token-Expiration": str(expires)})
 
-    def _claims(self, authorization: str) -> tuple[str, str]:
-        """(model key, commit) a CAS token was issued for; a 401 for a missing, forged or expired one."""
+    def _claims(self, authorization: str) -> list:
+        """[expires, served repo id, model key, commit, principal's name, kind, token id] of a CAS token (this
+        server signed them: nothing else can be in one); a 401 for a missing, forged or expired token."""
         token = authorization[7:] if authorization.startswith("Bearer ") else ""
         claim, _, signature = token.partition(".")
         if not claim or not hmac.compare_digest(signature, self._sign(claim)):
             raise HubError(401, None, "invalid or missing CAS token")
-        try:
-            expires, model_key, commit = base64.urlsafe_b64decode(claim).decode().split("\n")
-        except ValueError:
-            raise HubError(401, None, "invalid CAS token") from None
-        if int(expires) < time.time():
+        claims = json.loads(base64.urlsafe_b64decode(claim))
+        if claims[0] < time.time():
             raise HubError(401, None, "expired CAS token")
-        return model_key, commit
+        return claims
 
     # -- reconstructions ---------------------------------------------------------------------------------------------
 
     def reconstruction(self, authorization: str, version: str, file_hash: str, range_header: str | None,
-                       base_url: str) -> Response:
-        model_key, commit = self._claims(authorization)
+                       base_url: str, audited) -> Response:
+        """A reconstruction answer; `audited` (the request's state) gets who and what for the audit log: the read
+        of a file through Xet is audited here, where the file is named (its bytes go by the signed URLs)."""
+        _, repo, model_key, commit, name, kind, token_id = self._claims(authorization)
+        audited.principal = SimpleNamespace(name=name, kind=kind, token_id=token_id)
+        audited.file_request = True
         if not is_xet_hash(file_hash):
             raise HubError(400, None, "malformed file id")
         with self.view.catalog() as catalog:
             found = catalog.xet_file(file_hash)
-            if found is None or not catalog.revision_has_blob(model_key, commit, found[0]):
-                raise HubError(404, None, "file not found")
+            path = catalog.path_of_blob(model_key, commit, found[0]) if found is not None else None
+        audited.read = (repo, commit, path)
+        if path is None:
+            raise HubError(404, None, "file not found")
         sha256, packed = found
         if self.view.is_quarantined(sha256):
             raise HubError(403, None, "this file is quarantined by the mirror's admission scan")

@@ -13,8 +13,8 @@ from hubmirror.serving.app import create_app, server_config
 
 class MirrorServer:
     def __init__(self, root: Path, token: str | None = None, registry=None, upstream: dict | None = None,
-                 xet: bool = True):
-        self.app = app = create_app(root, token, registry, upstream=upstream, xet=xet)
+                 xet: bool = True, audit=None):
+        self.app = app = create_app(root, token, registry, upstream=upstream, xet=xet, audit=audit)
         self.server = uvicorn.Server(server_config(app, "127.0.0.1", 0))  # `serve`'s own; lifespan closes the catalog
         self.thread = threading.Thread(target=self.server.run, name="mirror-server", daemon=True)
 

@@ -17,12 +17,13 @@ from urllib.parse import quote
 
 from hubmirror.errors import HubmirrorError, IntegrityError
 from hubmirror.fetch.download import Download
-from hubmirror.fetch.http import json_body, open_bounded, request
+from hubmirror.fetch.http import CHUNK_SIZE, json_body, open_bounded, request
 from hubmirror.xet.chunks import ChunkIndex, Place
 from hubmirror.xet.format import Chunk, iter_chunks
 from hubmirror.xet.reconstruction import SEGMENT_BYTES, Term, parse_reconstruction
 
 MAX_RECONSTRUCTION_JSON = 32 << 20  # a segment's answer (1 GiB in at most 131,072 terms) is far smaller
+YIELD_BYTES = CHUNK_SIZE  # the stream's pieces, as the core's other downloads
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,24 @@ def open_xet(src: XetSource, start: int, end: int, index: ChunkIndex | None, sha
 
 
 def _stream(src: XetSource, start: int, end: int, index: ChunkIndex | None, sha256: str | None) -> Iterator[bytes]:
-    """The bytes of [start, end), a reconstruction per segment of at most SEGMENT_BYTES, term after term; each
-    term's decoded size checked against what the CAS said of it."""
+    """The bytes of [start, end) in pieces of about YIELD_BYTES (chunks are ~64 KiB: a write, a hash update and a
+    range note each would cost more than the bytes)."""
+    held: list[bytes] = []
+    size = 0
+    for data in _chunk_data(src, start, end, index, sha256):
+        held.append(data)
+        size += len(data)
+        if size >= YIELD_BYTES:
+            yield b"".join(held)
+            held, size = [], 0
+    if held:
+        yield b"".join(held)
+
+
+def _chunk_data(src: XetSource, start: int, end: int, index: ChunkIndex | None,
+                sha256: str | None) -> Iterator[bytes]:
+    """The bytes of [start, end) chunk by chunk, a reconstruction per segment of at most SEGMENT_BYTES, term after
+    term; each term's decoded size checked against what the CAS said of it."""
     pos = start
     while pos < end:
         stop = min(end, pos + SEGMENT_BYTES)

@@ -67,13 +67,13 @@ class ChunkIndex:
             raise IntegrityError(f"blob {first.sha256[:12]} is shorter than the chunks recorded in it")
         return data
 
-    def note(self, sha256: str, file_hash: str, xorb: str, idx: int, file_offset: int, length: int,
-             xorb_offset: int, serialized: int) -> None:
-        """A chunk written at `file_offset` of the file that should verify as `sha256` (Xet file hash `file_hash`),
-        recorded only if it does."""
+    def note(self, sha256: str, file_hash: str, chunks: list[tuple[str, int, int, int, int, int]]) -> None:
+        """Chunks (xorb, idx, file_offset, length, xorb_offset, serialized) written into the file that should verify
+        as `sha256` (Xet file hash `file_hash`), recorded only if it does."""
         with self._lock:
             noted = self._pending.setdefault(sha256, {})
-            noted[file_offset] = (file_hash, xorb, idx, length, xorb_offset, serialized)
+            for xorb, idx, file_offset, length, xorb_offset, serialized in chunks:
+                noted[file_offset] = (file_hash, xorb, idx, length, xorb_offset, serialized)
 
     def confirm(self, sha256: str, size: int) -> None:
         """The file `sha256` of `size` bytes verified: record the chunks noted for it, and, when they cover it whole,

@@ -90,11 +90,10 @@ def _chunk_data(src: XetSource, start: int, end: int, index: ChunkIndex | None,
         for term in recon.terms:
             if at >= stop:
                 break
-            term_bytes, cut = 0, False
+            term_bytes, cut, written = 0, False, []
             with closing(_term_chunks(src, term, index)) as chunks:
                 for data, idx, xorb_offset, serialized in chunks:
-                    if index is not None and sha256:
-                        index.note(sha256, src.file_hash, term.xorb, idx, at, len(data), xorb_offset, serialized)
+                    written.append((term.xorb, idx, at, len(data), xorb_offset, serialized))
                     lo, hi = max(pos, at), min(stop, at + len(data))
                     if lo < hi:
                         yield data[lo - at:hi - at]
@@ -103,6 +102,8 @@ def _chunk_data(src: XetSource, start: int, end: int, index: ChunkIndex | None,
                     if at >= stop and stop < src.size:  # a piece is complete: the rest of the term is not fetched
                         cut = True
                         break
+            if index is not None and sha256:
+                index.note(sha256, src.file_hash, written)
             if not cut and term_bytes != term.unpacked:
                 raise IntegrityError(f"{src.what}: a term decodes to {term_bytes} bytes, the CAS said "
                                      f"{term.unpacked}")

@@ -554,3 +554,23 @@ def test_a_download_through_xet_is_in_the_audit_log_with_who_and_what(xet_mirror
     reconstructions = [line for line in reads if line["method"] == "GET" and line["status"] == 200 and line.get("who")]
     assert len(reconstructions) == 2, lines
     assert len(reads[0]["revision"]) == 40
+
+
+def test_a_person_who_may_not_read_a_repo_gets_no_cas_token_for_it(xet_mirror, run, root):
+    """Per-person tokens (issue 24): the xet-read-token route answers a repo the token may not read as the Hub does
+    (404 RepoNotFound), so no reconstruction of its files can be asked for."""
+    import requests
+
+    from tests.fakes.mirror_server import MirrorServer
+    from tests.test_access import make_token
+
+    alice = make_token(run, "alice", "--repos", "org/other")
+    with MirrorServer(root) as server:
+        def token_route(repo):
+            return requests.get(f"{server.url}/api/models/{repo}/xet-read-token/main", timeout=10,
+                                headers={"Authorization": f"Bearer {alice}"})
+
+        denied, allowed = token_route("org/m"), token_route("org/other")
+        assert denied.status_code == 404 and denied.headers["X-Error-Code"] == "RepoNotFound"
+        assert "X-Xet-Access-Token" not in denied.headers
+        assert allowed.status_code == 200 and allowed.headers["X-Xet-Access-Token"]

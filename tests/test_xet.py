@@ -430,30 +430,45 @@ print(json.dumps({"vector": [round(x, 5) for x in vector], "hidden": hidden,
 
 def test_the_real_minilm_through_xet_into_the_mirror_and_out_to_the_official_clients(monkeypatch, minilm, root,
                                                                                       tmp_path):
-    """sentence-transformers, transformers and the `hf` CLI load the real all-MiniLM-L6-v2 from serve through its Xet
-    CAS, after hubmirror pulled it through the imitation's; the embeddings are those of the files themselves."""
+    """sentence-transformers, transformers and the `hf` CLI load the real all-MiniLM-L6-v2 through Xet from the Hub
+    imitation itself, from serve (after hubmirror pulled it through the imitation's CAS) and from a cold proxy in
+    front of the imitation; the embeddings are those of the files themselves every time."""
     pytest.importorskip("sentence_transformers")
+    from hubmirror.mirror import Mirror
     from tests.fakes.mirror_server import MirrorServer
     from tests.fakes.model_files import MINILM_REPO_ID
 
+    def load(endpoint: str, name: str) -> dict:
+        env = client_env(endpoint) | {"HF_HOME": str(tmp_path / name)}
+        out = subprocess.run([sys.executable, "-c", EMBED_AND_CLI, MINILM_REPO_ID, str(tmp_path / f"cli-{name}")],
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        answer = json.loads(out.stdout.strip().splitlines()[-1])
+        assert answer["hidden"] == 384 and Path(answer["cli"]).read_bytes() == minilm["model.safetensors"].read_bytes()
+        return answer
+
     monkeypatch.delenv("HF_HUB_DISABLE_XET")
+    answers = {}
     with FakeHub(xet=True) as hub:
         hub.create_repo(MINILM_REPO_ID, minilm)
+        answers["imitation"] = load(hub.url, "imitation")
+        assert len(hub.cas.calls("/v2/reconstructions/")) >= 2 and not cdn_gets(hub)  # the clients' own Xet path
         assert Cli(root, hub.url)("pull", f"hf:{MINILM_REPO_ID}").exit_code == 0
-        assert hub.cas.calls("/v2/reconstructions/")  # its LFS file came through the CAS
-    with MirrorServer(root) as server:
-        env = client_env(server.url) | {"HF_HOME": str(tmp_path / "hf")}
-        out = subprocess.run([sys.executable, "-c", EMBED_AND_CLI, MINILM_REPO_ID, str(tmp_path / "cli")], env=env,
-                             capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert server.app.state.view.xet_cas.reconstructions >= 2  # the library loads and the CLI, through Xet
-    answer = json.loads(out.stdout.strip().splitlines()[-1])
-    assert answer["hidden"] == 384 and Path(answer["cli"]).read_bytes() == minilm["model.safetensors"].read_bytes()
+        with MirrorServer(root) as server:
+            answers["serve"] = load(server.url, "serve")
+            assert server.app.state.view.xet_cas.reconstructions >= 2  # the library loads and the CLI, through Xet
+        with Mirror.open(tmp_path / "cold", create=True):
+            pass
+        with MirrorServer(tmp_path / "cold", upstream={"endpoint": hub.url}) as proxy:
+            answers["proxy"] = load(proxy.url, "proxy")
+            assert proxy.app.state.view.xet_cas.reconstructions >= 1
     direct = subprocess.run([sys.executable, "-c", EMBED_AND_CLI.split("hidden =")[0] + "print(json.dumps([round(x, 5) "
                              "for x in vector]))", str(minilm["config.json"].parent)],
-                            env=env | {"HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+                            env=client_env("http://127.0.0.1:9") | {"HF_HUB_OFFLINE": "1"}, capture_output=True,
+                            text=True, timeout=300)
     assert direct.returncode == 0, direct.stderr[-2000:]
-    assert answer["vector"] == json.loads(direct.stdout.strip().splitlines()[-1])
+    expected = json.loads(direct.stdout.strip().splitlines()[-1])
+    assert {name: a["vector"] for name, a in answers.items()} == dict.fromkeys(answers, expected)
 
 
 def test_xet_bodies_from_a_store_without_local_files_are_checked_before_they_leave(monkeypatch, root):

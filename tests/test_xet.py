@@ -191,7 +191,10 @@ def _metadata_url(answer):
     ({"reconstruction": _many_terms}, "terms"),
     ({"reconstruction": _wrong_term_size}, "a term decodes to"),
     ({"reconstruction": _metadata_url}, "link-local"),
-], ids=["corrupt-chunk", "range-outside-xorb", "giant-term-list", "wrong-term-size", "url-to-metadata-service"])
+    ({"advertised_url": "http://169.254.169.254/"}, "link-local"),
+    ({"advertised_url": "file:///etc/"}, "only http and https"),
+], ids=["corrupt-chunk", "range-outside-xorb", "giant-term-list", "wrong-term-size", "url-to-metadata-service",
+        "cas-at-the-metadata-service", "cas-at-a-file-url"])
 def test_a_hostile_cas_answer_is_refused_and_nothing_is_kept(xet_hub, run, root, fault, said):
     data = noise(3 * MB)
     xet_hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs\n"})

@@ -103,6 +103,7 @@ class CasFaults:
     reconstruction: object = None  # a callable(dict) -> dict applied to every reconstruction answer
     bytes_per_second: float | None = None  # throttle every xorb range sent
     no_v2: bool = False  # answer v2 reconstructions 404, as a CAS that serves v1 only
+    advertised_url: str | None = None  # the CAS URL the Hub's token route names instead of this CAS's own
     refuse_tokens: int = 0  # answer this many more reconstruction requests 401, as for an expired token
 
 
@@ -357,7 +358,8 @@ class CasHandler(Handler):
 def xet_read_token_answer(cas: FakeCas) -> tuple[dict, dict[str, str]]:
     """The Hub's answer to `GET /api/{type}s/{repo}/xet-read-token/{rev}`: JSON body and headers (both are read)."""
     token, expires = cas.issue_read_token()
-    body = {"accessToken": token, "exp": expires, "casUrl": cas.url}
-    headers = {"X-Xet-Cas-Url": cas.url, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(expires)}
+    url = cas.faults.advertised_url or cas.url
+    body = {"accessToken": token, "exp": expires, "casUrl": url}
+    headers = {"X-Xet-Cas-Url": url, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(expires)}
     return body, headers
 

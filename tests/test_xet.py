@@ -592,3 +592,21 @@ def test_a_person_who_may_not_read_a_repo_gets_no_cas_token_for_it(xet_mirror, r
         assert denied.status_code == 404 and denied.headers["X-Error-Code"] == "RepoNotFound"
         assert "X-Xet-Access-Token" not in denied.headers
         assert allowed.status_code == 200 and allowed.headers["X-Xet-Access-Token"]
+
+
+def test_a_mirror_pulls_through_another_mirrors_xet_and_serves_it_on(xet_mirror, root, tmp_path):
+    """A site downstream of another: hubmirror pulls from an upstream `serve` through its Xet CAS (uncompressed
+    chunks, a URL per term), verifies and indexes what it got, and presents it through Xet in turn."""
+    from tests.fakes.mirror_server import MirrorServer
+
+    downstream = tmp_path / "downstream"
+    with MirrorServer(root) as upstream:
+        assert Cli(downstream, upstream.url)("pull", "hf:org/m").exit_code == 0
+        assert upstream.app.state.view.xet_cas.reconstructions >= 1
+    assert (downstream / "blobs" / "sha256" / sha256(xet_mirror)).read_bytes() == xet_mirror
+    with MirrorServer(downstream) as server:
+        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(server.url),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert json.loads(out.stdout.strip().splitlines()[-1])["single"] == sha256(xet_mirror)
+        assert server.app.state.view.xet_cas.reconstructions == 2

@@ -180,12 +180,12 @@ def m009_kinds(db: Database) -> None:
 @migrations()
 def m010_xet_chunks(db: Database) -> None:
     """Where the mirror holds the chunks of Xet xorbs (hubmirror.xet.chunks): chunk `idx` of xorb `xorb` (its 32-byte
-    hash) is `length` bytes at `file_offset` of the blob `sha256`, serialized at `xorb_offset` of the xorb in
-    `serialized` bytes; recorded once a blob read through Xet verified, so that a new revision's reconstruction takes
+    hash) is `length` bytes at `file_offset` of the blob `sha256`; recorded once a blob read through Xet verified
+    (where a chunk lies within a serialized xorb is not kept: it depends on the server that serialized it, and
+    another mirror serves the same xorb otherwise), so that a new revision's reconstruction takes
     the chunks the mirror holds from its own store; and (`xet_files`) each such blob's Xet file hash and layout."""
     db.execute("CREATE TABLE xet_chunks (xorb BLOB NOT NULL, idx INTEGER NOT NULL, sha256 BLOB NOT NULL, "
-               "file_offset INTEGER NOT NULL, length INTEGER NOT NULL, xorb_offset INTEGER NOT NULL, "
-               "serialized INTEGER NOT NULL, PRIMARY KEY (xorb, idx)) WITHOUT ROWID")
+               "file_offset INTEGER NOT NULL, length INTEGER NOT NULL, PRIMARY KEY (xorb, idx)) WITHOUT ROWID")
     # a blob read whole through Xet: its Xet file hash and its chunk layout (hubmirror.xet.layout), so that serve
     # presents it to Xet clients as the upstream's xorbs, read from the blob itself
     db.execute("CREATE TABLE xet_files (sha256 TEXT PRIMARY KEY, xet_hash TEXT NOT NULL, layout BLOB NOT NULL) "

@@ -9,21 +9,21 @@ _WRITES = threading.Lock()  # one connection serves every pull thread: one chunk
 
 class XetChunks:
     def xet_chunk_rows(self, xorb: str, start: int, end: int) -> list[tuple]:
-        """(idx, sha256 hex, file_offset, length, xorb_offset, serialized) of the chunks [start, end) of `xorb`
+        """(idx, sha256 hex, file_offset, length) of the chunks [start, end) of `xorb`
         that the mirror has recorded."""
         rows = self.conn.execute(
-            "SELECT idx, lower(hex(sha256)), file_offset, length, xorb_offset, serialized FROM xet_chunks "
+            "SELECT idx, lower(hex(sha256)), file_offset, length FROM xet_chunks "
             "WHERE xorb = ? AND idx >= ? AND idx < ? ORDER BY idx", (bytes.fromhex(xorb), start, end))
         return rows.fetchall()
 
     def put_xet_chunks(self, sha256: str, rows: list[tuple]) -> None:
-        """Record `rows` of (xorb hex, idx, file_offset, length, xorb_offset, serialized) as held in blob `sha256`
+        """Record `rows` of (xorb hex, idx, file_offset, length) as held in blob `sha256`
         (this host's own knowledge: derived data, written here directly)."""
         blob = bytes.fromhex(sha256)
         with _WRITES, self.transaction():
             self.conn.executemany(
-                "INSERT OR REPLACE INTO xet_chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(bytes.fromhex(x), i, blob, fo, n, xo, s) for x, i, fo, n, xo, s in rows])
+                "INSERT OR REPLACE INTO xet_chunks VALUES (?, ?, ?, ?, ?)",
+                [(bytes.fromhex(x), i, blob, at, n) for x, i, at, n in rows])
 
     def put_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> None:
         """Record blob `sha256`'s Xet file hash and packed layout (through the mirror's writer)."""

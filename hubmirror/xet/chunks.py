@@ -15,14 +15,11 @@ from hubmirror.xet.layout import layout_from_chunks, pack_layout
 
 @dataclass(frozen=True)
 class Place:
-    """Where one chunk lies: in blob `sha256` at `file_offset` (`length` bytes); serialized at `xorb_offset` of its
-    xorb in `serialized` bytes (header included)."""
+    """Where one chunk lies: in blob `sha256` at `file_offset`, `length` bytes."""
 
     sha256: str
     file_offset: int
     length: int
-    xorb_offset: int
-    serialized: int
 
 
 class ChunkIndex:
@@ -44,9 +41,9 @@ class ChunkIndex:
         found = {}
         with self._catalog_lock:
             rows = self.catalog.xet_chunk_rows(xorb, start, end)
-        for idx, sha256, file_offset, length, xorb_offset, serialized in rows:
+        for idx, sha256, file_offset, length in rows:
             if self._blob_held(sha256):
-                found[idx] = Place(sha256, file_offset, length, xorb_offset, serialized)
+                found[idx] = Place(sha256, file_offset, length)
         return found
 
     def _blob_held(self, sha256: str) -> bool:
@@ -67,13 +64,13 @@ class ChunkIndex:
             raise IntegrityError(f"blob {first.sha256[:12]} is shorter than the chunks recorded in it")
         return data
 
-    def note(self, sha256: str, file_hash: str, chunks: list[tuple[str, int, int, int, int, int]]) -> None:
-        """Chunks (xorb, idx, file_offset, length, xorb_offset, serialized) written into the file that should verify
-        as `sha256` (Xet file hash `file_hash`), recorded only if it does."""
+    def note(self, sha256: str, file_hash: str, chunks: list[tuple[str, int, int, int]]) -> None:
+        """Chunks (xorb, idx, file_offset, length) written into the file that should verify as `sha256` (Xet file
+        hash `file_hash`), recorded only if it does."""
         with self._lock:
             noted = self._pending.setdefault(sha256, {})
-            for xorb, idx, file_offset, length, xorb_offset, serialized in chunks:
-                noted[file_offset] = (file_hash, xorb, idx, length, xorb_offset, serialized)
+            for xorb, idx, file_offset, length in chunks:
+                noted[file_offset] = (file_hash, xorb, idx, length)
 
     def confirm(self, sha256: str, size: int) -> None:
         """The file `sha256` of `size` bytes verified: record the chunks noted for it, and, when they cover it whole,
@@ -83,9 +80,9 @@ class ChunkIndex:
             self._held[sha256] = True
         if not noted:
             return
-        rows = [(x, i, at, n, xo, s) for at, (_, x, i, n, xo, s) in noted.items()]
+        rows = [(x, i, at, n) for at, (_, x, i, n) in noted.items()]
         hashes = {h for h, *_ in noted.values()}
-        layout = layout_from_chunks([(at, x, i, n) for x, i, at, n, _, _ in rows], size) if len(hashes) == 1 else None
+        layout = layout_from_chunks([(at, x, i, n) for x, i, at, n in rows], size) if len(hashes) == 1 else None
         with self._catalog_lock:
             self.catalog.put_xet_chunks(sha256, rows)
             if layout:

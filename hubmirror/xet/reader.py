@@ -92,8 +92,8 @@ def _chunk_data(src: XetSource, start: int, end: int, index: ChunkIndex | None,
                 break
             term_bytes, cut, written = 0, False, []
             with closing(_term_chunks(src, term, index)) as chunks:
-                for data, idx, xorb_offset, serialized in chunks:
-                    written.append((term.xorb, idx, at, len(data), xorb_offset, serialized))
+                for data, idx in chunks:
+                    written.append((term.xorb, idx, at, len(data)))
                     lo, hi = max(pos, at), min(stop, at + len(data))
                     if lo < hi:
                         yield data[lo - at:hi - at]
@@ -147,24 +147,25 @@ def _cas_error(resp, what: str, version: str) -> HubmirrorError | None:
     return HubmirrorError(f"{what}: the CAS answered HTTP {status}")
 
 
-def _term_chunks(src: XetSource, term: Term, index: ChunkIndex | None) -> Iterator[tuple[bytes, int, int, int]]:
-    """(data, chunk index, xorb offset, serialized size) of each chunk of `term`, in order, as they arrive: the
-    chunks the mirror holds from its store, the smallest run of the xorb that holds the others from the CAS."""
+def _term_chunks(src: XetSource, term: Term, index: ChunkIndex | None) -> Iterator[tuple[bytes, int]]:
+    """(data, chunk index) of each chunk of `term`, in order, as they arrive: from the store when the mirror holds
+    every chunk of the term, else the term's signed range from the CAS (where a chunk lies inside a serialized xorb
+    depends on the server that serialized it, so no sub-range is computed from what another server sent)."""
     local = index.places(term.xorb, term.start, term.end) if index is not None else {}
-    missing = _missing_run(src, term, local)
-    if missing is None:
+    if len(local) == term.end - term.start:
         yield from _local_chunks(index, local, term.start, term.end)
         return
-    first, last, byte_start, byte_end = missing
-    yield from _local_chunks(index, local, term.start, max(term.start, first))
-    for k, chunk in enumerate(_xorb_chunks(src, term.fetch.url, byte_start, byte_end, last - first)):
-        if term.start <= first + k < term.end:
-            yield chunk.data, first + k, byte_start + chunk.offset, chunk.serialized
-    yield from _local_chunks(index, local, min(term.end, max(last, term.start)), term.end)
+    fetch = term.fetch
+    count = fetch.chunk_end - fetch.chunk_start
+    with closing(_xorb_chunks(src, fetch.url, fetch.byte_start, fetch.byte_end, count)) as chunks:
+        for idx, chunk in enumerate(chunks, fetch.chunk_start):
+            if term.start <= idx < term.end:
+                yield chunk.data, idx
+            if idx + 1 >= term.end:
+                return  # the rest of the range is other terms' (a range shared by terms is read by each)
 
 
-def _local_chunks(index: ChunkIndex | None, local: dict[int, Place], start: int,
-                  end: int) -> Iterator[tuple[bytes, int, int, int]]:
+def _local_chunks(index: ChunkIndex, local: dict[int, Place], start: int, end: int) -> Iterator[tuple[bytes, int]]:
     """Chunks [start, end), all held, read from the store a run of back-to-back chunks at a time."""
     run: list[tuple[int, Place]] = []
     for idx in range(start, end + 1):
@@ -173,38 +174,11 @@ def _local_chunks(index: ChunkIndex | None, local: dict[int, Place], start: int,
                     or run[-1][1].file_offset + run[-1][1].length != place.file_offset):
             data, at = index.read([p for _, p in run]), 0
             for i, p in run:
-                yield data[at:at + p.length], i, p.xorb_offset, p.serialized
+                yield data[at:at + p.length], i
                 at += p.length
             run = []
         if place is not None:
             run.append((idx, place))
-
-
-def _missing_run(src: XetSource, term: Term, local: dict[int, Place]) -> tuple[int, int, int, int] | None:
-    """(first, last, byte_start, byte_end): the chunks [first, last) of the xorb to fetch for the chunks of `term`
-    not in `local`, at bytes [byte_start, byte_end): from the end of the held chunk before the first missing one (or
-    the start of the signed range) to the start of the held chunk after the last (or the end of the signed range);
-    None when every chunk is held."""
-    missing = [i for i in range(term.start, term.end) if i not in local]
-    if not missing:
-        return None
-    fetch = term.fetch
-    first, last = missing[0], missing[-1] + 1
-    if first == fetch.chunk_start:
-        byte_start = fetch.byte_start
-    elif first - 1 in local:
-        byte_start = local[first - 1].xorb_offset + local[first - 1].serialized
-    else:
-        first, byte_start = fetch.chunk_start, fetch.byte_start
-    if last == fetch.chunk_end:
-        byte_end = fetch.byte_end
-    elif last in local:
-        byte_end = local[last].xorb_offset
-    else:
-        last, byte_end = fetch.chunk_end, fetch.byte_end
-    if not fetch.byte_start <= byte_start < byte_end <= fetch.byte_end:
-        raise IntegrityError(f"{src.what}: the chunks recorded for a xorb do not fit the range the CAS signed")
-    return first, last, byte_start, byte_end
 
 
 def _xorb_chunks(src: XetSource, url: str, start: int, end: int, count: int) -> Iterator[Chunk]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from hubmirror.errors import IntegrityError
 
@@ -23,34 +22,25 @@ def is_xet_hash(value: object) -> bool:
     return isinstance(value, str) and bool(_HASH_RE.match(value))
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """One decoded chunk: its data and where its serialized form lies in the bytes it was read from."""
-
-    data: bytes
-    offset: int  # of its header, within the bytes parsed
-    serialized: int  # header and stored data
-
-
-def parse_chunks(raw: bytes, count: int, what: str) -> list[Chunk]:
-    """Exactly `count` chunks from `raw`, which must hold them and nothing more; decoded and checked."""
+def parse_chunks(raw: bytes, count: int, what: str) -> list[bytes]:
+    """The data of exactly `count` chunks from `raw`, which must hold them and nothing more; decoded and checked."""
     return list(iter_chunks(iter([raw]), count, what))
 
 
-def iter_chunks(pieces: Iterator[bytes], count: int, what: str) -> Iterator[Chunk]:
-    """Exactly `count` chunks from the bytes `pieces` yield (a download as it arrives), each decoded and checked as
-    soon as its bytes are in; bytes left after the last one are an error."""
-    buffer, at, consumed = bytearray(), 0, 0  # consumed: bytes of the stream dropped from the buffer's front
+def iter_chunks(pieces: Iterator[bytes], count: int, what: str) -> Iterator[bytes]:
+    """The data of exactly `count` chunks from the bytes `pieces` yield (a download as it arrives), each decoded and
+    checked as soon as its bytes are in; bytes left after the last one are an error."""
+    buffer, at = bytearray(), 0
 
     def fill(need: int) -> bool:
-        nonlocal buffer, at, consumed
+        nonlocal buffer, at
         while len(buffer) - at < need:
             piece = next(pieces, None)
             if piece is None:
                 return False
-            if at > (1 << 20):
+            if at > (1 << 20):  # what was parsed leaves the buffer's front now and then, not at every chunk
                 del buffer[:at]
-                consumed, at = consumed + at, 0
+                at = 0
             buffer += piece
         return True
 
@@ -65,8 +55,8 @@ def iter_chunks(pieces: Iterator[bytes], count: int, what: str) -> Iterator[Chun
         if stored > MAX_STORED or not fill(HEADER_SIZE + stored):
             raise IntegrityError(f"{what}: chunk {n} runs past the xorb data")
         data = decode(bytes(buffer[at + HEADER_SIZE:at + HEADER_SIZE + stored]), kind, size, what)
-        yield Chunk(data, consumed + at, HEADER_SIZE + stored)
         at += HEADER_SIZE + stored
+        yield data
     if fill(1):
         raise IntegrityError(f"{what}: bytes follow the {count} chunks asked for")
 

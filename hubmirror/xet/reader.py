@@ -19,7 +19,7 @@ from hubmirror.errors import HubmirrorError, IntegrityError
 from hubmirror.fetch.download import Download
 from hubmirror.fetch.http import CHUNK_SIZE, json_body, open_bounded, request
 from hubmirror.xet.chunks import ChunkIndex, Place
-from hubmirror.xet.format import Chunk, iter_chunks
+from hubmirror.xet.format import iter_chunks
 from hubmirror.xet.reconstruction import SEGMENT_BYTES, Term, parse_reconstruction
 
 MAX_RECONSTRUCTION_JSON = 32 << 20  # a segment's answer (1 GiB in at most 131,072 terms) is far smaller
@@ -160,7 +160,7 @@ def _term_chunks(src: XetSource, term: Term, index: ChunkIndex | None) -> Iterat
     with closing(_xorb_chunks(src, fetch.url, fetch.byte_start, fetch.byte_end, count)) as chunks:
         for idx, chunk in enumerate(chunks, fetch.chunk_start):
             if term.start <= idx < term.end:
-                yield chunk.data, idx
+                yield chunk, idx
             if idx + 1 >= term.end:
                 return  # the rest of the range is other terms' (a range shared by terms is read by each)
 
@@ -181,7 +181,7 @@ def _local_chunks(index: ChunkIndex, local: dict[int, Place], start: int, end: i
             run.append((idx, place))
 
 
-def _xorb_chunks(src: XetSource, url: str, start: int, end: int, count: int) -> Iterator[Chunk]:
+def _xorb_chunks(src: XetSource, url: str, start: int, end: int, count: int) -> Iterator[bytes]:
     """The `count` chunks at bytes [start, end) of a xorb at its signed URL (the client's headers, no
     Authorization), each as soon as it has arrived."""
     download = open_bounded(src.session, url, start, end, headers=src.headers, timeout=src.timeout)

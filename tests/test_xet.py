@@ -64,15 +64,24 @@ print(json.dumps({"snapshot": hashlib.sha256(open(folder + "/" + name, "rb").rea
 """
 
 
+def client_env(url: str) -> dict:
+    return {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"} | {"HF_ENDPOINT": url}
+
+
+def official_client(url: str, repo: str = "org/m", name: str = "weights.dat") -> dict:
+    """What CLIENT (snapshot_download, hf_hub_download and list_repo_tree, Xet on) says of `name` of `repo` at
+    `url`: the sha256 of both downloads and the tree's xetHash."""
+    out = subprocess.run([sys.executable, "-c", CLIENT, repo, name], env=client_env(url), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_the_official_client_downloads_from_the_imitation_through_hf_xet(xet_hub):
     data = noise(6 * MB)
     xet_hub.create_repo("org/m", {"weights.dat": data, "config.json": b"{}",
                                   ".gitattributes": b"*.dat filter=lfs diff=lfs merge=lfs -text\n"})
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"} | {"HF_ENDPOINT": xet_hub.url}
-    out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=env, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    answer = official_client(xet_hub.url)
     assert answer["snapshot"] == answer["single"] == sha256(data)
     file_hash = answer["xet_hash"]
     assert len(file_hash) == 64 and file_hash in xet_hub.cas.files  # made by hf_xet's own upload
@@ -246,19 +255,12 @@ def xet_mirror(xet_hub, run, root):
     return data
 
 
-def client_env(url: str) -> dict:
-    return {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"} | {"HF_ENDPOINT": url}
-
-
 def test_serve_presents_xet_files_to_the_official_client_from_the_stored_blobs(xet_mirror, root):
     from tests.fakes.mirror_server import MirrorServer
 
     with MirrorServer(root) as server:
-        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(server.url),
-                             capture_output=True, text=True, timeout=120)
+        answer = official_client(server.url)
         cas = server.app.state.view.xet_cas
-        assert out.returncode == 0, out.stderr[-2000:]
-        answer = json.loads(out.stdout.strip().splitlines()[-1])
         assert answer["snapshot"] == answer["single"] == sha256(xet_mirror)
         assert len(answer["xet_hash"]) == 64  # the upstream's Xet hash, in serve's tree
         assert cas.reconstructions == 2 and cas.ranges >= 2  # both downloads went through serve's CAS
@@ -295,10 +297,9 @@ def test_serve_without_xet_answers_as_before(xet_mirror, root):
     with MirrorServer(root, xet=False) as server:
         head = requests.head(f"{server.url}/org/m/resolve/main/weights.dat", timeout=10)
         tree = requests.get(f"{server.url}/api/models/org/m/tree/main", timeout=10).json()
-        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(server.url),
-                             capture_output=True, text=True, timeout=120)
+        answer = official_client(server.url)
     assert "X-Xet-Hash" not in head.headers and not any("xetHash" in e for e in tree)
-    assert out.returncode == 0 and json.loads(out.stdout.strip().splitlines()[-1])["single"] == sha256(xet_mirror)
+    assert answer["single"] == sha256(xet_mirror)
 
 
 def test_serve_cas_tokens_and_urls_open_only_what_they_were_issued_for(xet_mirror, root):
@@ -407,10 +408,7 @@ def test_a_cold_proxy_in_front_of_a_xet_hub_serves_the_official_client_through_x
     xet_hub.create_repo("org/m", {"weights.dat": data, "config.json": b"{}",
                                   ".gitattributes": b"*.dat filter=lfs diff=lfs merge=lfs -text\n"})
     with MirrorServer(root, upstream={"endpoint": xet_hub.url}) as proxy:
-        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(proxy.url),
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        answer = json.loads(out.stdout.strip().splitlines()[-1])
+        answer = official_client(proxy.url)
         served_by_cas = proxy.app.state.view.xet_cas.reconstructions
     assert answer["snapshot"] == answer["single"] == sha256(data)
     assert xet_hub.cas.calls("/v2/reconstructions/") and not cdn_gets(xet_hub)  # the proxy pulled through Xet
@@ -489,10 +487,8 @@ def test_xet_bodies_from_a_store_without_local_files_are_checked_before_they_lea
         hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs\n"})
         assert Cli(root, hub.url)("pull", "hf:org/m").exit_code == 0
     with MirrorServer(root) as server:
-        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(server.url),
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert json.loads(out.stdout.strip().splitlines()[-1])["single"] == sha256(data)
+        answer = official_client(server.url)
+        assert answer["single"] == sha256(data)
         assert server.app.state.view.xet_cas.reconstructions == 2
         head = requests.head(f"{server.url}/org/m/resolve/main/weights.dat", timeout=10)
         token = requests.get(head.links["xet-auth"]["url"], timeout=10).json()
@@ -562,9 +558,7 @@ def test_a_download_through_xet_is_in_the_audit_log_with_who_and_what(xet_mirror
 
     audit = AuditLog(str(tmp_path / "audit.jsonl"))
     with MirrorServer(root, audit=audit) as server:
-        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(server.url),
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
+        official_client(server.url)
     audit.close()
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     reads = [line for line in lines if line.get("repo") == "org/m" and line.get("path") == "weights.dat"]
@@ -605,8 +599,6 @@ def test_a_mirror_pulls_through_another_mirrors_xet_and_serves_it_on(xet_mirror,
         assert upstream.app.state.view.xet_cas.reconstructions >= 1
     assert (downstream / "blobs" / "sha256" / sha256(xet_mirror)).read_bytes() == xet_mirror
     with MirrorServer(downstream) as server:
-        out = subprocess.run([sys.executable, "-c", CLIENT, "org/m", "weights.dat"], env=client_env(server.url),
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert json.loads(out.stdout.strip().splitlines()[-1])["single"] == sha256(xet_mirror)
+        answer = official_client(server.url)
+        assert answer["single"] == sha256(xet_mirror)
         assert server.app.state.view.xet_cas.reconstructions == 2

@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import VENV_BIN, report
+from common import VENV_BIN, report, wall, write_random_files
 
 from tests.fakes.hf_hub import FakeHub
 from tests.fakes.mirror_server import MirrorServer
@@ -41,29 +41,6 @@ SNAPSHOT = ("import sys; from huggingface_hub import snapshot_download; "
             "snapshot_download(sys.argv[1], endpoint=sys.argv[2], cache_dir=sys.argv[3])")
 DOWNLOAD = ("import sys; from huggingface_hub import hf_hub_download; "
             "hf_hub_download(sys.argv[1], sys.argv[2], endpoint=sys.argv[3], cache_dir=sys.argv[4])")
-
-
-def random_files(directory: Path, count: int, total: int) -> dict[str, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for i in range(count):
-        path = directory / f"shard-{i:02d}.dat"
-        with open(path, "wb") as f:
-            left = total // count
-            while left:
-                f.write(os.urandom(min(left, 1 << 20)))
-                left -= min(left, 1 << 20)
-        files[path.name] = path
-    return files
-
-
-def timed(cmd: list[str], env: dict) -> float:
-    """Seconds `cmd` takes; a failing command stops the benchmark with its own last words."""
-    start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:5])} failed: {done.stderr.strip()[-2000:]}")
-    return time.perf_counter() - start
 
 
 def pull_cmd(root: Path, endpoint: str, spec: str = f"hf:{REPO}") -> list[str]:
@@ -80,11 +57,11 @@ def bench_pull(hub: FakeHub, work: Path, runs: int, throttle: float | None) -> N
             shutil.rmtree(target, ignore_errors=True)
             env = {**CLIENT_ENV}
             if name == "hubmirror":
-                times[name].append(timed(pull_cmd(target, hub.url), env))
+                times[name].append(wall(pull_cmd(target, hub.url), env))
             else:
                 if "high" in name:
                     env["HF_XET_HIGH_PERFORMANCE"] = "1"
-                times[name].append(timed([sys.executable, "-c", SNAPSHOT, REPO, hub.url, str(target)], env))
+                times[name].append(wall([sys.executable, "-c", SNAPSHOT, REPO, hub.url, str(target)], env))
         print(f"  run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
     how = f"each xorb response throttled to {throttle / 1e6:.0f} MB/s" if throttle else "unthrottled"
     ours = statistics.median(times["hubmirror"])
@@ -99,7 +76,7 @@ def bench_update(hub: FakeHub, files: dict[str, Path], work: Path) -> Path:
     mirror = work / "mirror-update"
     shutil.rmtree(mirror, ignore_errors=True)
     first = hub.repos[REPO].branches["main"]
-    subprocess.run(pull_cmd(mirror, hub.url), check=True, stdout=subprocess.DEVNULL, env=CLIENT_ENV)
+    wall(pull_cmd(mirror, hub.url), CLIENT_ENV)
     name, path = next(iter(files.items()))
     data = bytearray(path.read_bytes())
     middle, span = len(data) // 2, len(data) // 100
@@ -108,29 +85,28 @@ def bench_update(hub: FakeHub, files: dict[str, Path], work: Path) -> Path:
     changed.write_bytes(data)
     hub.repos[REPO].commit({**files, name: changed, ".gitattributes": ATTRS})
     hub.cas.xorb_bytes_sent = 0
-    ours = timed(pull_cmd(mirror, hub.url), CLIENT_ENV)
+    ours = wall(pull_cmd(mirror, hub.url), CLIENT_ENV)
     ours_bytes = hub.cas.xorb_bytes_sent
     hub.cas.xorb_bytes_sent = 0
     cache = work / "fresh-cache"
     shutil.rmtree(cache, ignore_errors=True)
-    code = DOWNLOAD
-    theirs = timed([sys.executable, "-c", code, REPO, name, hub.url, str(cache)], CLIENT_ENV)
+    theirs = wall([sys.executable, "-c", DOWNLOAD, REPO, name, hub.url, str(cache)], CLIENT_ENV)
     theirs_bytes = hub.cas.xorb_bytes_sent
     print(f"revision update (1 % of a {len(data) / 1e6:.0f} MB file changed): hubmirror pull moved "
           f"{ours_bytes / 1e6:.2f} MB in {ours:.2f} s; hf_hub_download of the new file (hf_xet 1.8, no chunk cache) "
           f"moved {theirs_bytes / 1e6:.2f} MB in {theirs:.2f} s; bytes ratio {ours_bytes / theirs_bytes:.3f}x",
           flush=True)
-    share_held(mirror, first)
+    share_held(mirror, first, name)
     return mirror
 
 
-def share_held(mirror: Path, first: str) -> None:
+def share_held(mirror: Path, first: str, path: str) -> None:
     """Of the new revision's changed file, the share of bytes in terms whose chunks the old revision held."""
     from hubmirror.xet.layout import unpack_layout
 
     db = sqlite3.connect(mirror / "catalog.db")
     rows = db.execute("SELECT f.commit_id, x.layout FROM files f JOIN xet_files x ON x.sha256 = f.sha256 "
-                      "WHERE f.path = 'shard-00.dat'").fetchall()
+                      "WHERE f.path = ?", [path]).fetchall()
     db.close()
     old = next(unpack_layout(layout) for commit, layout in rows if commit == first)
     new = next(unpack_layout(layout) for commit, layout in rows if commit != first)
@@ -198,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.pop("HF_HUB_DISABLE_XET", None)
     shutil.rmtree(args.work, ignore_errors=True)
-    files = random_files(args.work / "source", args.files, args.size_mb * 1_000_000)
+    files = write_random_files(args.work / "source", args.files, args.size_mb * 1_000_000 // args.files, ".dat")
     with FakeHub(xet=True) as hub:
         started = time.perf_counter()
         hub.create_repo(REPO, {**files, ".gitattributes": ATTRS})

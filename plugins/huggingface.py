@@ -47,9 +47,10 @@ its path, query and headers; `{rev}` is quoted with `safe=""` and `{path}` with 
    (hubmirror.xet.reader); the file is verified against the tree's sha256 as any other.
 
 Requests 1, 2, 4, 5, 6 and 7 carry huggingface_hub's own headers: `user-agent: hubmirror/{version};
-hf_hub/{version}; …`, `authorization: Bearer {token}` when there is a token, and its `X-Amzn-Trace-Id` request id. huggingface_hub retries
-2 and 4 on 408/429/5xx and network errors (its `http_backoff`); hubmirror sends 1 again after a 429/5xx answer or a
-transport failure, under its own retry policy (`hubmirror.fetch.retries.RetryPolicy`), and retries 3 as every download.
+hf_hub/{version}; …`, `authorization: Bearer {token}` when there is a token, and its `X-Amzn-Trace-Id` request id.
+huggingface_hub retries 2 and 4 on 408/429/5xx and network errors (its `http_backoff`); hubmirror sends 1 again after
+a 429/5xx answer or a transport failure, under its own retry policy (`hubmirror.fetch.retries.RetryPolicy`), and
+retries 3 as every download.
 """
 
 from __future__ import annotations

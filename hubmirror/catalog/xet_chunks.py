@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from hubmirror.catalog.connection import chunks
+
 _WRITES = threading.Lock()  # one connection serves every pull thread: one chunk-index transaction at a time
 
 
@@ -35,8 +37,6 @@ class XetChunks:
 
     def xet_hashes(self, sha256s: list[str]) -> dict[str, str]:
         """{sha256: Xet file hash} of the blobs among `sha256s` that have a Xet layout."""
-        from hubmirror.catalog.connection import chunks
-
         found = {}
         for part in chunks(list(dict.fromkeys(sha256s))):
             marks = ", ".join("?" * len(part))

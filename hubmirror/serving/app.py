@@ -52,9 +52,8 @@ from hubmirror.access.audit import AuditLog, AuditMiddleware
 from hubmirror.access.gate import Gate, session_secret
 from hubmirror.access.policy import Principal, restricted
 from hubmirror.catalog import CATALOG_NAME
-from hubmirror.errors import IntegrityError
 from hubmirror.serving import expanded, hf_api
-from hubmirror.serving.blob_checks import CHECKED
+from hubmirror.serving.blob_checks import ensure_checked
 from hubmirror.serving.bodies import MAX_API_BODY, BodyTooLarge, bounded_body
 from hubmirror.serving.hf_api import HubError
 from hubmirror.serving.metrics import (
@@ -482,12 +481,7 @@ def _streamed(request: Request, store: BlobStore, info: BlobInfo, headers: dict)
     start, end = span
     if start >= end:
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
-    try:
-        CHECKED.ensure(store, sha256, size, info.tag)
-    except IntegrityError as exc:
-        record_store_error()
-        log.error("%s; not sent (run hubmirror verify)", exc)
-        raise HubError(502, None, "the blob does not match its digest in the store (run hubmirror verify)") from None
+    ensure_checked(store, sha256, size, info.tag)
     return StreamingResponse(_chunks(store, sha256, start, end, info.tag), status_code=206,
                              media_type="application/octet-stream",
                              headers={**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}",

@@ -6,11 +6,16 @@ instead (`app._verified`)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 
 from hubmirror.errors import IntegrityError
+from hubmirror.serving.hf_api import HubError
+from hubmirror.serving.metrics import record_store_error
 from hubmirror.store.base import BlobStore
+
+log = logging.getLogger("hubmirror.serving")
 
 READ_CHUNK = 8 * 1024 * 1024
 REMEMBERED = 65_536  # versions known good, newest kept
@@ -55,3 +60,13 @@ class CheckedVersions:
 
 
 CHECKED = CheckedVersions()  # per process: every app on a store shares what was checked
+
+
+def ensure_checked(store: BlobStore, sha256: str, size: int, tag: str | None) -> None:
+    """`CHECKED.ensure`, its failure the answer a client gets: a 502 (the store error counted and logged)."""
+    try:
+        CHECKED.ensure(store, sha256, size, tag)
+    except IntegrityError as exc:
+        record_store_error()
+        log.error("%s; not sent (run hubmirror verify)", exc)
+        raise HubError(502, None, "the blob does not match its digest in the store (run hubmirror verify)") from None

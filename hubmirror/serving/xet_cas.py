@@ -30,16 +30,22 @@ from types import SimpleNamespace
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from hubmirror.errors import IntegrityError
-from hubmirror.serving.blob_checks import CHECKED
+from hubmirror.serving.blob_checks import ensure_checked
 from hubmirror.serving.hf_api import HubError
-from hubmirror.serving.metrics import record_store_error
 from hubmirror.xet.format import HEADER_SIZE, is_xet_hash
 from hubmirror.xet.layout import LayoutTerm, unpack_layout
 
 TOKEN_SECONDS = 3600
 READ_SIZE = 4 << 20
 _RANGE = re.compile(r"bytes=(\d{1,19})-(\d{0,19})", re.ASCII)
+
+
+def asked_span(range_header: str | None, size: int) -> tuple[int, int]:
+    """[first, last] (inclusive) of `size` bytes a `Range: bytes=a-[b]` asks for; the whole for none or another
+    form; first > last when it starts past the end."""
+    if range_header and (match := _RANGE.fullmatch(range_header.strip())):
+        return int(match.group(1)), min(size - 1, int(match.group(2) or size - 1))
+    return 0, size - 1
 
 
 def serialized_size(term: LayoutTerm) -> int:
@@ -106,10 +112,8 @@ class XetCas:
             raise HubError(403, None, "this file is quarantined by the mirror's admission scan")
         terms = unpack_layout(packed)
         size = sum(t.size for t in terms)
-        first, last = 0, size - 1
-        if range_header and (match := _RANGE.fullmatch(range_header.strip())):
-            first, last = int(match.group(1)), min(size - 1, int(match.group(2) or size - 1))
-        if first > last or first >= size:
+        first, last = asked_span(range_header, size)
+        if first > last:
             raise HubError(416, None, "range start past the end of the file")
         expires = int(time.time()) + TOKEN_SECONDS
         chosen, at, offset = [], 0, 0
@@ -157,11 +161,9 @@ class XetCas:
         term, file_offset = terms[index], sum(t.size for t in terms[:index])
         tag = self._checked_version(sha256, sum(t.size for t in terms))
         total = serialized_size(term)
-        first, last = 0, total - 1
-        if range_header and (match := _RANGE.fullmatch(range_header.strip())):
-            first, last = int(match.group(1)), min(total - 1, int(match.group(2) or total - 1))
-            if first > last:
-                return Response(status_code=416, headers={"Content-Range": f"bytes */{total}"})
+        first, last = asked_span(range_header, total)
+        if first > last:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{total}"})
         body = self._serialized(sha256, file_offset, term, first, last + 1, tag)
         self.ranges += 1
         return StreamingResponse(body, status_code=206, media_type="application/octet-stream",
@@ -177,12 +179,7 @@ class XetCas:
         info = store.stat(sha256)
         if info is None or info.size != size:
             raise HubError(502, None, "the stored blob does not match its layout (run hubmirror verify)")
-        try:
-            CHECKED.ensure(store, sha256, size, info.tag)
-        except IntegrityError:
-            record_store_error()
-            raise HubError(502, None, "the blob does not match its digest in the store (run hubmirror verify)") \
-                from None
+        ensure_checked(store, sha256, size, info.tag)
         return info.tag
 
     def _serialized(self, sha256: str, file_offset: int, term: LayoutTerm, start: int, end: int,

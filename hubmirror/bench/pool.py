@@ -140,13 +140,16 @@ class Worker:
 
 
 class WorkerPool:
-    """`plan.jobs` workers; `run` hands a model to an idle one (callable from several threads)."""
+    """`plan.jobs` workers; `run` hands a model to an idle one (callable from several threads). On the GPU, worker i
+    gets device `gpus[i]` (default: device i; a cluster's scheduler names the devices it assigned)."""
 
-    def __init__(self, plan, log_dir: Path, plugin_dirs: list[str], preload: list[str]):
+    def __init__(self, plan, log_dir: Path, plugin_dirs: list[str], preload: list[str],
+                 gpus: list[str] | None = None):
         self.workers = []
+        gpus = gpus or [str(index) for index in range(plan.jobs)]
         for index in range(plan.jobs):
             if plan.device == "cuda":
-                env = {"CUDA_VISIBLE_DEVICES": str(index)}
+                env = {"CUDA_VISIBLE_DEVICES": gpus[index]}
             else:  # hide CUDA, and keep OpenBLAS from starting threads before a fork
                 env = {"CUDA_VISIBLE_DEVICES": "", "OPENBLAS_NUM_THREADS": "1"}
             log = log_dir / f"worker-{os.getpid()}-{index}.log"

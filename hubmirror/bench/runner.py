@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -45,6 +46,7 @@ class BenchSettings:
     threads: int | None = None  # torch threads per model (default: torch's own, divided among the jobs)
     memory_limit: int | None = None  # bytes of address space per model on the CPU (default: the machine's memory)
     force: bool = False  # measure again what was measured with the same settings and versions
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)  # this run's id, in every row it writes
 
 
 @dataclass
@@ -56,6 +58,7 @@ class BenchPlan:
     jobs: int
     gpus: int
     versions: dict = field(default_factory=dict)
+    node: str = field(default_factory=socket.gethostname)  # recorded in every row: where it was measured
 
 
 def library_versions() -> dict[str, str]:
@@ -153,6 +156,7 @@ def _row(job: Job, settings: BenchSettings, plan: BenchPlan, result: dict) -> di
     row = {"model_key": job.key, "commit_id": job.commit, "dtype": settings.dtype, "batch_size": job.batch,
            "device": plan.device}
     result = {**result, "versions": plan.versions, "requested_batch": settings.batch, "isolation": plan.isolation,
+              "run": settings.run, "node": plan.node,
               "wall_seconds": result.get("wall_seconds", time.perf_counter() - job.started),
               **({"loader": job.loader.name} if job.loader else {}), **({"note": job.note} if job.note else {})}
     row.update({
@@ -236,6 +240,34 @@ class Scheduler:
         self.on_done(self.rows[-1])
 
 
+def plan_jobs(mirror: Mirror, registry, revisions: list[tuple[str, str]],
+              settings: BenchSettings) -> list[tuple[Job, str | None]]:
+    """A job per revision, with its loader, and why it cannot be measured (None when it can)."""
+    loaders = registered_loaders(registry)
+    jobs = []
+    for key, commit in revisions:
+        model, files = mirror.catalog.model(key), mirror.catalog.files(key, commit)
+        if model is None:
+            raise HubmirrorError(f"{key} is not in the catalog at {mirror.root}")
+        loader = choose_loader(loaders, model, [f["path"] for f in files])
+        jobs.append((Job(key, commit, model, loader, settings.batch, 0.0), _refusal(mirror, model, files, loader)))
+    return jobs
+
+
+def preloads(jobs: list[tuple[Job, str | None]]) -> list[str]:
+    """Modules the workers import once, before any model: those of the loaders the jobs use."""
+    return sorted({m for job, refusal in jobs if not refusal for m in job.loader.preload})
+
+
+def unmeasured(mirror: Mirror, selection: list[tuple[str, str]], settings: BenchSettings, plan: BenchPlan,
+               limit: int | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(to measure, at most `limit` of them; skipped as measured before under the same conditions)."""
+    measured = set() if settings.force else mirror.catalog.measured_revisions(
+        plan.device, settings.dtype, settings.batch, plan.versions)
+    skipped = [rev for rev in selection if rev in measured]
+    return [rev for rev in selection if rev not in measured][:limit], skipped
+
+
 def bench(mirror: Mirror, registry, selection: list[tuple[str, str]], settings: BenchSettings,
           limit: int | None = None, on_planned: Callable[[int], None] = lambda count: None,
           on_start: Callable[[str], None] = lambda key: None,
@@ -243,22 +275,13 @@ def bench(mirror: Mirror, registry, selection: list[tuple[str, str]], settings: 
     """Benchmark the selected revisions not measured yet under the same conditions (at most `limit` of them),
     `plan.jobs` at a time; one model's crash, hang or out-of-memory never stops the run."""
     plan = plan_run(settings)
-    measured = set() if settings.force else mirror.catalog.measured_revisions(
-        plan.device, settings.dtype, settings.batch, plan.versions)
-    skipped = [rev for rev in selection if rev in measured]
-    todo = [rev for rev in selection if rev not in measured][:limit]
+    todo, skipped = unmeasured(mirror, selection, settings, plan, limit)
     on_planned(len(todo))
-    loaders = registered_loaders(registry)
-    jobs = []
-    for key, commit in todo:
-        model, files = mirror.catalog.model(key), mirror.catalog.files(key, commit)
-        loader = choose_loader(loaders, model, [f["path"] for f in files])
-        jobs.append((Job(key, commit, model, loader, settings.batch, 0.0), _refusal(mirror, model, files, loader)))
-    preload = sorted({m for job, refusal in jobs if not refusal for m in job.loader.preload})
+    jobs = plan_jobs(mirror, registry, todo, settings)
     log_dir = mirror.root / "tmp" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
-    with WorkerPool(plan, log_dir, registry.plugin_dirs, preload) as pool, ThreadPoolExecutor(plan.jobs) as threads, \
-            ExitStack() as cleanup:
+    with WorkerPool(plan, log_dir, registry.plugin_dirs, preloads(jobs)) as pool, \
+            ThreadPoolExecutor(plan.jobs) as threads, ExitStack() as cleanup:
         for job, _ in jobs:  # scratch folders of models still running if the run is interrupted
             cleanup.callback(job.files.close)
         rows = Scheduler(mirror, registry, settings, plan, pool, threads, on_start, on_done).run(jobs)

@@ -20,6 +20,11 @@ class Benchmarks:
         return self._rows(f"SELECT b.*, m.task, m.library FROM benchmarks b LEFT JOIN models m ON m.key = b.model_key "
                           f"{where} ORDER BY b.throughput IS NULL, b.throughput DESC, b.model_key")
 
+    def run_row(self, key: str, commit: str, run: str) -> dict | None:
+        """The row a bench run (by its id) wrote for this revision, if it wrote one."""
+        rows = self._rows("SELECT * FROM benchmarks WHERE model_key = ? AND commit_id = ? AND json_valid(environment) "
+                          "AND json_extract(environment, '$.run') = ? ORDER BY id LIMIT 1", [key, commit, run])
+        return rows[0] if rows else None
 
     def measured_revisions(self, device: str, dtype: str, batch: int, versions: dict) -> set[tuple[str, str]]:
         """(model key, commit) pairs that have a row for this device, dtype and requested batch, measured with these

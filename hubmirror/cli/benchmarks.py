@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 
 from hubmirror.cli.state import json_option, pass_state
+from hubmirror.cluster.executor import executor_option, shard_option
 from hubmirror.errors import HubmirrorError, UsageError
 
 BENCH_EXTRA = "pip install 'hubmirror[bench]' (torch, timm, transformers, safetensors, onnxruntime)"
@@ -38,19 +40,22 @@ BENCH_EXTRA = "pip install 'hubmirror[bench]' (torch, timm, transformers, safete
               "default: the machine's memory, at least 16).")
 @click.option("--force", is_flag=True, help="Measure again models already measured with the same device, dtype, "
               "batch and library versions.")
+@executor_option
+@shard_option
 @json_option
 @pass_state
 def bench_cmd(state, refs, everything, query, limit, device, batch, dtype, timeout, warmup, min_iters, min_seconds,
-              jobs, isolation, threads, memory_limit, force, as_json):
+              jobs, isolation, threads, memory_limit, force, executor, shard, as_json):
     """Load each model from the store in its own process, time it on synthetic input, record the results."""
-    import json
-
-    from hubmirror.bench.runner import BenchSettings, bench
+    from hubmirror.bench.runner import BenchSettings
     from hubmirror.cli.output import emit_json
     from hubmirror.cli.selection import select_revisions
 
     if sum(map(bool, (refs, everything, query is not None))) != 1:
         raise UsageError("bench takes exactly one of: REF..., --all, --query")
+    if executor.kind == "ray" and jobs:
+        raise UsageError("--jobs is for the local executor: on Ray, every GPU (or --threads CPUs) of the cluster "
+                         "measures a model at a time")
     require_torch()
     settings = BenchSettings(device, batch, dtype, timeout, warmup, min_iters, min_seconds, jobs=jobs,
                              isolation=isolation, threads=threads,
@@ -61,19 +66,45 @@ def bench_cmd(state, refs, everything, query, limit, device, batch, dtype, timeo
             selection = [(m["key"], m["latest_commit"]) for m in mirror.catalog.models(cached_only=True)]
         else:
             selection = select_revisions(mirror.catalog, parsed, False, query)
+        if shard:
+            selection = shard.pick(selection, key=lambda revision: revision[0])
         with BenchProgress(state.quiet) as progress:
-            outcome = bench(mirror, state.registry(), selection, settings, limit, on_planned=progress.planned,
-                            on_start=progress.start, on_done=progress.done)
+            outcome = run_bench(state, mirror, executor, selection, settings, limit, progress)
+    for key, error in progress.failures:
+        click.echo(f"failed: {key}: {error}", err=True)
     if as_json:
         emit_json(outcome.rows)
         click.echo(summary(outcome, progress.elapsed), err=True)
-        return
-    for r in outcome.rows:
-        environment = json.loads(r["environment"])
-        figures = (f"p50 {r['latency_p50_ms']:.2f} ms, {r['throughput']:.1f} samples/s"
-                   if r["throughput"] else environment.get("error", "")[-200:].strip() or environment.get("note", ""))
-        click.echo(f"{r['status']:10} {r['model_key']} [{r['device']}, {r['dtype']}, batch {r['batch_size']}] {figures}")
-    click.echo(summary(outcome, progress.elapsed))
+    else:
+        for r in outcome.rows:
+            click.echo(row_line(r))
+        click.echo(summary(outcome, progress.elapsed))
+    if progress.failures:
+        sys.exit(1)
+
+
+def run_bench(state, mirror, executor, selection, settings, limit, progress):
+    """The run on this machine, or on the nodes of a Ray cluster."""
+    if executor.kind == "ray":
+        from hubmirror.bench.on_ray import bench_on_ray
+        from hubmirror.cluster.node import DriverSetup
+
+        return bench_on_ray(mirror, state.registry(), DriverSetup.of(state), executor.address, selection, settings,
+                            limit, on_planned=progress.planned, on_done=progress.done, on_error=progress.failed)
+    from hubmirror.bench.runner import bench
+
+    return bench(mirror, state.registry(), selection, settings, limit, on_planned=progress.planned,
+                 on_start=progress.start, on_done=progress.done)
+
+
+def row_line(r: dict) -> str:
+    """One result as a line: status, model, conditions, figures (or why there are none)."""
+    import json
+
+    environment = json.loads(r["environment"])
+    figures = (f"p50 {r['latency_p50_ms']:.2f} ms, {r['throughput']:.1f} samples/s"
+               if r["throughput"] else environment.get("error", "")[-200:].strip() or environment.get("note", ""))
+    return f"{r['status']:10} {r['model_key']} [{r['device']}, {r['dtype']}, batch {r['batch_size']}] {figures}"
 
 
 def require_torch() -> None:
@@ -91,6 +122,7 @@ class BenchProgress:
         from hubmirror.cli.output import progress_enabled
 
         self.enabled, self.bar = progress_enabled(quiet), None
+        self.failures: list[tuple[str, str]] = []
         self.started, self.elapsed = time.perf_counter(), 0.0
 
     def __enter__(self):
@@ -111,6 +143,12 @@ class BenchProgress:
         if self.bar:
             self.bar.update(1)
 
+    def failed(self, key: str, error: str) -> None:
+        """A model that left no row (its task failed on every node that tried it)."""
+        self.failures.append((key, error))
+        if self.bar:
+            self.bar.update(1)
+
     def __exit__(self, *exc):
         self.elapsed = time.perf_counter() - self.started
         if self.bar:
@@ -119,14 +157,18 @@ class BenchProgress:
 
 def summary(outcome, elapsed: float) -> str:
     """One line: counts per status, models skipped as already measured, models per hour, median overhead."""
+    import json
+
     counts = Counter(r["status"] for r in outcome.rows)
     statuses = ", ".join(f"{counts[s]} {s}" for s in ("ok", "oom", "timeout", "crashed", "load_error"))
     overheads = sorted(overhead for r in outcome.rows if (overhead := model_overhead(r)) is not None)
     rate = f"{len(outcome.rows) * 3600 / elapsed:.0f} models/hour" if outcome.rows and elapsed else "0 models/hour"
     median = f"{overheads[len(overheads) // 2]:.2f} s" if overheads else "n/a"
+    nodes = len({json.loads(r["environment"]).get("node") for r in outcome.rows})
+    where = f", {nodes} nodes" if nodes > 1 else ""
     return (f"benchmarked {len(outcome.rows)} models on {outcome.plan.device} ({outcome.plan.isolation}, "
-            f"{outcome.plan.jobs} at once) in {elapsed:.1f} s: {statuses}; {len(outcome.skipped)} skipped as already "
-            f"measured; {rate}; per-model overhead {median} (median of wall time minus time measuring)")
+            f"{outcome.plan.jobs} at once{where}) in {elapsed:.1f} s: {statuses}; {len(outcome.skipped)} skipped as "
+            f"already measured; {rate}; per-model overhead {median} (median of wall time minus time measuring)")
 
 
 def model_overhead(row: dict) -> float | None:

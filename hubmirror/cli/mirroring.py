@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from hubmirror.cli.state import json_option, pass_state
+from hubmirror.cluster.executor import executor_option, shard_option
 
 
 @click.command()
@@ -140,25 +141,43 @@ def adopt(state, path, allow_unverified, as_json):
 @click.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Only say what would change.")
+@executor_option
+@shard_option
 @json_option
 @pass_state
-def sync(state, spec, dry_run, as_json):
+def sync(state, spec, dry_run, executor, shard, as_json):
     """Make the mirror hold what a TOML mirror spec lists; report what changed."""
     from hubmirror.cli.output import emit_json
     from hubmirror.cli.spec import load_spec
     from hubmirror.cli.spec import sync as do_sync
 
     entries = load_spec(spec)
-    with state.mirror(create=True) as mirror:
-        changes = do_sync(mirror, state.registry(), entries, state.parse_ref, dry_run=dry_run)
+    if shard:
+        entries = shard.pick(entries, key=lambda entry: state.parse_ref(entry.ref).key)
+    failures = []
+    if executor.kind == "ray":
+        from hubmirror.cluster.node import DriverSetup
+        from hubmirror.cluster.ray_sync import sync_on_ray
+
+        changes = sync_on_ray(DriverSetup.of(state), executor.address, entries, dry_run=dry_run,
+                              on_error=lambda ref, error: failures.append((ref, error)))
+    else:
+        with state.mirror(create=True) as mirror:
+            changes = do_sync(mirror, state.registry(), entries, state.parse_ref, dry_run=dry_run)
+    for ref, error in failures:
+        click.echo(f"failed: {ref}: {error}", err=True)
     if as_json:
         emit_json([c.__dict__ for c in changes])
-        return
-    for c in changes:
-        arrow = f"{(c.before or '-')[:12]} -> {(c.after or '?')[:12]}" if c.status != "unchanged" else (c.after or "")[:12]
-        click.echo(f"{c.status:9} {c.model}@{c.requested} {arrow}")
-    counts = {s: sum(c.status == s for c in changes) for s in ("added", "updated", "unchanged")}
-    click.echo(("would be: " if dry_run else "") + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    else:
+        for c in changes:
+            arrow = (f"{(c.before or '-')[:12]} -> {(c.after or '?')[:12]}" if c.status != "unchanged"
+                     else (c.after or "")[:12])
+            click.echo(f"{c.status:9} {c.model}@{c.requested} {arrow}")
+        counts = {s: sum(c.status == s for c in changes) for s in ("added", "updated", "unchanged")}
+        click.echo(("would be: " if dry_run else "") + ", ".join(f"{n} {s}" for s, n in counts.items()) +
+                   (f", {len(failures)} failed" if failures else ""))
+    if failures:
+        sys.exit(1)
 
 
 @click.command()

@@ -8,18 +8,19 @@ from click.testing import CliRunner
 
 from hubmirror.cli import cli
 
-HEAVY = ["torch", "requests", "sqlite_utils", "pluggy", "tqdm", "huggingface_hub", "numpy"]
+HEAVY = ["torch", "requests", "sqlite_utils", "pluggy", "tqdm", "huggingface_hub", "numpy", "ray"]
 
 
 def test_help_imports_nothing_heavy():
-    code = (
-        "import sys\n"
-        "from hubmirror.cli import cli\n"
-        "try:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
-        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    for command in ([], ["bench"], ["sync"]):  # --executor ray: the cluster engine only when a run asks for it
+        code = (
+            "import sys\n"
+            "from hubmirror.cli import cli\n"
+            f"try:\n    cli({command + ['--help']!r})\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.strip().splitlines()[-1] == "[]", command
 
 
 def test_every_command_is_where_the_lazy_group_looks_for_it():
@@ -52,7 +53,7 @@ def test_search_and_list_do_not_import_torch_network_clients_or_sqlite_utils(tmp
         "from hubmirror.cli import cli\n"
         f"for args in (['--root', {str(tmp_path)!r}, 'search', 'x'], ['--root', {str(tmp_path)!r}, 'list']):\n"
         "    try:\n        cli(args)\n    except SystemExit:\n        pass\n"
-        "print(sorted(m for m in ['torch', 'requests', 'huggingface_hub', 'sqlite_utils'] if m in sys.modules))"
+        "print(sorted(m for m in ['torch', 'requests', 'huggingface_hub', 'sqlite_utils', 'ray'] if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
@@ -88,3 +89,16 @@ def test_unreachable_endpoint_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(cli, ["--root", str(tmp_path), "pull", "hf:org/m", "--endpoint", "http://127.0.0.1:9"])
     assert result.exit_code == 1
     assert result.output.startswith("error: cannot reach http://127.0.0.1:9/api/models/org/m")
+
+
+def test_pull_imports_no_ml_framework_nor_the_cluster_engine(tmp_path, hub):
+    hub.create_repo("org/m", {"model.safetensors": b"\x02\x00\x00\x00\x00\x00\x00\x00{}", "a.txt": b"a"})
+    code = (
+        "import sys\n"
+        "from hubmirror.cli import cli\n"
+        f"try:\n    cli(['--root', {str(tmp_path)!r}, '--quiet', 'pull', 'hf:org/m', '--endpoint', {hub.url!r}])\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in ['torch', 'numpy', 'ray', 'timm', 'transformers'] if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -101,3 +101,51 @@ def test_a_shard_is_a_stable_partition():
     assert all(800 < len(p) < 1200 for p in parts)
     more = keys + [f"hf:org/new-{i}" for i in range(100)]
     assert [set(s.pick(more, key=str)) & set(keys) for s in shards] == parts  # adding models moves none of the others
+
+
+def test_sync_on_ray_pulls_each_model_once_and_reports_failures_per_model(tmp_path, bucket_url, hub):  # noqa: F811
+    models = {f"org/m{i}": {"config.json": b'{"i": %d}' % i, "weights.bin": bytes([i]) * 200_000} for i in range(6)}
+    for repo, files in models.items():
+        hub.create_repo(repo, files)
+    spec = tmp_path / "site.toml"
+    spec.write_text("".join(f'[[model]]\nref = "hf:{repo}"\n' for repo in [*models, "org/not-there"]))
+    with RayCluster() as cluster:
+        for name in ("head", "second"):
+            cluster.add_node({"HUBMIRROR_HOME": str(tmp_path / name), "HUBMIRROR_STORE": bucket_url,
+                              "HF_ENDPOINT": hub.url})
+        driver = Host(tmp_path / "driver", bucket_url, hub.url)
+        done = driver.run("sync", str(spec), "--executor", f"ray={cluster.address}", check=False)
+        assert done.returncode == 1, done.stderr[-3000:]
+        assert done.stderr.count("failed: hf:org/not-there:") == 1 and "not found" in done.stderr.lower()
+        assert done.stdout.strip().splitlines()[-1] == "6 added, 0 updated, 0 unchanged, 1 failed"
+        downloads = [r["path"].split("?")[0] for r in hub.requests if r["method"] == "GET" and "/resolve/" in r["path"]]
+        assert len(downloads) == len(set(downloads)) == 12  # every file of every model once, from one node or other
+        again = driver.run("sync", str(spec), "--executor", f"ray={cluster.address}", check=False)
+        assert again.stdout.strip().splitlines()[-1] == "0 added, 0 updated, 6 unchanged, 1 failed"
+    listed = Host(tmp_path / "third", bucket_url, None).json("list")
+    assert sorted(m["key"] for m in listed) == sorted(f"hf:{repo}" for repo in models)
+
+
+def test_three_shards_make_the_rows_of_one_run(tmp_path, bucket_url, hub, tiny_timm):  # noqa: F811
+    refs = serve(hub, dict(list(tiny_timm.items())[:6]))
+    whole = Host(tmp_path / "whole", bucket_url, hub.url)
+    whole.run("pull", *refs)
+    one_run = {(r["model_key"], r["commit_id"], r["status"]) for r in whole.json("bench", "--all", *FAST)}
+    assert len(one_run) == 6
+    shards = [Host(tmp_path / f"shard{i}", bucket_url, None).start("bench", "--all", *FAST, "--force", "--shard",
+                                                                    f"{i}/3", "--json") for i in (1, 2, 3)]
+    parts = []
+    for proc in shards:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        parts.append({(r["model_key"], r["commit_id"], r["status"]) for r in json.loads(out)})
+    assert sum(map(len, parts)) == 6 and set().union(*parts) == one_run
+    assert len(site_rows(tmp_path, bucket_url)) == 12
+
+
+def test_hostile_shard_and_executor_arguments_are_one_line_errors(tmp_path, bucket_url, hub):  # noqa: F811
+    host = Host(tmp_path / "h", bucket_url, hub.url)
+    for args in (["--shard", "0/3"], ["--shard", "4/3"], ["--shard", "1/0"], ["--shard", "x"],
+                 ["--executor", "spark"], ["--executor", "local=x"]):
+        done = host.run("bench", "--all", *args, check=False)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)

@@ -3,6 +3,7 @@
 
 import json
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -149,16 +150,25 @@ def test_cuda_without_a_gpu_or_with_fork_is_a_one_line_error(run, root):
 
 
 def test_report_stays_readable_at_hub_scale():
-    from hubmirror.bench.report import latency_svg, render, scatter_svg
+    from hubmirror.bench.plots import CHAR_WIDTH, FONT, latency_svg, scatter_svg
+    from hubmirror.bench.report import render
 
     rows = [{"model_key": f"timm:arch{i}.tag", "status": "ok" if i % 10 else "timeout", "parameters": 1000 * (i + 1),
-             "throughput": 500.0 - i, "latency_p50_ms": 1.0 + i, "latency_p90_ms": 1.5 + i} for i in range(300)]
+             "throughput": 500.0 - i, "latency_p50_ms": 1.0 + i, "latency_p90_ms": 1.5 + i,
+             "task": ("image-classification", "object-detection")[i % 2]} for i in range(300)]
     scatter, latency = scatter_svg(rows), latency_svg(rows)
-    assert scatter.count("<circle") == 270 and "<title>timm:arch1.tag" in scatter and ">arch1.tag</text>" not in scatter
+    assert scatter.count("<circle") == 270 + 2 and "<title>timm:arch1.tag" in scatter  # dots + the tasks' legend
+    labels = re.findall(r'<text x="([\d.]+)" y="([\d.]+)" class="label"[^>]*>([^<]+)</text>', scatter)
+    assert 0 < len(labels) <= 40
+    boxes = [(float(x), float(y) - FONT, float(x) + len(t) * CHAR_WIDTH, float(y)) for x, y, t in labels]
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]  # no two names overlap
+    assert ">10k</text>" in scatter and ">100</text>" in scatter  # decade ticks with values on both axes
     assert latency.count("<rect") == 41 and "and 230 more models" in latency  # background + 40 bars
-    assert ">arch3.tag</text>" in scatter_svg(rows[:4])  # few dots: labelled
+    assert ">arch3.tag</text>" in scatter_svg(rows[:4])  # few dots: each one named
     page = render(rows, "html")
-    assert "270 ok, 30 timeout" in page and "<script" not in page and "href=" not in page
+    assert "270 ok, 30 timeout" in page and "href=" not in page and page.count("<script>") == 1
+    assert "By task" in page and "By model family" in page and "Environment per device" in page
 
 
 STEPS = r"""

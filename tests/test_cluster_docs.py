@@ -52,7 +52,8 @@ INDEXED_JOB = {
     "properties": {
         "apiVersion": {"const": "batch/v1"}, "kind": {"const": "Job"},
         "spec": {"type": "object", "required": ["completionMode", "completions", "parallelism", "template"],
-                 "properties": {"completionMode": {"const": "Indexed"}, "completions": {"type": "integer", "minimum": 1},
+                 "properties": {"completionMode": {"const": "Indexed"},
+                                "completions": {"type": "integer", "minimum": 1},
                                 "parallelism": {"type": "integer", "minimum": 1},
                                 "backoffLimitPerIndex": {"type": "integer", "minimum": 0},
                                 "template": POD_TEMPLATE}}}}

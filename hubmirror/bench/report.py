@@ -1,7 +1,8 @@
-"""`hubmirror report`: the benchmark table, the count per status and two plots (throughput against parameter count,
-p50 latency per model) as Markdown, HTML (inline SVG), CSV or JSON. Plots are drawn as SVG by hand: no plotting
-dependency, no script, no external reference; at hub scale the scatter drops its labels (each dot keeps its tooltip)
-and the latency chart shows the first `limit` models."""
+"""`hubmirror report`: the benchmark results as Markdown, a standalone HTML page, CSV or JSON. Besides the rows: the
+environment each device's figures come from (device, driver, CUDA, torch, nodes, runs), the plots
+(hubmirror/bench/plots.py), views per task and per model family, and a comparison of two runs or two devices. The
+HTML page's table sorts and filters with a small inline script (the only script hubmirror writes: the served web
+pages carry none) and works as a plain table without it."""
 
 from __future__ import annotations
 
@@ -10,21 +11,68 @@ import csv
 import html
 import io
 import json
-import math
 from collections import Counter
 
-LABELLED_POINTS = 30  # above this many dots, names only as tooltips
+from hubmirror.bench.plots import elide, latency_svg, scatter_svg
+from hubmirror.bench.summaries import Comparison, compare, default_sides, environment, environments, family, grouped
 
-COLUMNS = [("model_key", "model"), ("status", "status"), ("device", "device"), ("dtype", "dtype"),
-           ("batch_size", "batch"), ("parameters_m", "params (M)"), ("latency_p50_ms", "p50 ms"),
-           ("latency_p90_ms", "p90 ms"), ("latency_p99_ms", "p99 ms"), ("throughput", "samples/s"),
-           ("peak_memory_mb", "peak MB")]
+COLUMNS = [("model_key", "model"), ("status", "status"), ("task", "task"), ("family", "family"),
+           ("device", "device"), ("dtype", "dtype"), ("batch_size", "batch"), ("parameters_m", "params (M)"),
+           ("latency_p50_ms", "p50 ms"), ("latency_p90_ms", "p90 ms"), ("latency_p99_ms", "p99 ms"),
+           ("throughput", "samples/s"), ("peak_memory_mb", "peak MB"), ("node", "node"), ("run", "run")]
+NUMERIC = {"batch_size", "parameters_m", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput",
+           "peak_memory_mb"}
+FILTERS = ("status", "task", "device")  # the HTML table's drop-downs
+COMPARED_ROWS = 50  # models listed in a comparison (the biggest changes)
+FAMILY_ROWS = 40
+
+SCRIPT = """
+const table = document.getElementById('results'), body = table.tBodies[0], rows = Array.from(body.rows);
+const text = document.getElementById('filter'), selects = Array.from(document.querySelectorAll('select[data-col]'));
+const shown = document.getElementById('shown');
+function apply() {
+  const words = text.value.toLowerCase().split(/\\s+/).filter(Boolean);
+  let n = 0;
+  for (const row of rows) {
+    const line = row.textContent.toLowerCase();
+    const ok = words.every(w => line.includes(w)) &&
+      selects.every(s => !s.value || row.cells[+s.dataset.col].textContent === s.value);
+    row.hidden = !ok; n += ok;
+  }
+  shown.textContent = n + ' of ' + rows.length + ' rows';
+}
+text.addEventListener('input', apply); selects.forEach(s => s.addEventListener('change', apply));
+Array.from(table.tHead.rows[0].cells).forEach((th, col) => th.addEventListener('click', () => {
+  const numeric = th.dataset.type === 'number', down = th.dataset.sort !== 'asc';
+  Array.from(table.tHead.rows[0].cells).forEach(c => delete c.dataset.sort);
+  th.dataset.sort = down ? 'asc' : 'desc';
+  const key = r => { const v = r.cells[col].textContent; return numeric ? (v === '' ? -Infinity : +v) : v; };
+  rows.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0) * (down ? 1 : -1));
+  rows.forEach(r => body.appendChild(r));
+}));
+apply();
+"""
+STYLE = """
+body{font-family:sans-serif;margin:1.5em;max-width:1400px;color:#222}
+h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
+td:first-child,th:first-child,td.text{text-align:left}
+th{background:#f3f3f3;cursor:pointer;position:sticky;top:0}
+th[data-sort=asc]::after{content:' ▲'}th[data-sort=desc]::after{content:' ▼'}
+svg{max-width:100%;height:auto;display:block;margin:1em 0}
+.controls{margin:.6em 0;display:flex;gap:.6em;flex-wrap:wrap;align-items:center}
+.note{color:#555}
+"""
 
 
 def _cells(row: dict) -> dict:
     params, memory = row.get("parameters"), row.get("peak_memory_bytes")
+    env = environment(row)
     out = dict(row, parameters_m=round(params / 1e6, 3) if params else None,
-               peak_memory_mb=round(memory / 2**20, 1) if memory else None)
+               peak_memory_mb=round(memory / 2**20, 1) if memory else None, family=family(row["model_key"]),
+               node=env.get("node") or env.get("hostname"), run=(env.get("run") or "")[:12] or None)
     for key in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput"):
         if out.get(key) is not None:
             out[key] = round(out[key], 3)
@@ -35,67 +83,47 @@ def _fmt(value) -> str:
     return "" if value is None else str(value)
 
 
-def scatter_svg(rows: list[dict], width: int = 640, height: int = 360) -> str:
-    """Throughput (log) against parameters (log), one labelled dot per model that ran."""
-    points = [(r["parameters"], r["throughput"], r["model_key"]) for r in rows
-              if r.get("status") == "ok" and r.get("parameters") and r.get("throughput")]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">throughput vs parameters</text>']
-    if points:
-        xs, ys = [math.log10(p[0]) for p in points], [math.log10(p[1]) for p in points]
-        x0, x1 = min(xs) - 0.3, max(xs) + 0.3
-        y0, y1 = min(ys) - 0.3, max(ys) + 0.3
-        sx = lambda v: 60 + (v - x0) / (x1 - x0) * (width - 90)  # noqa: E731
-        sy = lambda v: height - 40 - (v - y0) / (y1 - y0) * (height - 80)  # noqa: E731
-        parts.append(f'<line x1="60" y1="{height - 40}" x2="{width - 30}" y2="{height - 40}" stroke="black"/>')
-        parts.append(f'<line x1="60" y1="40" x2="60" y2="{height - 40}" stroke="black"/>')
-        parts.append(f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">parameters (log10)</text>')
-        parts.append(f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" text-anchor="middle">'
-                     f'samples/s (log10)</text>')
-        for (p, t, name), x, y in zip(points, xs, ys, strict=True):
-            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="#3b6ea5"><title>'
-                         f'{html.escape(name)}: {p:,} params, {t:.1f}/s</title></circle>')
-            if len(points) <= LABELLED_POINTS:
-                parts.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 6:.1f}">'
-                             f'{html.escape(name.split(":", 1)[-1][:40])}</text>')
-    else:
-        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">no model ran</text>')
-    return "".join(parts) + "</svg>"
-
-
-def latency_svg(rows: list[dict], width: int = 640, limit: int = 40) -> str:
-    """Horizontal bars of p50 latency, with p90 as a whisker, for the first `limit` models that ran."""
-    ran = [r for r in rows if r.get("status") == "ok" and r.get("latency_p50_ms")]
-    more, ran = len(ran[limit:]), ran[:limit]
-    height = 50 + 24 * max(1, len(ran)) + (20 if more else 0)
-    top = max((r.get("latency_p90_ms") or r["latency_p50_ms"] for r in ran), default=1)
-    scale = lambda v: (width - 260) * v / top  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">latency per model (p50 bar, p90 '
-             f'whisker, ms)</text>']
-    for i, r in enumerate(ran):
-        y = 34 + 24 * i
-        parts.append(f'<text x="205" y="{y + 12}" text-anchor="end">{html.escape(r["model_key"][-34:])}</text>')
-        parts.append(f'<rect x="210" y="{y}" width="{scale(r["latency_p50_ms"]):.1f}" height="16" fill="#e08a3c"/>')
-        p90 = r.get("latency_p90_ms") or r["latency_p50_ms"]
-        parts.append(f'<line x1="{210 + scale(r["latency_p50_ms"]):.1f}" y1="{y + 8}" x2="{210 + scale(p90):.1f}" '
-                     f'y2="{y + 8}" stroke="black"/>')
-        parts.append(f'<text x="{214 + scale(p90):.1f}" y="{y + 12}">{r["latency_p50_ms"]:.2f}</text>')
-    if more:
-        parts.append(f'<text x="210" y="{height - 10}">… and {more} more models (in the table)</text>')
-    return "".join(parts) + "</svg>"
-
-
 def status_line(rows: list[dict]) -> str:
     """How many models ended in each status, e.g. `12 ok, 1 timeout`."""
     counts = Counter(r.get("status") for r in rows)
     return ", ".join(f"{n} {status}" for status, n in counts.most_common()) or "no benchmark yet"
 
 
-def render(rows: list[dict], fmt: str) -> str:
-    """The report in `fmt` (md, html, csv, json)."""
+def _sections(rows: list[dict], sides: tuple[str, str] | None) -> list[tuple[str, list[str], list[list]]]:
+    """The summary tables, each (title, column titles, rows of values)."""
+    sections = [("Environment per device", ["device", "name", "rows", "nodes", "runs", "measured", "driver", "CUDA",
+                                            "torch", "python", "hubmirror"],
+                 [[e["device"], e["device_name"], e["rows"], elide(", ".join(e["nodes"]), 60), e["runs"],
+                   e["measured"], e["driver"], e["cuda"], e["torch"], e["python"], e["hubmirror"]]
+                  for e in environments(rows)])]
+    sides = sides or default_sides(rows)
+    if sides:
+        result = compare(rows, *sides)
+        sections.append((_comparison_title(result), ["model", f"{result.left} samples/s",
+                                                     f"{result.right} samples/s", "ratio"],
+                         [[p["model_key"], round(p["left"], 2), round(p["right"], 2), f"{p['ratio']:.2f}x"]
+                          for p in result.pairs[:COMPARED_ROWS]]))
+    group_columns = ["models", "ran", "median samples/s", "fastest", "its samples/s"]
+    for title, key, limit in (("By task", lambda r: r.get("task"), None),
+                              ("By model family", lambda r: family(r["model_key"]), FAMILY_ROWS)):
+        groups = grouped(rows, key)
+        sections.append((title + (f" (the {limit} largest of {len(groups)})" if limit and len(groups) > limit else ""),
+                         [title.split()[-1]] + group_columns,
+                         [[g["group"], g["models"], g["ok"], g["median_throughput"], g["fastest"],
+                           g["best_throughput"]] for g in groups[:limit]]))
+    return sections
+
+
+def _comparison_title(result: Comparison) -> str:
+    if not result.pairs:
+        return f"{result.right} vs {result.left}: no model measured on both"
+    return (f"{result.right} vs {result.left}: {len(result.pairs)} models measured on both, throughput ratio "
+            f"{result.geomean:.2f}x (geometric mean; the biggest changes first)")
+
+
+def render(rows: list[dict], fmt: str, compare_sides: tuple[str, str] | None = None) -> str:
+    """The report in `fmt` (md, html, csv, json); `compare_sides` names the two runs (id prefixes) or devices to
+    compare (default: the two devices with the most rows, else the two newest runs)."""
     cells = [_cells(r) for r in rows]
     if fmt == "json":
         return json.dumps(cells, indent=2, default=str)
@@ -105,20 +133,58 @@ def render(rows: list[dict], fmt: str) -> str:
         writer.writerow([title for _, title in COLUMNS])
         writer.writerows([[_fmt(c.get(k)) for k, _ in COLUMNS] for c in cells])
         return buf.getvalue()
-    plots = [scatter_svg(rows), latency_svg(rows)]
+    sections, plots = _sections(rows, compare_sides), [scatter_svg(rows), latency_svg(rows)]
     if fmt == "md":
-        lines = ["# hubmirror benchmark report", "", status_line(rows), "", "| " + " | ".join(t for _, t in COLUMNS) + " |",
-                 "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(_fmt(c.get(k)) for k, _ in COLUMNS) + " |" for c in cells]
-        lines += [""] + [f"![plot](data:image/svg+xml;base64,{base64.b64encode(p.encode()).decode()})" for p in plots]
-        return "\n".join(lines) + "\n"
+        return _markdown(rows, cells, sections, plots)
     if fmt == "html":
-        head = "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c.get(k)))}</td>" for k, _ in COLUMNS) + "</tr>"
-                       for c in cells)
-        style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-                 "padding:4px 8px;text-align:right}td:first-child{text-align:left}")
-        return (f"<!doctype html><html><head><meta charset='utf-8'><title>hubmirror benchmarks</title>"
-                f"<style>{style}</style></head><body><h1>hubmirror benchmarks</h1><p>{html.escape(status_line(rows))}</p>{''.join(plots)}"
-                f"<table><tr>{head}</tr>{body}</table></body></html>")
+        return _html(rows, cells, sections, plots)
     raise ValueError(f"unknown format {fmt}")
+
+
+def _md_table(columns: list[str], values: list[list]) -> list[str]:
+    cell = lambda v: _fmt(v).replace("|", "\\|")  # noqa: E731
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in values]
+
+
+def _markdown(rows, cells, sections, plots) -> str:
+    lines = ["# hubmirror benchmark report", "", status_line(rows), ""]
+    for title, columns, values in sections:
+        lines += [f"## {title}", "", *(_md_table(columns, values) if values else []), ""]
+    lines += ["## Plots", ""] + [f"![plot](data:image/svg+xml;base64,{base64.b64encode(p.encode()).decode()})"
+                                 for p in plots]
+    lines += ["", "## Results", "", *_md_table([t for _, t in COLUMNS], [[c.get(k) for k, _ in COLUMNS]
+                                                                          for c in cells])]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(columns: list[str], values: list[list], **attributes) -> str:
+    attrs = "".join(f' {k}="{html.escape(v)}"' for k, v in attributes.items())
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" if isinstance(v, int | float) else
+                                     f"<td class=text>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                   for row in values)
+    return f'<div class="scroll"><table{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _html(rows, cells, sections, plots) -> str:
+    parts = [f"<h1>hubmirror benchmarks</h1><p>{html.escape(status_line(rows))}</p>"]
+    for title, columns, values in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>" + (_html_table(columns, values) if values else ""))
+    parts.append("<h2>Plots</h2>" + "".join(plots))
+    controls = ['<input id="filter" type="search" placeholder="filter: words in any column" size="40">']
+    for name in FILTERS:
+        col = [k for k, _ in COLUMNS].index(name)
+        options = "".join(f"<option>{html.escape(v)}</option>" for v in sorted({_fmt(c.get(name)) for c in cells}))
+        controls.append(f'<label>{name} <select data-col="{col}"><option value="">all</option>{options}</select>'
+                        f"</label>")
+    head = "".join(f'<th data-type="{"number" if k in NUMERIC else "text"}">{html.escape(t)}</th>' for k, t in COLUMNS)
+    body = "".join("<tr>" + "".join(f'<td{"" if k in NUMERIC else " class=text"}>{html.escape(_fmt(c.get(k)))}</td>'
+                                    for k, _ in COLUMNS) + "</tr>" for c in cells)
+    parts.append(f'<h2>Results</h2><div class="controls">{"".join(controls)}<span id="shown" class="note">'
+                 f'{len(cells)} rows</span></div><p class="note">Click a column title to sort.</p>'
+                 f'<div class="scroll"><table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+                 f"</table></div>")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
+            f"content='width=device-width'><title>hubmirror benchmarks</title><style>{STYLE}</style></head><body>"
+            f"{''.join(parts)}<script>{SCRIPT}</script></body></html>")

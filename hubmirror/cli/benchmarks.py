@@ -185,12 +185,22 @@ def model_overhead(row: dict) -> float | None:
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "csv", "json"]), default="md", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file (default: stdout).")
 @click.option("--history", is_flag=True, help="Every run, not only the newest per model and device.")
+@click.option("--compare", metavar="A,B", help="Compare two runs (run id prefixes, as the table shows them) or two "
+              "devices (cpu, cuda, or a device name): B's throughput over A's per model measured on both. Default: "
+              "the two devices with the most rows, else the two newest runs.")
 @pass_state
-def report(state, fmt, out, history):
-    """The benchmark results as a table and plots (throughput vs parameters, latency per model)."""
+def report(state, fmt, out, history, compare):
+    """The benchmark results: environment per device, plots (throughput vs parameters, latency per model), views per
+    task and family, a comparison, and the table (sortable and filterable in HTML)."""
     from hubmirror.bench.report import render
 
-    text = render(state.read(lambda mirror: mirror.catalog.benchmarks(latest_only=not history)), fmt)
+    sides = None
+    if compare is not None:
+        sides = tuple(side.strip() for side in compare.split(","))
+        if len(sides) != 2 or not all(sides):
+            raise UsageError(f"--compare {compare!r}: expected A,B (two run ids or two devices)")
+    rows = state.read(lambda mirror: mirror.catalog.benchmarks(latest_only=not (history or sides)))
+    text = render(rows, fmt, sides)
     if out:
         out.write_text(text)
         click.echo(f"wrote {out}")

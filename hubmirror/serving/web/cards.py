@@ -16,7 +16,7 @@ _SVG_TAGS = {"svg", "g", "rect", "line", "circle", "text", "title", "path", "pol
 _SVG_ATTRIBUTES = {
     "svg": {"xmlns", "width", "height", "font-family", "font-size"},
     "*": {"x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "width", "height", "fill", "stroke", "text-anchor",
-          "font-size", "transform", "d", "points"},
+          "font-size", "font-weight", "fill-opacity", "transform", "d", "points"},
 }
 _markdown = MarkdownIt("commonmark", {"html": True, "linkify": False}).enable("table").enable("strikethrough")
 

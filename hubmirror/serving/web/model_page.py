@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from hubmirror.bench.report import latency_svg, scatter_svg
+from hubmirror.bench.plots import latency_svg, scatter_svg
 from hubmirror.serving import hf_api
 from hubmirror.serving.hub_ids import hub_commit
 from hubmirror.serving.web.cards import CARD_MAX_BYTES, render_card, safe_svg

@@ -12,7 +12,10 @@
 # Knobs (environment): SHARD (I/N, default 1/1), LIMIT (models at most), MAX_PARAMS (default 3e7), BUDGET (seconds for
 # the whole script, default 540), GEN_BUDGET (seconds of weight generation, default a third of BUDGET), DEVICE (auto),
 # DTYPE (fp32), BATCH (1), MIN_SECONDS (0.2), WORK (/tmp/hm-gpu), HM_PYTHON (an interpreter with hubmirror, timm and
-# torch already installed: skips building a venv, e.g. HM_PYTHON=.venv/bin/python for a CPU proof with LIMIT=6).
+# torch already installed: skips building a venv, e.g. HM_PYTHON=.venv/bin/python for a CPU proof with LIMIT=6),
+# EXECUTOR (local, or ray: the same run through `bench --executor ray`, a Ray instance started on this machine with
+# every GPU it has, one model per GPU as Ray tasks; needs ray in the image: its wheel, 80 MB, is over what the device
+# tool carries, so --fetch-wheels does not bring it).
 # On the device tool: run(command="benchmarks/gpu_all_timm.sh", carry=[".whl"], timeout_s=600); results land in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,9 +69,14 @@ left=$((BUDGET - ($(date +%s) - started) - 15))
 echo "== hubmirror bench --all (stopped after ${left} s if unfinished; what was measured is kept, a rerun resumes)"
 bench_started=$(date +%s)
 bench_since=$(date -u +%Y-%m-%dT%H:%M:%S)
+EXECUTOR=${EXECUTOR:-local}
+if [ "$EXECUTOR" = ray ] && ! "$PY" -c "import ray" 2>/dev/null; then
+    echo "EXECUTOR=ray: ray is not installed for $PY (pip install 'hubmirror[ray]')" >&2
+    exit 2
+fi
 timeout -s INT "$left" "${HM[@]}" bench --all --device "${DEVICE:-auto}" --dtype "${DTYPE:-fp32}" \
     --batch "${BATCH:-1}" --warmup 3 --min-iters 10 --min-seconds "${MIN_SECONDS:-0.2}" --timeout 120 \
-    ${LIMIT:+--limit "$LIMIT"} > "$WORK/bench.txt" || echo "(bench stopped: $?)"
+    --executor "$EXECUTOR" ${LIMIT:+--limit "$LIMIT"} > "$WORK/bench.txt" || echo "(bench stopped: $?)"
 bench_seconds=$(($(date +%s) - bench_started))
 tail -n 1 "$WORK/bench.txt"
 

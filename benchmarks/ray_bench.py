@@ -54,7 +54,7 @@ def on_ray(nodes: int, work: Path, env: dict, fast: list[str]) -> tuple[float, l
     with RayCluster() as cluster:
         for i in range(nodes):
             cluster.add_node({"HUBMIRROR_HOME": str(work / f"node{nodes}-{i}")}, cpus=1)
-        return bench(work / "driver", env, *fast, "--executor", f"ray={cluster.address}")
+        return bench(work / "driver", {**env, **cluster.driver_env}, *fast, "--executor", f"ray={cluster.address}")
 
 
 def main() -> None:

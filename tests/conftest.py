@@ -105,3 +105,16 @@ def flip_byte(path, offset: int) -> bytes:
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
     return original
+
+
+# bench settings for tests: a couple of timed steps per model, on the CPU
+FAST_BENCH = ["--min-iters", "2", "--min-seconds", "0", "--warmup", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def tiny_timm(tmp_path_factory):
+    """Generated once per session: the first 16 tiny timm models (real architectures, random weights)."""
+    from tests.fakes.timm_scale import generate_many, pretrained_names
+
+    pytest.importorskip("timm")
+    return generate_many(pretrained_names("tiny")[:16], tmp_path_factory.mktemp("timm-scale"), None, workers=2)

@@ -2,6 +2,7 @@
 `--jobs`, and isolation of every kind of failure (segfault, hang, memory exhaustion, a dying worker) in each mode."""
 
 import json
+import os
 import platform
 import re
 import subprocess
@@ -10,63 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli
-from tests.fakes.timm_scale import generate_many, pretrained_names, serve
+from tests.conftest import FAST_BENCH, Cli
+from tests.fakes.loaders import FAILING_LOADERS
+from tests.fakes.timm_scale import serve
 
 pytest.importorskip("torch")
 pytest.importorskip("timm")
-FAST = ["--min-iters", "2", "--min-seconds", "0", "--warmup", "1", "--device", "cpu"]
-
-FAILING_LOADERS = '''
-import os, signal, time
-from hubmirror.api import hookimpl, Loaded, Loader
-
-class ByFile(Loader):
-    priority = 100
-    def matches(self, model, paths):
-        return self.name + ".me" in paths
-
-class Hog(ByFile):
-    name = "hog"
-    def load(self, directory, model, device, dtype):
-        import torch
-        block = torch.empty(2 * 2**30)  # 8 GiB of address space, never touched
-        return Loaded(lambda x: None, lambda b: None, block.numel(), "8 GiB")
-
-class WorkerKiller(ByFile):
-    name = "killer"
-    def load(self, directory, model, device, dtype):
-        os.kill(os.getppid(), signal.SIGKILL)  # the zygote, in fork isolation
-        time.sleep(30)
-
-class Crasher(ByFile):
-    name = "crasher"
-    def load(self, directory, model, device, dtype):
-        os.kill(os.getpid(), signal.SIGSEGV)
-
-class Sleeper(ByFile):
-    name = "sleeper"
-    def load(self, directory, model, device, dtype):
-        time.sleep(60)
-
-class Counter(ByFile):
-    name = "counter"
-    def load(self, directory, model, device, dtype):
-        import torch
-        return Loaded(lambda x: x.sum(), lambda b: torch.ones(b, 8), 8, "8 values")
-
-@hookimpl
-def register_loaders(register):
-    for loader in (Hog(), WorkerKiller(), Crasher(), Sleeper(), Counter()):
-        register(loader)
-'''
-
-
-@pytest.fixture(scope="module")
-def tiny_timm(tmp_path_factory):
-    """Generated once per module: the first 16 tiny timm models (real architectures, random weights)."""
-    names = pretrained_names("tiny")[:16]
-    return generate_many(names, tmp_path_factory.mktemp("timm-scale"), None, workers=2)
 
 
 def bench_json(cli, *args, plugins=None):
@@ -79,7 +29,7 @@ def test_many_timm_models_in_warm_workers_then_resumed(tiny_timm, hub, run):
     refs = serve(hub, tiny_timm)
     assert len(refs) == 16
     assert run("pull", *refs).exit_code == 0
-    rows, summary = bench_json(run, "--all", *FAST, "--jobs", "2")
+    rows, summary = bench_json(run, "--all", *FAST_BENCH, "--jobs", "2")
     assert len(rows) == 16 and {r["status"] for r in rows} == {"ok"}, [r["status"] for r in rows]
     assert summary.startswith("benchmarked 16 models on cpu (fork, 2 at once)") and "16 ok, 0 oom" in summary
     for row in rows:
@@ -90,12 +40,12 @@ def test_many_timm_models_in_warm_workers_then_resumed(tiny_timm, hub, run):
         if platform.libc_ver()[0] == "glibc":  # the child timed it with freed activations kept (see below)
             assert env["malloc"] == "glibc mmap_threshold=33554432 trim_threshold=536870912"
     # resumed: everything measured with the same device, dtype, batch and versions is skipped
-    rows, summary = bench_json(run, "--all", *FAST)
+    rows, summary = bench_json(run, "--all", *FAST_BENCH)
     assert rows == [] and "16 skipped as already measured" in summary
     # another batch size is another measurement; --force measures again
-    rows, _ = bench_json(run, "--all", *FAST, "--batch", "2", "--limit", "3")
+    rows, _ = bench_json(run, "--all", *FAST_BENCH, "--batch", "2", "--limit", "3")
     assert [r["batch_size"] for r in rows] == [2, 2, 2]
-    rows, summary = bench_json(run, "--all", *FAST, "--limit", "2", "--force", "--threads", "1")
+    rows, summary = bench_json(run, "--all", *FAST_BENCH, "--limit", "2", "--force", "--threads", "1")
     assert len(rows) == 2 and "14 skipped" not in summary
     assert {json.loads(r["environment"])["threads"] for r in rows} == {1}
 
@@ -127,7 +77,7 @@ def test_every_failure_loses_only_its_row(hub, run, tmp_path, isolation):
         hub.create_repo(repo, {f"{loader}.me": b"x"})
         assert run("pull", f"hf:{repo}").exit_code == 0
     site = Cli(run.root, run.endpoint)
-    rows, summary = bench_json(site, "--all", "--timeout", "10", *FAST,
+    rows, summary = bench_json(site, "--all", "--timeout", "10", *FAST_BENCH,
                                "--isolation", isolation, "--memory-limit", "6", plugins=plugins)
     status = {r["model_key"]: r["status"] for r in rows}
     assert status == {"hf:org/a-crash": "crashed", "hf:org/b-ok": "ok", "hf:org/c-sleep": "timeout",
@@ -197,3 +147,20 @@ def test_timed_steps_do_not_fault_their_activations_in_again():
 
     assert faults_per_step("default") > 3000  # 24 MiB, 4 KiB pages
     assert faults_per_step("steady") < 50
+
+
+def test_scratch_left_by_dead_processes_goes_at_the_next_run(tmp_path):
+    """A run killed with SIGKILL (or a Ray worker ended by Ray) leaves worker logs and model folders; the next run on
+    that root removes them, and leaves alone those of processes still running."""
+    from hubmirror.bench.scratch import owned_name, scratch_dir
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    directory = scratch_dir(tmp_path)
+    (directory / f"worker-{dead.pid}-0.log").write_text("gone")
+    (directory / f"{dead.pid}-{'0' * 32}" / "timm").mkdir(parents=True)
+    mine = directory / owned_name()
+    mine.mkdir()
+    (directory / f"worker-{os.getpid()}-0.log").write_text("in use")
+    scratch_dir(tmp_path)
+    assert sorted(p.name for p in directory.iterdir()) == sorted([mine.name, f"worker-{os.getpid()}-0.log"])

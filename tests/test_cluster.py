@@ -10,48 +10,27 @@ import time
 import pytest
 
 from hubmirror.shards import Shard
+from tests.conftest import FAST_BENCH
+from tests.fakes.loaders import FAILING_LOADERS
 from tests.fakes.ray_cluster import RayCluster
-from tests.fakes.timm_scale import generate_many, pretrained_names, serve
+from tests.fakes.timm_scale import serve
 from tests.test_multi_host import Host, bucket_url  # noqa: F401 - the fixture
 
 pytest.importorskip("ray")
 pytest.importorskip("timm")
-FAST = ["--min-iters", "2", "--min-seconds", "0", "--warmup", "1", "--device", "cpu"]
-CRASHER = '''
-import os, signal
-from hubmirror.api import hookimpl, Loader
-
-class Crasher(Loader):
-    name = "crasher"
-    priority = 100
-    def matches(self, model, paths):
-        return "crasher.me" in paths
-    def load(self, directory, model, device, dtype):
-        os.kill(os.getpid(), signal.SIGSEGV)
-
-@hookimpl
-def register_loaders(register):
-    register(Crasher())
-'''
-
-
-@pytest.fixture(scope="module")
-def tiny_timm(tmp_path_factory):
-    names = pretrained_names("tiny")[:10]
-    return generate_many(names, tmp_path_factory.mktemp("timm-scale"), None, workers=2)
 
 
 @pytest.fixture
 def site(tmp_path, bucket_url, hub, tiny_timm):  # noqa: F811
     """The timm models and a segfaulting one pulled into the site by a first host; its refs."""
-    refs = serve(hub, tiny_timm)
+    refs = serve(hub, dict(list(tiny_timm.items())[:10]))
     hub.create_repo("org/segfaults", {"crasher.me": b"x"})
     refs.append("hf:org/segfaults")
     loader = Host(tmp_path / "loader", bucket_url, hub.url)
     loader.run("pull", *refs)
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    (plugins / "crasher.py").write_text(CRASHER)
+    (plugins / "loaders.py").write_text(FAILING_LOADERS)
     return refs, plugins
 
 
@@ -71,8 +50,8 @@ def test_bench_on_two_ray_nodes_survives_losing_one(tmp_path, bucket_url, site, 
         cluster.add_node(node_env(tmp_path, "head", bucket_url, plugins))
         second = cluster.add_node(node_env(tmp_path, "second", bucket_url, plugins))
         driver = Host(tmp_path / "driver", bucket_url, hub.url)
-        run = driver.start("bench", "--all", *FAST, "--min-seconds", "0.5", "--executor", f"ray={cluster.address}",
-                           "--json")
+        run = driver.start("bench", "--all", *FAST_BENCH, "--min-seconds", "0.5",
+                           "--executor", f"ray={cluster.address}", "--json", **cluster.driver_env)
         deadline = time.monotonic() + 240
         while len([r for r in site_rows(tmp_path, bucket_url, "watcher")
                    if "127.0.0.3" in json.loads(r["environment"]).get("node", "")]) < 2:
@@ -114,13 +93,15 @@ def test_sync_on_ray_pulls_each_model_once_and_reports_failures_per_model(tmp_pa
             cluster.add_node({"HUBMIRROR_HOME": str(tmp_path / name), "HUBMIRROR_STORE": bucket_url,
                               "HF_ENDPOINT": hub.url})
         driver = Host(tmp_path / "driver", bucket_url, hub.url)
-        done = driver.run("sync", str(spec), "--executor", f"ray={cluster.address}", check=False)
+        done = driver.run("sync", str(spec), "--executor", f"ray={cluster.address}", check=False,
+                          **cluster.driver_env)
         assert done.returncode == 1, done.stderr[-3000:]
         assert done.stderr.count("failed: hf:org/not-there:") == 1 and "not found" in done.stderr.lower()
         assert done.stdout.strip().splitlines()[-1] == "6 added, 0 updated, 0 unchanged, 1 failed"
         downloads = [r["path"].split("?")[0] for r in hub.requests if r["method"] == "GET" and "/resolve/" in r["path"]]
         assert len(downloads) == len(set(downloads)) == 12  # every file of every model once, from one node or other
-        again = driver.run("sync", str(spec), "--executor", f"ray={cluster.address}", check=False)
+        again = driver.run("sync", str(spec), "--executor", f"ray={cluster.address}", check=False,
+                           **cluster.driver_env)
         assert again.stdout.strip().splitlines()[-1] == "0 added, 0 updated, 6 unchanged, 1 failed"
     listed = Host(tmp_path / "third", bucket_url, None).json("list")
     assert sorted(m["key"] for m in listed) == sorted(f"hf:{repo}" for repo in models)
@@ -130,9 +111,9 @@ def test_three_shards_make_the_rows_of_one_run(tmp_path, bucket_url, hub, tiny_t
     refs = serve(hub, dict(list(tiny_timm.items())[:6]))
     whole = Host(tmp_path / "whole", bucket_url, hub.url)
     whole.run("pull", *refs)
-    one_run = {(r["model_key"], r["commit_id"], r["status"]) for r in whole.json("bench", "--all", *FAST)}
+    one_run = {(r["model_key"], r["commit_id"], r["status"]) for r in whole.json("bench", "--all", *FAST_BENCH)}
     assert len(one_run) == 6
-    shards = [Host(tmp_path / f"shard{i}", bucket_url, None).start("bench", "--all", *FAST, "--force", "--shard",
+    shards = [Host(tmp_path / f"shard{i}", bucket_url, None).start("bench", "--all", *FAST_BENCH, "--force", "--shard",
                                                                     f"{i}/3", "--json") for i in (1, 2, 3)]
     parts = []
     for proc in shards:

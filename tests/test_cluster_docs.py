@@ -15,27 +15,12 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.fakes.loaders import FAILING_LOADERS
 from tests.test_multi_host import Host, bucket_url  # noqa: F401 - the fixture
 
 pytest.importorskip("torch")
 DOCS = Path(__file__).parent.parent / "docs" / "cluster"
 FAST = "--min-seconds 0 --min-iters 2 --warmup 1 --device cpu"
-COUNTER = '''
-from hubmirror.api import hookimpl, Loaded, Loader
-
-class Counter(Loader):
-    name = "counter"
-    priority = 100
-    def matches(self, model, paths):
-        return "counter.me" in paths
-    def load(self, directory, model, device, dtype):
-        import torch
-        return Loaded(lambda x: x.sum(), lambda b: torch.ones(b, 8), 8, "8 values")
-
-@hookimpl
-def register_loaders(register):
-    register(Counter())
-'''
 
 ENV = {"type": "array", "items": {"type": "object", "required": ["name", "value"],
                                    "properties": {"name": {"type": "string"}, "value": {"type": "string"}}}}
@@ -79,13 +64,13 @@ RAY_JOB = {
 
 @pytest.fixture
 def counted_site(tmp_path, bucket_url, hub):  # noqa: F811
-    """Seven quick models (a loader that sums ones) pulled into a site; the plugin folder with the loader."""
+    """Seven quick models (the `counter` loader sums ones) pulled into a site; the plugin folder with the loaders."""
     for i in range(7):
         hub.create_repo(f"org/count{i}", {"counter.me": b"%d" % i})
     Host(tmp_path / "loader", bucket_url, hub.url).run("pull", *[f"hf:org/count{i}" for i in range(7)])
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    (plugins / "counter.py").write_text(COUNTER)
+    (plugins / "loaders.py").write_text(FAILING_LOADERS)
     return {f"hf:org/count{i}" for i in range(7)}, plugins
 
 

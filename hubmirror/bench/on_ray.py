@@ -25,8 +25,15 @@ from hubmirror.bench.runner import (
     preloads,
     unmeasured,
 )
+from hubmirror.bench.scratch import scratch_dir
 from hubmirror.cluster.node import DriverSetup, node_state
-from hubmirror.cluster.ray_cluster import TASK_RETRIES, gather, node_name, session, short_error
+from hubmirror.cluster.ray_cluster import (
+    TASK_RETRIES,
+    gather,
+    node_name,
+    session,
+    short_error,
+)
 from hubmirror.errors import UsageError
 from hubmirror.mirror import Mirror
 
@@ -55,6 +62,8 @@ class NodeRunner:
             jobs[0][0].files.close()
 
     def close(self) -> None:
+        """Stop the warm worker (its log removed) and close the node's mirror. (Ray ends its idle workers without
+        running this: what they leave in the scratch space goes at the next run on the node, bench/scratch.py.)"""
         self.pool.__exit__(None, None, None)
         self.threads.shutdown()
         self.mirror.close()
@@ -78,9 +87,7 @@ def _node_runner(driver: DriverSetup, device: str, isolation: str, preload: tupl
     state = node_state(driver)
     mirror = state.mirror()
     plan = BenchPlan(device, isolation, 1, len(gpus), library_versions(), node_name())
-    log_dir = mirror.root / "tmp" / "bench"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    pool = WorkerPool(plan, log_dir, state.registry().plugin_dirs, list(preload), gpus or None)
+    pool = WorkerPool(plan, scratch_dir(mirror.root), state.registry().plugin_dirs, list(preload), gpus or None)
     _runner = NodeRunner(key, mirror, state.registry(), plan, pool, ThreadPoolExecutor(1))
     return _runner
 

@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from hubmirror.bench.loader_contract import registered_loaders
 from hubmirror.bench.pool import WorkerPool
+from hubmirror.bench.scratch import owned_name, scratch_dir
 from hubmirror.errors import HubmirrorError, UsageError
 from hubmirror.exchange.materialize import PlainDirLayout, materialize
 from hubmirror.mirror import Mirror
@@ -114,7 +115,7 @@ def choose_loader(loaders: list, model: dict, paths: list[str]):
 def snapshot(mirror: Mirror, registry, key: str, commit: str):
     """The revision's files as a folder (hard links into the store, or copies fetched from a store with no local
     files), removed afterwards."""
-    work = mirror.root / "tmp" / "bench" / uuid.uuid4().hex
+    work = mirror.root / "tmp" / "bench" / owned_name()
     try:
         materialize(mirror, registry, PlainDirLayout.name, work, [(key, commit)])
         yield work / repo_id(mirror.catalog.model(key), registry)
@@ -278,8 +279,7 @@ def bench(mirror: Mirror, registry, selection: list[tuple[str, str]], settings: 
     todo, skipped = unmeasured(mirror, selection, settings, plan, limit)
     on_planned(len(todo))
     jobs = plan_jobs(mirror, registry, todo, settings)
-    log_dir = mirror.root / "tmp" / "bench"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = scratch_dir(mirror.root)
     with WorkerPool(plan, log_dir, registry.plugin_dirs, preloads(jobs)) as pool, \
             ThreadPoolExecutor(plan.jobs) as threads, ExitStack() as cleanup:
         for job, _ in jobs:  # scratch folders of models still running if the run is interrupted

@@ -6,6 +6,7 @@ when the cluster stops."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -72,12 +73,17 @@ class Node:
 
 
 class RayCluster:
-    """`with RayCluster() as cluster: cluster.add_node(env, cpus=1)` — the first node added is the head."""
+    """`with RayCluster() as cluster: cluster.add_node(env, cpus=1)` — the first node added is the head; a driver
+    joins with `cluster.driver_env` in its environment."""
 
     def __init__(self):
         self.temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
         self.nodes: list[Node] = []
         self.address: str | None = None
+        # the cluster's own token (Ray's token authentication), given to its nodes and to drivers: nothing left in
+        # ~/.ray by another Ray on this machine decides whether a driver may join
+        self.driver_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+                           "RAY_USAGE_STATS_ENABLED": "0"}
 
     def add_node(self, env: dict[str, str], cpus: int = 1) -> Node:
         ip = f"127.0.0.{len(self.nodes) + 2}"
@@ -89,7 +95,7 @@ class RayCluster:
                         "--temp-dir", str(self.temp)]
         else:
             command += ["--address", self.address]
-        env = {**os.environ, **FAST_FAILURE_DETECTION, "RAY_USAGE_STATS_ENABLED": "0", **env}
+        env = {**os.environ, **FAST_FAILURE_DETECTION, **self.driver_env, **env}
         log = open(self.temp / f"node-{ip}.log", "wb")
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

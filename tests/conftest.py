@@ -16,7 +16,8 @@ TOKEN = "hf_test_secret_token_value"
 def isolated_env(monkeypatch, tmp_path):
     """No test sees the user's HF token, HF endpoint or mirror home."""
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HUBMIRROR_HOME", "HUBMIRROR_PLUGINS_DIR",
-                 "HUBMIRROR_KAGGLE_ENDPOINT", "GITHUB_TOKEN", "KAGGLE_API_TOKEN", "NGC_API_KEY", "NGC_CLI_API_KEY"):
+                 "HUBMIRROR_KAGGLE_ENDPOINT", "GITHUB_TOKEN", "KAGGLE_API_TOKEN", "NGC_API_KEY", "NGC_CLI_API_KEY",
+                 "HUBMIRROR_STORE", "HUBMIRROR_RAY_ADDRESS", "RAY_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")

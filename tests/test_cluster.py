@@ -5,8 +5,11 @@ scale fixture as the models; and `--shard I/N` for engines that hand out task in
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
+import psutil
 import pytest
 
 from hubmirror.shards import Shard
@@ -130,3 +133,21 @@ def test_hostile_shard_and_executor_arguments_are_one_line_errors(tmp_path, buck
                  ["--executor", "spark"], ["--executor", "local=x"]):
         done = host.run("bench", "--all", *args, check=False)
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+
+
+def test_bench_on_a_ray_instance_of_its_own(tmp_path, hub, tiny_timm, monkeypatch):
+    """`--executor ray` with no cluster anywhere: Ray starts on this machine for the run, the nodes' mirror is the
+    driver's own (a local store), and nothing of Ray is left running afterwards."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # where Ray keeps what it writes for the user (~/.ray)
+    refs = serve(hub, dict(list(tiny_timm.items())[:3]))
+    root = tmp_path / "laptop"
+    hubmirror = [sys.executable, "-m", "hubmirror", "--root", str(root), "--quiet"]
+    subprocess.run([*hubmirror, "pull", *refs, "--endpoint", hub.url], check=True, capture_output=True, timeout=300)
+    done = subprocess.run([*hubmirror, "bench", "--all", *FAST_BENCH, "--executor", "ray", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout)
+    assert sorted(r["model_key"] for r in rows) == sorted(refs) and {r["status"] for r in rows} == {"ok"}
+    assert len(json.loads(subprocess.run([*hubmirror, "report", "--format", "json"], capture_output=True,
+                                         check=True).stdout)) == 3  # the rows are in the driver's own catalog
+    assert not [p.info for p in psutil.process_iter(["name"]) if p.info["name"] in ("raylet", "gcs_server")]

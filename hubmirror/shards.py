@@ -27,10 +27,10 @@ class Shard:
         """`I/N` with 1 <= I <= N; anything else is a usage error."""
         left, slash, right = text.partition("/")
         if not (slash and left.strip().isdigit() and right.strip().isdigit()):
-            raise UsageError(f"--shard {text!r}: expected I/N, e.g. 2/8 (the second of eight shards)")
+            raise UsageError(f"{text!r}: expected I/N, e.g. 2/8 (the second of eight shards)")
         index, count = int(left), int(right)
         if not 1 <= index <= count:
-            raise UsageError(f"--shard {text}: I must be between 1 and N")
+            raise UsageError(f"{text}: I must be between 1 and N")
         return cls(index, count)
 
     def holds(self, key: str) -> bool:

@@ -26,11 +26,14 @@ class Executor:
             return cls("local")
         if kind == "ray":
             return cls("ray", address or os.environ.get(ADDRESS_ENV) or None)
-        raise UsageError(f"--executor {text!r}: expected local, ray or ray=ADDRESS")
+        raise UsageError(f"{text!r}: expected local, ray or ray=ADDRESS")
 
 
 def _parse(ctx, param, value):
-    return Executor.parse(value)
+    try:
+        return Executor.parse(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 executor_option = click.option(
@@ -42,7 +45,10 @@ executor_option = click.option(
 def _parse_shard(ctx, param, value):
     from hubmirror.shards import Shard
 
-    return Shard.parse(value) if value is not None else None
+    try:
+        return Shard.parse(value) if value is not None else None
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 shard_option = click.option(

@@ -20,6 +20,7 @@ from hubmirror.bench.runner import (
     BenchPlan,
     BenchSettings,
     Scheduler,
+    choose_isolation,
     library_versions,
     plan_jobs,
     preloads,
@@ -107,9 +108,7 @@ def cluster_plan(settings: BenchSettings) -> BenchPlan:
     if settings.device == "cuda" and not gpus:
         raise UsageError("--device cuda: the Ray cluster has no GPU")
     device = "cuda" if gpus and settings.device != "cpu" else "cpu"
-    isolation = settings.isolation if settings.isolation != "auto" else ("inline" if device == "cuda" else "fork")
-    if isolation == "fork" and device == "cuda":
-        raise UsageError("--isolation fork is for the CPU only: CUDA must never be initialised in a process that forks")
+    isolation = choose_isolation(settings, device)
     slots = gpus if device == "cuda" else int(ray.cluster_resources().get("CPU", 1) // (settings.threads or 1))
     return BenchPlan(device, isolation, max(slots, 1), gpus, library_versions(), "ray")
 
@@ -132,7 +131,7 @@ def bench_on_ray(mirror: Mirror, registry, driver: DriverSetup, address: str | N
 
     rows = []
 
-    def finished(key: str, row: dict) -> None:
+    def finished(revision: tuple[str, str], row: dict) -> None:
         rows.append(row)
         on_done(row)
 
@@ -144,8 +143,7 @@ def bench_on_ray(mirror: Mirror, registry, driver: DriverSetup, address: str | N
         task = ray.remote(measure_on_node).options(max_retries=TASK_RETRIES, retry_exceptions=False,
                                                    **task_resources(settings, plan))
         fields, preload = dataclasses.asdict(settings), tuple(preloads(jobs))
-        pending = {task.remote(driver, key, commit, fields, plan.device, plan.isolation, preload): key
-                   for key, commit in todo}
-        gather(pending, finished, lambda key, exc: on_error(key, short_error(exc)))
+        gather(todo, lambda rev: task.remote(driver, *rev, fields, plan.device, plan.isolation, preload), finished,
+               lambda rev, exc: on_error(rev[0], short_error(exc)))
     mirror.writer.refresh()  # the rows the nodes published
     return BenchOutcome(rows, skipped, plan)

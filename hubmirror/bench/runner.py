@@ -83,15 +83,21 @@ def gpu_count() -> int:
     return int(done.stdout.strip() or 0) if done.returncode == 0 else 0
 
 
+def choose_isolation(settings: BenchSettings, device: str) -> str:
+    """`--isolation`, `auto` resolved: a long-lived worker on the GPU, forked children on the CPU."""
+    isolation = settings.isolation if settings.isolation != "auto" else ("inline" if device == "cuda" else "fork")
+    if isolation == "fork" and device == "cuda":
+        raise UsageError("--isolation fork is for the CPU only: CUDA must never be initialised in a process that forks")
+    return isolation
+
+
 def plan_run(settings: BenchSettings) -> BenchPlan:
     """Resolve `auto` device and isolation, and the number of workers."""
     gpus = 0 if settings.device == "cpu" else gpu_count()
     if settings.device == "cuda" and not gpus:
         raise HubmirrorError("--device cuda: torch sees no CUDA device here")
     device = "cuda" if gpus else "cpu"
-    isolation = settings.isolation if settings.isolation != "auto" else ("inline" if device == "cuda" else "fork")
-    if isolation == "fork" and device == "cuda":
-        raise UsageError("--isolation fork is for the CPU only: CUDA must never be initialised in a process that forks")
+    isolation = choose_isolation(settings, device)
     jobs = settings.jobs or (gpus if device == "cuda" else 1)
     if device == "cuda" and jobs > gpus:
         raise UsageError(f"--jobs {jobs}: one worker per GPU, and torch sees {gpus}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
@@ -35,22 +35,34 @@ def session(address: str | None) -> Iterator[None]:
             ray.shutdown()
 
 
-def gather(pending: dict[Any, Any], on_result: Callable[[Any, Any], None],
+def gather(items: Iterable[Any], submit: Callable[[Any], Any], on_result: Callable[[Any, Any], None],
            on_error: Callable[[Any, BaseException], None]) -> None:
-    """Wait for every task (object ref -> what it was for); call `on_result(item, value)` or `on_error(item,
-    exception)` as each finishes, in the order they finish."""
+    """Run `submit(item)` (a Ray task's object ref) for every item, keeping twice the cluster's slots (and a few more)
+    in flight so that no node waits and the driver's waiting list stays small at any number of items; call
+    `on_result(item, value)` or `on_error(item, exception)` as each finishes, in the order they finish."""
     import ray
 
-    waiting = list(pending)
-    while waiting:
-        done, waiting = ray.wait(waiting, num_returns=1)
+    resources = ray.cluster_resources()
+    in_flight = 2 * int(resources.get("CPU", 0) + resources.get("GPU", 0)) + 8
+    waiting = iter(items)
+    pending: dict = {}
+    while True:
+        while len(pending) < in_flight and (item := next(waiting, _END)) is not _END:
+            pending[submit(item)] = item
+        if not pending:
+            return
+        done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
+            item = pending.pop(ref)
             try:
                 value = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                on_error(pending[ref], exc)
+                on_error(item, exc)
             else:
-                on_result(pending[ref], value)
+                on_result(item, value)
+
+
+_END = object()
 
 
 def node_name() -> str:

@@ -29,7 +29,7 @@ def sync_on_ray(driver: DriverSetup, address: str | None, entries: list[SpecEntr
     changes: list[Change] = []
     with session(address):
         task = ray.remote(sync_on_node).options(max_retries=TASK_RETRIES, retry_exceptions=False, num_cpus=1)
-        pending = {task.remote(driver, dataclasses.asdict(entry), dry_run): entry.ref for entry in entries}
-        gather(pending, lambda ref, done: changes.extend(Change(**c) for c in done),
-               lambda ref, exc: on_error(ref, short_error(exc)))
+        gather(entries, lambda entry: task.remote(driver, dataclasses.asdict(entry), dry_run),
+               lambda entry, done: changes.extend(Change(**c) for c in done),
+               lambda entry, exc: on_error(entry.ref, short_error(exc)))
     return changes

@@ -21,6 +21,7 @@ import psutil
 
 RAY = Path(sys.executable).parent / "ray"
 START_TIMEOUT = 120.0
+OBJECT_STORE_BYTES = 200_000_000  # tasks pass small rows: no node reserves 30 % of the machine's memory (or /dev/shm)
 # a lost node is noticed within about two seconds (Ray's defaults take half a minute)
 FAST_FAILURE_DETECTION = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
                           "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "0"}
@@ -88,7 +89,7 @@ class RayCluster:
     def add_node(self, env: dict[str, str], cpus: int = 1) -> Node:
         ip = f"127.0.0.{len(self.nodes) + 2}"
         command = [str(RAY), "start", "--block", "--node-ip-address", ip, f"--num-cpus={cpus}", "--num-gpus=0",
-                   "--disable-usage-stats"]
+                   f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats"]
         if self.address is None:
             self.address = f"{ip}:{_free_port(ip)}"
             command += ["--head", "--port", self.address.rsplit(":", 1)[1], "--include-dashboard=false",

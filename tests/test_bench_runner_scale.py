@@ -164,3 +164,20 @@ def test_scratch_left_by_dead_processes_goes_at_the_next_run(tmp_path):
     (directory / f"worker-{os.getpid()}-0.log").write_text("in use")
     scratch_dir(tmp_path)
     assert sorted(p.name for p in directory.iterdir()) == sorted([mine.name, f"worker-{os.getpid()}-0.log"])
+
+
+def test_a_hostile_row_reaches_the_report_as_text():
+    """Rows come from a shared bucket: whatever a name, node or device says, the report shows it as text (HTML and
+    Markdown), and the only script in the page is the report's own."""
+    from hubmirror.bench.report import render
+
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>|"
+    env = {"node": evil, "device_name": evil, "run": evil, "driver": evil, "torch": evil, "versions": {"hubmirror": evil}}
+    rows = [{"model_key": f"hf:org/{evil}", "status": "ok", "task": evil, "device": evil, "dtype": "fp32",
+             "batch_size": 1, "parameters": 1000, "throughput": 10.0, "latency_p50_ms": 1.0, "latency_p90_ms": 2.0,
+             "environment": json.dumps(env)},
+            {"model_key": "hf:org/other", "status": evil, "device": "cpu", "environment": "not json"}]
+    page = render(rows, "html")
+    assert page.count("<script") == 1 and "<img" not in page and "&lt;img src=x" in page  # shown, as text
+    markdown = render(rows, "md")
+    assert "<script" not in markdown and "<img" not in markdown

@@ -141,16 +141,20 @@ def render(rows: list[dict], fmt: str, compare_sides: tuple[str, str] | None = N
     raise ValueError(f"unknown format {fmt}")
 
 
+def _md(value) -> str:
+    """Text for Markdown: as text, whatever it holds (rows come from a shared bucket), and no cell break."""
+    return html.escape(_fmt(value)).replace("|", "\\|")
+
+
 def _md_table(columns: list[str], values: list[list]) -> list[str]:
-    cell = lambda v: _fmt(v).replace("|", "\\|")  # noqa: E731
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
-        "| " + " | ".join(cell(v) for v in row) + " |" for row in values]
+    return ["| " + " | ".join(map(_md, columns)) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(_md(v) for v in row) + " |" for row in values]
 
 
 def _markdown(rows, cells, sections, plots) -> str:
-    lines = ["# hubmirror benchmark report", "", status_line(rows), ""]
+    lines = ["# hubmirror benchmark report", "", _md(status_line(rows)), ""]
     for title, columns, values in sections:
-        lines += [f"## {title}", "", *(_md_table(columns, values) if values else []), ""]
+        lines += [f"## {_md(title)}", "", *(_md_table(columns, values) if values else []), ""]
     lines += ["## Plots", ""] + [f"![plot](data:image/svg+xml;base64,{base64.b64encode(p.encode()).decode()})"
                                  for p in plots]
     lines += ["", "## Results", "", *_md_table([t for _, t in COLUMNS], [[c.get(k) for k, _ in COLUMNS]

@@ -172,7 +172,8 @@ def test_a_hostile_row_reaches_the_report_as_text():
     from hubmirror.bench.report import render
 
     evil = "<script>alert(1)</script><img src=x onerror=alert(2)>|"
-    env = {"node": evil, "device_name": evil, "run": evil, "driver": evil, "torch": evil, "versions": {"hubmirror": evil}}
+    env = {"node": evil, "device_name": evil, "run": evil, "driver": evil, "torch": evil,
+           "versions": {"hubmirror": evil}}
     rows = [{"model_key": f"hf:org/{evil}", "status": "ok", "task": evil, "device": evil, "dtype": "fp32",
              "batch_size": 1, "parameters": 1000, "throughput": 10.0, "latency_p50_ms": 1.0, "latency_p90_ms": 2.0,
              "environment": json.dumps(env)},

@@ -177,8 +177,12 @@ def test_a_hostile_row_reaches_the_report_as_text():
     rows = [{"model_key": f"hf:org/{evil}", "status": "ok", "task": evil, "device": evil, "dtype": "fp32",
              "batch_size": 1, "parameters": 1000, "throughput": 10.0, "latency_p50_ms": 1.0, "latency_p90_ms": 2.0,
              "environment": json.dumps(env)},
-            {"model_key": "hf:org/other", "status": evil, "device": "cpu", "environment": "not json"}]
+            {"model_key": "hf:org/other", "status": evil, "device": "cpu", "environment": "not json"},
+            {"model_key": "hf:org/typed", "status": "ok", "device": "cpu", "throughput": 1.0, "environment": json.dumps(
+                {"run": {"a": 1}, "versions": "x", "node": [1, 2], "device_name": 7, "wall_seconds": "x"})},
+            {"model_key": "hf:org/typed", "status": "ok", "device": "cuda", "throughput": 2.0, "environment": "[]"}]
     page = render(rows, "html")
     assert page.count("<script") == 1 and "<img" not in page and "&lt;img src=x" in page  # shown, as text
     markdown = render(rows, "md")
     assert "<script" not in markdown and "<img" not in markdown
+    assert "hf:org/typed" in render(rows, "csv") and json.loads(render(rows, "json"))

@@ -13,13 +13,25 @@ from dataclasses import dataclass
 ENVIRONMENT_FIELDS = ("device_name", "driver", "cuda", "torch", "python")
 
 
+TEXT_FIELDS = ("node", "hostname", "run", "device_name", "driver", "cuda", "torch", "python")
+
+
 def environment(row: dict) -> dict:
-    """A row's environment JSON as a dict (empty when missing or malformed)."""
+    """A row's environment JSON as a dict (empty when missing or malformed); the fields the report reads are text
+    (or absent) and `versions` a dict of text, whatever a bucket's row held."""
     try:
         value = json.loads(row.get("environment") or "{}")
-    except ValueError:
+    except (TypeError, ValueError):
         return {}
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict):
+        return {}
+    for field in TEXT_FIELDS:
+        if field in value and not isinstance(value[field], str):
+            value[field] = None if isinstance(value[field], dict | list) else str(value[field])
+    versions = value.get("versions")
+    value["versions"] = ({k: v for k, v in versions.items() if isinstance(v, str)} if isinstance(versions, dict)
+                         else {})
+    return value
 
 
 def family(model_key: str) -> str:

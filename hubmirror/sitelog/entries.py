@@ -24,6 +24,13 @@ _TOKEN_ID = re.compile(r"[0-9a-f]{12}\Z")
 _SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
 _SCAN_FIELDS = {"sha256": str, "scanner_version": str, "verdict": str, "details": str}
 _BENCHMARK_SCALARS = (str, int, float, bool, type(None))
+_NUMBER = (int, float)
+# the benchmarks table's columns and what each may hold (None: absent); other keys are scalars, dropped on apply
+_BENCHMARK_COLUMNS = {"model_key": str, "commit_id": str, "status": str, "device": str, "dtype": str,
+                      "batch_size": int, "latency_p50_ms": _NUMBER, "latency_p90_ms": _NUMBER,
+                      "latency_p99_ms": _NUMBER, "throughput": _NUMBER, "peak_memory_bytes": int, "parameters": int,
+                      "environment": str, "created_at": str}
+_BENCHMARK_REQUIRED = ("model_key", "commit_id", "status")
 
 
 @dataclass
@@ -61,13 +68,26 @@ def parse_entry(body: bytes) -> LogEntry:
             raise SiteError(f"{str(token_id)[:40]!r} is not a token id")
         entry.tokens.append(token_id)
     for row in _list(value, "benchmarks"):
-        if not isinstance(row, dict) or not all(isinstance(k, str) and isinstance(v, _BENCHMARK_SCALARS)
-                                                for k, v in row.items()):
-            raise SiteError("a benchmark row is not an object of scalars")
-        entry.benchmarks.append(row)
+        entry.benchmarks.append(_benchmark_row(row))
     for item in _list(value, "xet"):
         entry.xet.append(_xet_layout(item))
     return entry
+
+
+def _benchmark_row(row) -> dict:
+    """A benchmark row: an object of scalars, its model key well formed, each column's value of the column's kind
+    (numbers for figures, never a boolean), as the report and the web pages will read them."""
+    if not isinstance(row, dict) or not all(isinstance(k, str) and isinstance(v, _BENCHMARK_SCALARS)
+                                            for k, v in row.items()):
+        raise SiteError("a benchmark row is not an object of scalars")
+    if any(row.get(k) is None for k in _BENCHMARK_REQUIRED):
+        raise SiteError(f"a benchmark row lacks one of {', '.join(_BENCHMARK_REQUIRED)}")
+    _model_key(row["model_key"])
+    for column, kind in _BENCHMARK_COLUMNS.items():
+        value = row.get(column)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise SiteError(f"a benchmark row's {column} is not a {getattr(kind, '__name__', 'number')}")
+    return row
 
 
 def _xet_layout(item) -> tuple[str, str, bytes]:

@@ -19,6 +19,7 @@ from tests.fakes.loaders import FAILING_LOADERS
 from tests.test_multi_host import Host, bucket_url  # noqa: F401 - the fixture
 
 pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
 DOCS = Path(__file__).parent.parent / "docs" / "cluster"
 FAST = "--min-seconds 0 --min-iters 2 --warmup 1 --device cpu"
 

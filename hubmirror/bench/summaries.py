@@ -26,7 +26,7 @@ def environment(row: dict) -> dict:
     if not isinstance(value, dict):
         return {}
     for field in TEXT_FIELDS:
-        if field in value and not isinstance(value[field], str):
+        if value.get(field) is not None and not isinstance(value[field], str):
             value[field] = None if isinstance(value[field], dict | list) else str(value[field])
     versions = value.get("versions")
     value["versions"] = ({k: v for k, v in versions.items() if isinstance(v, str)} if isinstance(versions, dict)
@@ -103,7 +103,8 @@ def _side(rows: list[dict], name: str) -> dict[str, dict]:
 
 
 def default_sides(rows: list[dict]) -> tuple[str, str] | None:
-    """What to compare when nobody said: the two devices with the most rows, else the two newest runs."""
+    """What to compare when nobody said: the two devices with the most rows (the CPU first when it is one), else the
+    two newest runs (the older first)."""
     devices = defaultdict(int)
     runs = {}
     for r in rows:
@@ -111,8 +112,8 @@ def default_sides(rows: list[dict]) -> tuple[str, str] | None:
         run = environment(r).get("run")
         if run:
             runs[run] = max(runs.get(run, ""), r.get("created_at") or "")
-    if len(devices) >= 2:
-        first, second = sorted(devices, key=lambda d: -devices[d])[:2]
+    if len(devices) >= 2:  # the CPU, when it is one of them, as the baseline
+        first, second = sorted(sorted(devices, key=lambda d: -devices[d])[:2], key=lambda d: d != "cpu")
         return first, second
     if len(runs) >= 2:
         newest, previous = sorted(runs, key=lambda run: runs[run], reverse=True)[:2]

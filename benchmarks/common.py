@@ -154,3 +154,19 @@ def start_moto() -> tuple[subprocess.Popen, str]:
         stop(proc)
         raise RuntimeError("moto did not start")
     return proc, f"http://{address}"
+
+
+def moto_bucket(endpoint: str):
+    """(the AWS environment that points the AWS chain at moto's `endpoint`, a fresh bucket created there, a boto3
+    client of it)."""
+    import uuid
+
+    import boto3
+
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    bucket = f"bench-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                      region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    return env, bucket, s3

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import VENV_BIN, start_moto, stop
+from common import VENV_BIN, moto_bucket, start_moto, stop
 
 from tests.fakes.hf_hub import FakeHub
 from tests.fakes.ray_cluster import RayCluster
@@ -69,14 +69,8 @@ def main() -> None:
     models = generate_many(pretrained_names("tiny")[: args.models], args.work / "timm-cache", None, workers=2)
     moto, endpoint = start_moto()
     try:
-        import boto3
-
-        bucket = f"ray-bench-{os.getpid()}"
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t",
-                     region_name="us-east-1").create_bucket(Bucket=bucket)
-        env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
-               "AWS_DEFAULT_REGION": "us-east-1", "HUBMIRROR_STORE": f"s3://{bucket}/site",
-               "RAY_USAGE_STATS_ENABLED": "0"}
+        aws, bucket, _ = moto_bucket(endpoint)
+        env = {**os.environ, **aws, "HUBMIRROR_STORE": f"s3://{bucket}/site"}
         with FakeHub(xet=False) as hub:
             refs = serve(hub, models)
             subprocess.run([HUBMIRROR, "--root", str(args.work / "site" / "loader"), "--quiet", "pull", *refs,

@@ -27,12 +27,20 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from common import LFS_ATTRS, VENV_BIN, free_port, start_listening, start_moto, stop, write_random_files
+from common import (
+    LFS_ATTRS,
+    VENV_BIN,
+    free_port,
+    moto_bucket,
+    start_listening,
+    start_moto,
+    stop,
+    write_random_files,
+)
 
 from tests.fakes.hf_hub import FakeHub
 
@@ -143,14 +151,8 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items()
                if k not in ("HUBMIRROR_HOME", "HUBMIRROR_STORE", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3",
                             "AWS_SESSION_TOKEN")}
-        env.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                    "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")
-        bucket = f"models-{uuid.uuid4().hex[:12]}"
-        s3.create_bucket(Bucket=bucket)
+        aws, bucket, s3 = moto_bucket(endpoint)
+        env.update(aws)
 
         # 1. pull: local vs S3, taking turns going first, each after an untimed sync.
         local_times, s3_times = [], []

@@ -152,14 +152,14 @@ def test_timed_steps_do_not_fault_their_activations_in_again():
 def test_scratch_left_by_dead_processes_goes_at_the_next_run(tmp_path):
     """A run killed with SIGKILL (or a Ray worker ended by Ray) leaves worker logs and model folders; the next run on
     that root removes them, and leaves alone those of processes still running."""
-    from hubmirror.bench.scratch import owned_name, scratch_dir
+    from hubmirror.bench.scratch import owned_dir, scratch_dir
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     directory = scratch_dir(tmp_path)
     (directory / f"worker-{dead.pid}-0.log").write_text("gone")
     (directory / f"{dead.pid}-{'0' * 32}" / "timm").mkdir(parents=True)
-    mine = directory / owned_name()
+    mine = owned_dir(tmp_path)
     mine.mkdir()
     (directory / f"worker-{os.getpid()}-0.log").write_text("in use")
     scratch_dir(tmp_path)

@@ -104,12 +104,13 @@ def cluster_plan(settings: BenchSettings) -> BenchPlan:
     """Device and isolation for the whole cluster: the GPU when the cluster has one (unless --device cpu)."""
     import ray
 
-    gpus = int(ray.cluster_resources().get("GPU", 0))
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
     if settings.device == "cuda" and not gpus:
         raise UsageError("--device cuda: the Ray cluster has no GPU")
     device = "cuda" if gpus and settings.device != "cpu" else "cpu"
     isolation = choose_isolation(settings, device)
-    slots = gpus if device == "cuda" else int(ray.cluster_resources().get("CPU", 1) // (settings.threads or 1))
+    slots = gpus if device == "cuda" else int(resources.get("CPU", 1) // (settings.threads or 1))
     return BenchPlan(device, isolation, max(slots, 1), gpus, library_versions(), "ray")
 
 

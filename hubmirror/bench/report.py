@@ -162,19 +162,26 @@ def _markdown(rows, cells, sections, plots) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html_table(columns: list[str], values: list[list], **attributes) -> str:
-    attrs = "".join(f' {k}="{html.escape(v)}"' for k, v in attributes.items())
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" if isinstance(v, int | float) else
-                                     f"<td class=text>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
-                   for row in values)
-    return f'<div class="scroll"><table{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+def _html_table(columns: list[str], values: list[list], numeric: list[bool], table_id: str | None = None) -> str:
+    """A table; numeric columns right-aligned and sorted as numbers by the page's script, the others as text."""
+    head = "".join(f'<th data-type="{"number" if n else "text"}">{html.escape(c)}</th>'
+                   for c, n in zip(columns, numeric, strict=True))
+    body = "".join("<tr>" + "".join(f'<td{"" if n else " class=text"}>{html.escape(_fmt(v))}</td>'
+                                    for v, n in zip(row, numeric, strict=True)) + "</tr>" for row in values)
+    ident = f' id="{table_id}"' if table_id else ""
+    return f'<div class="scroll"><table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _numeric(values: list[list]) -> list[bool]:
+    """Per column of a summary table: whether every value in it is a number (or absent)."""
+    return [all(v is None or isinstance(v, int | float) for v in column) for column in zip(*values, strict=True)]
 
 
 def _html(rows, cells, sections, plots) -> str:
     parts = [f"<h1>hubmirror benchmarks</h1><p>{html.escape(status_line(rows))}</p>"]
     for title, columns, values in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>" + (_html_table(columns, values) if values else ""))
+        parts.append(f"<h2>{html.escape(title)}</h2>" + (_html_table(columns, values, _numeric(values))
+                                                          if values else ""))
     parts.append("<h2>Plots</h2>" + "".join(plots))
     controls = ['<input id="filter" type="search" placeholder="filter: words in any column" size="40">']
     for name in FILTERS:
@@ -182,13 +189,10 @@ def _html(rows, cells, sections, plots) -> str:
         options = "".join(f"<option>{html.escape(v)}</option>" for v in sorted({_fmt(c.get(name)) for c in cells}))
         controls.append(f'<label>{name} <select data-col="{col}"><option value="">all</option>{options}</select>'
                         f"</label>")
-    head = "".join(f'<th data-type="{"number" if k in NUMERIC else "text"}">{html.escape(t)}</th>' for k, t in COLUMNS)
-    body = "".join("<tr>" + "".join(f'<td{"" if k in NUMERIC else " class=text"}>{html.escape(_fmt(c.get(k)))}</td>'
-                                    for k, _ in COLUMNS) + "</tr>" for c in cells)
+    table = _html_table([t for _, t in COLUMNS], [[c.get(k) for k, _ in COLUMNS] for c in cells],
+                        [k in NUMERIC for k, _ in COLUMNS], "results")
     parts.append(f'<h2>Results</h2><div class="controls">{"".join(controls)}<span id="shown" class="note">'
-                 f'{len(cells)} rows</span></div><p class="note">Click a column title to sort.</p>'
-                 f'<div class="scroll"><table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
-                 f"</table></div>")
+                 f'{len(cells)} rows</span></div><p class="note">Click a column title to sort.</p>{table}')
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
             f"content='width=device-width'><title>hubmirror benchmarks</title><style>{STYLE}</style></head><body>"
             f"{''.join(parts)}<script>{SCRIPT}</script></body></html>")

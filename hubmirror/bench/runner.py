@@ -22,7 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from hubmirror.bench.loader_contract import registered_loaders
 from hubmirror.bench.pool import WorkerPool
-from hubmirror.bench.scratch import owned_name, scratch_dir
+from hubmirror.bench.scratch import owned_dir, scratch_dir
 from hubmirror.errors import HubmirrorError, UsageError
 from hubmirror.exchange.materialize import PlainDirLayout, materialize
 from hubmirror.mirror import Mirror
@@ -121,7 +121,7 @@ def choose_loader(loaders: list, model: dict, paths: list[str]):
 def snapshot(mirror: Mirror, registry, key: str, commit: str):
     """The revision's files as a folder (hard links into the store, or copies fetched from a store with no local
     files), removed afterwards."""
-    work = mirror.root / "tmp" / "bench" / owned_name()
+    work = owned_dir(mirror.root)
     try:
         materialize(mirror, registry, PlainDirLayout.name, work, [(key, commit)])
         yield work / repo_id(mirror.catalog.model(key), registry)

@@ -9,10 +9,12 @@ import shutil
 import uuid
 from pathlib import Path
 
+SCRATCH = Path("tmp", "bench")
+
 
 def scratch_dir(root: Path) -> Path:
-    """`<root>/tmp/bench`, created, with what dead processes left there removed."""
-    directory = root / "tmp" / "bench"
+    """`<root>/tmp/bench`, created, with what dead processes left there removed (once per run)."""
+    directory = root / SCRATCH
     directory.mkdir(parents=True, exist_ok=True)
     for entry in directory.iterdir():
         owner = entry.name.split("-")[1] if entry.name.startswith("worker-") else entry.name.split("-")[0]
@@ -24,9 +26,9 @@ def scratch_dir(root: Path) -> Path:
     return directory
 
 
-def owned_name() -> str:
-    """A fresh name for a scratch folder of this process."""
-    return f"{os.getpid()}-{uuid.uuid4().hex}"
+def owned_dir(root: Path) -> Path:
+    """A fresh path for a scratch folder of this process (not created)."""
+    return root / SCRATCH / f"{os.getpid()}-{uuid.uuid4().hex}"
 
 
 def _alive(pid: int) -> bool:

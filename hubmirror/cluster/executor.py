@@ -29,29 +29,29 @@ class Executor:
         raise UsageError(f"{text!r}: expected local, ray or ray=ADDRESS")
 
 
-def _parse(ctx, param, value):
-    try:
-        return Executor.parse(value)
-    except UsageError as exc:
-        raise click.BadParameter(str(exc)) from None
+def _checked(parse):
+    """An option callback: `parse(value)`, its UsageError click's own usage error naming the option."""
+    def callback(ctx, param, value):
+        try:
+            return parse(value) if value is not None else None
+        except UsageError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return callback
+
+
+def _shard(text: str):
+    from hubmirror.shards import Shard
+
+    return Shard.parse(text)
 
 
 executor_option = click.option(
-    "--executor", default="local", show_default=True, callback=_parse, metavar="local|ray[=ADDRESS]",
+    "--executor", default="local", show_default=True, callback=_checked(Executor.parse), metavar="local|ray[=ADDRESS]",
     help=f"Where to run: this machine, or the nodes of a Ray cluster (ADDRESS, else ${ADDRESS_ENV}, else a new local "
          "instance; `auto`: the cluster this process runs in). Needs hubmirror[ray] on every node.")
 
 
-def _parse_shard(ctx, param, value):
-    from hubmirror.shards import Shard
-
-    try:
-        return Shard.parse(value) if value is not None else None
-    except UsageError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 shard_option = click.option(
-    "--shard", metavar="I/N", callback=_parse_shard,
+    "--shard", metavar="I/N", callback=_checked(_shard),
     help="Only the models of shard I of N (a stable partition by model key), e.g. --shard "
          "$((JOB_COMPLETION_INDEX + 1))/8 in a Kubernetes Indexed Job.")

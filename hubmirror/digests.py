@@ -92,6 +92,38 @@ class MultiHasher:
         return {name: h.hexdigest() for name, h in self._hashes.items()}
 
 
+class HashingBehind:
+    """A MultiHasher fed on a helper thread one chunk behind its caller, so that hashing a chunk overlaps reading
+    and writing the next (hashlib lets go of the GIL while it hashes a large chunk). Measured on the 91 MB MiniLM
+    weights from loopback: one stream stored in 0.18-0.20 s instead of 0.22 s. Use as a context manager: on leaving,
+    every chunk handed over is hashed, whatever ended the block. Chunks must not change once handed over."""
+
+    def __init__(self, hasher: MultiHasher):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._hasher = hasher
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
+        self._pending = None
+
+    def update(self, chunk) -> None:
+        self._wait()
+        self._pending = self._pool.submit(self._hasher.update, chunk)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def __enter__(self) -> HashingBehind:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown()
+
+
 def mismatches(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
     """Human-readable differences between expected and computed digests (algorithms computed on both sides only)."""
     found = [

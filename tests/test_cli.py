@@ -91,14 +91,17 @@ def test_unreachable_endpoint_is_a_one_line_error(tmp_path):
     assert result.output.startswith("error: cannot reach http://127.0.0.1:9/api/models/org/m")
 
 
-def test_pull_imports_no_ml_framework_nor_the_cluster_engine(tmp_path, hub):
+def test_pull_imports_no_ml_framework_nor_the_cluster_engine_nor_an_async_runtime(tmp_path, hub):
+    """Nor what its libraries would load for nothing (hubmirror.imports): trio for huggingface_hub's httpx, numpy and
+    pandas for sqlite-utils (all installed with the test extras)."""
     hub.create_repo("org/m", {"model.safetensors": b"\x02\x00\x00\x00\x00\x00\x00\x00{}", "a.txt": b"a"})
     code = (
         "import sys\n"
         "from hubmirror.cli import cli\n"
         f"try:\n    cli(['--root', {str(tmp_path)!r}, '--quiet', 'pull', 'hf:org/m', '--endpoint', {hub.url!r}])\n"
         "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        "print(sorted(m for m in ['torch', 'numpy', 'ray', 'timm', 'transformers'] if m in sys.modules))"
+        "print(sorted(m for m in ['torch', 'numpy', 'pandas', 'ray', 'timm', 'transformers', 'trio']"
+        " if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

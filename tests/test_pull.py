@@ -109,6 +109,24 @@ def test_wrong_bytes_from_the_server_are_refused(hub, run, root):
     assert run("pull", "hf:org/bad").exit_code == 0
 
 
+def test_a_large_file_in_one_stream_hashed_behind_is_resumed_and_verified(hub, run, root):
+    """A file of 9 MB in one stream (--connections 1) is hashed a chunk behind on its own thread: a connection reset
+    mid-body is resumed and the digest covers every byte; a flipped byte is still refused."""
+    weights = noise(9_000_000)
+    hub.create_repo("org/big", {".gitattributes": LFS_ATTRS, "w.bin": weights})
+    hub.faults.corrupt = {"w.bin"}
+    result = run("pull", "hf:org/big", "--connections", "1")
+    assert result.exit_code == 1 and "refused" in result.output and "w.bin" in result.output
+    assert sha256(weights) not in blob_names(root)
+    hub.faults.corrupt = set()
+    hub.faults.reset_after = {"w.bin": 5_000_000}
+    result = run("pull", "hf:org/big", "--connections", "1")
+    assert result.exit_code == 0, result.output
+    assert sha256(weights) in blob_names(root)
+    resumed = [r["range"] for r in hub.requests if r["path"].startswith("/repos/") and r["range"]]
+    assert resumed and int(resumed[-1].split("=")[1].rstrip("-")) >= 4_000_000  # from the bytes it held
+
+
 def test_clear_errors_for_missing_repo_revision_and_gated_repo(hub, run, root):
     hub.create_repo("org/m", {"a.txt": b"a"})
     hub.create_repo("org/gated", {"README.md": b"# gated\n\nA gated model.\n", "a.txt": b"g"}, gated=True)

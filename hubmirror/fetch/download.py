@@ -12,7 +12,9 @@ from hubmirror.errors import IntegrityError
 @dataclass
 class Download:
     """An open byte stream of one file. `start` is the offset of its first byte: the offset asked for when the
-    upstream honoured the range, 0 when it sent the whole file instead. `digests` are checked like published ones."""
+    upstream honoured the range, 0 when it sent the whole file instead. `digests` are checked like published ones.
+    Each chunk is the consumer's to keep (never a buffer the source fills again): the core hashes a chunk on another
+    thread while it reads the next."""
 
     start: int
     chunks: Iterator[bytes]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from hubmirror.catalog import StoredFile
 from hubmirror.crashpoints import crashpoint
-from hubmirror.digests import MultiHasher
+from hubmirror.digests import HashingBehind, MultiHasher
 from hubmirror.errors import Cancelled, HubmirrorError, IntegrityError, TransferBrokenError
 from hubmirror.fetch.download import Download, adopt_announced_digests
 from hubmirror.fetch.retries import retrying
@@ -21,6 +22,8 @@ from hubmirror.fetch.stored import already_stored, commit_verified
 from hubmirror.sources import Source, SourceContext
 from hubmirror.store import BlobStore
 from hubmirror.upstream import RemoteFile, ResolvedRevision
+
+_HASH_BEHIND_FROM = 8 << 20  # smaller files are hashed in line: a helper thread would cost more than it overlaps
 
 
 class Held:
@@ -94,17 +97,22 @@ def _reopen(source, revision, file, ctx, writer, offset: int) -> Download:
     return download
 
 
-def _copy(download, revision, file, writer, hasher, on_bytes, stop) -> None:
-    """Append the download's bytes to the writer and the hasher."""
-    for chunk in download.chunks:
-        if stop is not None and stop.is_set():
-            raise Cancelled("pull cancelled")
-        writer.write(chunk)
-        crashpoint("transfer.chunk")
-        hasher.update(chunk)
-        on_bytes(len(chunk))
-        if file.size is not None and hasher.size > file.size:
-            raise IntegrityError(
-                f"{revision.ref}: {file.path}: upstream sent more than the {file.size} bytes announced; "
-                "the bytes were refused"
-            )
+def _copy(download, revision, file, writer, hasher: MultiHasher, on_bytes, stop) -> None:
+    """Append the download's bytes to the writer and the hasher (a large file's hashed a chunk behind, on a thread
+    of its own: `HashingBehind`); when it returns or raises, the hasher has every byte the writer got."""
+    behind = file.size is not None and file.size >= _HASH_BEHIND_FROM
+    with HashingBehind(hasher) if behind else nullcontext(hasher) as feed:
+        copied = hasher.size
+        for chunk in download.chunks:
+            if stop is not None and stop.is_set():
+                raise Cancelled("pull cancelled")
+            writer.write(chunk)
+            crashpoint("transfer.chunk")
+            feed.update(chunk)
+            copied += len(chunk)
+            on_bytes(len(chunk))
+            if file.size is not None and copied > file.size:
+                raise IntegrityError(
+                    f"{revision.ref}: {file.path}: upstream sent more than the {file.size} bytes announced; "
+                    "the bytes were refused"
+                )

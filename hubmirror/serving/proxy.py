@@ -249,9 +249,9 @@ class Upstream:
 
     def _load_source(self):
         """The `hf` source and its plugin name, its huggingface_hub client imported."""
-        import huggingface_hub.hf_api  # noqa: F401 - the import itself is the point
-
-        return self.registry.source("hf")
+        found = self.registry.source("hf")
+        found[0].load_client()
+        return found
 
     def _resolution_done(self, asked: tuple[str, str, bool]) -> None:
         with self._lock:

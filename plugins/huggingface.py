@@ -1,8 +1,10 @@
 """Hugging Face Hub source: `hf:org/name[@branch|tag|commit]`.
 
-Metadata goes through huggingface_hub's own `HfApi` (endpoint and token passed explicitly), so the source asks the
-Hub exactly what `snapshot_download` asks; bytes go through hubmirror's ranged GET (`hubmirror.api.open_range`),
-which resumes, and whose output the core hashes against the tree's digests (`huggingface_hub` checks sizes only). The
+The source asks the Hub exactly what `snapshot_download` asks, with huggingface_hub's own headers: its API requests
+are built by `hubmirror.plugins.hf_requests` as the client builds them (without importing `HfApi`: 0.12-0.28 s of
+every pull; tests/test_hf_requests.py compares both at one server); bytes go through hubmirror's ranged GET
+(`hubmirror.api.open_range`), which resumes, and whose output the core hashes against the tree's digests
+(`huggingface_hub` checks sizes only). The
 endpoint comes from `--endpoint`, else `HF_ENDPOINT`; the token from `HF_TOKEN`, else the token file huggingface_hub
 writes. The token is sent to the Hub only, never to a CDN host, and is never stored.
 
@@ -18,7 +20,8 @@ its path, query and headers; `{rev}` is quoted with `safe=""` and `{path}` with 
    `snapshot_download` takes its files from. Its `oid` / `lfs.oid` are the digests every file is checked against.
 3. `GET {endpoint}/{repo_id}/resolve/{commit}/{path}`, no query: the download GET of `hf_hub_download`
    (`file_download.http_get`, also `HfFileSystem`'s reads), following the 302 to the storage host. For the README
-   (model description) and every file pulled. Headers: `Accept-Encoding: identity`; `Range: bytes={n}-` when
+   (model description) and every file pulled. Headers: `Accept-Encoding: identity` (as the client's HEAD of the
+   same URL: the bytes as stored, so that a transfer resumes at a file offset); `Range: bytes={n}-` when
    resuming (as `http_get`), `Range: bytes={a}-{b}` for each piece of a large file fetched over several connections
    (`open_range`, as `HfFileSystemFile._fetch_range` asks); `user-agent` and `authorization` as `build_hf_headers`
    makes them. requests drops `Authorization` when a redirect leaves the Hub's host, as the client does for signed
@@ -46,11 +49,12 @@ its path, query and headers; `{rev}` is quoted with `safe=""` and `{path}` with 
    Authorization, as `xet_get` hands them to hf_xet. Chunks the mirror already holds are not asked for
    (hubmirror.xet.reader); the file is verified against the tree's sha256 as any other.
 
-Requests 1, 2, 4, 5, 6 and 7 carry huggingface_hub's own headers: `user-agent: hubmirror/{version};
-hf_hub/{version}; …`, `authorization: Bearer {token}` when there is a token, and its `X-Amzn-Trace-Id` request id.
-huggingface_hub retries 2 and 4 on 408/429/5xx and network errors (its `http_backoff`); hubmirror sends 1 again after
-a 429/5xx answer or a transport failure, under its own retry policy (`hubmirror.fetch.retries.RetryPolicy`), and
-retries 3 as every download.
+Every request but 8 carries huggingface_hub's own headers: `user-agent: hubmirror/{version}; hf_hub/{version}; …`,
+`authorization: Bearer {token}` when there is a token, a fresh `X-Amzn-Trace-Id`, and on the download path (1, 2,
+3, 7: `snapshot_download` is a `flag_as_download_call`) `X-HF-Download-Counter: 1`; 8 carries the user-agent
+alone, as the client hands it to hf_xet. A repo id huggingface_hub's `validate_repo_id` refuses is refused before
+any request. Every GET is retried under hubmirror's retry policy (`hubmirror.fetch.retries.RetryPolicy`: 429
+honouring `Retry-After`, 5xx, transport failures), as the client retries its listings (`http_backoff`).
 """
 
 from __future__ import annotations
@@ -60,14 +64,12 @@ import os
 import re
 import threading
 import time
-from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import quote, urlsplit
 
+from hubmirror.plugins import hf_requests
+
 from hubmirror.api import (
-    RETRY_STATUSES,
     AccessDeniedError,
     CasAccess,
     Download,
@@ -78,14 +80,12 @@ from hubmirror.api import (
     NotFoundError,
     RemoteFile,
     ResolvedRevision,
-    Retrier,
     Source,
     SourceContext,
     UsageError,
     XetSource,
     __version__,
     check_redirect,
-    hiding,
     hookimpl,
     is_repo_id,
     is_xet_hash,
@@ -94,8 +94,6 @@ from hubmirror.api import (
     open_range,
     open_xet,
     request,
-    retry_after_seconds,
-    transport_error,
 )
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -105,8 +103,6 @@ _README_MAX = 512 * 1024
 DEFAULT_INDEX_LIMIT = 1000
 _LIST_PAGE_MAX = 1000  # the largest `limit` sent to /api/models; beyond it the listing is cut here
 _TREE_MAX_ENTRIES = 1_000_000  # a tree listing longer than this is refused (the Hub's largest repos hold far less)
-# What a malformed answer makes huggingface_hub's parsers raise (a missing field, a wrong type, bad JSON or dates).
-_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 def hf_token() -> str | None:
@@ -168,57 +164,6 @@ def hub_error(resp, what: str) -> HubmirrorError | None:
                          resp.headers.get("X-Error-Message", ""), what)
 
 
-@functools.cache
-def hub_client() -> SimpleNamespace:
-    """huggingface_hub's client (`HfApi`, `RepoFile`, `build_hf_headers`, its `errors`) and the httpx it speaks
-    through, imported on first use (`--help` and `search` never load them) and without trio (hubmirror.imports:
-    0.17 s of every pull where trio is installed)."""
-    with hiding("trio"):
-        import httpx2
-        from huggingface_hub import HfApi, errors
-        from huggingface_hub.hf_api import RepoFile
-        from huggingface_hub.utils import build_hf_headers
-    return SimpleNamespace(HfApi=HfApi, RepoFile=RepoFile, build_hf_headers=build_hf_headers, errors=errors,
-                           httpx=httpx2)
-
-
-def hf_api_error(exc: BaseException, what: str, endpoint: str) -> HubmirrorError | None:
-    """The one-line error an exception out of a huggingface_hub call means, or None for one it does not explain."""
-    errors, httpx2 = hub_client().errors, hub_client().httpx
-
-    if isinstance(exc, HubmirrorError):
-        return exc
-    if isinstance(exc, errors.GatedRepoError):  # before RepositoryNotFoundError, its base class
-        return _status_error(401, "GatedRepo", "", what)
-    if isinstance(exc, errors.RepositoryNotFoundError):
-        return _status_error(404, "RepoNotFound", "", what)
-    if isinstance(exc, errors.RevisionNotFoundError):
-        return _status_error(404, "RevisionNotFound", "", what)
-    if isinstance(exc, errors.RemoteEntryNotFoundError):
-        return _status_error(404, "EntryNotFound", "", what)
-    if isinstance(exc, errors.HfHubHTTPError):
-        resp = exc.response
-        return _status_error(resp.status_code, resp.headers.get("X-Error-Code", ""),
-                             resp.headers.get("X-Error-Message", ""), what)
-    if isinstance(exc, errors.OfflineModeIsEnabled):
-        return HubmirrorError(f"{what}: HF_HUB_OFFLINE is set, so huggingface_hub sends no request: unset it to pull")
-    if isinstance(exc, errors.HFValidationError):
-        return UsageError(f"{what}: {str(exc).splitlines()[0]}")
-    if isinstance(exc, httpx2.HTTPError):  # transport failures: worded as hubmirror.fetch.http words requests' own
-        try:
-            url = str(exc.request.url.copy_with(query=None, fragment=None))
-        except (AttributeError, RuntimeError):  # an exception raised before its request was set
-            url = endpoint
-        kind = ("redirects" if isinstance(exc, httpx2.TooManyRedirects) else
-                "timeout" if isinstance(exc, httpx2.TimeoutException) else
-                "unreachable" if isinstance(exc, httpx2.TransportError) else "other")
-        return transport_error(url, kind, type(exc).__name__)
-    if isinstance(exc, _MALFORMED):
-        return HubmirrorError(f"{what}: {endpoint} answered something huggingface_hub cannot read "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
-    return None
-
-
 def _description_from_card(card: str) -> str | None:
     """The first prose paragraph of a model card, after its YAML front matter and headings."""
     if card.startswith("---"):
@@ -230,26 +175,6 @@ def _description_from_card(card: str) -> str | None:
         if text and not text.startswith(("<", "```", "|", "!", "-")):
             return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)[:1000]
     return None
-
-
-def _hub_time(value) -> str | None:
-    """A datetime as the Hub writes it (`2024-11-01T00:00:00.000Z`), which huggingface_hub parses back."""
-    if not isinstance(value, datetime):
-        return value if isinstance(value, str) else None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def _card_dict(card_data) -> dict | None:
-    """The model card's front matter as a dict (huggingface_hub parses it into `ModelCardData`)."""
-    if isinstance(card_data, dict) and not hasattr(card_data, "to_dict"):
-        return card_data
-    try:
-        card = card_data.to_dict() if card_data is not None else None
-    except _MALFORMED:  # a card huggingface_hub parsed but cannot write back: keep the model, drop the card
-        return None
-    return card if isinstance(card, dict) else None
 
 
 def repo_of(model_id: str) -> tuple[str, str]:
@@ -270,87 +195,95 @@ class HuggingFaceSource(Source):
     def endpoint(self, ctx: SourceContext) -> str:
         return (ctx.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
-    @staticmethod
-    def load_client() -> None:
-        """Import huggingface_hub's client now (a proxy does before it listens, so no client waits for it)."""
-        hub_client()
+    @functools.cached_property
+    def _agent(self) -> str:
+        """huggingface_hub's user-agent for hubmirror (`build_hf_headers(library_name="hubmirror", …)`)."""
+        return hf_requests.user_agent("hubmirror", __version__)
 
-    def _api(self, ctx: SourceContext):
-        """huggingface_hub's client for this endpoint and token."""
-        return hub_client().HfApi(endpoint=self.endpoint(ctx), token=hf_token() or False, library_name="hubmirror",
-                     library_version=__version__)
+    def _headers(self, *, download: bool = True) -> dict[str, str]:
+        """The headers huggingface_hub sends with one request (see hf_requests): the download path's unless
+        `download` is False."""
+        return hf_requests.headers(self._agent, hf_token(), download=download)
 
-    def _headers(self) -> dict[str, str]:
-        """huggingface_hub's own headers (`user-agent`, `authorization`) for the byte transfer."""
-        return hub_client().build_hf_headers(token=hf_token() or False, library_name="hubmirror",
-                                             library_version=__version__)
-
-    def _call(self, ctx: SourceContext, what: str, fn, *args, **kwargs):
-        """`fn(*args, **kwargs)`, a huggingface_hub call, with its exceptions turned into one-line errors."""
+    def _get(self, ctx: SourceContext, url: str, what: str, *, params=None, download: bool = True):
+        """One GET of the Hub's API, as huggingface_hub sends it, retried as every idempotent request
+        (`hubmirror.fetch.retries.RetryPolicy`: 429 honouring Retry-After, 5xx, transport failures); its JSON value
+        (bounded) and the URL of its next page (`Link: rel="next"`), or None."""
         try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            error = hf_api_error(exc, what, self.endpoint(ctx))
-            if error is None or error is exc:
-                raise
-            raise error from exc
+            headers = self._headers(download=download)
+        except HubmirrorError as exc:
+            raise HubmirrorError(f"{what}: {exc}") from None
+        resp = request(ctx.session(), "GET", url, params=params, headers=headers, timeout=ctx.timeout,
+                       errors=lambda r: hub_error(r, what), stream=True)
+        following = resp.links.get("next", {}).get("url")
+        if following is not None:
+            check_redirect(url, following, how="sent the next page to")
+        return json_body(resp), following
+
+    def _pages(self, ctx: SourceContext, url: str, what: str, *, params=None, download: bool = True):
+        """Every page of a paginated listing: the first with `params`, then each `Link` next URL verbatim (the
+        client's `paginate`)."""
+        while url is not None:
+            page, url = self._get(ctx, url, what, params=params, download=download)
+            params = None
+            yield page
 
     def parse(self, spec: str) -> ModelRef:
         ref = super().parse(spec)
-        if not is_repo_id(repo_of(ref.model_id)[1]):
+        repo = repo_of(ref.model_id)[1]
+        if not is_repo_id(repo):
             raise UsageError(f"malformed Hugging Face repo id {ref.model_id!r} (expected org/name, or "
                              "datasets/org/name for a dataset)")
+        problem = hf_requests.repo_id_problem(repo)
+        if problem is not None:
+            raise UsageError(f"{ref}: {problem}")
         return ref
 
     def index(self, ctx: SourceContext, query: str | None = None, limit: int | None = None):
-        """The Hub's model listing (`HfApi.list_models`, most downloaded first), `limit` models (default 1000)."""
+        """The Hub's model listing (request 4, `HfApi.list_models`, most downloaded first), `limit` models (default
+        1000)."""
         limit = limit or DEFAULT_INDEX_LIMIT
-        api = self._api(ctx)
-        listing = self._call(ctx, "hf model listing", api.list_models, search=query or None, sort="downloads",
-                             limit=limit if limit <= _LIST_PAGE_MAX else None, full=True)
-        models = iter(listing)
+        what = "hf model listing"
+        params = hf_requests.list_models_params(query, limit if limit <= _LIST_PAGE_MAX else None)
         count = 0
-        while count < limit:
-            info = self._call(ctx, "hf model listing", next, models, None)
-            if info is None:
-                return
-            if is_repo_id(info.id):
-                count += 1
+        for page in self._pages(ctx, f"{self.endpoint(ctx)}/api/models", what, params=params, download=False):
+            for info in hf_requests.listed_models(page, what):
                 yield self._metadata(ModelRef(self.name, info.id), info)
+                count += 1
+                if count >= limit:
+                    return
 
     def resolve(self, ref: ModelRef, ctx: SourceContext) -> ResolvedRevision:
         what = str(ref)
-        api = self._api(ctx)
         requested = ref.revision or DEFAULT_REVISION  # as snapshot_download: `revision or DEFAULT_REVISION`
         try:
-            info = self._model_info(ctx, api, ref, requested)
+            info = self._model_info(ctx, ref, requested)
         except NotFoundError as exc:
-            raise self._missing_revision(ctx, api, ref, requested, exc) from exc
+            raise self._missing_revision(ctx, ref, requested, exc) from exc
         commit = info.sha
         if not isinstance(commit, str) or not COMMIT_RE.match(commit):
             raise HubmirrorError(f"{ref}: the Hub's model info carries no commit sha")
-        files = self._list_tree(ctx, api, ref.model_id, commit, what)  # (a dataset's: repo_type="dataset")
+        files = self._list_tree(ctx, ref.model_id, commit, what)
         revision = ResolvedRevision(
             ref=ref,
             commit=commit,
             requested=requested,
             metadata=self._metadata(ref, info),
             files=files,
-            requested_kind=self._requested_kind(ctx, api, ref, requested, commit),
-            commit_info={"date": _hub_time(info.last_modified)} if info.last_modified else {},
+            requested_kind=self._requested_kind(ctx, ref, requested, commit),
+            commit_info={"date": info.last_modified} if info.last_modified else {},
         )
         revision.metadata.description = self._read_description(ctx, revision)
         return revision
 
     def refs(self, ctx: SourceContext, repo_id: str) -> list[tuple[str, str, str]]:
-        """(name, kind, commit) of every ref of `repo_id` upstream, pull requests included:
-        `HfApi.list_repo_refs(repo_id, include_pull_requests=True)`."""
-        api = self._api(ctx)
+        """(name, kind, commit) of every ref of `repo_id` upstream, pull requests included (request 5,
+        `HfApi.list_repo_refs(repo_id, include_pull_requests=True)`)."""
         repo_type, repo = repo_of(repo_id)
-        found = self._call(ctx, f"hf:{repo_id} refs", api.list_repo_refs, repo, repo_type=repo_type,
-                           include_pull_requests=True)
-        kinds = (("branch", found.branches), ("tag", found.tags), ("pr", found.pull_requests or []))
-        return [(r.name, kind, r.target_commit) for kind, listed in kinds for r in listed]
+        what = f"hf:{repo_id} refs"
+        found, _ = self._get(ctx, f"{self.endpoint(ctx)}/api/{repo_type}s/{repo}/refs", what,
+                             params=hf_requests.REFS_PARAMS, download=False)
+        return hf_requests.refs(found, what)
 
     def commits_page(self, ctx: SourceContext, repo_id: str, revision: str,
                      params: list[tuple[str, str]]) -> tuple[object, str | None]:
@@ -364,12 +297,10 @@ class HuggingFaceSource(Source):
         """One page of a paginated Hub listing, as huggingface_hub's `paginate` asks it: `GET {endpoint}{path}` with
         `params` (the client's own, or those of the upstream's `Link` to this page), and the query string of the
         next page (None on the last). The page is the server's JSON, unchecked."""
-        resp = request(ctx.session(), "GET", f"{self.endpoint(ctx)}{path}", params=params, headers=self._headers(),
-                       timeout=ctx.timeout, errors=lambda r: hub_error(r, what), stream=True)
-        following = resp.links.get("next", {}).get("url")
-        return json_body(resp), (urlsplit(following).query if following else None)
+        page, following = self._get(ctx, f"{self.endpoint(ctx)}{path}", what, params=params, download=False)
+        return page, (urlsplit(following).query if following else None)
 
-    def _requested_kind(self, ctx: SourceContext, api, ref: ModelRef, requested: str, commit: str) -> str | None:
+    def _requested_kind(self, ctx: SourceContext, ref: ModelRef, requested: str, commit: str) -> str | None:
         """Whether `requested` is a branch, a tag, a pull request or the commit itself: the default branch and a
         commit need no question; any other name is looked up in the repo's refs (None where they do not list it)."""
         if requested == commit:
@@ -378,7 +309,7 @@ class HuggingFaceSource(Source):
             return "branch"
         return next((kind for name, kind, _ in self.refs(ctx, ref.model_id) if name == requested), None)
 
-    def _missing_revision(self, ctx: SourceContext, api, ref: ModelRef, revision: str,
+    def _missing_revision(self, ctx: SourceContext, ref: ModelRef, revision: str,
                           error: NotFoundError) -> NotFoundError:
         """`error` (the model info of `revision` not found), or a RevisionNotFound where the server said the repo was
         not found (some Hub-compatible servers answer a missing revision so) but its default revision exists: the
@@ -387,102 +318,74 @@ class HuggingFaceSource(Source):
         if revision == DEFAULT_REVISION or answer is None or answer.code == "RevisionNotFound":
             return error
         try:
-            self._model_info(ctx, api, ModelRef(ref.source, ref.model_id), DEFAULT_REVISION)
+            self._model_info(ctx, ModelRef(ref.source, ref.model_id), DEFAULT_REVISION)
         except HubmirrorError:
             return error
         missing = NotFoundError(f"{ref}: revision not found")
         missing.hub_answer = HubAnswer(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         return missing
 
-    def _model_info(self, ctx: SourceContext, api, ref: ModelRef, revision: str):
-        """Request 1, `HfApi.model_info(repo_id, revision=revision)`. huggingface_hub sends it once; it is sent
-        again, as hubmirror retries every idempotent request (`hubmirror.fetch.retries.RetryPolicy`), after a 429 or 5xx
-        answer (honouring `Retry-After`) or a transport failure. The tree and the listing are retried by
-        huggingface_hub itself (`http_backoff`)."""
-        HfHubHTTPError, httpx2 = hub_client().errors.HfHubHTTPError, hub_client().httpx
-        what = str(ref)
-        retrier = Retrier(f"GET model info of {ref}")
-        while True:
-            try:
-                repo_type, repo = repo_of(ref.model_id)
-                info = api.dataset_info if repo_type == "dataset" else api.model_info
-                return info(repo, revision=revision, timeout=ctx.timeout)
-            except (HfHubHTTPError, httpx2.TransportError) as exc:
-                error = hf_api_error(exc, what, self.endpoint(ctx))
-                if isinstance(exc, HfHubHTTPError):
-                    status = exc.response.status_code
-                    if status not in RETRY_STATUSES:
-                        raise error from exc
-                    retrier.retry(error, f"HTTP {status}",
-                                  retry_after=retry_after_seconds(exc.response.headers.get("Retry-After")))
-                else:
-                    retrier.retry(error, type(exc).__name__)
-            except Exception as exc:
-                error = hf_api_error(exc, what, self.endpoint(ctx))
-                if error is None or error is exc:
-                    raise
-                raise error from exc
-
-    def _list_tree(self, ctx: SourceContext, api, repo_id: str, commit: str, what: str) -> list[RemoteFile]:
-        """snapshot_download's listing: `list_repo_tree(recursive=True, revision=commit)`, every Link page."""
-        def listing() -> list:
-            repo_type, repo = repo_of(repo_id)
-            entries = list(islice(api.list_repo_tree(repo, recursive=True, revision=commit, repo_type=repo_type),
-                                  _TREE_MAX_ENTRIES + 1))
-            if len(entries) > _TREE_MAX_ENTRIES:
-                raise HubmirrorError(f"{what}: the tree listing does not end (over {_TREE_MAX_ENTRIES} entries)")
-            return entries
-
-        entries = self._call(ctx, what, listing)
-        return [self._remote_file(e, what) for e in entries if isinstance(e, hub_client().RepoFile)]
-
-    @staticmethod
-    def _remote_file(entry, what: str) -> RemoteFile:
-        """A tree file (`huggingface_hub.hf_api.RepoFile`): LFS files by content sha256, others by git blob id."""
-        path, size, oid, lfs = entry.path, entry.size, entry.blob_id, entry.lfs
-        if not isinstance(path, str) or not isinstance(oid, str):
-            raise HubmirrorError(f"{what}: malformed tree entry {path!r:.200}")
-        if lfs is not None:  # stored in Xet when the tree says its Xet hash (the Hub's own rule, as the client's)
-            xet_hash = getattr(entry, "xet_hash", None)
-            return RemoteFile(path, lfs.size, {"sha256": str(lfs.sha256)}, etag=oid, lfs=True,
-                              location=xet_hash if is_xet_hash(xet_hash) else None)
-        return RemoteFile(path, size, {"git-sha1": oid}, etag=oid)
-
-    @staticmethod
-    def _metadata(ref: ModelRef, info) -> ModelMetadata:
-        """Catalog metadata from a `huggingface_hub.hf_api.ModelInfo` (or `DatasetInfo`: no task, library or config
-        of its own; its task is the card's first `task_categories`)."""
+    def _model_info(self, ctx: SourceContext, ref: ModelRef, revision: str) -> hf_requests.RepoInfo:
+        """Request 1: `HfApi.model_info(repo_id, revision=revision)` (`dataset_info` for a dataset), as
+        snapshot_download sends it; retried after a 429 or 5xx answer (honouring `Retry-After`) or a transport
+        failure."""
         repo_type, repo = repo_of(ref.model_id)
-        card = _card_dict(info.card_data)
-        tags = [t for t in info.tags if isinstance(t, str)] if isinstance(info.tags, list) else []
+        url = f"{self.endpoint(ctx)}/api/{repo_type}s/{repo}/revision/{quote(revision, safe='')}"
+        info, _ = self._get(ctx, url, str(ref))
+        return hf_requests.RepoInfo.read(info, str(ref))
+
+    def _list_tree(self, ctx: SourceContext, repo_id: str, commit: str, what: str) -> list[RemoteFile]:
+        """Request 2, snapshot_download's listing: `list_repo_tree(recursive=True, revision=commit)`, every Link
+        page, at most _TREE_MAX_ENTRIES entries."""
+        repo_type, repo = repo_of(repo_id)
+        url = f"{self.endpoint(ctx)}/api/{repo_type}s/{repo}/tree/{quote(commit, safe='')}"
+        files, entries = [], 0
+        for page in self._pages(ctx, url, what, params=hf_requests.TREE_PARAMS):
+            entries += len(page) if isinstance(page, list) else 0
+            if entries > _TREE_MAX_ENTRIES:
+                raise HubmirrorError(f"{what}: the tree listing does not end (over {_TREE_MAX_ENTRIES} entries)")
+            files += [self._remote_file(f) for f in hf_requests.tree_files(page, what)]
+        return files
+
+    @staticmethod
+    def _remote_file(entry: hf_requests.TreeFile) -> RemoteFile:
+        """A tree file: LFS files by content sha256, others by git blob id."""
+        if entry.lfs_sha256 is not None:  # stored in Xet when the tree says its Xet hash (the Hub's rule, as the
+            return RemoteFile(entry.path, entry.lfs_size, {"sha256": entry.lfs_sha256}, etag=entry.oid,  # client's)
+                              lfs=True, location=entry.xet_hash if is_xet_hash(entry.xet_hash) else None)
+        return RemoteFile(entry.path, entry.size, {"git-sha1": entry.oid}, etag=entry.oid)
+
+    @staticmethod
+    def _metadata(ref: ModelRef, info: hf_requests.RepoInfo) -> ModelMetadata:
+        """Catalog metadata from a model's info (or a dataset's: no task, library or config of its own; its task is
+        the card's first `task_categories`)."""
+        repo_type, repo = repo_of(ref.model_id)
+        card = info.card_data
         license_ = card.get("license") if card and isinstance(card.get("license"), str) else None
         if license_ is None:
-            license_ = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
-        config = getattr(info, "config", None)
-        config = config if isinstance(config, dict) else {}
+            license_ = next((t.split(":", 1)[1] for t in info.tags if t.startswith("license:")), None)
+        config = (info.config or {}) if repo_type == "model" else {}
         architectures = config.get("architectures")
         architectures = [a for a in architectures if isinstance(a, str)] if isinstance(architectures, list) else []
         model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
-        task = getattr(info, "pipeline_tag", None)
+        task = info.pipeline_tag if repo_type == "model" else None
         if repo_type == "dataset" and card and isinstance(card.get("task_categories"), list):
             task = next((t for t in card["task_categories"] if isinstance(t, str)), None)
-        library = getattr(info, "library_name", None)
-        extra = {"cardData": card, "config": config or None, "createdAt": _hub_time(info.created_at),
-                 "private": info.private}
-        if isinstance(info.id, str) and info.id != repo:  # a renamed repo, or an upstream that says so
+        extra = {"cardData": card, "config": config or None, "createdAt": info.created_at, "private": info.private}
+        if info.id is not None and info.id != repo:  # a renamed repo, or an upstream that says so
             extra["upstreamId"] = info.id
         return ModelMetadata(
             source="hf",
             model_id=ref.model_id,  # what the mirror asked for: an upstream's answer never names another model
-            task=task if isinstance(task, str) else None,
-            library=library if isinstance(library, str) else None,
+            task=task,
+            library=info.library_name if repo_type == "model" else None,
             architecture=architectures[0] if architectures else model_type,
             license=license_,
-            tags=tags,
-            downloads=info.downloads if isinstance(info.downloads, int) else None,
-            likes=info.likes if isinstance(info.likes, int) else None,
-            last_modified=_hub_time(info.last_modified),
-            gated=bool(info.gated),
+            tags=info.tags,
+            downloads=info.downloads,
+            likes=info.likes,
+            last_modified=info.last_modified,
+            gated=info.gated,
             extra={k: v for k, v in extra.items() if v is not None},
             kind=repo_type,
         )
@@ -538,7 +441,7 @@ class HuggingFaceSource(Source):
         """Request 8: bytes [start, end) of a Xet file from the CAS (hubmirror.xet.reader), with the client's headers
         less its Authorization (huggingface_hub's `xet_headers_without_auth`), the CAS token from request 7."""
         what = f"{revision.ref}: {file.path}"
-        headers = {k: v for k, v in self._headers().items() if k.lower() != "authorization"}
+        headers = {"user-agent": self._agent}  # build_hf_headers less its authorization (`xet_headers_without_auth`)
         src = XetSource(file.location, file.size, lambda renew: self._xet_access(ctx, revision, renew), headers,
                         ctx.session(), ctx.timeout, what)
         cas_url = self._xet_access(ctx, revision, False).cas_url

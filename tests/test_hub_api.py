@@ -92,7 +92,7 @@ def test_the_proxy_answers_refs_and_commits_from_the_upstream(hub, history, root
 
 def test_proxy_refs_while_another_ref_is_coming_in(hub, history, root):
     """A ref being fetched never shows as `main`: with the upstream's refs unavailable, the proxy answers the refs
-    it resolved itself, each at its own commit (`main` only where it resolved it)."""
+    it resolved itself, each at its own commit and of its own kind (`main` only where it resolved it)."""
     history.commit({"config.json": b'{"dev": 2}', "big.bin": b"x" * 400_000}, branch="dev")
     hub.faults.throttle["big.bin"] = 40_000  # ten seconds
     Mirror.open(root, create=True).close()
@@ -101,9 +101,10 @@ def test_proxy_refs_while_another_ref_is_coming_in(hub, history, root):
         getter = threading.Thread(target=requests.get, args=(f"{server.url}/org/h/resolve/dev/big.bin",),
                                   kwargs={"timeout": 3})
         getter.start()
-        hub.stop()  # the upstream's refs cannot be asked: what the proxy resolved answers
-        refs = requests.get(f"{server.url}/api/models/org/h/refs").json()
+        hub.faults.status_queue["/api/models/org/h/refs"] = [(503, {})] * 50  # its refs cannot be had upstream:
+        refs = requests.get(f"{server.url}/api/models/org/h/refs").json()     # what the proxy resolved answers
         getter.join()
+    assert any(r["path"].startswith("/api/models/org/h/refs") for r in hub.requests[-60:])
     branches = {b["name"]: b["targetCommit"] for b in refs["branches"]}
     assert branches["dev"] == history.branches["dev"]
     assert branches.get("main", history.branches["main"]) == history.branches["main"]  # never dev's commit

@@ -276,7 +276,7 @@ def test_model_info_is_retried_after_429_and_5xx_then_fails_in_one_line(hub, run
 
 def test_unusable_hub_answers_are_one_line_errors(hub, run):
     hub.create_repo("org/m", {"a.txt": b"a"})
-    hub.faults.info_override = {"id": "org/m", "sha": "0" * 40, "siblings": [{"no": "rfilename"}]}
+    hub.faults.info_override = {"id": "org/m", "sha": "0" * 40, "lastModified": "yesterday"}
     result = run("pull", "hf:org/m")
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     assert "cannot read" in result.output

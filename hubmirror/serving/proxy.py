@@ -71,11 +71,12 @@ class Upstream:
         self._resolving: dict[tuple[str, str], Future] = {}  # resolutions in progress, one per (repo, revision)
         self._checked: dict[tuple[str, str], float] = {}  # when a revision was last asked upstream (monotonic)
         self._resolved: dict[tuple[str, str], str] = {}  # (repo, revision) -> the commit upstream last named
+        self._kinds: dict[tuple[str, str], str | None] = {}  # (repo, revision) -> branch, tag, pr, as upstream says
         self._fetches: dict[tuple[str, str], RevisionFetch] = {}  # (repo, commit) -> its files coming in
         self._withheld: dict[tuple[str, str], str] = {}  # gated or private upstream, asked by a reader who may not
         self._refs: dict[str, tuple[float, list[dict]]] = {}  # repo -> (when, its upstream refs as catalog rows)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upstream")
-        self._load_source()  # huggingface_hub imported before the server listens, not while the first miss waits
+        self._load_source()  # the plugins loaded before the server listens, not while the first miss waits
 
     def allowed(self, repo: str) -> bool:
         """Whether `repo` may be fetched: the globs are matched whatever the case, as the Hub resolves repo ids."""
@@ -89,10 +90,12 @@ class Upstream:
         revision = revision or "main"
         return revision if _is_commit(revision) else self._resolved.get((repo, revision))
 
-    def resolved_refs(self, repo: str) -> dict[str, str]:
-        """{ref name: commit} of every branch or tag of `repo` this server resolved upstream."""
+    def resolved_refs(self, repo: str) -> dict[str, tuple[str, str | None]]:
+        """{ref name: (commit, kind)} of every branch or tag of `repo` this server resolved upstream (its kind as
+        the upstream's refs said, None where they did not)."""
         with self._lock:
-            return {name: commit for (r, name), commit in self._resolved.items() if r == repo and name != commit}
+            return {name: (commit, self._kinds.get((r, name))) for (r, name), commit in self._resolved.items()
+                    if r == repo and name != commit}
 
     def fetch(self, repo: str, revision: str | None) -> RevisionFetch | None:
         """The fetch in progress of the commit `revision` of `repo` names, if it is not catalogued yet."""
@@ -248,10 +251,8 @@ class Upstream:
         return checked is not None and time.monotonic() - checked < self.ref_ttl
 
     def _load_source(self):
-        """The `hf` source and its plugin name, its huggingface_hub client imported."""
-        found = self.registry.source("hf")
-        found[0].load_client()
-        return found
+        """The `hf` source and its plugin name."""
+        return self.registry.source("hf")
 
     def _resolution_done(self, asked: tuple[str, str, bool]) -> None:
         with self._lock:
@@ -299,6 +300,7 @@ class Upstream:
                         mirror = None  # the fetch's now: it closes it
             with self._lock:
                 self._resolved[(repo, revision)] = commit
+                self._kinds[(repo, revision)] = resolved.requested_kind
         finally:
             if mirror is not None:
                 mirror.close()

@@ -60,8 +60,8 @@ class ProxyView(MirrorView):
         catalogued = super().repos().get(repo) if repo is not None else model
         with self.catalog() as catalog:
             rows = {r["name"]: r for r in catalog.refs(model["key"])} if catalogued is not None else {}
-        for name, commit in (self.upstream.resolved_refs(repo) if repo is not None else {}).items():
-            rows[name] = {"name": name, "commit_id": commit, "kind": rows.get(name, {}).get("kind")}
+        for name, (commit, kind) in (self.upstream.resolved_refs(repo) if repo is not None else {}).items():
+            rows[name] = {"name": name, "commit_id": commit, "kind": kind or rows.get(name, {}).get("kind")}
         return hf_api.refs(catalogued or model, list(rows.values()), include_prs, newest_is_main=catalogued is not None)
 
     def revision_date(self, model: dict, commit: str) -> str | None:

@@ -156,7 +156,8 @@ class FakeHub:
         with self._lock:
             self.requests.append(
                 {"method": handler.command, "path": handler.path, "range": handler.headers.get("Range"),
-                 "authorization": handler.headers.get("Authorization"), "at": time.monotonic()}
+                 "authorization": handler.headers.get("Authorization"), "at": time.monotonic(),
+                 "headers": {k.lower(): v for k, v in handler.headers.items()}}
             )
 
     def blob(self, sha256: str) -> RepoFile | None:

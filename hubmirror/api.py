@@ -39,7 +39,7 @@ from hubmirror.fetch.http import (
     transport_error,
 )
 from hubmirror.fetch.redirects import check_redirect
-from hubmirror.fetch.retries import RETRY_STATUSES, Retrier, retry_after_seconds, retry_policy
+from hubmirror.fetch.retries import RETRY_STATUSES, Retrier, retry_after_seconds, retry_policy, retrying
 from hubmirror.hookspecs import hookimpl
 from hubmirror.imports import hiding
 from hubmirror.safepath import check_relative_path
@@ -59,6 +59,6 @@ __all__ = [
     "UnsafePathError", "UsageError", "XetSource", "__version__", "check_redirect", "check_relative_path", "chunks",
     "delegate_files", "describe_network_error", "hiding", "hookimpl", "hub_commit", "is_repo_id", "is_valid_digest",
     "is_xet_hash", "json_body", "local_download", "open_bounded", "open_range", "open_tar", "open_xet", "open_zip",
-    "parse_target", "repo_id", "request", "request_json", "retry_after_seconds", "retry_policy", "served_file",
-    "spool", "torch_dtype", "transport_error",
+    "parse_target", "repo_id", "request", "request_json", "retry_after_seconds", "retry_policy", "retrying",
+    "served_file", "spool", "torch_dtype", "transport_error",
 ]

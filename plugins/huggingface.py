@@ -94,6 +94,7 @@ from hubmirror.api import (
     open_range,
     open_xet,
     request,
+    retrying,
 )
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -213,8 +214,9 @@ class HuggingFaceSource(Source):
             headers = self._headers(download=download)
         except HubmirrorError as exc:
             raise HubmirrorError(f"{what}: {exc}") from None
-        resp = request(ctx.session(), "GET", url, params=params, headers=headers, timeout=ctx.timeout,
-                       errors=lambda r: hub_error(r, what), stream=True)
+        with retrying(f"{what}: GET {urlsplit(url).path}"):  # each retry's line names the model
+            resp = request(ctx.session(), "GET", url, params=params, headers=headers, timeout=ctx.timeout,
+                           errors=lambda r: hub_error(r, what), stream=True)
         following = resp.links.get("next", {}).get("url")
         if following is not None:
             check_redirect(url, following, how="sent the next page to")

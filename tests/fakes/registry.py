@@ -200,6 +200,8 @@ class TokenServer(LoopbackServer):
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # as real servers send (see tests.fakes.httpserver.Handler)
+
             def log_message(self, *args):
                 pass
 
@@ -291,6 +293,7 @@ class FaultyProxy(LoopbackServer):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass

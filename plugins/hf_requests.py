@@ -115,12 +115,12 @@ def _hub_time(value, what: str) -> str | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
-    except ValueError:
+        if parsed is not None and parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC)  # (past year 9999 or before year 1 in UTC: OverflowError)
+    except (ValueError, OverflowError):
         parsed = None
     if parsed is None:
         raise Malformed(what, f"a date that is not one ({str(value)[:40]!r})")
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC)
     return parsed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{parsed.microsecond // 1000:03d}Z"
 
 

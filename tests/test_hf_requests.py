@@ -124,3 +124,26 @@ def test_hf_hub_offline_sends_nothing(hub, run):
     assert (result.stdout + result.stderr).strip().splitlines()[-1] == (
         "error: hf:org/m: HF_HUB_OFFLINE is set, so huggingface_hub sends no request: unset it to pull")
     assert hub.requests == []
+
+
+@pytest.mark.parametrize("date", ["yesterday", "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00", 20240101,
+                                  "2024-13-01T00:00:00Z", ["2024-01-01"]])
+def test_a_date_that_is_not_one_is_a_one_line_error(hub, run, date):
+    """Dates are rewritten in the Hub's form (UTC, milliseconds, Z) or refused in one line, never a traceback: a
+    date past year 9999 once converted to UTC overflows."""
+    hub.create_repo("org/m", {"a.txt": b"a"})
+    hub.faults.info_override = {"id": "org/m", "sha": "0" * 40, "lastModified": date}
+    result = run("pull", "hf:org/m")
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: hf:org/m: the Hub answered something hubmirror cannot read: a date that is not one")
+
+
+def test_dates_are_written_as_the_hub_writes_them(hub, run):
+    hub.create_repo("org/m", {"a.txt": b"a"})
+    info = hf.HfApi(endpoint=hub.url).model_info("org/m")
+    hub.faults.info_override = {"id": "org/m", "sha": info.sha, "lastModified": "2024-11-01T02:00:00.123456+02:00",
+                                "createdAt": "2021-08-30T00:00:00Z"}
+    assert run("pull", "hf:org/m").exit_code == 0
+    shown = run.json("show", "hf:org/m")
+    assert shown["last_modified"] == "2024-11-01T00:00:00.123Z"

@@ -38,9 +38,17 @@ hostile_trees = json_values | st.lists(st.fixed_dictionaries(
      "size": st.integers(-5, 10**12) | st.text(max_size=3), "oid": st.text(alphabet="0123456789abcdef", max_size=41)},
     optional={"lfs": st.fixed_dictionaries({"oid": st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
                                             "size": st.integers(-1, 10**9)})}), max_size=5)
+hostile_dates = json_values | hostile_text | st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()) | \
+    st.sampled_from(["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00", "2024-11-01T00:00:00.000Z"])
+# a model info at the repo's real commit ("<main>", put in by `apply`) whose every other field may lie
+hostile_infos = st.fixed_dictionaries(
+    {"id": hostile_text | st.just("org/m"), "sha": st.just("<main>")},
+    optional={"lastModified": hostile_dates, "createdAt": hostile_dates, "cardData": json_values,
+              "tags": json_values, "config": json_values, "pipeline_tag": json_values, "library_name": json_values,
+              "downloads": json_values, "likes": json_values, "gated": json_values, "private": json_values})
 lies = st.one_of(
     st.tuples(st.just("tree"), hostile_trees),
-    st.tuples(st.just("info"), json_values),
+    st.tuples(st.just("info"), json_values | hostile_infos),
     st.tuples(st.just("corrupt"), st.sampled_from(SERVED)),
     st.tuples(st.just("status"), st.sampled_from(("api", *SERVED)), st.sampled_from(UPSTREAM_ERRORS)),
     st.tuples(st.just("reset"), st.sampled_from(SERVED), st.integers(0, 30_000)),
@@ -55,7 +63,10 @@ def apply(hub: FakeHub, lie: tuple) -> None:
     if kind == "tree":
         faults.tree_override = args[0]
     elif kind == "info":
-        faults.info_override = args[0]
+        info = args[0]
+        if isinstance(info, dict) and info.get("sha") == "<main>":
+            info = {**info, "sha": list(hub.repos.values())[-1].branches["main"]}
+        faults.info_override = info
     elif kind == "corrupt":
         faults.corrupt.add(args[0])
     elif kind == "status":

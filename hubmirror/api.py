@@ -43,7 +43,7 @@ from hubmirror.fetch.retries import RETRY_STATUSES, Retrier, retry_after_seconds
 from hubmirror.hookspecs import hookimpl
 from hubmirror.imports import hiding
 from hubmirror.safepath import check_relative_path
-from hubmirror.serving.hub_ids import hub_commit, is_repo_id, repo_id, served_file
+from hubmirror.serving.hub_ids import hub_commit, hub_time, is_repo_id, repo_id, served_file
 from hubmirror.sources import Delegated, Source, SourceContext, delegate_files
 from hubmirror.store.base import BlobInfo, BlobStore, BlobWriter, StoreBackend
 from hubmirror.store.bucket import SharedBucket
@@ -57,7 +57,7 @@ __all__ = [
     "Layout", "Loaded", "Loader", "ModelMetadata", "ModelRef", "NotFoundError", "Placer", "RemoteFile",
     "ResolvedRevision", "Retrier", "SharedBucket", "Source", "SourceContext", "StoreBackend", "TransferBrokenError",
     "UnsafePathError", "UsageError", "XetSource", "__version__", "check_redirect", "check_relative_path", "chunks",
-    "delegate_files", "describe_network_error", "hiding", "hookimpl", "hub_commit", "is_repo_id", "is_valid_digest",
+    "delegate_files", "describe_network_error", "hiding", "hookimpl", "hub_commit", "hub_time", "is_repo_id", "is_valid_digest",
     "is_xet_hash", "json_body", "local_download", "open_bounded", "open_range", "open_tar", "open_xet", "open_zip",
     "parse_target", "repo_id", "request", "request_json", "retry_after_seconds", "retry_policy", "retrying",
     "served_file", "spool", "torch_dtype", "transport_error",

@@ -25,9 +25,8 @@ import re
 import sys
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
-from hubmirror.api import HubmirrorError, hiding, is_repo_id
+from hubmirror.api import HubmirrorError, hiding, hub_time, is_repo_id
 
 DOWNLOAD_COUNTER = "X-HF-Download-Counter"  # huggingface_hub.constants.X_HF_DOWNLOAD_COUNTER
 TRACE_ID = "X-Amzn-Trace-Id"  # huggingface_hub.utils._http.X_AMZN_TRACE_ID
@@ -110,22 +109,18 @@ class Malformed(HubmirrorError):
 
 
 def _hub_time(value, what: str) -> str | None:
-    """A Hub date (`2024-11-01T00:00:00.000Z`, or any ISO 8601 form) in the Hub's own form; None where absent."""
+    """A Hub date in the Hub's own form (`hub_time`); None where absent, and one that is not a date refused."""
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
-        if parsed is not None and parsed.tzinfo is not None:
-            parsed = parsed.astimezone(UTC)  # (past year 9999 or before year 1 in UTC: OverflowError)
-    except (ValueError, OverflowError):
-        parsed = None
-    if parsed is None:
+    written = hub_time(value) if isinstance(value, str) else None
+    if written is None:
         raise Malformed(what, f"a date that is not one ({str(value)[:40]!r})")
-    return parsed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{parsed.microsecond // 1000:03d}Z"
+    return written
 
 
-def _of(value, kind, default=None):
-    return value if isinstance(value, kind) and not (kind is int and isinstance(value, bool)) else default
+def _of(value, kind):
+    """`value` if it is a `kind` (a bool is no int here), else None."""
+    return value if isinstance(value, kind) and not (kind is int and isinstance(value, bool)) else None
 
 
 @dataclass

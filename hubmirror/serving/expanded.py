@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from hubmirror.serving import hf_api
-from hubmirror.serving.hub_ids import hub_commit
+from hubmirror.serving.hub_ids import hub_commit, hub_time
 
 MAX_HISTORY = 50  # revisions looked back through for a path's last change
 
@@ -22,7 +22,7 @@ def expand(entries: list[dict], view, model: dict, commit: str) -> list[dict]:
         verdicts = catalog.file_verdicts(key, commit)
     commits = [{"id": hub_commit(key, r["commit_id"]), "title": _title(r), "date": hf_api.commit_date(r)}
                for r in history] or [{"id": hub_commit(key, commit), "title": "",
-                                      "date": hf_api.hub_time(model["last_modified"]) or hf_api.created_at(model)}]
+                                      "date": hub_time(model["last_modified"]) or hf_api.created_at(model)}]
     changed = {path: _changed_at(path, contents) for path in (contents[0] if contents else {})}
     for entry in entries:
         path = entry["path"]

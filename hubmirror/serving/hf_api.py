@@ -9,7 +9,7 @@ import json
 from starlette.responses import JSONResponse, Response
 
 from hubmirror.errors import redact
-from hubmirror.serving.hub_ids import ServedFile, hub_commit, lfs_pointer
+from hubmirror.serving.hub_ids import ServedFile, hub_commit, hub_time, lfs_pointer
 
 TREE_PAGE = 1000
 EXPOSE = ("X-Repo-Commit,X-Request-Id,X-Error-Code,X-Error-Message,X-Total-Count,ETag,Link,Accept-Ranges,"
@@ -38,21 +38,6 @@ def header_safe(text: str, limit: int = 1000) -> str:
     would end the header), at most `limit` characters. Request text echoed in a message can never make a 500."""
     one_line = " ".join(text.encode("ascii", "backslashreplace").decode("ascii").split())
     return "".join(c if " " <= c <= "~" else " " for c in one_line)[:limit]
-
-
-def hub_time(text: str | None) -> str | None:
-    """An ISO 8601 time (the catalog's, or an upstream's) as the Hub writes it, `2024-11-01T00:00:00.000Z`, the one
-    format huggingface_hub parses; None for none or one that is not a time."""
-    from datetime import UTC, datetime
-
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 LIST_PAGE = 1000  # models per page of `GET /api/models` (the Hub's own cap)

@@ -21,6 +21,22 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}\Z")
 REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}\Z")
 
 
+def hub_time(text: str | None) -> str | None:
+    """An ISO 8601 time (the catalog's, or an upstream's) as the Hub writes it, `2024-11-01T00:00:00.000Z`, the one
+    format huggingface_hub parses; None for none or one that is not a time (nor one that leaves years 1-9999 once
+    in UTC)."""
+    from datetime import UTC, datetime
+
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = moment.astimezone(UTC) if moment.tzinfo else moment
+    except (ValueError, OverflowError):
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def is_repo_id(text: str) -> bool:
     """Whether `text` is a repo id as the Hub writes them (never a path, a URL or a `..`)."""
     return isinstance(text, str) and REPO_ID_RE.match(text) is not None and ".." not in text

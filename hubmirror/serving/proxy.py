@@ -32,8 +32,8 @@ from pathlib import Path
 
 from hubmirror.access.policy import OPEN, Principal
 from hubmirror.errors import HubmirrorError, UsageError, redact
-from hubmirror.serving.hf_api import HubError, hub_time
-from hubmirror.serving.hub_ids import is_repo_id
+from hubmirror.serving.hf_api import HubError
+from hubmirror.serving.hub_ids import hub_time, is_repo_id
 from hubmirror.serving.metrics import record_proxy, record_upstream_fetch
 from hubmirror.serving.proxy_fetch import RevisionFetch
 from hubmirror.serving.waiting import wait_for

@@ -17,6 +17,19 @@ VENV_BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # the service imitations live in tests/fakes, outside the wheel
+
+
+def compile_bytecode() -> None:
+    """Compile the checkout's modules to bytecode, as pip does when it installs a wheel: an editable install has
+    none until its first run, and none ever where PYTHONDONTWRITEBYTECODE is set, so every timed command would
+    compile ~90 modules from source (~0.1 s) that an installed hubmirror never compiles."""
+    import compileall
+
+    for package in ("hubmirror", "plugins"):
+        compileall.compile_dir(REPO_ROOT / package, quiet=1)
+
+
+compile_bytecode()
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 
 

@@ -358,3 +358,27 @@ def test_hook_register_stores(store_plugin, hub, run, tmp_path):
     assert run(*with_plugin, "rm", "hf:org/m").exit_code == 0
     assert run.json(*with_plugin, "gc", "--grace", "0")["blobs_removed"] == 2
     assert not (shelf / "blobs" / "sha256" / digest).exists()
+
+
+def test_sqlite_utils_plugins_installed_beside_hubmirror_never_touch_the_catalog(tmp_path, monkeypatch):
+    """An installed sqlite-utils plugin (its `prepare_connection` hook) is not run on catalog.db's connection:
+    the catalog needs none, and it is not a third party's to change."""
+    import sys
+    import types
+
+    from sqlite_utils import hookimpl, plugins
+
+    from hubmirror.catalog import Catalog
+
+    calls = []
+    plugin = types.ModuleType("a_sqlite_utils_plugin")
+    plugin.prepare_connection = hookimpl(lambda conn: calls.append(conn))
+    monkeypatch.delattr(sys, "_called_from_test", raising=False)  # as outside a test run: plugins would load
+    plugins.pm.register(plugin)
+    try:
+        catalog = Catalog(tmp_path / "catalog.db", create=True)
+        catalog.db["probe"].insert({"x": 1})
+        catalog.close()
+    finally:
+        plugins.pm.unregister(plugin)
+    assert calls == []

@@ -80,6 +80,16 @@ def test_include_and_exclude(hub, run):
     assert result.exit_code == 2 and "no file" in result.output
 
 
+def test_the_largest_files_are_fetched_first(hub, run):
+    """A pull ends when its longest download does, so that one starts first (one worker makes the order plain)."""
+    sizes = {"a.json": 10, "b.bin": 300_000, "c.txt": 1_000, "d.bin": 40_000}
+    hub.create_repo("org/m", {".gitattributes": LFS_ATTRS, **{name: noise(n) for name, n in sizes.items()}})
+    assert run("pull", "hf:org/m", "--workers", "1").exit_code == 0
+    fetched = [r["path"].rsplit("/", 1)[-1] for r in hub.requests
+               if r["method"] == "GET" and "/resolve/" in r["path"]]
+    assert fetched == ["b.bin", "d.bin", "c.txt", ".gitattributes", "a.json"]
+
+
 def test_identical_files_of_two_models_are_stored_once(hub, run, root):
     weights = noise(300_000)
     hub.create_repo("org/a", {".gitattributes": LFS_ATTRS, "w.bin": weights, "config.json": b'{"a": 1}'})

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from hubmirror.errors import IntegrityError
+from hubmirror.locks import FileLock
 from hubmirror.store import LocalBlobStore, check_digest
 from tests.store_contract import NOT_DIGESTS, StoreContract, put, sha256
 
@@ -200,3 +201,63 @@ class TestLocalPositionalWrites:
                 w.write_at(15, b"b" * 5)
                 w.commit(sha256(b"x" * 20), 20)
         assert list(store.tmp_dir.iterdir()) == []
+
+
+def test_a_killed_writers_lock_dies_with_it(tmp_path):
+    """A writer's lock is an flock: a process killed while writing leaves nothing that keeps the next writer of
+    its key waiting, and the next writer resumes its bytes."""
+    import signal
+    import subprocess
+    import sys
+
+    store = LocalBlobStore(tmp_path / "store")
+    store.initialise()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from hubmirror.store import LocalBlobStore\n"
+         "w = LocalBlobStore(sys.argv[1]).writer('k'); w.write(b'held'); print('ready', flush=True); time.sleep(60)",
+         str(store.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        held = [p for p in store.tmp_dir.iterdir() if p.suffix == ".lock"]  # beside the partial write
+        assert len(held) == 1 and not FileLock(held[0]).acquire(blocking=False)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        started = time.monotonic()
+        with store.writer("k") as w:
+            assert w.offset == len(b"held")
+        assert time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.wait(10)
+        holder.stdout.close()
+
+
+def test_a_writer_starts_the_writeback_of_what_it_wrote(tmp_path, monkeypatch):
+    """Each time a writer has put `KICK_EVERY` more bytes in its file (appended or at offsets), the writeback of
+    what it holds is started, so the fsync at commit waits for the tail only; the blob is whole either way."""
+    from hubmirror.store import writeback
+
+    kicks = []
+    monkeypatch.setattr(writeback, "start_writeback", lambda fd: kicks.append(os.fstat(fd).st_size))
+    store = LocalBlobStore(tmp_path / "store")
+    store.initialise()
+    data = os.urandom(3 * writeback.KICK_EVERY + 1000)
+    half, step = len(data) // 2, 1 << 20
+    with store.writer("k") as w:
+        for start in range(0, half, step):
+            w.write(data[start:min(start + step, half)])
+        for start in range(half, len(data), step):
+            w.write_at(start, data[start:start + step])
+        w.commit(sha256(data), len(data))
+    assert len(kicks) == 3 and kicks == sorted(kicks)
+    assert store.open(sha256(data)).read() == data
+
+
+def test_starting_writeback_on_a_real_file_is_harmless(tmp_path):
+    from hubmirror.store.writeback import start_writeback
+
+    path = tmp_path / "f"
+    with open(path, "wb") as f:
+        f.write(b"x" * 100_000)
+        start_writeback(f.fileno())
+    assert path.read_bytes() == b"x" * 100_000

@@ -46,6 +46,7 @@ def fetch_files(source: Source, wanted: list[tuple[ResolvedRevision, RemoteFile]
             stored[key] = known
         else:
             todo.append((key, revision, f))
+    todo.sort(key=lambda item: -(item[2].size or 0))  # the largest first: the pull ends when its longest file does
     on_start(sum(f.size or 0 for _, _, f in todo))
     ctx = connections_for(source, [f for _, _, f in todo], ctx, workers)
     if catalog is not None and ctx.xet_chunks is None:

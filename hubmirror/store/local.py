@@ -13,6 +13,7 @@ from typing import BinaryIO, Iterator
 from hubmirror.crashpoints import crashpoint
 from hubmirror.digests import SHA256_RE
 from hubmirror.errors import IntegrityError
+from hubmirror.locks import FileLock
 from hubmirror.store.base import (
     READ_CHUNK,
     BlobInfo,
@@ -21,6 +22,7 @@ from hubmirror.store.base import (
     add_range,
     check_digest,
 )
+from hubmirror.store.writeback import WriteBehind
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 RANGES_SUFFIX = ".ranges"  # beside a partial write: the byte ranges its pieces hold
@@ -96,10 +98,8 @@ class LocalBlobStore(BlobStore):
             if not entry.is_file():
                 continue
             lock_path = Path(str(entry) + ".lock")
-            lock = _file_lock(lock_path)
-            try:
-                lock.acquire(timeout=0)
-            except TimeoutError:
+            lock = FileLock(lock_path)
+            if not lock.acquire(blocking=False):
                 continue  # a live writer holds it
             try:
                 if entry.exists() and entry.stat().st_mtime < older_than:
@@ -125,7 +125,7 @@ class LocalBlobWriter(BlobWriter):
         self.temp_path = temp_path
         self.ranges_path = Path(str(temp_path) + RANGES_SUFFIX)
         self._unique = unique  # no other writer can ever ask for this name, so its lock file goes with it
-        self._lock = _file_lock(Path(str(temp_path) + ".lock"))
+        self._lock = FileLock(Path(str(temp_path) + ".lock"))
         self._lock.acquire()
         self._file = open(temp_path, "ab", buffering=0)
         self._mutex = threading.Lock()  # guards _ranges and the descriptors below against concurrent write_at
@@ -137,6 +137,7 @@ class LocalBlobWriter(BlobWriter):
         self.offset = self._prefix()
         self._closed = False
         self._done = False  # committed: the temp name may already belong to another writer
+        self._write_behind = WriteBehind()  # the fsync at commit then waits for the tail only
 
     @property
     def _held(self) -> int:
@@ -205,6 +206,7 @@ class LocalBlobWriter(BlobWriter):
             written = self._file.write(view)
             if not written:
                 raise OSError(f"{self.temp_path}: a write made no progress")
+            self._write_behind.wrote(self._file.fileno(), written)
             if self._ranges:
                 self._ranges[0] = (0, self._ranges[0][1] + written)
             else:
@@ -228,6 +230,7 @@ class LocalBlobWriter(BlobWriter):
                 raise OSError(f"{self.temp_path}: a write made no progress")
             position += written
             view = view[written:]
+        self._write_behind.wrote(fd, position - offset)
         with self._mutex:
             self._appendable = False
             if not self._unique:
@@ -292,14 +295,7 @@ class LocalBlobWriter(BlobWriter):
         if self._lock.is_locked:
             self._lock.release()
             if self._unique:
-                Path(self._lock.lock_file).unlink(missing_ok=True)
-
-
-def _file_lock(path: Path):
-    """An inter-process lock on `path` (filelock is imported here, when a lock is first needed, not at start-up)."""
-    from filelock import FileLock
-
-    return FileLock(str(path))
+                self._lock.path.unlink(missing_ok=True)
 
 
 def _mtime(path: Path) -> float:

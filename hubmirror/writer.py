@@ -59,7 +59,7 @@ class CatalogWriter(ABC):
 
     def record_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> None:
         """Record a verified blob's Xet file hash and chunk layout (hubmirror.xet.layout, packed), what `serve`
-        presents it through Xet by."""
+        presents it through Xet by (not where another blob holds that hash: `Catalog._put_xet_layout`)."""
         self.catalog.put_xet_layout(sha256, xet_hash, layout)
 
     def record_index(self, models: Iterable[ModelMetadata], plugin: str, description: str) -> int:

@@ -270,6 +270,34 @@ def test_serve_presents_xet_files_to_the_official_client_from_the_stored_blobs(x
     assert {p.name for p in (root / "blobs" / "sha256").iterdir()} == catalogued  # the files whole, no other copy
 
 
+def test_an_upstream_claiming_another_files_xet_hash_never_makes_serve_hand_out_the_wrong_bytes(
+        xet_hub, run, root, monkeypatch):
+    """A Xet file hash names one content. An upstream repo that holds the bytes of one file of another repo (the
+    decoy) and claims for them the Xet hash of a second file of it (the victim), its CAS answering that hash with the
+    decoy's chunks, is believed by no one: serve, asked by the official client for the victim through Xet, answers
+    with the victim's bytes, never the decoy's (the second claim to one hash is not recorded)."""
+    from tests.fakes.mirror_server import MirrorServer
+
+    attrs = b"*.dat filter=lfs diff=lfs merge=lfs -text\n"
+    one, two = noise(3 * MB), noise(3 * MB)  # one size: a client would not even notice the swap
+    honest = xet_hub.create_repo("org/honest", {"one.dat": one, "two.dat": two, ".gitattributes": attrs})
+    files = honest.commits[honest.branches["main"]]
+    hashes = {name: xet_hub.xet_hash(honest, files[name]) for name in ("one.dat", "two.dat")}
+    # the catalog looked a hash up in sha256 order: the decoy is the file whose blob sorts first
+    decoy, victim = sorted(("one.dat", "two.dat"), key=lambda name: files[name].sha256)
+    evil = xet_hub.create_repo("evil/x", {"w.dat": files[decoy].data, ".gitattributes": attrs})
+    real_xet_hash = xet_hub.xet_hash
+    monkeypatch.setattr(xet_hub, "xet_hash", lambda repo, f: hashes[victim] if repo is evil else real_xet_hash(repo, f))
+    true_victim = xet_hub.cas.files[hashes[victim]]
+    xet_hub.cas.files[hashes[victim]] = xet_hub.cas.files[hashes[decoy]]  # the lie, as the hostile CAS tells it
+    assert run("pull", "hf:evil/x").exit_code == 0  # its bytes are what it says they are: admitted
+    xet_hub.cas.files[hashes[victim]] = true_victim
+    assert run("pull", "hf:org/honest").exit_code == 0
+    with MirrorServer(root) as server:
+        answer = official_client(server.url, "org/honest", victim)
+    assert answer["snapshot"] == answer["single"] == sha256(files[victim].data)
+
+
 def test_a_quarantined_file_gets_no_reconstruction(xet_hub, run, root):
     import requests
 
@@ -602,3 +630,31 @@ def test_a_mirror_pulls_through_another_mirrors_xet_and_serves_it_on(xet_mirror,
         answer = official_client(server.url)
         assert answer["single"] == sha256(xet_mirror)
         assert server.app.state.view.xet_cas.reconstructions == 2
+
+
+def test_a_catalog_holding_one_xet_hash_for_two_blobs_keeps_neither_once_migrated(tmp_path):
+    """Rows an earlier version recorded that give one Xet hash to two blobs are dropped by migration m011 (neither
+    claim can be told true from the catalog), the others kept; from then on a second claim is refused."""
+    from sqlite_utils import Database, Migrations
+
+    from hubmirror.catalog import Catalog
+    from hubmirror.catalog.migrations import migrations
+
+    path = tmp_path / "catalog.db"
+    old = Migrations("hubmirror")
+    old._migrations = migrations._migrations[:10]
+    db = Database(path)
+    old.apply(db)
+    shared, own = "a" * 64, "b" * 64
+    db["xet_files"].insert_all([{"sha256": "1" * 64, "xet_hash": shared, "layout": b"x"},
+                                {"sha256": "2" * 64, "xet_hash": shared, "layout": b"y"},
+                                {"sha256": "3" * 64, "xet_hash": own, "layout": b"z"}])
+    db.execute("PRAGMA user_version = 10")
+    db.close()
+    catalog = Catalog(path)
+    assert catalog.xet_file(shared) is None and catalog.xet_file(own) == ("3" * 64, b"z")
+    assert catalog.put_xet_layout("4" * 64, shared, b"w") is True
+    assert catalog.put_xet_layout("5" * 64, shared, b"v") is False  # the hash is held: refused, nothing written
+    assert catalog.put_xet_layout("4" * 64, shared, b"u") is True  # its holder may record it again
+    assert catalog.xet_file(shared) == ("4" * 64, b"u") and catalog.xet_hashes(["5" * 64]) == {}
+    catalog.close()

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 from hubmirror.errors import NoMirrorError
 
 CATALOG_NAME = "catalog.db"
-SCHEMA_VERSION = 10  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
+SCHEMA_VERSION = 11  # how many migrations hubmirror.catalog.migrations holds; stored as PRAGMA user_version
 MMAP_BYTES = 4 << 30  # of catalog.db mapped for reads (SQLite caps it at its build's maximum)
 
 

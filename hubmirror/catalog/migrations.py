@@ -191,3 +191,14 @@ def m010_xet_chunks(db: Database) -> None:
     db.execute("CREATE TABLE xet_files (sha256 TEXT PRIMARY KEY, xet_hash TEXT NOT NULL, layout BLOB NOT NULL) "
                "WITHOUT ROWID")
     db.execute("CREATE INDEX xet_files_hash ON xet_files (xet_hash)")
+
+
+@migrations()
+def m011_one_blob_per_xet_hash(db: Database) -> None:
+    """A Xet file hash names one content, so it names one blob: the index on it becomes unique. Rows giving one hash
+    to several blobs (one claim of them false, recorded by an earlier version from an upstream or another host) are
+    dropped first; those files are served by plain resolve until a pull reads them through Xet again."""
+    db.execute("DELETE FROM xet_files WHERE xet_hash IN "
+               "(SELECT xet_hash FROM xet_files GROUP BY xet_hash HAVING count(*) > 1)")
+    db.execute("DROP INDEX xet_files_hash")
+    db.execute("CREATE UNIQUE INDEX xet_files_hash ON xet_files (xet_hash)")

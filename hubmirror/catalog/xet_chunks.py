@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 
 from hubmirror.catalog.connection import chunks
+
+log = logging.getLogger("hubmirror.catalog")
 
 _WRITES = threading.Lock()  # one connection serves every pull thread: one chunk-index transaction at a time
 
@@ -27,13 +31,26 @@ class XetChunks:
                 "INSERT OR REPLACE INTO xet_chunks VALUES (?, ?, ?, ?, ?)",
                 [(bytes.fromhex(x), i, blob, at, n) for x, i, at, n in rows])
 
-    def put_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> None:
-        """Record blob `sha256`'s Xet file hash and packed layout (through the mirror's writer)."""
+    def put_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> bool:
+        """Record blob `sha256`'s Xet file hash and packed layout (through the mirror's writer); see
+        `_put_xet_layout` for when it is refused (False)."""
         with _WRITES, self.transaction():
-            self._put_xet_layout(sha256, xet_hash, layout)
+            return self._put_xet_layout(sha256, xet_hash, layout)
 
-    def _put_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO xet_files VALUES (?, ?, ?)", (sha256, xet_hash, layout))
+    def _put_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> bool:
+        """Record (or replace) blob `sha256`'s Xet hash and layout; False, nothing written and a warning logged,
+        when another blob holds that hash. A Xet file hash names one content, so one of the two claims is false
+        (an upstream's or another host's), and serve answers a reconstruction with the bytes of the one blob that
+        holds the hash: the first claim stands, the file of the other is served by plain resolve."""
+        try:
+            self.conn.execute("INSERT INTO xet_files VALUES (?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET "
+                              "xet_hash = excluded.xet_hash, layout = excluded.layout", (sha256, xet_hash, layout))
+        except sqlite3.IntegrityError:  # the unique index on xet_hash (migration m011)
+            holder = self.conn.execute("SELECT sha256 FROM xet_files WHERE xet_hash = ?", (xet_hash,)).fetchone()
+            log.warning("not recording Xet hash %s for blob %s: blob %s holds it (one of the two claims is false); "
+                        "the file is served without Xet", xet_hash, sha256, holder[0] if holder else "?")
+            return False
+        return True
 
     def xet_hashes(self, sha256s: list[str]) -> dict[str, str]:
         """{sha256: Xet file hash} of the blobs among `sha256s` that have a Xet layout."""
@@ -56,6 +73,5 @@ class XetChunks:
         return row[0] if row else None
 
     def xet_file(self, xet_hash: str) -> tuple[str, bytes] | None:
-        """(sha256, packed layout) of a blob with that Xet file hash, or None."""
-        return self.conn.execute("SELECT sha256, layout FROM xet_files WHERE xet_hash = ? LIMIT 1",
-                                 (xet_hash,)).fetchone()
+        """(sha256, packed layout) of the blob with that Xet file hash (one at most: migration m011), or None."""
+        return self.conn.execute("SELECT sha256, layout FROM xet_files WHERE xet_hash = ?", (xet_hash,)).fetchone()

@@ -144,6 +144,34 @@ def test_a_new_revision_moves_only_the_chunks_the_mirror_does_not_hold(xet_hub, 
     assert run.json("verify")["ok"] is True
 
 
+def test_a_false_chunk_place_costs_a_download_never_the_file(xet_hub, run, root):
+    """The chunk index says where the mirror holds a xorb's chunks; a false place (an upstream's word about its own
+    file's chunks, recorded once that file verified) makes a new revision that takes chunks from the store fail its
+    sha256. The file is then read again with every chunk from the CAS, verifies, and its places replace the false
+    ones: the next revision takes its chunks from the store again."""
+    data = bytearray(noise(12 * MB))
+    attrs = b"*.dat filter=lfs diff=lfs merge=lfs -text\n"
+    decoy = noise(12 * MB + 1)
+    repo = xet_hub.create_repo("org/m", {"weights.dat": bytes(data), ".gitattributes": attrs})
+    xet_hub.create_repo("org/decoy", {"other.dat": decoy, ".gitattributes": attrs})
+    assert run("pull", "hf:org/m").exit_code == 0 and run("pull", "hf:org/decoy").exit_code == 0
+    db = sqlite3.connect(root / "catalog.db")
+    with db:  # every chunk of the first revision now said to lie in the decoy's blob
+        db.execute("UPDATE xet_chunks SET sha256 = ? WHERE sha256 = ?",
+                   (bytes.fromhex(sha256(decoy)), bytes.fromhex(sha256(bytes(data)))))
+    db.close()
+    for step in (1, 2):
+        data[step * MB:step * MB + 100_000] = os.urandom(100_000)
+        repo.commit({"weights.dat": bytes(data), ".gitattributes": attrs})
+        xet_hub.cas.xorb_bytes_sent = 0
+        result = run("pull", "hf:org/m")
+        assert result.exit_code == 0, result.output
+        assert (root / "blobs" / "sha256" / sha256(bytes(data))).read_bytes() == data
+        moved = xet_hub.cas.xorb_bytes_sent
+        assert moved >= len(data) if step == 1 else moved < 0.1 * len(data), (step, moved)
+    assert run.json("verify")["ok"] is True
+
+
 def test_a_pull_killed_mid_transfer_resumes_from_the_bytes_it_holds(xet_hub, run, root):
     data = noise(6 * MB)
     xet_hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs\n"})

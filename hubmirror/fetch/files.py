@@ -105,18 +105,25 @@ def fetch_file(source: Source, revision: ResolvedRevision, file: RemoteFile, sto
     key = resume_key(revision, file)
     held = Held()
     try:
-        stored = None
-        if pieces.wanted(source, file, ctx):
-            stored = pieces.fetch_pieces(source, revision, file, store, ctx, key, on_bytes=on_bytes, stop=stop)
-        if stored is None:  # a small file, or the upstream serves no ranges: one stream
-            stored = fetch_stream(source, revision, file, store, ctx, key, held, on_bytes=on_bytes, stop=stop)
+        while True:
+            try:
+                stored = None
+                if pieces.wanted(source, file, ctx):
+                    stored = pieces.fetch_pieces(source, revision, file, store, ctx, key, on_bytes=on_bytes,
+                                                 stop=stop)
+                if stored is None:  # a small file, or the upstream serves no ranges: one stream
+                    stored = fetch_stream(source, revision, file, store, ctx, key, held, on_bytes=on_bytes,
+                                          stop=stop)
+                break
+            except IntegrityError:
+                # a file that took Xet chunks from the store and did not verify is read again, every chunk from
+                # the upstream: what the chunk index said of a chunk may be false (an upstream's word)
+                if ctx.xet_chunks is None or not ctx.xet_chunks.forget(file.sha256):
+                    raise
+                log.warning("%s: did not verify with chunks taken from the store; fetching it whole", what)
         if ctx.xet_chunks is not None:
             ctx.xet_chunks.confirm(stored.sha256, stored.size)  # the chunks read into it, now that it verified
         return stored
-    except IntegrityError:
-        if ctx.xet_chunks is not None:
-            ctx.xet_chunks.forget(file.sha256)
-        raise
     except OSError as exc:
         if exc.errno in _DISK_FULL:
             kept = f" ({held.bytes} bytes of it are kept in the mirror's tmp/)" if held.bytes else ""

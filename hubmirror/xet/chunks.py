@@ -2,7 +2,9 @@
 blob. A reader notes each chunk it writes into a file; the notes are recorded in the catalog only once that file's
 whole-file digest verified (`confirm`), and a chunk is taken from a blob only while the store still holds it. So a
 new revision of a model moves over the network only the chunks the mirror has never held; whatever a lying upstream
-said of a chunk can cost a download, never a wrong byte (every file is verified whole before it is catalogued)."""
+said of a chunk can cost a download, never a wrong byte (every file is verified whole before it is catalogued): a
+file that does not verify with chunks taken from the store is read again in the same pull with every chunk from the
+upstream, and its places, once it verifies, replace the false ones."""
 
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ class ChunkIndex:
         self._record_layout = record_layout or catalog.put_xet_layout
         self._pending: dict[str, dict[int, tuple]] = {}
         self._held: dict[str, bool] = {}
+        self._from_store: set[str | None] = set()  # files given chunks read from the store
+        self._distrusted: set[str | None] = set()  # files that did not verify with them: none from the store now
         self._lock = threading.Lock()
         self._catalog_lock = catalog_lock or threading.Lock()
 
@@ -88,7 +92,23 @@ class ChunkIndex:
             if layout:
                 self._record_layout(sha256, hashes.pop(), pack_layout(layout))
 
-    def forget(self, sha256: str | None) -> None:
-        """The file expected as `sha256` did not verify: drop what was noted for it."""
+    def trusts(self, sha256: str | None) -> bool:
+        """Whether the file expected as `sha256` may take chunks from the store (not after it failed with them)."""
+        with self._lock:
+            return sha256 not in self._distrusted
+
+    def took_from_store(self, sha256: str | None) -> None:
+        """The file expected as `sha256` was given chunks read from the store."""
+        with self._lock:
+            self._from_store.add(sha256)
+
+    def forget(self, sha256: str | None) -> bool:
+        """The file expected as `sha256` did not verify: drop what was noted for it. True when it had taken chunks
+        from the store (then it takes none in this pull: read again, every chunk comes from the upstream, and once
+        it verifies, its chunks' places replace the false ones)."""
         with self._lock:
             self._pending.pop(sha256 or "", None)
+            if sha256 not in self._from_store or sha256 in self._distrusted:
+                return False
+            self._distrusted.add(sha256)
+            return True

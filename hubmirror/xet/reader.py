@@ -91,7 +91,7 @@ def _chunk_data(src: XetSource, start: int, end: int, index: ChunkIndex | None,
             if at >= stop:
                 break
             term_bytes, cut, written = 0, False, []
-            with closing(_term_chunks(src, term, index)) as chunks:
+            with closing(_term_chunks(src, term, index, sha256)) as chunks:
                 for data, idx in chunks:
                     written.append((term.xorb, idx, at, len(data)))
                     lo, hi = max(pos, at), min(stop, at + len(data))
@@ -147,12 +147,16 @@ def _cas_error(resp, what: str, version: str) -> HubmirrorError | None:
     return HubmirrorError(f"{what}: the CAS answered HTTP {status}")
 
 
-def _term_chunks(src: XetSource, term: Term, index: ChunkIndex | None) -> Iterator[tuple[bytes, int]]:
+def _term_chunks(src: XetSource, term: Term, index: ChunkIndex | None,
+                 sha256: str | None) -> Iterator[tuple[bytes, int]]:
     """(data, chunk index) of each chunk of `term`, in order, as they arrive: from the store when the mirror holds
-    every chunk of the term, else the term's signed range from the CAS (where a chunk lies inside a serialized xorb
-    depends on the server that serialized it, so no sub-range is computed from what another server sent)."""
-    local = index.places(term.xorb, term.start, term.end) if index is not None else {}
+    every chunk of the term (and the file, expected as `sha256`, has not failed with chunks from it), else the
+    term's signed range from the CAS (where a chunk lies inside a serialized xorb depends on the server that
+    serialized it, so no sub-range is computed from what another server sent)."""
+    trusted = index is not None and index.trusts(sha256)
+    local = index.places(term.xorb, term.start, term.end) if trusted else {}
     if len(local) == term.end - term.start:
+        index.took_from_store(sha256)
         yield from _local_chunks(index, local, term.start, term.end)
         return
     fetch = term.fetch

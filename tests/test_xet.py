@@ -686,3 +686,60 @@ def test_a_catalog_holding_one_xet_hash_for_two_blobs_keeps_neither_once_migrate
     assert catalog.put_xet_layout("4" * 64, shared, b"u") is True  # its holder may record it again
     assert catalog.xet_file(shared) == ("4" * 64, b"u") and catalog.xet_hashes(["5" * 64]) == {}
     catalog.close()
+
+
+def test_a_bundle_carries_xet_layouts_into_the_airgapped_site_that_serves_them_through_xet(xet_mirror, run, root,
+                                                                                           tmp_path):
+    """Exported revisions carry their files' Xet layouts; the import checks each (well formed, covering the blob,
+    its Xet hash computed from the stored bytes by hf_xet) and records it, so the site behind the air gap serves the
+    file to the official client through Xet, as the exporting one did."""
+    from tests.fakes.mirror_server import MirrorServer
+
+    bundle = tmp_path / "bundle"
+    assert run.json("export", str(bundle), "hf:org/m")["manifests"] == 1
+    airgapped = Cli(tmp_path / "airgapped")
+    imported = airgapped.json("import", str(bundle))
+    assert imported["xet_layouts"] == 1  # weights.dat; config.json and .gitattributes are not Xet files
+    with MirrorServer(airgapped.root) as server:
+        answer = official_client(server.url)
+        assert server.app.state.view.xet_cas.reconstructions == 2
+    assert answer["snapshot"] == answer["single"] == sha256(xet_mirror) and len(answer["xet_hash"]) == 64
+
+
+@pytest.mark.parametrize("lie", ["hash-of-other-bytes", "short-layout", "not-base64", "chunk-too-long"])
+def test_a_layout_a_bundle_lies_about_is_not_recorded_and_the_file_is_imported_all_the_same(xet_mirror, run,
+                                                                                             tmp_path, lie):
+    import base64
+
+    from hubmirror.exchange.modelpack import CATALOG_MT, canonical_json
+
+    bundle = tmp_path / "bundle"
+    run.json("export", str(bundle), "hf:org/m")
+    index = json.loads((bundle / "index.json").read_text())
+    manifest_path = bundle / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads(manifest_path.read_bytes())
+    layer = next(x for x in manifest["layers"] if x["mediaType"] == CATALOG_MT)
+    rows = json.loads((bundle / "blobs" / "sha256" / layer["digest"].split(":")[1]).read_bytes())
+    field = next(f for f in rows["files"] if f.get("xet"))["xet"]
+    packed = base64.b64decode(field["layout"])
+    field.update({"hash-of-other-bytes": {"hash": "ab" * 32},
+                  "short-layout": {"layout": base64.b64encode(packed[:-4]).decode()},
+                  "not-base64": {"layout": "%%%"},
+                  "chunk-too-long": {"layout": base64.b64encode(packed[:36] + (1).to_bytes(4, "little")
+                                                                 + (1 << 25).to_bytes(4, "little")).decode()}}[lie])
+    data = canonical_json(rows)  # the altered rows, stored and named as the bundle's own
+    digest = hashlib.sha256(data).hexdigest()
+    (bundle / "blobs" / "sha256" / digest).write_bytes(data)
+    layer.update({"digest": f"sha256:{digest}", "size": len(data)})
+    manifest_data = canonical_json(manifest)
+    manifest_digest = hashlib.sha256(manifest_data).hexdigest()
+    (bundle / "blobs" / "sha256" / manifest_digest).write_bytes(manifest_data)
+    index["manifests"][0].update({"digest": f"sha256:{manifest_digest}", "size": len(manifest_data)})
+    (bundle / "index.json").write_text(json.dumps(index))
+    airgapped = Cli(tmp_path / "airgapped")
+    imported = airgapped.json("import", str(bundle))
+    assert imported["xet_layouts"] == 0 and imported["blobs_imported"] == 3
+    db = sqlite3.connect(airgapped.root / "catalog.db")
+    assert db.execute("SELECT count(*) FROM xet_files").fetchone()[0] == 0
+    db.close()
+    assert airgapped.json("verify")["ok"] is True

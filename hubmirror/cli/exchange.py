@@ -96,6 +96,7 @@ def import_cmd(state, bundle, plain_http, as_json):
         for line in report.revisions:
             click.echo(f"imported {line}")
         click.echo(f"{report.blobs_imported} blobs imported, {report.blobs_present} already present"
+                   + (f", {report.xet_layouts} Xet layouts" if report.xet_layouts else "")
                    + (f", signature verified ({report.signed_by[:16]}…)" if report.signed_by else ""))
     report_quarantine(report.flagged)
 

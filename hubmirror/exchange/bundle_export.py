@@ -16,6 +16,7 @@ from hubmirror.exchange.oci_layout import BundleReader, DirWriter, TarWriter, di
 from hubmirror.exchange.signing import SIGNATURE_NAME
 from hubmirror.mirror import Mirror
 from hubmirror.store import OCI_LAYOUT
+from hubmirror.xet.carried import carried_fields
 
 
 @dataclass
@@ -57,6 +58,8 @@ def revision_rows(catalog: Catalog, key: str, commit: str, report: ExportReport)
             # with the sha256 always: an import records it as verified, and the rows must not change on the way back
             upstream = {**json.loads(f["upstream_digests"] or "{}"), "sha256": f["sha256"]}
             files.append({**f, "upstream_digests": upstream})
+    carried = carried_fields(catalog, [f["sha256"] for f in files])  # served through Xet on the other side too
+    files = [{**f, "xet": carried[f["sha256"]]} if f["sha256"] in carried else f for f in files]
     return modelpack.catalog_rows(catalog.model(key), commit, refs, files)
 
 

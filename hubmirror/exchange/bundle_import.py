@@ -16,6 +16,7 @@ from hubmirror.fetch.download import Download
 from hubmirror.mirror import Mirror
 from hubmirror.sources import Source, SourceContext
 from hubmirror.upstream import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision, check_listing
+from hubmirror.xet.carried import record_carried
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ImportReport:
     blobs_present: int = 0
     signed_by: str | None = None
     flagged: list[dict] = field(default_factory=list)  # verdict rows of files quarantined or admitted unscanned
+    xet_layouts: int = 0  # Xet layouts the bundle carried, checked and recorded (hubmirror.xet.carried)
 
 
 class _BundleSource(Source):
@@ -86,16 +88,21 @@ def admit(mirror: Mirror, reader: BundleReader, what: str, signed_by: str | None
     """Admit every revision `reader` holds (a bundle's, a registry's): manifests and file lists checked first, then
     each blob stored and verified, then the revisions published in one transaction."""
     report = ImportReport(signed_by=signed_by)
-    revisions = []
+    revisions, carried = [], {}
     for manifest, rows in reader.revisions():
         for revision in revisions_of(manifest, rows):
             check_listing(revision)
             revisions.append(revision)
+        carried.update({row.get("sha256"): row["xet"] for row in rows.get("files") or []
+                        if isinstance(row, dict) and row.get("xet") is not None})
     if not revisions:
         raise UsageError(f"{what}: the bundle holds no model")
     source = _BundleSource(reader)
     with mirror.shared_lock(f"import {what}"):
         results = admit_revisions(mirror, source, "import", [(r, r.files) for r in revisions], SourceContext())
+    admitted = {f.sha256: f.size for r in results for f in r.files if f.remote.path not in r.quarantined}
+    report.xet_layouts = record_carried(mirror, {sha256: (size, carried[sha256]) for sha256, size in admitted.items()
+                                                 if sha256 in carried})
     blobs = {f.sha256: f.reused for result in results for f in result.files}
     report.revisions = [f"{r.revision.ref.key}@{r.revision.commit} ({r.revision.requested})" for r in results]
     report.blobs_present = sum(blobs.values())

@@ -71,13 +71,15 @@ def layer_media_type(path: str) -> str:
 
 
 def catalog_rows(model: dict, commit: str, refs: list[str], files: list[dict]) -> dict:
-    """The catalog layer's document: the model row, the revision's refs and its file rows, volatile columns left out."""
+    """The catalog layer's document: the model row, the revision's refs and its file rows, volatile columns left out;
+    a file with a Xet layout carries it (`xet`, hubmirror.xet.carried; the others' rows are as before)."""
     return {
         "model": {name: model.get(name) for name in MODEL_FIELDS} | ({"kind": model["kind"]}
                                                                      if model.get("kind", "model") != "model" else {}),
         "commit": commit,
         "refs": sorted(refs),
-        "files": [{name: f.get(name) for name in FILE_FIELDS} for f in files],
+        "files": [{name: f.get(name) for name in FILE_FIELDS} | ({"xet": f["xet"]} if f.get("xet") else {})
+                  for f in files],
     }
 
 

@@ -1,0 +1,93 @@
+"""Xet layouts carried across an air gap: an exported revision's file rows carry each file's Xet file hash and chunk
+layout (`xet`: {"hash", "layout" in base64}), and an import records them, so that the site on the other side serves
+those files through Xet as the exporting one did (the official client fetches files over 50 GB through Xet only).
+
+What a bundle or a registry says of a layout is an upstream's word like any other: a layout is recorded only for a
+blob that was admitted (its sha256 verified), when it is well formed and covers exactly the blob's bytes, and when
+its Xet file hash is the one the official client's own hasher (`hf_xet.hash_files`) computes from the stored bytes
+(the hash is the key a client's reconstruction is looked up by). Chunk boundaries and xorb names are not checked
+against the bytes (nothing but the upstream's CAS knows them); a false one costs a Xet client of that file a failed
+download, never another file's bytes (serve reads every term from the file's own blob), and costs a later pull that
+takes chunks from the store a second download (hubmirror.xet.chunks). A blob in a store without local files, or
+one that already has a layout, keeps what it has."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import struct
+
+from hubmirror.xet.format import is_xet_hash
+from hubmirror.xet.layout import LayoutTerm, pack_layout
+
+log = logging.getLogger("hubmirror.xet")
+MAX_CHUNK = 1 << 24  # a chunk's length is 3 bytes in its xorb header
+MAX_LAYOUT_BYTES = 64 << 20  # base64 text of one file's layout (a 1 TB file of 64 KiB chunks packs to ~64 MB)
+
+
+def carried_fields(catalog, sha256s: list[str]) -> dict[str, dict]:
+    """{sha256: the `xet` field of its file row} for the blobs among `sha256s` that have a layout."""
+    return {sha256: {"hash": xet_hash, "layout": base64.b64encode(catalog.xet_layout(sha256)).decode()}
+            for sha256, xet_hash in catalog.xet_hashes(sha256s).items()}
+
+
+def checked_layout(field, size: int) -> tuple[str, bytes] | None:
+    """(Xet hash, packed layout) of a file row's `xet` field when it is well formed and its terms cover exactly
+    `size` bytes; None otherwise."""
+    if not isinstance(field, dict) or not is_xet_hash(field.get("hash")):
+        return None
+    text = field.get("layout")
+    if not isinstance(text, str) or len(text) > MAX_LAYOUT_BYTES:
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    terms = _terms(raw)
+    if not terms or sum(t.size for t in terms) != size:
+        return None
+    return field["hash"], pack_layout(terms)
+
+
+def _terms(raw: bytes) -> list[LayoutTerm] | None:
+    """The terms of a packed layout, or None where it is malformed (a chunk too long or empty, a term cut short)."""
+    terms, at = [], 0
+    while at < len(raw):
+        if at + 40 > len(raw):
+            return None
+        start, count = struct.unpack_from("<II", raw, at + 32)
+        if count == 0 or at + 40 + 4 * count > len(raw):
+            return None
+        lengths = struct.unpack_from(f"<{count}I", raw, at + 40)
+        if not all(0 < n <= MAX_CHUNK for n in lengths):
+            return None
+        terms.append(LayoutTerm(raw[at:at + 32].hex(), start, lengths))
+        at += 40 + 4 * count
+    return terms
+
+
+def record_carried(mirror, carried: dict[str, tuple[int, dict]]) -> int:
+    """Record the layouts `carried` ({sha256: (size, `xet` field)}) of admitted blobs, each checked and its Xet
+    hash computed from the stored bytes first (see the module's docstring); return how many were recorded."""
+    have = mirror.catalog.xet_hashes(list(carried))
+    wanted = {}
+    for sha256, (size, field) in carried.items():
+        path = mirror.store.local_path(sha256) if sha256 not in have else None
+        layout = checked_layout(field, size) if path is not None and path.is_file() else None
+        if layout is not None:
+            wanted[sha256] = (path, *layout)
+    if not wanted:
+        return 0
+    from hf_xet import hash_files  # the official client's hasher, loaded only when a layout is to be checked
+
+    computed = hash_files([str(path) for path, _, _ in wanted.values()])
+    recorded = 0
+    for (sha256, (_, xet_hash, packed)), info in zip(wanted.items(), computed):
+        if info.hash != xet_hash:
+            log.warning("blob %s: its carried Xet hash %s is not the hash of its bytes (%s); not recorded",
+                        sha256, xet_hash, info.hash)
+            continue
+        mirror.writer.record_xet_layout(sha256, xet_hash, packed)
+        recorded += 1
+    return recorded

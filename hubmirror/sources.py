@@ -45,6 +45,9 @@ class Connections:
     per_host: int = 16
     threshold: int = 64 << 20  # files of at least this many bytes are fetched in pieces
     piece_size: int = 16 << 20
+    # a new large file's first connection asks for all of it; when, PROBE_SECONDS in, its rate says it would bring
+    # the rest within this many seconds, it does (no other piece is asked for); 0: always in pieces
+    alone_within: float = 0.25
 
 
 @dataclass

@@ -22,7 +22,7 @@ from plugins.huggingface import HuggingFaceSource
 
 LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 KIB, MIB = 1024, 1024 * 1024
-SMALL = Connections(per_file=4, per_host=16, threshold=1 * MIB, piece_size=256 * KIB)
+SMALL = Connections(per_file=4, per_host=16, threshold=1 * MIB, piece_size=256 * KIB, alone_within=0)
 
 
 def sha256(data: bytes) -> str:
@@ -133,7 +133,7 @@ def test_the_per_host_limit_is_never_exceeded(hub, root, registry):
     hub.create_repo("org/sharded", {".gitattributes": LFS_ATTRS, **files})
     for name in files:
         hub.faults.throttle[name] = 4 * MIB
-    limits = Connections(per_file=4, per_host=3, threshold=512 * KIB, piece_size=128 * KIB)
+    limits = Connections(per_file=4, per_host=3, threshold=512 * KIB, piece_size=128 * KIB, alone_within=0)
     [result] = pull_repo(hub, root, registry, "org/sharded", connections=limits, workers=4)
     assert {f.remote.path: f.sha256 for f in result.files if f.remote.path in files} == {
         n: sha256(d) for n, d in files.items()}
@@ -222,8 +222,8 @@ def test_a_pull_killed_mid_pieces_resumes_only_the_missing_bytes(hub, root):
     cmd = [sys.executable, "-m", "hubmirror", "--root", str(root), "--quiet", "pull", "hf:org/big", "--connections", "4"]
     killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert killed.returncode == -9, killed.stderr
-    first = cdn_ranges(hub, big)
-    assert first and None not in first and all(end - start == 16 * MIB for start, end in first)
+    first = cdn_ranges(hub, big)  # all of it asked for first; too slow to carry it alone, then 16 MiB pieces
+    assert first[0] == (0, len(big)) and all(end - start == 16 * MIB for start, end in first[1:]), first
     with Mirror.open(root) as mirror:
         writer = mirror.store.writer(sha256(big))
         held = writer.held()
@@ -242,3 +242,31 @@ def test_a_pull_killed_mid_pieces_resumes_only_the_missing_bytes(hub, root):
         position = end
     assert position == len(big)
     assert tmp_leftovers(root) == []
+
+
+def test_a_first_connection_fast_enough_carries_the_whole_file_alone(hub, root, registry, big):
+    """A new large file's first request asks for all of it; a connection whose rate brings the rest within
+    `alone_within` seconds carries it alone: one request, the bytes hashed as they come."""
+    hub.create_repo("org/big", {".gitattributes": LFS_ATTRS, "model.safetensors": big})
+    fast = Connections(per_file=4, per_host=16, threshold=1 * MIB, piece_size=256 * KIB, alone_within=30)
+    pull_repo(hub, root, registry, "org/big", connections=fast)
+    assert cdn_ranges(hub, big) == [(0, len(big))]
+    assert (root / "blobs" / "sha256" / sha256(big)).read_bytes() == big
+
+
+def test_a_first_connection_too_slow_stops_at_a_piece_boundary_and_the_rest_comes_in_pieces(hub, root, registry,
+                                                                                              big):
+    hub.create_repo("org/big", {".gitattributes": LFS_ATTRS, "model.safetensors": big})
+    hub.faults.throttle["model.safetensors"] = 4 * MIB  # per response: ~0.75 s alone
+    slow = Connections(per_file=4, per_host=16, threshold=1 * MIB, piece_size=256 * KIB, alone_within=0.1)
+    pull_repo(hub, root, registry, "org/big", connections=slow)
+    [whole, *rest] = cdn_ranges(hub, big)
+    assert whole == (0, len(big)) and rest, rest
+    cut = min(start for start, _ in rest)
+    assert cut % (256 * KIB) == 0 and 0 < cut < len(big)
+    position = cut  # the front stopped at the cut; the pieces hold exactly the rest, no byte twice
+    for start, end in sorted(rest):
+        assert start == position and end - start <= 256 * KIB
+        position = end
+    assert position == len(big)
+    assert (root / "blobs" / "sha256" / sha256(big)).read_bytes() == big

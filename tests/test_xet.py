@@ -743,3 +743,25 @@ def test_a_layout_a_bundle_lies_about_is_not_recorded_and_the_file_is_imported_a
     assert db.execute("SELECT count(*) FROM xet_files").fetchone()[0] == 0
     db.close()
     assert airgapped.json("verify")["ok"] is True
+
+
+def test_a_xet_file_whose_first_connection_is_cut_short_still_gets_its_layout(xet_hub, root):
+    """The first connection of a new large file is cut at a piece boundary when it is too slow to carry the file
+    alone (hubmirror.fetch.pieces); the chunks it read of the term it was in are noted all the same, so the file's
+    layout covers it whole and serve presents it through Xet."""
+    from hubmirror.mirror import Mirror
+    from hubmirror.plugin_manager import PluginRegistry
+    from hubmirror.pull import pull
+    from hubmirror.sources import Connections
+    from hubmirror.upstream import ModelRef
+
+    data = noise(3 * MB)
+    xet_hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs diff=lfs merge=lfs -text\n"})
+    xet_hub.cas.faults.bytes_per_second = 4 * MB  # ~0.75 s on one connection: cut after 50 ms
+    registry = PluginRegistry(load_entry_points=False)
+    with Mirror.open(root, create=True) as mirror:
+        ctx = mirror.source_context(registry, xet_hub.url)
+        ctx.connections = Connections(per_file=4, threshold=1 << 20, piece_size=256 << 10, alone_within=0.1)
+        pull(mirror, registry, ModelRef("hf", "org/m"), ctx)
+        assert len(xet_hub.cas.calls("/v2/reconstructions/")) > 1  # cut: the rest came in pieces
+        assert mirror.catalog.xet_hashes([sha256(data)]) and mirror.catalog.xet_layout(sha256(data)) is not None

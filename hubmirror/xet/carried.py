@@ -83,7 +83,7 @@ def record_carried(mirror, carried: dict[str, tuple[int, dict]]) -> int:
 
     computed = hash_files([str(path) for path, _, _ in wanted.values()])
     recorded = 0
-    for (sha256, (_, xet_hash, packed)), info in zip(wanted.items(), computed):
+    for (sha256, (_, xet_hash, packed)), info in zip(wanted.items(), computed, strict=True):
         if info.hash != xet_hash:
             log.warning("blob %s: its carried Xet hash %s is not the hash of its bytes (%s); not recorded",
                         sha256, xet_hash, info.hash)

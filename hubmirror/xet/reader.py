@@ -91,19 +91,21 @@ def _chunk_data(src: XetSource, start: int, end: int, index: ChunkIndex | None,
             if at >= stop:
                 break
             term_bytes, cut, written = 0, False, []
-            with closing(_term_chunks(src, term, index, sha256)) as chunks:
-                for data, idx in chunks:
-                    written.append((term.xorb, idx, at, len(data)))
-                    lo, hi = max(pos, at), min(stop, at + len(data))
-                    if lo < hi:
-                        yield data[lo - at:hi - at]
-                    at += len(data)
-                    term_bytes += len(data)
-                    if at >= stop and stop < src.size:  # a piece is complete: the rest of the term is not fetched
-                        cut = True
-                        break
-            if index is not None and sha256:
-                index.note(sha256, src.file_hash, written)
+            try:
+                with closing(_term_chunks(src, term, index, sha256)) as chunks:
+                    for data, idx in chunks:
+                        written.append((term.xorb, idx, at, len(data)))
+                        lo, hi = max(pos, at), min(stop, at + len(data))
+                        if lo < hi:
+                            yield data[lo - at:hi - at]
+                        at += len(data)
+                        term_bytes += len(data)
+                        if at >= stop and stop < src.size:  # a piece is complete: the rest of the term is not read
+                            cut = True
+                            break
+            finally:  # also when the reader stops early (a piece cut short): what it read of the term is noted
+                if index is not None and sha256:
+                    index.note(sha256, src.file_hash, written)
             if not cut and term_bytes != term.unpacked:
                 raise IntegrityError(f"{src.what}: a term decodes to {term_bytes} bytes, the CAS said "
                                      f"{term.unpacked}")

@@ -756,7 +756,8 @@ def test_a_xet_file_whose_first_connection_is_cut_short_still_gets_its_layout(xe
     from hubmirror.upstream import ModelRef
 
     data = noise(3 * MB)
-    xet_hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": b"*.dat filter=lfs diff=lfs merge=lfs -text\n"})
+    attrs = b"*.dat filter=lfs diff=lfs merge=lfs -text\n"
+    xet_hub.create_repo("org/m", {"weights.dat": data, ".gitattributes": attrs})
     xet_hub.cas.faults.bytes_per_second = 4 * MB  # ~0.75 s on one connection: cut after 50 ms
     registry = PluginRegistry(load_entry_points=False)
     with Mirror.open(root, create=True) as mirror:

@@ -200,25 +200,35 @@ class XetCas:
             if at >= end:
                 break
         wanted = sum(p for p in parts if isinstance(p, int))
+        left = sum(len(p) if isinstance(p, bytes) else p for p in parts)  # bytes of the body still to send
         base = file_offset + (first_data or 0)
-        out: list = []
-        size, block, taken = 0, memoryview(b""), 0
+        # each piece of the body is one buffer, the headers put in and the blob's bytes read straight into it
+        block, filled = memoryview(bytearray(min(READ_SIZE, left))), 0
         with self.view.store.open_range(sha256, base, base + wanted, tag) as f:
             for part in parts:
-                if isinstance(part, bytes):
-                    out.append(part)
-                    size += len(part)
-                    continue
-                while part:
-                    if taken == len(block):  # the blob is read in large blocks, chunks sliced out of them
-                        block, taken = memoryview(f.read(READ_SIZE)), 0
-                        if not block:
+                header = isinstance(part, bytes)
+                done, todo = 0, len(part) if header else part
+                while todo:
+                    if filled == len(block):
+                        yield block
+                        left -= filled
+                        block, filled = memoryview(bytearray(min(READ_SIZE, left))), 0
+                    n = min(todo, len(block) - filled)
+                    if header:
+                        block[filled:filled + n] = part[done:done + n]
+                    else:
+                        n = _read_into(f, block[filled:filled + n])
+                        if not n:
                             raise HubError(502, None, "the stored blob is shorter than its layout")
-                    piece = block[taken:taken + part]
-                    out.append(piece)
-                    taken, part, size = taken + len(piece), part - len(piece), size + len(piece)
-                if size >= READ_SIZE:
-                    yield b"".join(out)
-                    out, size = [], 0
-        if out:
-            yield b"".join(out)
+                    filled, done, todo = filled + n, done + n, todo - n
+        if filled:
+            yield block[:filled]
+
+
+def _read_into(stream, view: memoryview) -> int:
+    """Read from `stream` into `view` (straight in where the stream can); how many bytes came, 0 at its end."""
+    if hasattr(stream, "readinto"):
+        return stream.readinto(view)
+    data = stream.read(len(view))
+    view[:len(data)] = data
+    return len(data)

@@ -7,6 +7,7 @@ publishes every change to the bucket first and then applies it to its catalog, w
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from hubmirror.sitelog.refresher import Refresher
     from hubmirror.store import BlobStore
     from hubmirror.upstream import ModelMetadata, ResolvedRevision
+
+log = logging.getLogger("hubmirror.catalog")
 
 
 class CatalogWriter(ABC):
@@ -57,10 +60,26 @@ class CatalogWriter(ABC):
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token for good."""
 
-    def record_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> None:
+    def record_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> bool:
         """Record a verified blob's Xet file hash and chunk layout (hubmirror.xet.layout, packed), what `serve`
-        presents it through Xet by (not where another blob holds that hash: `Catalog._put_xet_layout`)."""
-        self.catalog.put_xet_layout(sha256, xet_hash, layout)
+        presents it through Xet by. Where another blob holds that hash (`Catalog._put_xet_layout`: one of the two
+        claims is false), the bytes decide when both blobs are local files: if the official client's hasher finds
+        the newcomer's claim true and the holder's false, the holder's layout goes and the newcomer's is recorded.
+        Whether it was recorded."""
+        if self.catalog.put_xet_layout(sha256, xet_hash, layout):
+            return True
+        held = self.catalog.xet_file(xet_hash)
+        if held is None or held[0] == sha256:
+            return False
+        from hubmirror.xet.carried import true_xet_hashes
+
+        truth = true_xet_hashes(self.store, [held[0], sha256])
+        if truth.get(sha256) != xet_hash or truth.get(held[0], xet_hash) == xet_hash:
+            return False
+        self.catalog.replace_xet_layout(held[0], sha256, xet_hash, layout)
+        log.warning("blob %s held Xet hash %s falsely (its bytes hash to %s): blob %s, whose bytes it is, holds it "
+                    "now", held[0], xet_hash, truth[held[0]], sha256)
+        return True
 
     def record_index(self, models: Iterable[ModelMetadata], plugin: str, description: str) -> int:
         """Put a source's listing in this host's catalog (searchable, not cached); return how many models. A listing

@@ -302,8 +302,9 @@ def test_an_upstream_claiming_another_files_xet_hash_never_makes_serve_hand_out_
         xet_hub, run, root, monkeypatch):
     """A Xet file hash names one content. An upstream repo that holds the bytes of one file of another repo (the
     decoy) and claims for them the Xet hash of a second file of it (the victim), its CAS answering that hash with the
-    decoy's chunks, is believed by no one: serve, asked by the official client for the victim through Xet, answers
-    with the victim's bytes, never the decoy's (the second claim to one hash is not recorded)."""
+    decoy's chunks, is believed by no one: when the victim arrives, the bytes decide (the official client's hasher)
+    and the false holder loses the hash; serve, asked by the official client for the victim through Xet, answers
+    with the victim's bytes, never the decoy's."""
     from tests.fakes.mirror_server import MirrorServer
 
     attrs = b"*.dat filter=lfs diff=lfs merge=lfs -text\n"
@@ -323,7 +324,9 @@ def test_an_upstream_claiming_another_files_xet_hash_never_makes_serve_hand_out_
     assert run("pull", "hf:org/honest").exit_code == 0
     with MirrorServer(root) as server:
         answer = official_client(server.url, "org/honest", victim)
+        assert server.app.state.view.xet_cas.reconstructions == 2  # the false holder dropped: the victim has it
     assert answer["snapshot"] == answer["single"] == sha256(files[victim].data)
+    assert answer["xet_hash"] == hashes[victim]
 
 
 def test_a_quarantined_file_gets_no_reconstruction(xet_hub, run, root):

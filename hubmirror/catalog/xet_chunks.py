@@ -52,6 +52,12 @@ class XetChunks:
             return False
         return True
 
+    def replace_xet_layout(self, false_holder: str, sha256: str, xet_hash: str, layout: bytes) -> None:
+        """Drop blob `false_holder`'s layout (its claim to `xet_hash` found false) and record `sha256`'s, at once."""
+        with _WRITES, self.transaction():
+            self.conn.execute("DELETE FROM xet_files WHERE sha256 = ?", (false_holder,))
+            self._put_xet_layout(sha256, xet_hash, layout)
+
     def xet_hashes(self, sha256s: list[str]) -> dict[str, str]:
         """{sha256: Xet file hash} of the blobs among `sha256s` that have a Xet layout."""
         found = {}

@@ -39,9 +39,11 @@ class SiteWriter(CatalogWriter):
     def revoke_token(self, token_id: str) -> None:
         self.site.publish_token(self.catalog, token_id, None)
 
-    def record_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> None:
-        """Site state: every host serves the blob through Xet."""
+    def record_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> bool:
+        """Site state: every host serves the blob through Xet (published; where another blob holds the hash, the
+        first claim stands on every host, which apply the log in one order: no host drops what others hold)."""
         self.site.publish_xet_layout(self.catalog, sha256, xet_hash, layout)
+        return True
 
     def lease(self, digests):
         return Lease(self.site.bucket, self.site.host, digests)

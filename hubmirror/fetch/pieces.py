@@ -1,21 +1,22 @@
 """One large file over several connections: bounded Range requests for its pieces, each written at its offset
-(`BlobWriter.write_at`), the whole file hashed once in order as its unbroken prefix grows (read back from the writer,
-or taken as it arrives by the piece at the front), then verified and committed.
+(`BlobWriter.write_at`), the whole file hashed once in order by the calling thread as its unbroken prefix grows (read
+back from the writer, while the pieces arrive on their own threads), then verified and committed.
 
 `hubmirror.fetch.files` decides which files come this way (`wanted`: at least `Connections.threshold` bytes, from a
 source that serves bounded ranges, `Source.open_range`); anything else comes in one stream (`stream.py`). The first
 piece is asked for before the others: an upstream that answers it with the whole file (no Range support) makes
-`fetch_pieces` return None, and the caller streams the file instead. For a file nothing of which is held yet, that
-first request asks for all of it (`Range: bytes=0-{size-1}`), and the connection carries it alone for
-PROBE_SECONDS: when its rate then says it would bring the rest within `Connections.alone_within` seconds, it does
-(more connections would not beat one that fast, and the file is hashed as it arrives, never read back); otherwise it
-stops at the next piece boundary and the rest comes in pieces. Measured on the 91 MB MiniLM weights from loopback:
-stored in 0.17-0.20 s alone vs 0.21-0.26 s in pieces. Pieces are resumed across processes: the writer
-remembers which byte ranges it holds (see the store contract), so an interrupted pull asks only for the missing ones
-next time. Each piece has its own retry budget (`hubmirror.fetch.retries.retrying`): its request is retried like any
-ranged GET (429, 5xx, transport failures), and a piece that breaks off mid-body is asked for again from where it
-broke. A piece that fails for good stops the others and fails the file with one line, keeping what arrived for the
-next pull. Wrong bytes are IntegrityError, nothing stored.
+`fetch_pieces` return None, and the caller streams the file instead. For a file nothing of which is held yet, that first
+request asks for all of it (`Range: bytes=0-{size-1}`), and the connection carries it alone for PROBE_SECONDS: when its
+rate then says it would bring the rest within `Connections.alone_within` seconds, it does (more connections would not
+beat one that fast); otherwise it stops at the next piece boundary and the rest comes in pieces. Measured on the 91 MB
+MiniLM weights from loopback: stored in 0.17-0.20 s alone vs 0.21-0.26 s in pieces, and 0.14-0.22 s (median ~0.16) once
+its bytes were hashed by the calling thread, read back, rather than by the piece's own thread between its reads (one
+core receives while the other hashes). Pieces are resumed across processes: the writer remembers which byte ranges it
+holds (see the store contract), so an interrupted pull asks only for the missing ones next time. Each piece has its own
+retry budget (`hubmirror.fetch.retries.retrying`): its request is retried like any ranged GET (429, 5xx, transport
+failures), and a piece that breaks off mid-body is asked for again from where it broke. A piece that fails for good
+stops the others and fails the file with one line, keeping what arrived for the next pull. Wrong bytes are
+IntegrityError, nothing stored.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def _fetch(source, revision, file, store, ctx, writer: BlobWriter, on_bytes, sto
             first.close()
             raise
     on_bytes(size - sum(end - start for start, end in pieces))
-    hasher = run.hasher = MultiHasher(_algorithms(file), size)
+    hasher = MultiHasher(_algorithms(file), size)
     if alone:
         run.start([(0, size)], first, front=True)
         cut = run.probe()
@@ -127,9 +128,8 @@ def _fetch(source, revision, file, store, ctx, writer: BlobWriter, on_bytes, sto
     try:
         while True:
             seen = run.progress
-            with run.hashing:  # the file in order, as its unbroken prefix grows (what no piece hashed as it came)
-                for chunk in writer.existing_chunks(hasher.size):
-                    hasher.update(chunk)
+            for chunk in writer.existing_chunks(hasher.size):  # the file in order, as its unbroken prefix grows
+                hasher.update(chunk)
             if hasher.size >= size or run.failed():
                 break
             if run.finished():
@@ -162,8 +162,6 @@ class _Run:
         self.source, self.revision, self.file, self.ctx = source, revision, file, ctx
         self.writer, self.on_bytes, self.stop = writer, on_bytes, stop
         self.progress = 0  # bumped after every write: the hashing thread waits on it
-        self.hasher: MultiHasher | None = None
-        self.hashing = threading.Lock()  # held while the hasher takes bytes, by the hashing thread or a piece
         self._cond = threading.Condition()
         self._halt = threading.Event()
         self._digests_lock = threading.Lock()
@@ -260,17 +258,6 @@ class _Run:
         if errors or (self.stop is not None and self.stop.is_set()):
             raise Cancelled("pull cancelled")
 
-    def _hash_in_stream(self, position: int, chunk: bytes) -> None:
-        """Hash `chunk` (written at `position`) at once if the hash has reached it and nobody else is hashing:
-        the piece at the front saves the hashing thread reading its bytes back."""
-        hasher = self.hasher
-        if hasher is not None and hasher.size == position and self.hashing.acquire(blocking=False):
-            try:
-                if hasher.size == position:
-                    hasher.update(chunk)
-            finally:
-                self.hashing.release()
-
     def _check(self) -> None:
         if self._halt.is_set() or (self.stop is not None and self.stop.is_set()):
             raise Cancelled("pull cancelled")
@@ -300,7 +287,6 @@ class _Run:
                             if chunk:
                                 self.writer.write_at(position, chunk)
                                 crashpoint("transfer.chunk")
-                                self._hash_in_stream(position, chunk)
                                 position += len(chunk)
                                 self.on_bytes(len(chunk))
                                 self._notify()

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
+from hubmirror.catalog.xet_chunks import refused_xet_claim
+
 if TYPE_CHECKING:
     from hubmirror.access.tokens import TokenRecord
     from hubmirror.catalog import Catalog, StoredFile
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from hubmirror.store import BlobStore
     from hubmirror.upstream import ModelMetadata, ResolvedRevision
 
-log = logging.getLogger("hubmirror.catalog")
+log = logging.getLogger("hubmirror.catalog")  # a false Xet claim settled (hubmirror.catalog.xet_chunks)
 
 
 class CatalogWriter(ABC):
@@ -69,12 +71,13 @@ class CatalogWriter(ABC):
         if self.catalog.put_xet_layout(sha256, xet_hash, layout):
             return True
         held = self.catalog.xet_file(xet_hash)
-        if held is None or held[0] == sha256:
+        if held is None:
             return False
         from hubmirror.xet.carried import true_xet_hashes
 
         truth = true_xet_hashes(self.store, [held[0], sha256])
         if truth.get(sha256) != xet_hash or truth.get(held[0], xet_hash) == xet_hash:
+            refused_xet_claim(sha256, xet_hash, held[0])
             return False
         self.catalog.replace_xet_layout(held[0], sha256, xet_hash, layout)
         log.warning("blob %s held Xet hash %s falsely (its bytes hash to %s): blob %s, whose bytes it is, holds it "

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from hubmirror.catalog.connection import chunks, utc_now
 from hubmirror.catalog.writes import StoredFile
+from hubmirror.catalog.xet_chunks import refused_xet_claim
 from hubmirror.crashpoints import crashpoint
 
 if TYPE_CHECKING:
@@ -92,7 +93,8 @@ class SiteIndex:
                 else:
                     self._put_token(record)
             for sha256, xet_hash, layout in changes.xet:
-                self._put_xet_layout(sha256, xet_hash, layout)
+                if not self._put_xet_layout(sha256, xet_hash, layout):
+                    refused_xet_claim(sha256, xet_hash, self.xet_file(xet_hash)[0])
             self.db["site_log"].insert_all(({"name": n, "applied_at": now} for n in changes.entries),
                                            pk="name", ignore=True)
             crashpoint("catalog.before_commit")

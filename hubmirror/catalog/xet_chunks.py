@@ -10,6 +10,12 @@ from hubmirror.catalog.connection import chunks
 
 log = logging.getLogger("hubmirror.catalog")
 
+
+def refused_xet_claim(sha256: str, xet_hash: str, holder: str) -> None:
+    """Log that blob `sha256`'s claim to `xet_hash` was not recorded because blob `holder` holds it."""
+    log.warning("not recording Xet hash %s for blob %s: blob %s holds it (one of the two claims is false); the file "
+                "is served without Xet", xet_hash, sha256, holder)
+
 _WRITES = threading.Lock()  # one connection serves every pull thread: one chunk-index transaction at a time
 
 
@@ -38,17 +44,14 @@ class XetChunks:
             return self._put_xet_layout(sha256, xet_hash, layout)
 
     def _put_xet_layout(self, sha256: str, xet_hash: str, layout: bytes) -> bool:
-        """Record (or replace) blob `sha256`'s Xet hash and layout; False, nothing written and a warning logged,
-        when another blob holds that hash. A Xet file hash names one content, so one of the two claims is false
-        (an upstream's or another host's), and serve answers a reconstruction with the bytes of the one blob that
-        holds the hash: the first claim stands, the file of the other is served by plain resolve."""
+        """Record (or replace) blob `sha256`'s Xet hash and layout; False, nothing written, when another blob holds
+        that hash. A Xet file hash names one content, so one of the two claims is false (an upstream's or another
+        host's), and serve answers a reconstruction with the bytes of the one blob that holds the hash: the first
+        claim stands (`refused_xet_claim` says so), the file of the other is served by plain resolve."""
         try:
             self.conn.execute("INSERT INTO xet_files VALUES (?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET "
                               "xet_hash = excluded.xet_hash, layout = excluded.layout", (sha256, xet_hash, layout))
         except sqlite3.IntegrityError:  # the unique index on xet_hash (migration m011)
-            holder = self.conn.execute("SELECT sha256 FROM xet_files WHERE xet_hash = ?", (xet_hash,)).fetchone()
-            log.warning("not recording Xet hash %s for blob %s: blob %s holds it (one of the two claims is false); "
-                        "the file is served without Xet", xet_hash, sha256, holder[0] if holder else "?")
             return False
         return True
 

@@ -209,9 +209,10 @@ class _Run:
             if taken and (size - taken) * elapsed <= self.ctx.connections.alone_within * taken:
                 return None
             cut = max(piece, -(-taken // piece) * piece)
-            if cut < size:
-                self._front_end = cut
-        return cut if cut < size else None
+            if cut >= size:
+                return None
+            self._front_end = cut
+        return cut
 
     def _take(self, position: int, chunk: bytes) -> bytes:
         """The part of the front piece's `chunk` (at `position`) below where the front stops, noted as taken."""

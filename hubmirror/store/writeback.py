@@ -8,31 +8,25 @@ with a write-behind kick every 8 MiB, 4-23 ms."""
 
 from __future__ import annotations
 
+import functools
 import threading
 
 KICK_EVERY = 8 << 20  # bytes written between two kicks
 _SYNC_FILE_RANGE_WRITE = 2
-_call = None
-_looked_up = False
-_lookup = threading.Lock()
 
 
+@functools.cache
 def _sync_file_range():
     """libc's sync_file_range, or None where there is none (looked up once, when first needed)."""
-    global _call, _looked_up
-    with _lookup:
-        if not _looked_up:
-            try:
-                import ctypes
+    try:
+        import ctypes
 
-                function = ctypes.CDLL(None, use_errno=True).sync_file_range
-                function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-                function.restype = ctypes.c_int
-                _call = function
-            except (OSError, AttributeError):
-                _call = None
-            _looked_up = True
-    return _call
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
 
 
 def start_writeback(fd: int) -> None:

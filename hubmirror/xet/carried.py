@@ -14,15 +14,12 @@ one that already has a layout, keeps what it has."""
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
-import struct
 
 from hubmirror.xet.format import is_xet_hash
-from hubmirror.xet.layout import LayoutTerm, pack_layout
+from hubmirror.xet.layout import pack_layout, unpack_layout
 
 log = logging.getLogger("hubmirror.xet")
-MAX_CHUNK = 1 << 24  # a chunk's length is 3 bytes in its xorb header
 MAX_LAYOUT_BYTES = 64 << 20  # base64 text of one file's layout (a 1 TB file of 64 KiB chunks packs to ~64 MB)
 
 
@@ -41,30 +38,12 @@ def checked_layout(field, size: int) -> tuple[str, bytes] | None:
     if not isinstance(text, str) or len(text) > MAX_LAYOUT_BYTES:
         return None
     try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+        terms = unpack_layout(base64.b64decode(text, validate=True))
+    except ValueError:  # binascii.Error is one
         return None
-    terms = _terms(raw)
     if not terms or sum(t.size for t in terms) != size:
         return None
     return field["hash"], pack_layout(terms)
-
-
-def _terms(raw: bytes) -> list[LayoutTerm] | None:
-    """The terms of a packed layout, or None where it is malformed (a chunk too long or empty, a term cut short)."""
-    terms, at = [], 0
-    while at < len(raw):
-        if at + 40 > len(raw):
-            return None
-        start, count = struct.unpack_from("<II", raw, at + 32)
-        if count == 0 or at + 40 + 4 * count > len(raw):
-            return None
-        lengths = struct.unpack_from(f"<{count}I", raw, at + 40)
-        if not all(0 < n <= MAX_CHUNK for n in lengths):
-            return None
-        terms.append(LayoutTerm(raw[at:at + 32].hex(), start, lengths))
-        at += 40 + 4 * count
-    return terms
 
 
 def record_carried(mirror, carried: dict[str, tuple[int, dict]]) -> int:

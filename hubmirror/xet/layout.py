@@ -7,6 +7,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from hubmirror.xet.format import MAX_CHUNK_SIZE
+
 
 @dataclass(frozen=True)
 class LayoutTerm:
@@ -46,10 +48,18 @@ def pack_layout(terms: list[LayoutTerm]) -> bytes:
 
 
 def unpack_layout(raw: bytes) -> list[LayoutTerm]:
+    """The terms of a packed layout; ValueError where it is malformed (a term cut short or empty, a chunk empty or
+    longer than the spec's largest): a layout may come from another host or a bundle."""
     terms, at = [], 0
     while at < len(raw):
+        if at + 40 > len(raw):
+            raise ValueError("a layout term is cut short")
         start, count = struct.unpack_from("<II", raw, at + 32)
+        if count == 0 or at + 40 + 4 * count > len(raw):
+            raise ValueError("a layout term is empty or cut short")
         lengths = struct.unpack_from(f"<{count}I", raw, at + 40)
+        if not all(0 < n <= MAX_CHUNK_SIZE for n in lengths):
+            raise ValueError("a layout chunk is empty or longer than a chunk can be")
         terms.append(LayoutTerm(raw[at:at + 32].hex(), start, lengths))
         at += 40 + 4 * count
     return terms

@@ -4,6 +4,7 @@ Every selected file is stored verified (`hubmirror.fetch`), judged by its conten
 revisions are catalogued in one transaction through the mirror's writer (`Mirror.writer`: the local catalog, or a
 site's bucket), under a lease on their blobs where many hosts share the store; whatever a gc on another host took
 meanwhile is stored again. Nothing reaches the catalog unless every file of every revision is stored and verified.
+A large file that came without a Xet layout then gets one (hubmirror.xet.own_layouts).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hubmirror.mirror import Mirror
 from hubmirror.scanning.judge import judge
 from hubmirror.sources import Source, SourceContext
 from hubmirror.upstream import RemoteFile, ResolvedRevision
+from hubmirror.xet.own_layouts import layouts_at_admission
 
 log = logging.getLogger("hubmirror.admit")
 
@@ -48,10 +50,12 @@ def admit_revisions(
     workers: int = DEFAULT_WORKERS,
     on_start: Callable[[int], None] = lambda total: None,
     on_bytes: Callable[[int], None] = lambda n: None,
+    own_layouts: bool = True,
 ) -> list[AdmittedRevision]:
     """Store the selected files of checked revisions (each distinct file once, verified, read through `source`),
-    then catalogue the revisions in one transaction as `plugin` brought them. The caller holds the mirror's shared
-    lock."""
+    then catalogue the revisions in one transaction as `plugin` brought them; with `own_layouts`, files over `[xet]
+    layouts_over` that came without a Xet layout get one made (hubmirror.xet.own_layouts; the caller does it itself
+    when it records layouts of its own first). The caller holds the mirror's shared lock."""
     upfront = [f.sha256 for _, files in selections for f in files]
     with mirror.writer.lease(upfront) as lease:  # before asking which blobs exist: gc on any host spares them
         results = _store_and_catalogue(mirror, source, plugin, selections, ctx, workers, on_start, on_bytes, lease)
@@ -60,6 +64,8 @@ def admit_revisions(
         judged = [verdicts[f.remote.path] for f in r.files if f.remote.path in verdicts]
         r.quarantined = [v["path"] for v in judged if v["quarantined"]]
         r.unscanned = [v["path"] for v in judged if v["verdict"] == "unscanned"]
+    if own_layouts:
+        layouts_at_admission(mirror, {f.sha256: f.size for r in results for f in r.files})
     return results
 
 

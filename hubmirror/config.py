@@ -10,6 +10,10 @@
     signing_key = "keys/site.key"      # this host signs the refs, allowances and log entries it publishes
     trusted_keys = ["keys/site.pub"]   # and accepts from the bucket only what one of these (or its own key) signed
 
+    [xet]
+    layouts_over = 50_000_000_000   # bytes: a larger file that arrives without a Xet layout gets one at admission
+                                    # (hubmirror.xet.own_layouts), so serve can hand it to huggingface_hub
+
     [store]
     url = "s3://bucket/prefix"   # blobs in a bucket instead of blobs/ (overridden by --store and HUBMIRROR_STORE);
                                  # endpoint and credentials come from the AWS chain, never from this file
@@ -29,6 +33,8 @@ CONFIG_NAME = "config.toml"
 # are quarantined like any other non-clean verdict (fail closed, as scan errors are), and an operator who mirrors
 # Keras or TF Hub models on purpose opts in with one line, or allows files one by one.
 UNSCANNED_POLICIES = ("quarantine", "admit")
+# huggingface_hub downloads a file larger than this through Xet only (its MAX_HTTP_DOWNLOAD_SIZE)
+CLIENT_XET_ONLY_OVER = 50_000_000_000
 
 
 _parsed: dict[Path, tuple[tuple[int, int], dict]] = {}  # path -> ((mtime_ns, size), settings): re-read on change
@@ -90,6 +96,15 @@ def unscanned_policy(root: Path) -> str:
         raise UsageError(f"{Path(root) / CONFIG_NAME}: [admission] unscanned must be one of "
                          f"{', '.join(map(repr, UNSCANNED_POLICIES))}, not {policy!r}")
     return policy
+
+
+def layouts_over(root: Path) -> int:
+    """`[xet] layouts_over`: files larger than this many bytes get a Xet layout at admission when they arrive
+    without one (default: the size above which huggingface_hub downloads through Xet only)."""
+    value = load_config(root).get("xet", {}).get("layouts_over", CLIENT_XET_ONLY_OVER)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{Path(root) / CONFIG_NAME}: [xet] layouts_over must be a number of bytes, not {value!r}")
+    return value
 
 
 def store_url(root: Path) -> str | None:

@@ -17,7 +17,7 @@ from hubmirror.cli.state import HubmirrorGroup, State
 COMMAND_MODULES = {
     "pull": "mirroring", "index": "mirroring", "adopt": "mirroring", "sync": "mirroring", "rm": "mirroring",
     "export": "exchange", "import": "exchange", "keygen": "exchange", "materialize": "exchange",
-    "serve": "serving",
+    "serve": "serving", "xet-layouts": "serving",
     "verify": "integrity", "gc": "integrity", "scan": "integrity", "allow": "integrity",
     "list": "browsing", "show": "browsing", "search": "browsing", "plugins": "browsing",
     "bench": "benchmarks", "report": "benchmarks",

@@ -1,10 +1,10 @@
-"""`hubmirror serve`."""
+"""`hubmirror serve`, and `xet-layouts`, which lets it serve any large file through Xet."""
 
 from __future__ import annotations
 
 import click
 
-from hubmirror.cli.state import pass_state
+from hubmirror.cli.state import json_option, pass_state
 
 
 @click.command()
@@ -73,4 +73,27 @@ def serve(state, host, port, token, token_file, forwarded_allow_ips, redirect, u
                refresher=refresher, forwarded_allow_ips=forwarded_allow_ips, audit=audit, xet=xet)
 
 
-COMMANDS = [serve]
+@click.command("xet-layouts")
+@click.argument("refs", nargs=-1)
+@click.option("--over", type=click.IntRange(min=0), metavar="BYTES",
+              help="Only files larger than this. Default: [xet] layouts_over in config.toml, else 50000000000 (the "
+                   "size above which huggingface_hub downloads through Xet only); 0 for every file.")
+@json_option
+@pass_state
+def xet_layouts(state, refs, over, as_json):
+    """Make Xet layouts (chunked by hf_xet, the official client) for stored files of REFS, or of the whole mirror,
+    that have none, so `serve` hands them to huggingface_hub through Xet. A file pulled through Xet has its
+    upstream's already; a large one that came without is given one at admission."""
+    from hubmirror.cli.output import emit_json
+    from hubmirror.xet.own_layouts import make_missing_layouts
+
+    with state.mirror() as mirror:
+        blobs = {r["sha256"]: r["size"] for r in mirror.catalog.file_rows(state.revisions(mirror, refs))}
+        made = make_missing_layouts(mirror, blobs, over)
+    if as_json:
+        emit_json({"made": made})
+    else:
+        click.echo(f"{made} Xet layouts made")
+
+
+COMMANDS = [serve, xet_layouts]

@@ -17,6 +17,7 @@ from hubmirror.mirror import Mirror
 from hubmirror.sources import Source, SourceContext
 from hubmirror.upstream import ModelMetadata, ModelRef, RemoteFile, ResolvedRevision, check_listing
 from hubmirror.xet.carried import record_carried
+from hubmirror.xet.own_layouts import layouts_at_admission
 
 
 @dataclass
@@ -99,10 +100,12 @@ def admit(mirror: Mirror, reader: BundleReader, what: str, signed_by: str | None
         raise UsageError(f"{what}: the bundle holds no model")
     source = _BundleSource(reader)
     with mirror.shared_lock(f"import {what}"):
-        results = admit_revisions(mirror, source, "import", [(r, r.files) for r in revisions], SourceContext())
+        results = admit_revisions(mirror, source, "import", [(r, r.files) for r in revisions], SourceContext(),
+                                  own_layouts=False)
     admitted = {f.sha256: f.size for r in results for f in r.files if f.remote.path not in r.quarantined}
     report.xet_layouts = record_carried(mirror, {sha256: (size, carried[sha256]) for sha256, size in admitted.items()
                                                  if sha256 in carried})
+    layouts_at_admission(mirror, {f.sha256: f.size for r in results for f in r.files})
     blobs = {f.sha256: f.reused for result in results for f in result.files}
     report.revisions = [f"{r.revision.ref.key}@{r.revision.commit} ({r.revision.requested})" for r in results]
     report.blobs_present = sum(blobs.values())

@@ -2,88 +2,26 @@
 
 What is stored is what `hf_xet` uploads to it (`POST /v1/xorbs/default/{hash}`, `POST /v1/shards`: the xorb-grant and
 v2 shard routes answer 404, so the client takes the plain routes it falls back to), so the chunking, xorb and shard
-bytes are the official client's, not this imitation's. From the shards it learns each file's reconstruction terms and
-each xorb's chunks, and answers what a downloading client asks (the Xet spec, hub-docs `docs/xet/api.md`):
-`GET /v2/reconstructions/{file_id}` (and v1's `fetch_info` shape at `/v1/reconstructions/{file_id}`), with an optional
-`Range`, and xorb byte ranges at signed transfer URLs (`/xorb/default/{hash}?X-Xet-Signed-Range=…`, one or several
-ranges, `multipart/byteranges` for several) that refuse a range outside what they were signed for and any
-`Authorization` header, as the Hub's transfer CDN does. Read routes want a token the Hub issued
-(`FakeHub`'s xet-read-token route). Tests can make it hostile (`CasFaults`).
+bytes are the official client's, not this imitation's. From the shards (read by hubmirror.xet.shard) it learns each
+file's reconstruction terms and each xorb's chunks, and answers what a downloading client asks (the Xet spec, hub-docs
+`docs/xet/api.md`): `GET /v2/reconstructions/{file_id}` (and v1's `fetch_info` shape at
+`/v1/reconstructions/{file_id}`), with an optional `Range`, and xorb byte ranges at signed transfer URLs
+(`/xorb/default/{hash}?X-Xet-Signed-Range=…`, one or several ranges, `multipart/byteranges` for several) that refuse a
+range outside what they were signed for and any `Authorization` header, as the Hub's transfer CDN does. Read routes
+want a token the Hub issued (`FakeHub`'s xet-read-token route). Tests can make it hostile (`CasFaults`).
 """
 
 from __future__ import annotations
 
 import secrets
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from hubmirror.xet.shard import ShardFile, parse_shard
 from tests.fakes.httpserver import Handler, LoopbackServer
-
-BOOKEND = b"\xff" * 32
-WITH_VERIFICATION, WITH_METADATA_EXT = 1 << 31, 1 << 30
-SHARD_HEADER_SIZE = ENTRY = 48
-
-
-def hash_hex(raw: bytes) -> str:
-    """A Xet hash as the API writes it: each 8-byte group as a little-endian u64, in hex (spec: api.md)."""
-    return "".join(raw[i:i + 8][::-1].hex() for i in range(0, 32, 8))
-
-
-@dataclass
-class Term:
-    """One reconstruction term of a file: chunks [start, end) of a xorb, `unpacked` bytes once decoded."""
-
-    xorb: str
-    start: int
-    end: int
-    unpacked: int
-
-
-@dataclass
-class XetFile:
-    terms: list[Term]
-    sha256: str | None
-    size: int
-
-
-def parse_shard(data: bytes) -> tuple[dict[str, XetFile], dict[str, list[int]]]:
-    """The file-info section (file hash -> terms, sha256) and the CAS-info section (xorb hash -> chunk unpacked
-    sizes) of a shard as hf_xet uploads it (spec: shard.md). Raises ValueError on anything malformed."""
-    if len(data) < SHARD_HEADER_SIZE or struct.unpack_from("<Q", data, 32)[0] != 2:
-        raise ValueError("not a version 2 shard")
-    at = SHARD_HEADER_SIZE
-
-    def entry() -> bytes:
-        nonlocal at
-        if at + ENTRY > len(data):
-            raise ValueError("shard truncated")
-        at += ENTRY
-        return data[at - ENTRY:at]
-
-    files: dict[str, XetFile] = {}
-    while (head := entry())[:32] != BOOKEND:
-        flags, count = struct.unpack_from("<II", head, 32)
-        terms = []
-        for _ in range(count):
-            raw = entry()
-            _cas_flags, unpacked, start, end = struct.unpack_from("<IIII", raw, 32)
-            if end <= start:
-                raise ValueError("empty term")
-            terms.append(Term(hash_hex(raw[:32]), start, end, unpacked))
-        if flags & WITH_VERIFICATION:
-            for _ in range(count):
-                entry()
-        sha256 = entry()[:32].hex() if flags & WITH_METADATA_EXT else None
-        files[hash_hex(head[:32])] = XetFile(terms, sha256, sum(t.unpacked for t in terms))
-    xorbs: dict[str, list[int]] = {}
-    while (head := entry())[:32] != BOOKEND:
-        (count,) = struct.unpack_from("<I", head, 36)
-        xorbs[hash_hex(head[:32])] = [struct.unpack_from("<I", entry(), 36)[0] for _ in range(count)]
-    return files, xorbs
 
 
 def chunk_offsets(xorb: bytes) -> list[int]:
@@ -112,7 +50,7 @@ class FakeCas:
     """The CAS: xorbs, files and the requests made of it."""
 
     xorbs: dict[str, bytes] = field(default_factory=dict)
-    files: dict[str, XetFile] = field(default_factory=dict)
+    files: dict[str, ShardFile] = field(default_factory=dict)
     chunk_sizes: dict[str, list[int]] = field(default_factory=dict)  # xorb -> its chunks' unpacked sizes
     read_tokens: set[str] = field(default_factory=set)
     requests: list[dict] = field(default_factory=list)

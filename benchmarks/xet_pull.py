@@ -10,6 +10,9 @@ bytes: the worst case for Xet's compression and the same for every client). Rati
 3. serve: 8 concurrent `hf_hub_download`s through serve's Xet CAS vs through plain resolve (serve --no-xet):
    throughput ratio (target >= 1.0x) and CPU seconds per GiB served (server and clients).
 4. the chunk index's size (catalog rows for xet_chunks and xet_files) per TiB stored (target <= 1 %).
+5. layouts for files that came without one: `hubmirror xet-layouts` (hf_xet's chunker, through the layout sink) over
+   a mirror pulled with Xet off vs `hf_xet.hash_files` of the same files (the chunking and hashing alone), both whole
+   processes: seconds per GiB and the ratio.
 
     python benchmarks/xet_pull.py [--size-mb 1024] [--files 4] [--runs 3] [--throttle-mbps 25] [--only pull|…]
 """
@@ -151,6 +154,28 @@ def bench_serve(mirror: Path, work: Path, files: dict[str, Path], clients: int =
           "(target >= 1.0x)", flush=True)
 
 
+HASH_FILES = "import sys, hf_xet; hf_xet.hash_files(sys.argv[1:])"
+
+
+def bench_layouts(hub: FakeHub, files: dict[str, Path], work: Path, runs: int) -> None:
+    target = work / "plain-mirror"
+    shutil.rmtree(target, ignore_errors=True)
+    wall(pull_cmd(target, hub.url), {**CLIENT_ENV, "HF_HUB_DISABLE_XET": "1"})  # no layout comes with the files
+    gib = sum(p.stat().st_size for p in files.values()) / 2**30
+    ours, floor = [], []
+    for _ in range(runs):
+        with sqlite3.connect(target / "catalog.db") as db:  # made afresh each run
+            db.execute("DELETE FROM xet_files")
+        ours.append(wall([str(VENV_BIN / "hubmirror"), "--root", str(target), "xet-layouts", "--over", "0"],
+                         CLIENT_ENV))
+        floor.append(wall([sys.executable, "-c", HASH_FILES, *map(str, files.values())], CLIENT_ENV))
+    made = sqlite3.connect(target / "catalog.db").execute("SELECT count(*) FROM xet_files").fetchone()[0]
+    print(f"layouts made for {made} files: {statistics.median(ours) / gib:.2f} s/GiB, hf_xet.hash_files "
+          f"{statistics.median(floor) / gib:.2f} s/GiB", flush=True)
+    report(f"layouts for files that came without one (median of {runs})", statistics.median(ours),
+           statistics.median(floor), "hf_xet.hash_files of the same files", "none (what it costs)")
+
+
 def index_overhead(mirror: Path) -> None:
     db = sqlite3.connect(mirror / "catalog.db")
     pages = {name: n for name, n in db.execute(
@@ -169,7 +194,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--throttle-mbps", type=float, default=25.0)
-    parser.add_argument("--only", choices=["pull", "update", "serve"])
+    parser.add_argument("--only", choices=["pull", "update", "serve", "layouts"])
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hubmirror-bench-xet")
     args = parser.parse_args()
     os.environ.pop("HF_HUB_DISABLE_XET", None)
@@ -191,6 +216,8 @@ def main() -> None:
             index_overhead(mirror)
             if args.only in (None, "serve"):
                 bench_serve(mirror, args.work, files)
+        if args.only in (None, "layouts"):
+            bench_layouts(hub, files, args.work, args.runs)
     shutil.rmtree(args.work, ignore_errors=True)
 
 

@@ -213,6 +213,13 @@ def test_the_sink_takes_only_its_token_and_bounded_bodies(tmp_path):
         assert post("/v1/shards", token="wrong") == 401
         assert post("/v1/xorbs/default/" + "a" * 64, length=MAX_XORB_BODY + 1) == 404  # refused unread
         assert post("/v1/xorb-grants/default/" + "a" * 64) == 404  # hf_xet then uses the plain route
+        conn = _UnixConnection(str(tmp_path / "cas.sock"))  # a v2 shard is refused after its body is read: the
+        for path in ("/v2/shards", "/v1/shards"):  # connection stays for the v1 route (a hang-up costs a retry)
+            conn.request("POST", path, body=b"s" * 300_000, headers={"Authorization": "Bearer right"})
+            assert conn.getresponse().read() and conn.sock is not None
+        conn.close()
+        assert len(sink.shards) == 1
+        sink.shards.clear()
         assert post("/v1/xorbs/default/" + "a" * 64, b"chunks") == 200
         assert sink.shards == []  # nothing taken but shards
         assert post("/v1/shards", b"shard") == 200 and sink.shards == [b"shard"]

@@ -1,7 +1,7 @@
 """The CAS that hf_xet uploads to when hubmirror.xet.own_layouts has it chunk a stored file: a server on a Unix socket
 that takes the one token it was made with, keeps the shards and drops the xorb bodies (the blob is the one copy).
-Every body has a bound; a request it does not take (xorb grants, v2 shards) is a 404, after which hf_xet uses the
-plain routes."""
+Every body has a bound; a request it does not take (xorb grants, v2 shards) is a 404 after its body is read, and
+hf_xet uses the plain routes (a connection hung up on instead is a failure hf_xet retries after seconds)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ log = logging.getLogger("hubmirror.xet")
 
 MAX_XORB_BODY = 128 << 20  # a xorb is at most 64 MiB of chunk data plus its headers
 MAX_SHARD_BODY = 512 << 20  # hf_xet cuts its shards far below this
-MAX_SMALL_BODY = 64 << 10  # the body of a request the sink does not take, read to keep the connection
+MAX_SMALL_BODY = 64 << 10  # the body of another request it does not take (a xorb grant), read all the same
 
 
 class LayoutSink(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -78,7 +78,7 @@ class _SinkHandler(BaseHTTPRequestHandler):
             with self.server.lock:
                 self.server.shards.append(body)
             return self._answer(200, {"result": 1})
-        if 0 <= size <= MAX_SMALL_BODY:  # xorb grants and v2 shards: hf_xet falls back to the routes above
-            self.rfile.read(size)
-            return self._answer(404, {"error": "not offered"})
+        if 0 <= size <= (MAX_SHARD_BODY if path == "/v2/shards" else MAX_SMALL_BODY):
+            self.rfile.read(size)  # read, so the connection stays: a hang-up is a failure hf_xet retries, late
+            return self._answer(404, {"error": "not offered"})  # hf_xet falls back to the routes above
         return self._refuse(404, "not offered")

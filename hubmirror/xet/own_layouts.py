@@ -25,7 +25,6 @@ from pathlib import Path
 
 from hubmirror.errors import HubmirrorError, IntegrityError
 from hubmirror.xet.layout import LayoutTerm, pack_layout
-from hubmirror.xet.shard import parse_shard
 
 log = logging.getLogger("hubmirror.xet")
 
@@ -126,6 +125,8 @@ def _chunk(store, blobs: list[tuple[str, int]], tmp: Path, token: str) -> dict[s
 
 def _layouts(blobs: list[tuple[str, int]], uploaded: dict[str, tuple[str, str | None]],
              shards: list[bytes]) -> dict[str, tuple[str, bytes]]:
+    from hubmirror.xet.shard import parse_shard  # not on every pull's path: only where layouts are made
+
     files, xorbs = {}, {}
     for raw in shards:
         try:

@@ -7,8 +7,9 @@ bytes: the worst case for Xet's compression and the same for every client). Rati
 2. revision update: 1 % of one file changed upstream; bytes the CAS sent and seconds for `hubmirror pull` of the new
    revision vs a fresh `snapshot_download` of it (what hf_xet 1.8, which keeps no chunk cache, moves), and the share
    of the new revision's bytes that serve's reconstruction names from chunks the mirror already held.
-3. serve: 8 concurrent `hf_hub_download`s through serve's Xet CAS vs through plain resolve (serve --no-xet):
-   throughput ratio (target >= 1.0x) and CPU seconds per GiB served (server and clients).
+3. serve: 8 concurrent `hf_hub_download`s through serve's Xet CAS vs through plain resolve (serve --no-xet), --runs
+   rounds taking turns after one uncounted round of each: throughput ratio (target >= 1.0x) and CPU seconds per GiB
+   served (server and clients).
 4. the chunk index's size (catalog rows for xet_chunks and xet_files) per TiB stored (target <= 1 %).
 5. layouts for files that came without one: `hubmirror xet-layouts` (hf_xet's chunker, through the layout sink) over
    a mirror pulled with Xet off vs `hf_xet.hash_files` of the same files (the chunking and hashing alone), both whole
@@ -120,37 +121,50 @@ def share_held(mirror: Path, first: str, path: str) -> None:
           f"{reused / total:.1%} of its bytes", flush=True)
 
 
-def bench_serve(mirror: Path, work: Path, files: dict[str, Path], clients: int = 8) -> None:
-    results = {}
-    for xet in (True, False):
-        with MirrorServer(mirror, xet=xet) as server:
-            env = {**CLIENT_ENV}
-            procs, cpu_before = [], resource.getrusage(resource.RUSAGE_CHILDREN)
-            self_before = resource.getrusage(resource.RUSAGE_SELF)
-            start = time.perf_counter()
-            names = list(files)
-            for i in range(clients):
-                cache = work / f"serve-cache-{i}"
-                shutil.rmtree(cache, ignore_errors=True)
-                procs.append(subprocess.Popen([sys.executable, "-c", DOWNLOAD, REPO, names[i % len(names)],
-                                               server.url, str(cache)], env=env, stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL))
-            for proc in procs:
-                if proc.wait() != 0:
-                    raise SystemExit("a client failed")
-            seconds = time.perf_counter() - start
-            after, self_after = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
-            clients_cpu = after.ru_utime - cpu_before.ru_utime + after.ru_stime - cpu_before.ru_stime
-            server_cpu = self_after.ru_utime - self_before.ru_utime + self_after.ru_stime - self_before.ru_stime
-            served = sum(files[names[i % len(names)]].stat().st_size for i in range(clients))
-            gib = served / (1 << 30)
-            results[xet] = (served / seconds, server_cpu / gib, clients_cpu / gib)
-            if xet:
-                assert server.app.state.view.xet_cas.reconstructions >= clients, "the clients did not use Xet"
-    (xet_rate, xet_server, xet_clients), (plain_rate, plain_server, plain_clients) = results[True], results[False]
-    print(f"serve to {clients} concurrent hf_hub_downloads: Xet {xet_rate / 1e6:.0f} MB/s (CPU s/GiB: server "
-          f"{xet_server:.1f}, clients {xet_clients:.1f}), plain resolve {plain_rate / 1e6:.0f} MB/s (server "
-          f"{plain_server:.1f}, clients {plain_clients:.1f}); throughput ratio {xet_rate / plain_rate:.2f}x "
+def serve_round(mirror: Path, work: Path, files: dict[str, Path], clients: int, xet: bool) -> tuple[float, ...]:
+    """One round of `clients` concurrent hf_hub_downloads from serve: (bytes/s, server CPU s/GiB, clients' CPU
+    s/GiB)."""
+    os.sync()  # the dirty pages of what came before are not this round's to write back
+    with MirrorServer(mirror, xet=xet) as server:
+        procs, cpu_before = [], resource.getrusage(resource.RUSAGE_CHILDREN)
+        self_before = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.perf_counter()
+        names = list(files)
+        for i in range(clients):
+            cache = work / f"serve-cache-{i}"
+            shutil.rmtree(cache, ignore_errors=True)
+            procs.append(subprocess.Popen([sys.executable, "-c", DOWNLOAD, REPO, names[i % len(names)],
+                                           server.url, str(cache)], env=CLIENT_ENV, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        for proc in procs:
+            if proc.wait() != 0:
+                raise SystemExit("a client failed")
+        seconds = time.perf_counter() - start
+        after, self_after = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+        if xet:
+            assert server.app.state.view.xet_cas.reconstructions >= clients, "the clients did not use Xet"
+    for i in range(clients):
+        shutil.rmtree(work / f"serve-cache-{i}", ignore_errors=True)
+    clients_cpu = after.ru_utime - cpu_before.ru_utime + after.ru_stime - cpu_before.ru_stime
+    server_cpu = self_after.ru_utime - self_before.ru_utime + self_after.ru_stime - self_before.ru_stime
+    served = sum(files[names[i % len(names)]].stat().st_size for i in range(clients))
+    return served / seconds, server_cpu / (served / (1 << 30)), clients_cpu / (served / (1 << 30))
+
+
+def bench_serve(mirror: Path, work: Path, files: dict[str, Path], runs: int, clients: int = 8) -> None:
+    """Rounds of Xet and plain resolve taking turns going first, after one round of each that is not counted (the
+    first hf_xet processes after a pull start cold); medians."""
+    results: dict[bool, list[tuple[float, ...]]] = {True: [], False: []}
+    for round_ in range(runs + 1):
+        for xet in ((True, False) if round_ % 2 == 0 else (False, True)):
+            figures = serve_round(mirror, work, files, clients, xet)
+            if round_:
+                results[xet].append(figures)
+    (xet_rate, xet_server, xet_clients), (plain_rate, plain_server, plain_clients) = (
+        tuple(statistics.median(r[i] for r in results[xet]) for i in range(3)) for xet in (True, False))
+    print(f"serve to {clients} concurrent hf_hub_downloads (median of {runs}): Xet {xet_rate / 1e6:.0f} MB/s (CPU "
+          f"s/GiB: server {xet_server:.2f}, clients {xet_clients:.2f}), plain resolve {plain_rate / 1e6:.0f} MB/s "
+          f"(server {plain_server:.2f}, clients {plain_clients:.2f}); throughput ratio {xet_rate / plain_rate:.2f}x "
           "(target >= 1.0x)", flush=True)
 
 
@@ -215,7 +229,7 @@ def main() -> None:
             mirror = bench_update(hub, files, args.work)
             index_overhead(mirror)
             if args.only in (None, "serve"):
-                bench_serve(mirror, args.work, files)
+                bench_serve(mirror, args.work, files, args.runs)
         if args.only in (None, "layouts"):
             bench_layouts(hub, files, args.work, args.runs)
     shutil.rmtree(args.work, ignore_errors=True)

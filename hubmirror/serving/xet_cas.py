@@ -23,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from hubmirror.xet.layout import LayoutTerm, unpack_layout
 
 TOKEN_SECONDS = 3600
 READ_SIZE = 4 << 20
+IOV_MAX = 1024  # buffers one preadv takes (Linux's UIO_MAXIOV)
 _RANGE = re.compile(r"bytes=(\d{1,19})-(\d{0,19})", re.ASCII)
 
 
@@ -200,29 +202,71 @@ class XetCas:
             if at >= end:
                 break
         wanted = sum(p for p in parts if isinstance(p, int))
-        left = sum(len(p) if isinstance(p, bytes) else p for p in parts)  # bytes of the body still to send
+        left = sum(len(p) if isinstance(p, bytes) else p for p in parts)  # bytes of the body
         base = file_offset + (first_data or 0)
-        # each piece of the body is one buffer, the headers put in and the blob's bytes read straight into it
-        block, filled = memoryview(bytearray(min(READ_SIZE, left))), 0
-        with self.view.store.open_range(sha256, base, base + wanted, tag) as f:
-            for part in parts:
-                header = isinstance(part, bytes)
-                done, todo = 0, len(part) if header else part
-                while todo:
-                    if filled == len(block):
-                        yield block
-                        left -= filled
-                        block, filled = memoryview(bytearray(min(READ_SIZE, left))), 0
-                    n = min(todo, len(block) - filled)
-                    if header:
-                        block[filled:filled + n] = part[done:done + n]
-                    else:
-                        n = _read_into(f, block[filled:filled + n])
-                        if not n:
-                            raise HubError(502, None, "the stored blob is shorter than its layout")
-                    filled, done, todo = filled + n, done + n, todo - n
-        if filled:
-            yield block[:filled]
+        path = self.view.store.local_path(sha256)
+        with open(path, "rb", buffering=0) if path else self.view.store.open_range(sha256, base, base + wanted,
+                                                                                   tag) as f:
+            fill = _reader_at(f.fileno(), base) if path else _reader_of(f)
+            for block, slots in _blocks(parts, left):
+                fill(slots)
+                yield block
+
+
+def _blocks(parts: list[bytes | int], total: int) -> Iterator[tuple[memoryview, list[memoryview]]]:
+    """The body in pieces of up to READ_SIZE: each one buffer with the headers already in it, and the slots of it
+    that the blob's bytes go into, in blob order (a piece's blob bytes are one run of the blob)."""
+    block, filled, slots = memoryview(bytearray(min(READ_SIZE, total))), 0, []
+    for part in parts:
+        header = isinstance(part, bytes)
+        done, todo = 0, len(part) if header else part
+        while todo:
+            if filled == len(block):
+                yield block, slots
+                total -= filled
+                block, filled, slots = memoryview(bytearray(min(READ_SIZE, total))), 0, []
+            n = min(todo, len(block) - filled)
+            if header:
+                block[filled:filled + n] = part[done:done + n]
+            else:
+                slots.append(block[filled:filled + n])
+            filled, done, todo = filled + n, done + n, todo - n
+    if filled:
+        yield block[:filled], slots
+
+
+def _reader_at(fd: int, offset: int):
+    """Fills a piece's slots from a local file, from `offset` on: one `preadv` per piece (a call per chunk cost
+    serve 0.2 CPU s per GiB more than plain resolve)."""
+    position = offset
+
+    def fill(slots: list[memoryview]) -> None:
+        nonlocal position
+        while slots:
+            n = os.preadv(fd, slots[:IOV_MAX], position)
+            if not n:
+                raise HubError(502, None, "the stored blob is shorter than its layout")
+            position += n
+            while slots and n >= len(slots[0]):
+                n -= len(slots.pop(0))
+            if n:
+                slots[0] = slots[0][n:]
+
+    return fill
+
+
+def _reader_of(stream):
+    """Fills a piece's slots from a stream of the blob's bytes (a store without local files)."""
+
+    def fill(slots: list[memoryview]) -> None:
+        for slot in slots:
+            while len(slot):
+                n = _read_into(stream, slot)
+                if not n:
+                    raise HubError(502, None, "the stored blob is shorter than its layout")
+                slot = slot[n:]
+
+    return fill
 
 
 def _read_into(stream, view: memoryview) -> int:

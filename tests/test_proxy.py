@@ -15,6 +15,7 @@ import requests
 
 from hubmirror.catalog import Catalog
 from hubmirror.mirror import Mirror
+from hubmirror.serving.hf_api import HubError
 from tests.conftest import TOKEN, Cli, noise
 from tests.fakes.mirror_server import MirrorServer
 from tests.fakes.model_files import MINILM_REPO_ID, timm_hub_repo
@@ -152,6 +153,28 @@ def test_a_malicious_pickle_upstream_is_quarantined_and_never_served(hub, cold, 
     catalog = Catalog(cold / "catalog.db", create=False)
     assert catalog.is_quarantined(hashlib.sha256(evil).hexdigest())
     catalog.close()
+
+
+def test_a_file_of_a_fetch_that_failed_before_its_request_looked_gets_the_fetchs_error(hub, cold, tmp_path):
+    """A request resolved upstream whose fetch then fails before the request asks for its file (a gated repo's file
+    fails at once) gets that failure as the Hub says it (GatedRepo), not a RevisionNotFound: the failed fetch stays
+    the revision's answer until it is resolved afresh."""
+    hub.create_repo("org/gated", {"config.json": b"{}"}, gated=True)
+    with proxy(cold, hub) as server:
+        view = server.app.state.view
+        view.upstream.ensure(view, "org/gated", None)  # resolved, the fetch started
+        deadline = time.monotonic() + 30
+        while view.upstream._fetches and time.monotonic() < deadline:  # ...and failed: nothing is fetching now
+            time.sleep(0.02)
+        fetch = view.upstream.fetch("org/gated", None)
+        assert fetch is not None and view.commit(view.repos()["org/gated"], None) == (fetch.commit, fetch.commit)
+        with pytest.raises(HubError) as raised:
+            view.upstream.landed(fetch, "org/gated", "config.json")
+        assert raised.value.status == 401 and raised.value.code == "GatedRepo"
+        from huggingface_hub.errors import GatedRepoError
+
+        with pytest.raises(GatedRepoError):  # and from the client, resolved afresh
+            hf.hf_hub_download("org/gated", "config.json", endpoint=server.url, cache_dir=tmp_path / "c")
 
 
 def test_hub_errors_pass_through_and_allow_deny(hub, cold, tmp_path):

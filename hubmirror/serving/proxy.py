@@ -46,6 +46,7 @@ FETCH_WORKERS = 2  # large files of a revision fetched at once in the background
 MAX_REFS = 10_000  # refs of one repo taken from the upstream
 MAX_COMMITS_PAGE = 1000  # commits of one upstream page passed on
 MAX_LISTING_PAGE = 1000  # models of one upstream listing page passed on (the Hub's own page)
+MAX_FAILED_FETCHES = 256  # failed fetches kept for their error (the oldest go first)
 log = logging.getLogger("hubmirror.serving.proxy")
 
 
@@ -67,12 +68,15 @@ class Upstream:
         self.timeout = timeout
         self.allow = tuple(p.lower() for p in allow)
         self.deny = tuple(p.lower() for p in deny)
-        self._lock = threading.Lock()  # guards the six maps below
+        self._lock = threading.Lock()  # guards the seven maps below
         self._resolving: dict[tuple[str, str], Future] = {}  # resolutions in progress, one per (repo, revision)
         self._checked: dict[tuple[str, str], float] = {}  # when a revision was last asked upstream (monotonic)
         self._resolved: dict[tuple[str, str], str] = {}  # (repo, revision) -> the commit upstream last named
         self._kinds: dict[tuple[str, str], str | None] = {}  # (repo, revision) -> branch, tag, pr, as upstream says
         self._fetches: dict[tuple[str, str], RevisionFetch] = {}  # (repo, commit) -> its files coming in
+        # fetches that failed, kept until their revision is resolved afresh: a request resolved before the failure
+        # gets the fetch's own error for its file (a gated repo's GatedRepo), never a RevisionNotFound
+        self._failed: dict[tuple[str, str], RevisionFetch] = {}
         self._withheld: dict[tuple[str, str], str] = {}  # gated or private upstream, asked by a reader who may not
         self._refs: dict[str, tuple[float, list[dict]]] = {}  # repo -> (when, its upstream refs as catalog rows)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upstream")
@@ -100,12 +104,15 @@ class Upstream:
     def fetch(self, repo: str, revision: str | None) -> RevisionFetch | None:
         """The fetch in progress of the commit `revision` of `repo` names, if it is not catalogued yet."""
         commit = self.resolved(repo, revision)
-        return None if commit is None else self._fetches.get((repo, commit))
+        if commit is None:
+            return None
+        with self._lock:
+            return self._fetches.get((repo, commit)) or self._failed.get((repo, commit))
 
     def fetching(self) -> list[RevisionFetch]:
-        """The revisions resolved upstream whose files are still coming in."""
+        """The revisions resolved upstream whose files are still coming in (or whose fetch failed since)."""
         with self._lock:
-            return list(self._fetches.values())
+            return [*self._fetches.values(), *self._failed.values()]
 
     def ensure(self, view, repo: str, revision: str | None, principal: Principal = OPEN) -> None:
         """Make `repo` at `revision` (None: `main`) answerable (catalogued, or resolved and coming in), asking the
@@ -287,10 +294,13 @@ class Upstream:
                     return
                 self._withheld.pop((repo, revision), None)
             if view.catalogued(repo, commit):
+                with self._lock:
+                    self._failed.pop((repo, commit), None)
                 with mirror.shared_lock(f"serve --upstream {ref}"):
                     admit_revisions(mirror, source, plugin, [(resolved, files)], ctx)
             else:
                 with self._lock:
+                    self._failed.pop((repo, commit), None)  # resolved afresh: fetched afresh
                     if (repo, commit) not in self._fetches:
                         ctx = connections_for(source, files, ctx, FETCH_WORKERS)  # as a pull of these files
                         fetch = RevisionFetch(mirror, source, plugin, resolved, ctx, workers=FETCH_WORKERS,
@@ -312,6 +322,9 @@ class Upstream:
         with self._lock:
             self._fetches.pop((repo, commit), None)
             if error is not None:
+                self._failed[(repo, commit)] = fetch
+                while len(self._failed) > MAX_FAILED_FETCHES:
+                    self._failed.pop(next(iter(self._failed)))
                 for key in [k for k, c in self._resolved.items() if c == commit and k[0] == repo]:
                     self._checked.pop(key, None)
         if error is not None:

@@ -227,3 +227,36 @@ def test_the_sink_takes_only_its_token_and_bounded_bodies(tmp_path):
         sink.shutdown()
         sink.server_close()
         thread.join(timeout=10)
+
+
+def test_a_stalled_chunker_is_aborted_within_its_allowance(monkeypatch, tmp_path):
+    """Every wait has a bound: hf_xet gets a base plus its bytes at a floor rate, then the commit is aborted and the
+    failure is one HubmirrorError (a warning at admission), never a pull held for good."""
+    import threading
+    import time
+
+    from hubmirror.store.local import LocalBlobStore
+    from hubmirror.xet import layout_sink
+
+    data = noise(1 * MB)
+    store = LocalBlobStore(tmp_path / "store")
+    store.initialise()
+    with store.writer() as writer:
+        writer.write(data)
+        writer.commit(sha256(data), len(data))
+    taken, released = layout_sink._SinkHandler.do_POST, threading.Event()
+
+    def stalled(handler):
+        if handler.path == "/v1/shards":
+            released.wait(30)  # the sink does not answer the shard
+        return taken(handler)
+
+    monkeypatch.setattr(layout_sink._SinkHandler, "do_POST", stalled)
+    monkeypatch.setattr(own_layouts, "CHUNK_BASE_SECONDS", 1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(HubmirrorError, match="could not chunk"):
+            own_layouts.make_layouts(store, [(sha256(data), len(data))])
+        assert time.monotonic() - started < 10
+    finally:
+        released.set()

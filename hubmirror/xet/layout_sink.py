@@ -25,6 +25,7 @@ class LayoutSink(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """The CAS hf_xet uploads to: keeps the shards, drops the xorbs."""
 
     daemon_threads = True
+    block_on_close = False  # closing does not wait for a stalled request (its socket times out on its own)
 
     def __init__(self, path: Path, token: str):
         self.token = token

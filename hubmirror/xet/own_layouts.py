@@ -29,6 +29,10 @@ from hubmirror.xet.layout import LayoutTerm, pack_layout
 log = logging.getLogger("hubmirror.xet")
 
 STREAM_READ = 8 << 20
+# hf_xet gets this long to chunk a batch (seconds: a base, plus its bytes at a rate far below its ~0.5 GB/s on two
+# cores) before the commit is aborted: a stalled chunker never holds a pull or the command for good
+CHUNK_BASE_SECONDS = 120.0
+CHUNK_MIN_RATE = 20e6
 _ENVIRONMENT = threading.Lock()  # hf_xet reads its cache directory from the environment as a session starts
 
 
@@ -68,9 +72,10 @@ def make_layouts(store, blobs: list[tuple[str, int]]) -> dict[str, tuple[str, by
         sink = LayoutSink(Path(tmp) / "cas.sock", token)
         thread = threading.Thread(target=sink.serve_forever, name="xet-layout-sink", daemon=True)
         thread.start()
+        allowed = CHUNK_BASE_SECONDS + sum(size for _, size in blobs) / CHUNK_MIN_RATE
         try:
-            uploaded = _chunk(store, blobs, Path(tmp), token)
-        except RuntimeError as exc:  # what hf_xet raises
+            uploaded = _chunk(store, blobs, Path(tmp), token, allowed)
+        except RuntimeError as exc:  # what hf_xet raises (an abort by the watchdog too)
             raise HubmirrorError(f"hf_xet could not chunk the files: {exc}") from None
         finally:
             sink.shutdown()
@@ -79,8 +84,10 @@ def make_layouts(store, blobs: list[tuple[str, int]]) -> dict[str, tuple[str, by
         return _layouts(blobs, uploaded, sink.shards)
 
 
-def _chunk(store, blobs: list[tuple[str, int]], tmp: Path, token: str) -> dict[str, tuple[str, str | None]]:
-    """Hand every blob to hf_xet; {sha256: (its Xet file hash, the sha256 hf_xet computed or None)}."""
+def _chunk(store, blobs: list[tuple[str, int]], tmp: Path, token: str,
+           allowed: float) -> dict[str, tuple[str, str | None]]:
+    """Hand every blob to hf_xet; {sha256: (its Xet file hash, the sha256 hf_xet computed or None)}. Aborted (a
+    RuntimeError) when it takes over `allowed` seconds."""
     from hf_xet import COMPUTE_SHA256, XetConfig, XetSession
 
     config = XetConfig().with_config({
@@ -101,6 +108,9 @@ def _chunk(store, blobs: list[tuple[str, int]], tmp: Path, token: str) -> dict[s
             else:
                 os.environ["HF_XET_CACHE"] = saved
     tasks = {}
+    watchdog = threading.Timer(allowed, _abort, (commit, allowed))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         for sha256, _size in blobs:
             path = store.local_path(sha256)
@@ -116,11 +126,18 @@ def _chunk(store, blobs: list[tuple[str, int]], tmp: Path, token: str) -> dict[s
     except BaseException:
         commit.abort()
         raise
+    finally:
+        watchdog.cancel()
     found = {}
     for sha256, task in tasks.items():
         info = report.uploads[task].xet_info
         found[sha256] = (info.hash, info.sha256)
     return found
+
+
+def _abort(commit, allowed: float) -> None:
+    log.warning("hf_xet did not finish chunking within %.0f s: aborted", allowed)
+    commit.abort()
 
 
 def _layouts(blobs: list[tuple[str, int]], uploaded: dict[str, tuple[str, str | None]],

@@ -123,17 +123,23 @@ def test_a_blob_without_a_local_file_is_streamed_to_the_chunker_and_checked(monk
         assert big_client(server.url) == {"sha256": sha256(data)}
 
 
-@pytest.fixture
-def real_shards(monkeypatch, tmp_path):
-    """The shards hf_xet sends the sink for one 3 MB blob, what it reported, and the blob."""
+def store_holding(data: bytes, folder):
+    """A local store holding `data` as a blob."""
     from hubmirror.store.local import LocalBlobStore
 
-    data = noise(3 * MB)
-    store = LocalBlobStore(tmp_path / "store")
+    store = LocalBlobStore(folder)
     store.initialise()
     with store.writer() as writer:
         writer.write(data)
         writer.commit(sha256(data), len(data))
+    return store
+
+
+@pytest.fixture
+def real_shards(monkeypatch, tmp_path):
+    """The shards hf_xet sends the sink for one 3 MB blob, what it reported, and the blob."""
+    data = noise(3 * MB)
+    store = store_holding(data, tmp_path / "store")
     seen = {}
     real = own_layouts._layouts
 
@@ -235,15 +241,10 @@ def test_a_stalled_chunker_is_aborted_within_its_allowance(monkeypatch, tmp_path
     import threading
     import time
 
-    from hubmirror.store.local import LocalBlobStore
     from hubmirror.xet import layout_sink
 
     data = noise(1 * MB)
-    store = LocalBlobStore(tmp_path / "store")
-    store.initialise()
-    with store.writer() as writer:
-        writer.write(data)
-        writer.commit(sha256(data), len(data))
+    store = store_holding(data, tmp_path / "store")
     taken, released = layout_sink._SinkHandler.do_POST, threading.Event()
 
     def stalled(handler):

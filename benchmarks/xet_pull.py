@@ -3,7 +3,8 @@ bytes: the worst case for Xet's compression and the same for every client). Rati
 
 1. pull: a whole `hubmirror pull` of a Xet-backed repo (--files files, --size-mb in all) vs a whole
    `snapshot_download` through hf_xet, default and with HF_XET_HIGH_PERFORMANCE=1; unthrottled, then with every
-   xorb response throttled to --throttle-mbps MB/s (target <= 1.0x in both).
+   xorb response throttled to --throttle-mbps MB/s (target <= 1.0x in both); --runs runs taking turns, after one
+   uncounted run of each.
 2. revision update: 1 % of one file changed upstream; bytes the CAS sent and seconds for `hubmirror pull` of the new
    revision vs a fresh `snapshot_download` of it (what hf_xet 1.8, which keeps no chunk cache, moves), and the share
    of the new revision's bytes that serve's reconstruction names from chunks the mirror already held.
@@ -54,19 +55,23 @@ def pull_cmd(root: Path, endpoint: str, spec: str = f"hf:{REPO}") -> list[str]:
 def bench_pull(hub: FakeHub, work: Path, runs: int, throttle: float | None) -> None:
     hub.cas.faults.bytes_per_second = throttle
     times: dict[str, list[float]] = {"hubmirror": [], "hf_xet": [], "hf_xet high-performance": []}
-    for run in range(runs):
-        order = list(times) if run % 2 == 0 else list(reversed(times))
+    for run in range(runs + 1):  # run 0 warms every client up and is not counted (the first after the upload
+        order = list(times) if run % 2 == 0 else list(reversed(times))  # into the CAS started cold)
         for name in order:
             target = work / "target"
             shutil.rmtree(target, ignore_errors=True)
+            os.sync()  # the dirty pages of what came before are not this run's to write back
             env = {**CLIENT_ENV}
             if name == "hubmirror":
-                times[name].append(wall(pull_cmd(target, hub.url), env))
+                seconds = wall(pull_cmd(target, hub.url), env)
             else:
                 if "high" in name:
                     env["HF_XET_HIGH_PERFORMANCE"] = "1"
-                times[name].append(wall([sys.executable, "-c", SNAPSHOT, REPO, hub.url, str(target)], env))
-        print(f"  run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+                seconds = wall([sys.executable, "-c", SNAPSHOT, REPO, hub.url, str(target)], env)
+            if run:
+                times[name].append(seconds)
+        if run:
+            print(f"  run {run}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
     how = f"each xorb response throttled to {throttle / 1e6:.0f} MB/s" if throttle else "unthrottled"
     ours = statistics.median(times["hubmirror"])
     for name in ("hf_xet", "hf_xet high-performance"):

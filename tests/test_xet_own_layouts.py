@@ -261,3 +261,22 @@ def test_a_stalled_chunker_is_aborted_within_its_allowance(monkeypatch, tmp_path
         assert time.monotonic() - started < 10
     finally:
         released.set()
+
+
+def test_no_socket_for_hf_xet_is_a_warning_at_admission_and_one_line_from_the_command(monkeypatch, plain_hub, root,
+                                                                                        tmp_path, caplog):
+    """A temporary directory whose path is too long for a Unix socket: the pull is not failed by the layout it could
+    not make (derived data); `xet-layouts` says why in one line and exits 1."""
+    import tempfile
+
+    hub, data = plain_hub
+    long_tmp = tmp_path / ("t" * 120)
+    long_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long_tmp))
+    root.mkdir()
+    (root / "config.toml").write_text("[xet]\nlayouts_over = 4_000_000\n")
+    run = Cli(root, hub.url)
+    assert run("pull", "hf:org/m").exit_code == 0
+    assert layouts(root) == {} and "no Xet layout made" in caplog.text
+    result = run("xet-layouts")
+    assert result.exit_code == 1 and "no socket for hf_xet" in result.output and len(result.output.splitlines()) == 1

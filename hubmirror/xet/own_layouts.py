@@ -5,9 +5,9 @@ way it downloads a file over 50 GB.
 hf_xet "uploads" the blobs to a CAS sink: a server on a Unix socket in a private temporary directory (no port, a
 one-time token), which drops the xorb bodies (the blob stays the one copy; serve reads every chunk from it) and keeps
 the shards, whose file and xorb sections give each file's Xet hash and terms (hubmirror.xet.shard). Chunk boundaries,
-xorb and file hashes are hf_xet's, as the Hub's would be for the same bytes. hf_xet's own state (shard cache, staging,
-logs) lives in the temporary directory and goes with it. A blob not held as a local file is streamed to hf_xet from
-the store, and its sha256 as hf_xet computed it must be its name.
+xorb and file hashes are hf_xet's, as the Hub's would be for the same bytes. hf_xet's own state for the work (shard
+cache, staging) lives in the temporary directory and goes with it. A blob not held as a local file is streamed to
+hf_xet from the store, and its sha256 as hf_xet computed it must be its name.
 
 Which files: at admission, those over `[xet] layouts_over` bytes (config.toml; default the client's 50 GB) that came
 without a layout; `hubmirror xet-layouts` makes them for stored files on demand.
@@ -68,14 +68,17 @@ def make_layouts(store, blobs: list[tuple[str, int]]) -> dict[str, tuple[str, by
     from hubmirror.xet.layout_sink import LayoutSink
 
     token = secrets.token_hex(16)
+    allowed = CHUNK_BASE_SECONDS + sum(size for _, size in blobs) / CHUNK_MIN_RATE
     with tempfile.TemporaryDirectory(prefix="hubmirror-xet-") as tmp:
-        sink = LayoutSink(Path(tmp) / "cas.sock", token)
+        try:
+            sink = LayoutSink(Path(tmp) / "cas.sock", token)
+        except OSError as exc:  # e.g. a temporary directory whose path is too long for a Unix socket
+            raise HubmirrorError(f"no socket for hf_xet in {tmp}: {exc}") from None
         thread = threading.Thread(target=sink.serve_forever, name="xet-layout-sink", daemon=True)
         thread.start()
-        allowed = CHUNK_BASE_SECONDS + sum(size for _, size in blobs) / CHUNK_MIN_RATE
         try:
             uploaded = _chunk(store, blobs, Path(tmp), token, allowed)
-        except RuntimeError as exc:  # what hf_xet raises (an abort by the watchdog too)
+        except (RuntimeError, OSError) as exc:  # hf_xet's errors (an abort by the watchdog too); a store's
             raise HubmirrorError(f"hf_xet could not chunk the files: {exc}") from None
         finally:
             sink.shutdown()

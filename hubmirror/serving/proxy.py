@@ -263,7 +263,7 @@ class Upstream:
 
     def _resolution_done(self, asked: tuple[str, str, bool]) -> None:
         with self._lock:
-            self._checked[asked[:2]] = time.monotonic()  # a failure counts too: a failing upstream is asked once per ttl
+            self._checked[asked[:2]] = time.monotonic()  # a failure counts too: a failing upstream is asked once a ttl
             self._resolving.pop(asked, None)
 
     def _resolve(self, view, repo: str, revision: str, restricted_ok: bool = True) -> None:

@@ -709,6 +709,25 @@ def test_a_bundle_carries_xet_layouts_into_the_airgapped_site_that_serves_them_t
     assert answer["snapshot"] == answer["single"] == sha256(xet_mirror) and len(answer["xet_hash"]) == 64
 
 
+def test_a_bundles_layouts_are_checked_and_recorded_in_a_store_without_local_files(xet_mirror, run, monkeypatch,
+                                                                                   tmp_path):
+    """A site whose blobs are not local files (a bucket; here the local backend with its paths hidden): each carried
+    layout's Xet hash is computed from the blob as it streams from the store, so the import records it too."""
+    from tests.fakes.mirror_server import MirrorServer
+    from tests.test_nonlocal_store import NonLocalStore, _use_store
+
+    bundle = tmp_path / "bundle"
+    assert run.json("export", str(bundle), "hf:org/m")["manifests"] == 1
+    _use_store(monkeypatch, NonLocalStore)
+    airgapped = Cli(tmp_path / "airgapped")
+    assert airgapped.json("import", str(bundle))["xet_layouts"] == 1
+    assert sha256(xet_mirror) in NonLocalStore.opened  # hashed from the store's stream
+    with MirrorServer(airgapped.root) as server:
+        answer = official_client(server.url)
+        assert server.app.state.view.xet_cas.reconstructions == 2
+    assert answer["single"] == sha256(xet_mirror)
+
+
 @pytest.mark.parametrize("lie", ["hash-of-other-bytes", "short-layout", "not-base64", "chunk-too-long"])
 def test_a_layout_a_bundle_lies_about_is_not_recorded_and_the_file_is_imported_all_the_same(xet_mirror, run,
                                                                                              tmp_path, lie):

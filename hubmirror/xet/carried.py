@@ -8,8 +8,8 @@ its Xet file hash is the one the official client's own hasher (`hf_xet.hash_file
 (the hash is the key a client's reconstruction is looked up by). Chunk boundaries and xorb names are not checked
 against the bytes (nothing but the upstream's CAS knows them); a false one costs a Xet client of that file a failed
 download, never another file's bytes (serve reads every term from the file's own blob), and costs a later pull that
-takes chunks from the store a second download (hubmirror.xet.chunks). A blob in a store without local files, or
-one that already has a layout, keeps what it has."""
+takes chunks from the store a second download (hubmirror.xet.chunks). A blob in a store without local files is
+hashed as it streams from the store; one that already has a layout keeps it."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def record_carried(mirror, carried: dict[str, tuple[int, dict]]) -> int:
     computed = true_xet_hashes(mirror.store, list(wanted)) if wanted else {}
     recorded = 0
     for sha256, (xet_hash, packed) in wanted.items():
-        if sha256 not in computed:  # not a local file: nothing to hash it from here
+        if sha256 not in computed:  # gone, or hf_xet could not hash it (said): nothing to check it against
             continue
         if computed[sha256] != xet_hash:
             log.warning("blob %s: its carried Xet hash %s is not the hash of its bytes (%s); not recorded",
@@ -67,13 +67,26 @@ def record_carried(mirror, carried: dict[str, tuple[int, dict]]) -> int:
 
 
 def true_xet_hashes(store, sha256s: list[str]) -> dict[str, str]:
-    """{sha256: the Xet file hash of its bytes} for the blobs among `sha256s` that are local files, computed by the
-    official client's own hasher (`hf_xet.hash_files`, ~1.2 GB/s; loaded only when needed)."""
+    """{sha256: the Xet file hash of its bytes} for the blobs among `sha256s` the store holds, computed by the
+    official client: local files by its hasher (`hf_xet.hash_files`, ~1.2 GB/s), others streamed from the store
+    through its chunker (hubmirror.xet.own_layouts, ~2 s per GiB, their bytes checked against their sha256 on the
+    way). A blob that cannot be hashed (gone, or hf_xet fails on it) is left out, with a warning for the latter."""
     paths = {sha256: store.local_path(sha256) for sha256 in dict.fromkeys(sha256s)}
     local = {sha256: path for sha256, path in paths.items() if path is not None and path.is_file()}
-    if not local:
-        return {}
-    from hf_xet import hash_files
+    found = {}
+    if local:
+        from hf_xet import hash_files
 
-    computed = hash_files([str(path) for path in local.values()])
-    return {sha256: info.hash for sha256, info in zip(local, computed, strict=True)}
+        computed = hash_files([str(path) for path in local.values()])
+        found = {sha256: info.hash for sha256, info in zip(local, computed, strict=True)}
+    streamed = [(sha256, info.size) for sha256, path in paths.items()
+                if path is None and (info := store.stat(sha256)) is not None]
+    if streamed:
+        from hubmirror.errors import HubmirrorError
+        from hubmirror.xet.own_layouts import make_layouts
+
+        try:
+            found.update({sha256: xet_hash for sha256, (xet_hash, _) in make_layouts(store, streamed).items()})
+        except HubmirrorError as exc:
+            log.warning("no Xet hash computed for %d blobs without a local file: %s", len(streamed), exc)
+    return found

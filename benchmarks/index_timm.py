@@ -26,7 +26,7 @@ from common import VENV_BIN, wall, wall_and_cpu
 
 from tests.fakes.hf_hub import FakeHub
 
-BATCHED = "from hubmirror.cli import main; main()"
+BATCHED = "from hubmirror.console import main; main()"
 ROW_BY_ROW = "import hubmirror.catalog.search as s; s.BULK_MIN_MODELS = 1 << 62; " + BATCHED
 
 

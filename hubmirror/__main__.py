@@ -1,3 +1,3 @@
-from hubmirror.cli import main
+from hubmirror.console import main
 
 main()

@@ -44,7 +44,9 @@ class State:
         return self._registry
 
     def mirror(self, *, create: bool = False):
-        """The mirror at --root (a context manager that closes it); with `create`, made there if there is none."""
+        """The mirror at --root (a context manager that closes it); with `create`, made there if there is none. Its
+        opening ends the command's start-up (`hubmirror.console.started`)."""
+        from hubmirror.console import started
         from hubmirror.mirror import Mirror, store_url_for
 
         # a store URL needs the store backends the plugins register; a local mirror loads no plugin
@@ -55,6 +57,7 @@ class State:
         except BaseException:
             mirror.close()
             raise
+        started()
         return mirror
 
     def read(self, query):

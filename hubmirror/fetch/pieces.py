@@ -118,25 +118,25 @@ def _fetch(source, revision, file, store, ctx, writer: BlobWriter, on_bytes, sto
             raise
     on_bytes(size - sum(end - start for start, end in pieces))
     hasher = MultiHasher(_algorithms(file), size)
-    if alone:
-        run.start([(0, size)], first, front=True)
-        cut = run.probe()
-        if cut is not None:
-            run.add(missing_pieces([(0, cut)], size, ctx.connections.piece_size))
-    else:
-        run.start(pieces, first)
+    run.start([(0, size)] if alone else pieces, first, front=alone)
+    judge_at = run.probe_deadline() if alone else None  # the front piece's rate is judged then (see `judge_front`)
     try:
         while True:
             seen = run.progress
             for chunk in writer.existing_chunks(hasher.size):  # the file in order, as its unbroken prefix grows
                 hasher.update(chunk)
+            if judge_at is not None and (time.monotonic() >= judge_at or run.finished() or run.failed()):
+                judge_at = None
+                cut = run.judge_front()
+                if cut is not None:
+                    run.add(missing_pieces([(0, cut)], size, ctx.connections.piece_size))
             if hasher.size >= size or run.failed():
                 break
             if run.finished():
                 if run.progress == seen:  # nothing was written since the read: the file is as whole as it gets
                     break
                 continue
-            run.wait(seen)
+            run.wait(seen, until=judge_at)
     finally:
         run.close()
     run.raise_failure()
@@ -178,7 +178,7 @@ class _Run:
             adopt_announced_digests(f"{self.revision.ref}: {self.file.path}", self.file.digests, download)
 
     def start(self, pieces: list[tuple[int, int]], first: Download | None, *, front: bool = False) -> None:
-        """Fetch `pieces`, the first through `first`; with `front`, the one piece is the front (see `probe`)."""
+        """Fetch `pieces`, the first through `first`; with `front`, the one piece is the front (see `judge_front`)."""
         if not pieces:
             return
         workers = self.ctx.connections.per_file if front else min(self.ctx.connections.per_file, len(pieces))
@@ -193,15 +193,16 @@ class _Run:
             future.add_done_callback(self._done)
             self._futures.append(future)
 
-    def probe(self) -> int | None:
-        """Let the front piece run alone for PROBE_SECONDS; None when it is to bring the whole file (it is done, or
-        at its rate the rest takes at most `alone_within` seconds), else the offset it now stops at (the first piece
-        boundary past what it has taken), the rest of the file to come in pieces."""
+    def probe_deadline(self) -> float:
+        """When the front piece has run alone for PROBE_SECONDS (`time.monotonic`): its rate is judged then."""
+        return self._started + PROBE_SECONDS
+
+    def judge_front(self) -> int | None:
+        """Once the front piece has run alone for PROBE_SECONDS (or ended): None when it is to bring the whole file
+        (it is done, or at its rate the rest takes at most `alone_within` seconds), else the offset it now stops at
+        (the first piece boundary past what it has taken), the rest of the file to come in pieces. The caller hashes
+        meanwhile: what the front piece brought is hashed as it comes, the probe included."""
         size, piece = self.file.size, self.ctx.connections.piece_size
-        deadline = self._started + PROBE_SECONDS
-        with self._cond:
-            self._cond.wait_for(lambda: self.finished() or self.failed() or time.monotonic() >= deadline,
-                                timeout=PROBE_SECONDS)
         if self.finished() or self.failed():
             return None
         with self._front_lock:
@@ -231,9 +232,11 @@ class _Run:
             self.progress += 1
             self._cond.notify_all()
 
-    def wait(self, seen: int) -> None:
+    def wait(self, seen: int, until: float | None = None) -> None:
+        """Until a piece writes or ends after `seen` was read, at most a second or until `until` (monotonic)."""
+        timeout = 1.0 if until is None else min(1.0, max(0.0, until - time.monotonic()))
         with self._cond:
-            self._cond.wait_for(lambda: self.progress != seen, timeout=1.0)
+            self._cond.wait_for(lambda: self.progress != seen, timeout=timeout)
 
     def finished(self) -> bool:
         return all(f.done() for f in self._futures)
@@ -265,7 +268,7 @@ class _Run:
 
     def _piece(self, start: int, end: int, download: Download | None, front: bool = False) -> None:
         """Fetch bytes [start, end) into the writer, asking again from where a broken transfer stopped; the front
-        piece stops where `probe` says."""
+        piece stops where `judge_front` says."""
         what = f"{self.revision.ref}: {self.file.path}: bytes {start}-{end - 1}"
         position = start
         try:

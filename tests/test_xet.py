@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hubmirror.errors import IntegrityError
-from hubmirror.xet.format import BG4_LZ4, LZ4, NONE, parse_chunks, ungroup4
+from hubmirror.xet.format import BG4_LZ4, LZ4, NONE, iter_chunks, parse_chunks, ungroup4
 from tests.conftest import Cli, noise
 from tests.fakes.hf_hub import FakeHub
 from tests.test_interrupted_pull import partial_bytes
@@ -269,6 +269,14 @@ def test_chunks_decode_as_the_spec_says_and_malformed_ones_are_refused():
             parse_chunks(bad, 1, "t")
     with pytest.raises(IntegrityError):
         parse_chunks(xorb, 2, "t")  # bytes left over
+    for size in (1, 3, 8, 1000, 4011, len(xorb) - 1):  # pieces of every size: headers and chunks cut anywhere
+        pieces = [bytearray(xorb[i:i + size]) for i in range(0, len(xorb), size)] + [bytearray()]
+        assert [bytes(data) for data in iter_chunks(iter(pieces), 3, "t")] == [raw] * 3
+        with pytest.raises(IntegrityError):  # ends inside the last chunk, wherever the cut
+            list(iter_chunks(iter([xorb[:len(xorb) - size]]), 3, "t"))
+    whole = bytearray(xorb)
+    first = next(iter_chunks(iter([whole]), 3, "t"))  # a chunk stored raw in one piece is a view of it, no copy
+    assert bytes(first) == raw and memoryview(first).obj is whole
 
 
 @pytest.fixture

@@ -24,45 +24,67 @@ def is_xet_hash(value: object) -> bool:
 
 def parse_chunks(raw: bytes, count: int, what: str) -> list[bytes]:
     """The data of exactly `count` chunks from `raw`, which must hold them and nothing more; decoded and checked."""
-    return list(iter_chunks(iter([raw]), count, what))
+    return [bytes(data) for data in iter_chunks(iter([raw]), count, what)]
 
 
 def iter_chunks(pieces: Iterator[bytes], count: int, what: str) -> Iterator[bytes]:
     """The data of exactly `count` chunks from the bytes `pieces` yield (a download as it arrives), each decoded and
-    checked as soon as its bytes are in; bytes left after the last one are an error."""
-    buffer, at = bytearray(), 0
-
-    def fill(need: int) -> bool:
-        nonlocal buffer, at
-        while len(buffer) - at < need:
-            piece = next(pieces, None)
-            if piece is None:
-                return False
-            if at > (1 << 20):  # what was parsed leaves the buffer's front now and then, not at every chunk
-                del buffer[:at]
-                at = 0
-            buffer += piece
-        return True
-
+    checked as soon as its bytes are in; bytes left after the last one are an error. A stored chunk that arrived in
+    one piece is a view of that piece, not a copy (the pieces must not change once yielded, as a download's never
+    do): 1 GiB through Xet took ~0.3 s of CPU less than when each chunk was copied out of a parsing buffer."""
+    stream = _Pieces(pieces)
     for n in range(count):
-        if not fill(HEADER_SIZE):
+        head = stream.read(HEADER_SIZE)
+        if head is None:
             raise IntegrityError(f"{what}: the xorb data ends inside chunk {n}")
-        head = buffer[at:at + HEADER_SIZE]
         version, stored, kind, size = (head[0], int.from_bytes(head[1:4], "little"), head[4],
                                        int.from_bytes(head[5:8], "little"))
         if version != 0 or kind not in (NONE, LZ4, BG4_LZ4) or not 0 < size <= MAX_CHUNK_SIZE:
             raise IntegrityError(f"{what}: chunk {n} has a malformed header")
-        if stored > MAX_STORED or not fill(HEADER_SIZE + stored):
+        body = stream.read(stored) if stored <= MAX_STORED else None
+        if body is None:
             raise IntegrityError(f"{what}: chunk {n} runs past the xorb data")
-        data = decode(bytes(buffer[at + HEADER_SIZE:at + HEADER_SIZE + stored]), kind, size, what)
-        at += HEADER_SIZE + stored
-        yield data
-    if fill(1):
+        yield decode(body, kind, size, what)
+    if not stream.at_end():
         raise IntegrityError(f"{what}: bytes follow the {count} chunks asked for")
 
 
+class _Pieces:
+    """Bytes that arrive in pieces, read a given number at a time."""
+
+    def __init__(self, pieces: Iterator[bytes]):
+        self._pieces = pieces
+        self._view = memoryview(b"")  # what is left of the current piece
+
+    def read(self, n: int) -> memoryview | None:
+        """The next `n` bytes: a view of the piece they arrived in when it holds them all, else a copy joined from
+        the pieces they span; None when the pieces end first."""
+        if len(self._view) >= n:
+            out, self._view = self._view[:n], self._view[n:]
+            return out
+        joined, self._view = bytearray(self._view), memoryview(b"")
+        while len(joined) < n:
+            piece = next(self._pieces, None)
+            if piece is None:
+                return None
+            view, take = memoryview(piece), n - len(joined)
+            joined += view[:take]
+            self._view = view[take:]
+        return memoryview(joined)
+
+    def at_end(self) -> bool:
+        """Whether no byte is left (an empty piece is none)."""
+        while not self._view:
+            piece = next(self._pieces, None)
+            if piece is None:
+                return True
+            self._view = memoryview(piece)
+        return False
+
+
 def decode(stored: bytes, kind: int, size: int, what: str) -> bytes:
-    """A chunk's data from its stored form; exactly `size` bytes or an IntegrityError."""
+    """A chunk's data from its stored form (bytes or a view, returned as it is when stored raw); exactly `size`
+    bytes or an IntegrityError."""
     if kind == NONE:
         data = stored
     else:
@@ -70,7 +92,7 @@ def decode(stored: bytes, kind: int, size: int, what: str) -> bytes:
 
         decompressor = lz4.frame.LZ4FrameDecompressor()
         try:
-            data = decompressor.decompress(stored, max_length=size + 1)
+            data = decompressor.decompress(bytes(stored), max_length=size + 1)
         except RuntimeError as exc:
             raise IntegrityError(f"{what}: a chunk does not decompress ({exc})") from None
         if not decompressor.eof and len(data) <= size:

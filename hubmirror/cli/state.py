@@ -45,9 +45,9 @@ class State:
 
     def mirror(self, *, create: bool = False):
         """The mirror at --root (a context manager that closes it); with `create`, made there if there is none. Its
-        opening ends the command's start-up (`hubmirror.console.started`)."""
-        from hubmirror.console import started
+        opening ends the command's start-up (`hubmirror.startup.started`)."""
         from hubmirror.mirror import Mirror, store_url_for
+        from hubmirror.startup import started
 
         # a store URL needs the store backends the plugins register; a local mirror loads no plugin
         registry = self.registry() if store_url_for(self.root, self.store_url) else None

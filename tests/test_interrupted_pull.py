@@ -15,10 +15,19 @@ LFS_ATTRS = b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
 
 
 def partial_bytes(root) -> int:
+    """The bytes of the partial blobs in the mirror's tmp/ now (read while a pull runs: a small file's partial may
+    become a blob between the listing and its size)."""
     tmp = root / "tmp"
     if not tmp.exists():
         return 0
-    return sum(p.stat().st_size for p in tmp.iterdir() if p.name.startswith("partial-") and not p.name.endswith(".lock"))
+    total = 0
+    for p in tmp.iterdir():
+        if p.name.startswith("partial-") and not p.name.endswith(".lock"):
+            try:
+                total += p.stat().st_size
+            except FileNotFoundError:
+                pass
+    return total
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])

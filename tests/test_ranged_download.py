@@ -255,6 +255,20 @@ def test_a_first_connection_fast_enough_carries_the_whole_file_alone(hub, root, 
     assert (root / "blobs" / "sha256" / sha256(big)).read_bytes() == big
 
 
+def test_a_first_connection_slow_to_start_then_fast_is_judged_on_its_bytes_and_carries_the_file_alone(
+        hub, root, registry, monkeypatch):
+    """The wait for a first byte (a Xet read asks for a reconstruction, then for a xorb) says nothing of how fast the
+    bytes then come: the front's rate is measured from its first chunk."""
+    data = b"\x00" + os.urandom(48 * MIB - 1)
+    hub.create_repo("org/big", {".gitattributes": LFS_ATTRS, "model.safetensors": data})
+    hub.faults.first_byte_delay["model.safetensors"] = 0.3  # six probes' worth of silence, then loopback speed
+    monkeypatch.setattr(pieces, "FIRST_CHUNK_SECONDS", 10.0)
+    fast = Connections(per_file=4, per_host=16, threshold=1 * MIB, piece_size=1 * MIB, alone_within=30)
+    pull_repo(hub, root, registry, "org/big", connections=fast)
+    assert cdn_ranges(hub, data) == [(0, len(data))]  # judged from the request, it was cut at 1 MiB
+    assert (root / "blobs" / "sha256" / sha256(data)).read_bytes() == data
+
+
 def test_a_first_connection_too_slow_stops_at_a_piece_boundary_and_the_rest_comes_in_pieces(hub, root, registry,
                                                                                               big):
     hub.create_repo("org/big", {".gitattributes": LFS_ATTRS, "model.safetensors": big})

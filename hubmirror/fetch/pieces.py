@@ -6,9 +6,10 @@ back from the writer, while the pieces arrive on their own threads), then verifi
 source that serves bounded ranges, `Source.open_range`); anything else comes in one stream (`stream.py`). The first
 piece is asked for before the others: an upstream that answers it with the whole file (no Range support) makes
 `fetch_pieces` return None, and the caller streams the file instead. For a file nothing of which is held yet, that first
-request asks for all of it (`Range: bytes=0-{size-1}`), and the connection carries it alone for PROBE_SECONDS: when its
-rate then says it would bring the rest within `Connections.alone_within` seconds, it does (more connections would not
-beat one that fast); otherwise it stops at the next piece boundary and the rest comes in pieces. Measured on the 91 MB
+request asks for all of it (`Range: bytes=0-{size-1}`), and the connection carries it alone for PROBE_SECONDS from its
+first chunk: when its rate since then says it would bring the rest within `Connections.alone_within` seconds, it does
+(more connections would not beat one that fast); otherwise it stops at the next piece boundary and the rest comes in
+pieces. Measured on the 91 MB
 MiniLM weights from loopback: stored in 0.17-0.20 s alone vs 0.21-0.26 s in pieces, and 0.14-0.22 s (median ~0.16) once
 its bytes were hashed by the calling thread, read back, rather than by the piece's own thread between its reads (one
 core receives while the other hashes). Pieces are resumed across processes: the writer remembers which byte ranges it
@@ -37,7 +38,8 @@ from hubmirror.sources import Source, SourceContext
 from hubmirror.store import BlobStore, BlobWriter
 from hubmirror.upstream import RemoteFile, ResolvedRevision
 
-PROBE_SECONDS = 0.05  # how long a new file's first connection runs alone before its rate is judged
+PROBE_SECONDS = 0.05  # how long a new file's first connection runs alone, from its first chunk, before it is judged
+FIRST_CHUNK_SECONDS = 1.0  # judged without a rate when no chunk came by then
 
 
 def wanted(source: Source, file: RemoteFile, ctx: SourceContext) -> bool:
@@ -119,14 +121,14 @@ def _fetch(source, revision, file, store, ctx, writer: BlobWriter, on_bytes, sto
     on_bytes(size - sum(end - start for start, end in pieces))
     hasher = MultiHasher(_algorithms(file), size)
     run.start([(0, size)] if alone else pieces, first, front=alone)
-    judge_at = run.probe_deadline() if alone else None  # the front piece's rate is judged then (see `judge_front`)
+    judging = alone  # until the front piece is judged (see `judge_front`)
     try:
         while True:
             seen = run.progress
             for chunk in writer.existing_chunks(hasher.size):  # the file in order, as its unbroken prefix grows
                 hasher.update(chunk)
-            if judge_at is not None and (time.monotonic() >= judge_at or run.finished() or run.failed()):
-                judge_at = None
+            if judging and (time.monotonic() >= run.probe_deadline() or run.finished() or run.failed()):
+                judging = False
                 cut = run.judge_front()
                 if cut is not None:
                     run.add(missing_pieces([(0, cut)], size, ctx.connections.piece_size))
@@ -136,7 +138,7 @@ def _fetch(source, revision, file, store, ctx, writer: BlobWriter, on_bytes, sto
                 if run.progress == seen:  # nothing was written since the read: the file is as whole as it gets
                     break
                 continue
-            run.wait(seen, until=judge_at)
+            run.wait(seen, until=run.probe_deadline() if judging else None)
     finally:
         run.close()
     run.raise_failure()
@@ -171,6 +173,7 @@ class _Run:
         self._front_at = 0  # the bytes the front piece has taken
         self._front_lock = threading.Lock()
         self._started = 0.0
+        self._first: tuple[float, int] | None = None  # when the front's first chunk came, and its bytes then taken
 
     def adopt_digests(self, download: Download) -> None:
         """Take the digests a response announces (as a stream does); two different values for one is refused."""
@@ -194,22 +197,30 @@ class _Run:
             self._futures.append(future)
 
     def probe_deadline(self) -> float:
-        """When the front piece has run alone for PROBE_SECONDS (`time.monotonic`): its rate is judged then."""
-        return self._started + PROBE_SECONDS
+        """When the front piece is to be judged (`time.monotonic`): PROBE_SECONDS after its first chunk came, or
+        FIRST_CHUNK_SECONDS after it was asked for while none has. Its rate is measured from that first chunk, not
+        from the request: the wait for a first byte (a Xet read asks for a reconstruction, then for a xorb: 50 ms
+        went by before the MiniLM weights' first chunk from loopback) says nothing of how fast the bytes then come."""
+        with self._front_lock:
+            first = self._first
+        return self._started + FIRST_CHUNK_SECONDS if first is None else first[0] + PROBE_SECONDS
 
     def judge_front(self) -> int | None:
-        """Once the front piece has run alone for PROBE_SECONDS (or ended): None when it is to bring the whole file
-        (it is done, or at its rate the rest takes at most `alone_within` seconds), else the offset it now stops at
-        (the first piece boundary past what it has taken), the rest of the file to come in pieces. The caller hashes
-        meanwhile: what the front piece brought is hashed as it comes, the probe included."""
+        """Once `probe_deadline` has come (or the front ended): None when it is to bring the whole file (it is done,
+        or at its rate since its first chunk the rest takes at most `alone_within` seconds), else the offset it now
+        stops at (the first piece boundary past what it has taken), the rest of the file to come in pieces. The
+        caller hashes meanwhile: what the front piece brought is hashed as it comes, the probe included."""
         size, piece = self.file.size, self.ctx.connections.piece_size
         if self.finished() or self.failed():
             return None
         with self._front_lock:
-            taken, elapsed = self._front_at, time.monotonic() - self._started
-            if taken and (size - taken) * elapsed <= self.ctx.connections.alone_within * taken:
-                return None
-            cut = max(piece, -(-taken // piece) * piece)
+            taken = self._front_at
+            if self._first is not None:
+                first_at, first_taken = self._first
+                since, elapsed = taken - first_taken, time.monotonic() - first_at
+                if since > 0 and (size - taken) * elapsed <= self.ctx.connections.alone_within * since:
+                    return None
+            cut = (taken // piece + 1) * piece  # strictly past: a front at a boundary would wait on a chunk for nothing
             if cut >= size:
                 return None
             self._front_end = cut
@@ -220,6 +231,8 @@ class _Run:
         with self._front_lock:
             keep = max(0, min(len(chunk), self._front_end - position))
             self._front_at = position + keep
+            if self._first is None and keep:
+                self._first = (time.monotonic(), self._front_at)
         return chunk if keep == len(chunk) else chunk[:keep]
 
     def _done(self, future) -> None:

@@ -76,6 +76,7 @@ class Faults:
 
     corrupt: set[str] = field(default_factory=set)  # flip the first byte of these files on the wire
     throttle: dict[str, float] = field(default_factory=dict)  # bytes/second for these files
+    first_byte_delay: dict[str, float] = field(default_factory=dict)  # seconds between headers and body, per answer
     ignore_range: bool = False  # answer Range requests with the whole file (200)
     tree_override: object = NOT_SET  # a JSON value sent instead of every tree page (hostile metadata)
     info_override: object = NOT_SET  # a JSON value sent instead of the model info
@@ -568,6 +569,15 @@ def serve_file(handler: Handler, entry: RepoFile, headers: dict[str, str]) -> No
         def transform(offset: int, chunk: bytes) -> bytes:
             return bytes([chunk[0] ^ 0xFF]) + chunk[1:] if offset == 0 and chunk else chunk
     get = handler.command == "GET"
+    delay = faults.first_byte_delay.get(entry.path) if get else None
+    if delay:  # the headers at once, the body's first byte `delay` seconds later, then the rest at full speed
+        inner, started = transform, []
+
+        def transform(offset: int, chunk: bytes) -> bytes:
+            if not started:
+                started.append(offset)
+                time.sleep(delay)
+            return inner(offset, chunk) if inner else chunk
     # Count the body as in flight until its last bytes are read for sending (a throttled sender still sleeps after
     # them while the client, done, may already open its next connection).
     rng = parse_range(handler.headers.get("Range"), entry.size) if not faults.ignore_range else None

@@ -15,3 +15,12 @@ def test_every_package_is_installed_and_the_imitations_are_not():
     assert not [p for p in declared if p.startswith("tests") or p == "plugins"]
     assert "entry-points" not in config and "hubmirror" not in tomllib.loads(
         (ROOT / "pyproject.toml").read_text())["project"].get("entry-points", {})
+
+
+def test_the_console_script_names_a_function_that_runs_the_command_line():
+    import importlib
+
+    target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["hubmirror"]
+    module, _, name = target.partition(":")
+    main = getattr(importlib.import_module(module), name)
+    assert callable(main) and main.__module__ == "hubmirror.console"

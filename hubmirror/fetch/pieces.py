@@ -9,15 +9,14 @@ piece is asked for before the others: an upstream that answers it with the whole
 request asks for all of it (`Range: bytes=0-{size-1}`), and the connection carries it alone for PROBE_SECONDS from its
 first chunk: when its rate since then says it would bring the rest within `Connections.alone_within` seconds, it does
 (more connections would not beat one that fast); otherwise it stops at the next piece boundary and the rest comes in
-pieces. Measured on the 91 MB
-MiniLM weights from loopback: stored in 0.17-0.20 s alone vs 0.21-0.26 s in pieces, and 0.14-0.22 s (median ~0.16) once
-its bytes were hashed by the calling thread, read back, rather than by the piece's own thread between its reads (one
-core receives while the other hashes). Pieces are resumed across processes: the writer remembers which byte ranges it
-holds (see the store contract), so an interrupted pull asks only for the missing ones next time. Each piece has its own
-retry budget (`hubmirror.fetch.retries.retrying`): its request is retried like any ranged GET (429, 5xx, transport
-failures), and a piece that breaks off mid-body is asked for again from where it broke. A piece that fails for good
-stops the others and fails the file with one line, keeping what arrived for the next pull. Wrong bytes are
-IntegrityError, nothing stored.
+pieces. Measured on the 91 MB MiniLM weights from loopback: stored in 0.17-0.20 s alone vs 0.21-0.26 s in pieces, and
+0.14-0.22 s (median ~0.16) once its bytes were hashed by the calling thread, read back, rather than by the piece's own
+thread between its reads (one core receives while the other hashes). Pieces are resumed across processes: the writer
+remembers which byte ranges it holds (see the store contract), so an interrupted pull asks only for the missing ones
+next time. Each piece has its own retry budget (`hubmirror.fetch.retries.retrying`): its request is retried like any
+ranged GET (429, 5xx, transport failures), and a piece that breaks off mid-body is asked for again from where it broke.
+A piece that fails for good stops the others and fails the file with one line, keeping what arrived for the next pull.
+Wrong bytes are IntegrityError, nothing stored.
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ from __future__ import annotations
 import base64
 import logging
 
+from hubmirror.errors import HubmirrorError
 from hubmirror.xet.format import is_xet_hash
 from hubmirror.xet.layout import pack_layout, unpack_layout
+from hubmirror.xet.own_layouts import make_layouts
 
 log = logging.getLogger("hubmirror.xet")
 MAX_LAYOUT_BYTES = 64 << 20  # base64 text of one file's layout (a 1 TB file of 64 KiB chunks packs to ~64 MB)
@@ -82,9 +84,6 @@ def true_xet_hashes(store, sha256s: list[str]) -> dict[str, str]:
     streamed = [(sha256, info.size) for sha256, path in paths.items()
                 if path is None and (info := store.stat(sha256)) is not None]
     if streamed:
-        from hubmirror.errors import HubmirrorError
-        from hubmirror.xet.own_layouts import make_layouts
-
         try:
             found.update({sha256: xet_hash for sha256, (xet_hash, _) in make_layouts(store, streamed).items()})
         except HubmirrorError as exc:
